@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both build .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: install demo test lint typecheck proto proto-check up clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/hcsync demo
+
+up: install
+	$(VENV)/bin/hcsync up
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+proto: install
+	$(PY) -m proto.generate
+
+proto-check: install
+	$(PY) -m proto.generate --check
+
+test: install lint typecheck proto-check
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) .hcsync .mypy_cache .ruff_cache .pytest_cache

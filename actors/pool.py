@@ -1,0 +1,63 @@
+"""The Ray transform pool: stateless actors that canonicalise batches, called round-robin with a bound.
+
+The actors hold no state and have no side effects, so Ray may restart a dead actor and retry its batch
+(max_restarts, max_task_retries) without any risk of a duplicate effect downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import ray
+
+from actors.transform import TransformBatch, TransformResult, transform_batch
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1)
+class TransformActor:
+    """A Ray actor that runs the pure transform step."""
+
+    def ping(self) -> str:
+        """Answer once the actor process is up (used for readiness)."""
+        return ray.get_runtime_context().get_node_id()
+
+    def transform(self, batch: TransformBatch) -> TransformResult:
+        """Canonicalise one batch."""
+        return transform_batch(batch)
+
+
+class TransformPool:
+    """A fixed set of transform actors with a bound on the batches in flight."""
+
+    def __init__(self, replicas: int, *, max_in_flight: int | None = None, num_cpus: float = 0.5) -> None:
+        self._num_cpus = num_cpus
+        self._actors: list[Any] = [self._spawn() for _ in range(replicas)]
+        self._cycle = itertools.cycle(range(replicas))
+        self._slots = asyncio.Semaphore(max_in_flight or 2 * replicas)
+
+    def _spawn(self) -> Any:
+        return TransformActor.options(num_cpus=self._num_cpus).remote()  # type: ignore[attr-defined]
+
+    @property
+    def replicas(self) -> int:
+        return len(self._actors)
+
+    def wait_ready(self, timeout_s: float) -> list[str]:
+        """Block until every actor answers; return the node id each one runs on."""
+        nodes: list[str] = ray.get([actor.ping.remote() for actor in self._actors], timeout=timeout_s)
+        return nodes
+
+    async def transform(self, batch: TransformBatch) -> TransformResult:
+        """Send a batch to the next actor and await its result, never exceeding the in-flight bound."""
+        async with self._slots:
+            actor = self._actors[next(self._cycle) % len(self._actors)]
+            result: TransformResult = await actor.transform.remote(batch)
+            return result
+
+    def shutdown(self) -> None:
+        """Kill the actors."""
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors.clear()

@@ -1,0 +1,95 @@
+"""The transform step, free of Ray: raw source messages in, canonical events or quarantine records out.
+
+A bad message never raises out of here: it becomes an ExceptionRecord carrying its original bytes, and
+the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from dataclasses import dataclass
+
+from canonical import ids
+from canonical.errors import DecodeError, Fault, MessageError
+from canonical.hl7v2.mapping import canonicalize
+from canonical.hl7v2.parser import Hl7Message, parse_message
+from canonical.quarantine import ExceptionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TransformBatch:
+    """One actor call's input: raw HL7 messages in broker order."""
+
+    messages: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message: its events (key, JSON), or a quarantine record, or neither."""
+
+    events: tuple[tuple[str, bytes], ...] = ()
+    exception: bytes | None = None
+
+    @property
+    def ignored(self) -> bool:
+        """True when the message was valid but has no financial effect (no events, no fault)."""
+        return not self.events and self.exception is None
+
+
+@dataclass(frozen=True, slots=True)
+class TransformResult:
+    """One outcome per input message, in the same order."""
+
+    outcomes: tuple[Outcome, ...]
+
+
+def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: str | None) -> bytes:
+    sender = f"{msg.sending_application}^{msg.sending_facility}" if msg is not None else ""
+    key = ids.message_key(sender, msg.control_id) if msg is not None else ""
+    record = ExceptionRecord.from_fault(
+        fault,
+        record_id=ids.derived_id(base64.b64encode(raw).decode("ascii"), f"quarantine|ingest|{fault.rule}"),
+        stage="ingest",
+        message_key=key,
+        encounter_id=encounter_id,
+        original_b64=base64.b64encode(raw).decode("ascii"),
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    return record.model_dump_json().encode("utf-8")
+
+
+def _encounter_hint(msg: Hl7Message | None) -> str | None:
+    if msg is None:
+        return None
+    pv1 = msg.segment("PV1")
+    visit = pv1.get(19) if pv1 is not None else ""
+    if not visit or pv1 is None:
+        return None
+    return f"{pv1.get(19, 4) or msg.sending_facility}:{visit}"
+
+
+def transform_one(raw: bytes) -> Outcome:
+    """Canonicalise one message; every failure becomes a quarantine record, never an exception."""
+    msg: Hl7Message | None = None
+    try:
+        msg = parse_message(raw)
+        events = canonicalize(msg)
+    except MessageError as exc:
+        return Outcome(exception=_quarantine(raw, exc.fault, msg, _encounter_hint(msg)))
+    except Exception as exc:  # noqa: BLE001 - a mapper bug must quarantine one message, not kill the worker
+        fault = Fault(
+            rule="INTERNAL",
+            reason=f"{type(exc).__name__}: {exc}",
+            message_id=msg.control_id if msg is not None else "",
+        )
+        return Outcome(exception=_quarantine(raw, fault, msg, _encounter_hint(msg)))
+    return Outcome(events=tuple((e.encounter_id, e.model_dump_json().encode("utf-8")) for e in events))
+
+
+def transform_batch(batch: TransformBatch) -> TransformResult:
+    """Canonicalise a batch, one outcome per message in order."""
+    return TransformResult(outcomes=tuple(transform_one(raw) for raw in batch.messages))
+
+
+__all__ = ["DecodeError", "Outcome", "TransformBatch", "TransformResult", "transform_batch", "transform_one"]

@@ -1,0 +1,24 @@
+"""A synchronous readiness probe for the adapter services: a totals call that must succeed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import grpc
+
+from cluster.settings import Settings
+from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
+
+
+def probe(service: Literal["billing", "erp"] | str, settings: Settings, timeout_s: float = 1.0) -> bool:
+    """Return True when the service answers a totals call within ``timeout_s``."""
+    address = settings.billing_address if service == "billing" else settings.erp_address
+    with grpc.insecure_channel(address) as channel:
+        try:
+            if service == "billing":
+                billing_pb2_grpc.BillingAdapterStub(channel).GetTotals(billing_pb2.GetTotalsRequest(), timeout=timeout_s)
+            else:
+                erp_pb2_grpc.ErpAdapterStub(channel).GetLedgerTotals(erp_pb2.GetLedgerTotalsRequest(), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+    return True

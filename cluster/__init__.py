@@ -1,0 +1,1 @@
+"""Running hcsync: settings, the embedded stack, the command line and deployment files."""

@@ -1,0 +1,176 @@
+"""The `hcsync` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from canonical.errors import HcsyncError, MessageError
+from canonical.hl7v2.mapping import canonicalize
+from canonical.hl7v2.parser import split_messages
+from cluster.settings import Settings, get_settings
+
+app = typer.Typer(help="hcsync: keep the EHR, billing and the ERP in sync.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_dir(settings: Settings) -> Path:
+    from cluster.runs import new_run_dir
+
+    env_dir = _env_run_dir()
+    return env_dir if env_dir is not None else new_run_dir(settings, "up")
+
+
+def _env_run_dir() -> Path | None:
+    # The stack hands its run directory to children; it is not a user setting.
+    from os import environ
+
+    value = environ.get("HCSYNC_RUN_DIR")
+    return Path(value) if value else None
+
+
+@app.command()
+def up() -> None:
+    """Run the embedded stack in the foreground until Ctrl-C."""
+    from cluster.stack import Stack
+
+    settings = get_settings()
+    _logging(settings)
+    run_dir = _run_dir(settings)
+    stack = Stack(settings, run_dir)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with console.status("starting the stack..."):
+        stack.start()
+    console.print(f"hcsync is up: broker {settings.bootstrap}, redis {settings.redis}, "
+                  f"billing {settings.billing_address}, erp {settings.erp_address}; logs in {run_dir}")
+    console.print("press Ctrl-C to stop")
+    try:
+        while not stopping:
+            dead = stack.check()
+            if dead:
+                err_console.print(f"[red]component(s) exited: {', '.join(dead)}; stopping[/]")
+                break
+            time.sleep(0.5)
+    finally:
+        with console.status("stopping..."):
+            stack.stop()
+    console.print("stopped")
+
+
+@app.command()
+def worker() -> None:
+    """Run the Faust worker (started by `hcsync up`)."""
+    from streams.worker import run_worker
+
+    settings = get_settings()
+    run_dir = _run_dir(settings)
+    raise typer.Exit(run_worker(settings, run_dir))
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="billing or erp")]) -> None:
+    """Run one gRPC adapter service (started by `hcsync up`)."""
+    from adapters.server import serve as serve_service
+
+    settings = get_settings()
+    _logging(settings)
+    if service not in ("billing", "erp"):
+        raise typer.BadParameter("service must be billing or erp")
+    run_dir = _run_dir(settings)
+    configured = settings.billing_database_url if service == "billing" else settings.erp_database_url
+    url = configured or f"sqlite:///{run_dir / (service + '.db')}"
+    asyncio.run(serve_service(service, settings, url))  # type: ignore[arg-type]
+
+
+@app.command()
+def send(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Push HL7 files (one or many messages each) to raw.hl7v2."""
+    from cluster.send import messages_of, send_messages
+
+    settings = get_settings()
+    messages = messages_of(files)
+    count = asyncio.run(send_messages(settings, messages))
+    console.print(f"sent {count} message(s) to {settings.topic('raw.hl7v2')} on {settings.bootstrap}")
+
+
+@app.command()
+def parse(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Print the canonical events of HL7 files as JSON lines; errors go to stderr (exit 1)."""
+    failures = 0
+    for path in files:
+        for index, raw in enumerate(split_messages(path.read_bytes()), 1):
+            try:
+                events = canonicalize(raw)
+            except MessageError as exc:
+                failures += 1
+                err_console.print(f"{path}#{index}: {exc}", markup=False, highlight=False)
+                continue
+            for event in events:
+                sys.stdout.write(event.model_dump_json() + "\n")
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def report(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False) -> None:
+    """Print the state of a running stack."""
+    from cluster.render import print_report
+    from cluster.report import collect
+
+    settings = get_settings()
+    try:
+        result = asyncio.run(collect(settings))
+    except HcsyncError as exc:
+        err_console.print(f"[red]cannot read the stack[/]: {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    else:
+        print_report(result, console)
+
+
+@app.command()
+def demo(
+    encounters: Annotated[int, typer.Option(min=1, help="Encounters in the synthetic day.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 7,
+    timeout_s: Annotated[float, typer.Option(help="How long to wait for the pipeline to drain.")] = 600.0,
+) -> None:
+    """Start the embedded stack, replay a synthetic hospital day, reconcile and stop."""
+    from cluster.demo import run_demo
+
+    settings = get_settings()
+    ok = run_demo(settings, encounters, seed, timeout_s, console)
+    raise typer.Exit(0 if ok else 1)
+
+
+def main() -> None:
+    """Entry point of the `hcsync` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

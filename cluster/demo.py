@@ -1,0 +1,166 @@
+"""`hcsync demo`: start the embedded stack, replay a synthetic hospital day, reconcile, stop.
+
+The demo passes only if the source charge total (what the generated DFT messages carry) equals the
+billing total and the ERP revenue total, and every charge line reached both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cluster.kafka import producer
+from cluster.render import money, print_report
+from cluster.report import StackReport, collect
+from cluster.runs import new_run_dir
+from cluster.send import keyed
+from cluster.settings import Settings
+from cluster.stack import Stack
+from cluster.synth import SyntheticDay, generate_day
+from streams.stats import Stats
+from streams.topics import TopicNames
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """Source, billing and ERP control totals side by side."""
+
+    source_lines: int
+    billing_lines: int
+    erp_revenue_lines: int
+    source_cents: int
+    billing_cents: int
+    erp_revenue_cents: int
+    erp_receivables_cents: int
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            self.source_lines == self.billing_lines == self.erp_revenue_lines
+            and self.source_cents == self.billing_cents == self.erp_revenue_cents == self.erp_receivables_cents
+        )
+
+
+def reconcile(day: SyntheticDay, report: StackReport) -> Reconciliation:
+    """Compare the generated day with what billing and the ERP hold."""
+    revenue_lines = sum(
+        int(row.get("lineCount", 0))
+        for row in report.ledger.get("byAccount", [])
+        if row.get("account") == report.revenue_account
+    )
+    return Reconciliation(
+        source_lines=day.expected.charge_lines,
+        billing_lines=int(report.billing.get("chargeCount", 0)),
+        erp_revenue_lines=revenue_lines,
+        source_cents=day.expected.net_charge_cents,
+        billing_cents=int(report.billing.get("amountCents", 0)),
+        erp_revenue_cents=report.revenue_net_cents,
+        erp_receivables_cents=report.receivables_net_cents,
+    )
+
+
+async def _send_and_watch(settings: Settings, day: SyntheticDay, console: Console, timeout_s: float) -> None:
+    names = TopicNames(settings.topic_prefix)
+    client = aioredis.Redis.from_url(settings.redis)
+    stats = Stats(client, settings.topic_prefix)
+    total = len(day.messages)
+    prod = producer(settings)
+    await prod.start()
+    try:
+        with Progress(
+            TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            sent_task = progress.add_task("messages sent", total=total)
+            done_task = progress.add_task("messages processed", total=total)
+            posted_task = progress.add_task("charge lines posted", total=day.expected.charge_lines)
+            pending = []
+            for i, raw in enumerate(day.messages, 1):
+                pending.append(await prod.send(names.raw_hl7v2, value=raw, key=keyed(raw)))
+                if i % 500 == 0 or i == total:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    progress.update(sent_task, completed=i)
+                    counters = await stats.read()
+                    progress.update(done_task, completed=counters["raw_in"])
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                counters = await stats.read()
+                progress.update(done_task, completed=min(counters["raw_in"], total))
+                posted = counters["charges_posted"] + counters["charges_duplicate"]
+                progress.update(posted_task, completed=min(posted, day.expected.charge_lines))
+                lines = counters["journal_lines_accepted"] + counters["journal_lines_duplicate"]
+                if (
+                    counters["raw_in"] >= total
+                    and posted >= day.expected.charge_lines
+                    and lines >= 2 * day.expected.charge_lines
+                ):
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        await prod.stop()
+        await client.aclose()
+
+
+def summary_table(day: SyntheticDay, report: StackReport, rec: Reconciliation, elapsed_s: float) -> Table:
+    """Return the demo's summary table."""
+    table = Table(title=f"hcsync demo: {day.expected.encounters} encounters, {elapsed_s:.1f}s")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("messages in", f"{report.messages_received:,}")
+    table.add_row("canonical events", f"{report.topics.get('events.canonical', 0):,}")
+    table.add_row("quarantined", f"{report.topics.get('exceptions', 0):,}")
+    table.add_row("billing accounts", f"{int(report.billing.get('accountCount', 0)):,}")
+    table.add_row("charges posted", f"{rec.billing_lines:,}")
+    table.add_row("journal lines", f"{int(report.ledger.get('lineCount', 0)):,}")
+    return table
+
+
+def reconciliation_table(rec: Reconciliation) -> Table:
+    """Return the reconciliation: source = billing = ERP."""
+    table = Table(title="Reconciliation")
+    for col in ("control", "source", "billing", "ERP", "status"):
+        table.add_column(col, justify="left" if col in ("control", "status") else "right")
+    lines_ok = rec.source_lines == rec.billing_lines == rec.erp_revenue_lines
+    table.add_row("charge lines", f"{rec.source_lines:,}", f"{rec.billing_lines:,}", f"{rec.erp_revenue_lines:,}",
+                  "[green]agree[/]" if lines_ok else "[red]DIFFER[/]")
+    cents_ok = rec.source_cents == rec.billing_cents == rec.erp_revenue_cents
+    table.add_row("net charges / revenue", money(rec.source_cents), money(rec.billing_cents),
+                  money(rec.erp_revenue_cents), "[green]agree[/]" if cents_ok else "[red]DIFFER[/]")
+    ar_ok = rec.erp_receivables_cents == rec.source_cents
+    table.add_row("receivables (ERP debit)", money(rec.source_cents), "", money(rec.erp_receivables_cents),
+                  "[green]agree[/]" if ar_ok else "[red]DIFFER[/]")
+    return table
+
+
+def run_demo(settings: Settings, encounters: int, seed: int, timeout_s: float, console: Console) -> bool:
+    """Run the whole demo; return True when the totals agree."""
+    started = time.monotonic()
+    day = generate_day(encounters=encounters, seed=seed)
+    run_dir = new_run_dir(settings, "demo")
+    console.print(f"[bold]hcsync demo[/]: run directory {run_dir}")
+    stack = Stack(settings, run_dir)
+    with console.status("starting broker, Redis, adapters, Ray and the Faust worker..."):
+        stack.start()
+    console.print(f"stack ready in {time.monotonic() - started:.1f}s")
+    try:
+        asyncio.run(_send_and_watch(settings, day, console, timeout_s))
+        report = asyncio.run(collect(settings))
+    finally:
+        with console.status("stopping the stack..."):
+            stack.stop()
+    rec = reconcile(day, report)
+    console.print(summary_table(day, report, rec, time.monotonic() - started))
+    print_report(report, console)
+    console.print(reconciliation_table(rec))
+    if rec.balanced:
+        console.print("[bold green]source, billing and ERP totals agree[/]")
+    else:
+        console.print(f"[bold red]totals differ[/]: see the logs in {run_dir}")
+    return rec.balanced

@@ -1,0 +1,70 @@
+"""Rich tables for people: the report, the demo summary and the reconciliation."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from cluster.report import StackReport
+
+
+def money(cents: int) -> str:
+    """Format cents as a signed amount with two decimals and thousands separators."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def report_tables(report: StackReport) -> list[Table]:
+    """Return the tables of `hcsync report`."""
+    flow = Table(title="Pipeline", show_header=True)
+    flow.add_column("what")
+    flow.add_column("count", justify="right")
+    rows = [
+        ("messages received (raw.hl7v2)", report.messages_received),
+        ("canonical events (events.canonical)", report.topics.get("events.canonical", 0)),
+        ("quarantined (exceptions)", report.topics.get("exceptions", 0)),
+        ("messages processed by the pool", report.counters.get("raw_in", 0)),
+        ("messages with no financial effect", report.counters.get("ignored", 0)),
+        ("duplicate events ignored", report.counters.get("duplicate_events", 0)),
+        ("charges held for a late admission", report.counters.get("held_charges", 0)),
+        ("billing commands", report.topics.get("commands.billing", 0)),
+        ("ERP commands", report.topics.get("commands.erp", 0)),
+    ]
+    for name, value in rows:
+        flow.add_row(name, f"{value:,}")
+
+    billing = Table(title="Billing")
+    billing.add_column("what")
+    billing.add_column("value", justify="right")
+    billing.add_row("accounts", f"{int(report.billing.get('accountCount', 0)):,}")
+    billing.add_row("charges posted", f"{int(report.billing.get('chargeCount', 0)):,}")
+    billing.add_row("amount posted", money(int(report.billing.get("amountCents", 0))))
+    for row in report.billing.get("byStatus", []):
+        billing.add_row(f"accounts {row.get('status')}", f"{int(row.get('accountCount', 0)):,}")
+
+    ledger = Table(title="ERP journal lines by account")
+    for col in ("account", "cost centre", "lines", "debit", "credit"):
+        ledger.add_column(col, justify="right" if col in ("lines", "debit", "credit") else "left")
+    for row in report.ledger.get("byAccount", []):
+        ledger.add_row(
+            str(row.get("account", "")),
+            str(row.get("costCentre", "")),
+            f"{int(row.get('lineCount', 0)):,}",
+            money(int(row.get("debitCents", 0))),
+            money(int(row.get("creditCents", 0))),
+        )
+    ledger.add_row(
+        "total",
+        "",
+        f"{int(report.ledger.get('lineCount', 0)):,}",
+        money(int(report.ledger.get("totalDebitCents", 0))),
+        money(int(report.ledger.get("totalCreditCents", 0))),
+        style="bold",
+    )
+    return [flow, billing, ledger]
+
+
+def print_report(report: StackReport, console: Console) -> None:
+    """Print the report tables."""
+    for table in report_tables(report):
+        console.print(table)

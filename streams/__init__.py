@@ -1,0 +1,1 @@
+"""The Faust application: topics, codecs, the encounter table and the agents."""

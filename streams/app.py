@@ -1,0 +1,160 @@
+"""Build the Faust app: topics, the encounter table and the four agents.
+
+    raw.hl7v2 --ingest (batches to the Ray pool)--> events.canonical | exceptions
+    events.canonical --encounters (table: state, processed ids)--> commands.billing | commands.erp
+    commands.billing --billing dispatcher (gRPC)--> BillingAdapter
+    commands.erp --ERP dispatcher (gRPC)--> ErpAdapter
+
+Offsets are committed only after the producer is flushed (Faust flushes before each commit) and a batch
+is acknowledged only once fully handled, so every stage is at-least-once and the sinks are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from actors.pool import TransformPool
+from actors.transform import TransformBatch, TransformResult
+from canonical.envelope import EventEnvelope
+from cluster.settings import Settings
+from streams.dispatch import BillingDispatcher, ErpDispatcher
+from streams.encounter_state import EncounterState, apply_event
+from streams.posting import PostingRules
+from streams.stats import Stats
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the agents need besides the app: the Ray pool, the dispatchers and the counters."""
+
+    settings: Settings
+    pool: TransformPool
+    billing: BillingDispatcher
+    erp: ErpDispatcher
+    stats: Stats
+    rules: PostingRules
+
+
+async def _with_retry(what: str, call: Any, *args: Any) -> Any:
+    """Retry a call that failed for a transient reason; the batch is not acknowledged meanwhile."""
+    delay_s = 0.5
+    while True:
+        try:
+            return await call(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged and retried; the stream must not crash
+            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 15.0)
+
+
+def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
+    """Create the Faust app with its topics, table and agents."""
+    names = TopicNames(settings.topic_prefix)
+    app = faust.App(
+        f"{settings.topic_prefix}{settings.app_id}",
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        # The table uses the app's codecs (JSON); every topic below is raw bytes with our own codecs.
+        key_serializer="json",
+        value_serializer="json",
+    )
+    raw = app.topic(names.raw_hl7v2, key_serializer="raw", value_serializer="raw")
+    events = app.topic(names.events, key_serializer="raw", value_serializer="raw")
+    billing = app.topic(names.billing, key_serializer="raw", value_serializer="raw")
+    erp = app.topic(names.erp, key_serializer="raw", value_serializer="raw")
+    exceptions = app.topic(names.exceptions, key_serializer="raw", value_serializer="raw")
+    table = app.Table(
+        "encounters",
+        default=None,
+        partitions=settings.topic_partitions,
+    )
+    batch_size = settings.transform_batch_size
+    window_s = settings.transform_batch_window_s
+
+    @app.agent(raw, name="ingest")
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        """Canonicalise raw HL7 in batches on the Ray pool; route events and quarantine records."""
+        async for batch in stream.take(batch_size, within=window_s):
+            result: TransformResult = await _with_retry(
+                "transform batch", runtime.pool.transform, TransformBatch(messages=tuple(batch))
+            )
+            pending: list[Awaitable[Any]] = []
+            counts = {"raw_in": len(batch), "events_out": 0, "quarantined": 0, "ignored": 0}
+            for outcome in result.outcomes:
+                for key, value in outcome.events:
+                    pending.append(await events.send(key=key.encode(), value=value))
+                counts["events_out"] += len(outcome.events)
+                if outcome.exception is not None:
+                    pending.append(await exceptions.send(value=outcome.exception))
+                    counts["quarantined"] += 1
+                elif outcome.ignored:
+                    counts["ignored"] += 1
+            await asyncio.gather(*pending)
+            await _with_retry("stats", runtime.stats.add, counts)
+
+
+    @app.agent(events, name="encounters")
+    async def encounters(stream: faust.StreamT[bytes]) -> None:
+        """Apply each event to its encounter's state; emit billing and ERP commands."""
+        async for value in stream:
+            env = EventEnvelope.model_validate_json(value)
+            stored = table.get(env.encounter_id)
+            state = (
+                EncounterState.model_validate(stored)
+                if stored is not None
+                else EncounterState(encounter_id=env.encounter_id)
+            )
+            transition = apply_event(state, env, runtime.rules)
+            if transition.duplicate:
+                await runtime.stats.add({"duplicate_events": 1})
+                continue
+            table[env.encounter_id] = transition.state.model_dump(mode="json")
+            key = env.encounter_id.encode()
+            for command in transition.billing:
+                await billing.send(key=key, value=command.model_dump_json().encode())
+            for journal in transition.erp:
+                await erp.send(key=key, value=journal.model_dump_json().encode())
+            if transition.held:
+                await runtime.stats.add({"held_charges": 1})
+
+
+    @app.agent(billing, name="billing-dispatch")
+    async def billing_dispatch(stream: faust.StreamT[bytes]) -> None:
+        """Send billing commands to the BillingAdapter in batches, idempotently."""
+        async for batch in stream.take(settings.dispatch_batch_size, within=settings.dispatch_batch_window_s):
+            report = await _with_retry("billing dispatch", runtime.billing.dispatch, batch)
+            pending = [await exceptions.send(value=record) for record in report.exceptions]
+            await asyncio.gather(*pending)
+            await _with_retry("stats", runtime.stats.add, report.counts)
+
+
+    @app.agent(erp, name="erp-dispatch")
+    async def erp_dispatch(stream: faust.StreamT[bytes]) -> None:
+        """Send journal commands to the ErpAdapter as journal batches, idempotently."""
+        async for batch in stream.take(settings.dispatch_batch_size, within=settings.dispatch_batch_window_s):
+            report = await _with_retry("erp dispatch", runtime.erp.dispatch, batch)
+            pending = [await exceptions.send(value=record) for record in report.exceptions]
+            await asyncio.gather(*pending)
+            await _with_retry("stats", runtime.stats.add, report.counts)
+
+
+    return app

@@ -1,0 +1,185 @@
+"""Dispatchers: turn command batches into idempotent gRPC calls on the billing and ERP adapters.
+
+Redis caches the idempotency keys of commands already dispatched so a replayed batch costs no call;
+the adapters' databases still decide (a key evicted from Redis is caught by the unique constraints).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from adapters import convert
+from adapters.clients import BillingClient, ErpClient
+from canonical import ids
+from canonical.errors import Fault
+from canonical.quarantine import ExceptionRecord
+from proto import billing_pb2, erp_pb2
+from streams.commands import JournalCommand, PostChargeCommand, UpsertAccountCommand, billing_command_adapter
+from streams.stats import done_key
+
+DONE_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(slots=True)
+class DispatchReport:
+    """What one batch did: counters for Stats and quarantine records for the exceptions topic."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    exceptions: list[bytes] = field(default_factory=list)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+def _rejection(stage: str, command_json: bytes, encounter_id: str, reason: str, rule: str, message_id: str) -> bytes:
+    fault = Fault(rule=rule, reason=reason, message_id=message_id)
+    record = ExceptionRecord.from_fault(
+        fault,
+        record_id=ids.derived_id(f"{stage}|{message_id}|{reason}", "quarantine"),
+        stage=stage,
+        encounter_id=encounter_id,
+        original_b64=base64.b64encode(command_json).decode("ascii"),
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    return record.model_dump_json().encode("utf-8")
+
+
+class _DoneCache:
+    """The Redis cache of dispatched command ids."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def seen(self, command_ids: Sequence[str]) -> set[str]:
+        if not command_ids:
+            return set()
+        values = await self._client.mget([done_key(self._prefix, cid) for cid in command_ids])
+        return {cid for cid, value in zip(command_ids, values, strict=True) if value is not None}
+
+    async def mark(self, command_ids: Sequence[str]) -> None:
+        if not command_ids:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for cid in command_ids:
+                pipe.set(done_key(self._prefix, cid), b"1", ex=DONE_TTL_S)
+            await pipe.execute()
+
+
+class BillingDispatcher:
+    """Dispatch billing commands: account upserts first, in order, then the batch's charges in one call."""
+
+    def __init__(self, client: BillingClient, redis: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._done = _DoneCache(redis, prefix)
+
+    async def dispatch(self, batch: Sequence[bytes]) -> DispatchReport:
+        """Send one batch; raises RetryableError when the adapter is unreachable (the caller retries)."""
+        report = DispatchReport()
+        commands = [billing_command_adapter.validate_json(raw) for raw in batch]
+        raw_by_id = {c.command_id: raw for c, raw in zip(commands, batch, strict=True)}
+        seen = await self._done.seen([c.command_id for c in commands])
+        report.count("dispatch_cache_hits", len(seen))
+        todo = [c for c in commands if c.command_id not in seen]
+        # Accounts before charges: a charge's account upsert always precedes it on its partition, so
+        # doing this batch's upserts first keeps every charge behind its account.
+        done: list[str] = []
+        for command in todo:
+            if isinstance(command, UpsertAccountCommand):
+                await self._client.upsert_account(
+                    billing_pb2.UpsertAccountRequest(
+                        idempotency_key=command.command_id,
+                        account=convert.account_from(
+                            command.encounter,
+                            command.patient,
+                            command.status.value,
+                            command.source_event_id,
+                            command.correlation_id,
+                        ),
+                    )
+                )
+                report.count("accounts_upserted")
+                done.append(command.command_id)
+        charges = [c for c in todo if isinstance(c, PostChargeCommand)]
+        if charges:
+            response = await self._client.post_charges(
+                billing_pb2.PostChargesRequest(
+                    idempotency_key=ids.derived_id("|".join(sorted(c.command_id for c in charges)), "billing.batch"),
+                    charges=[convert.charge_from(c.charge, c.source_event_id, c.correlation_id) for c in charges],
+                )
+            )
+            by_charge = {c.charge.charge_id: c for c in charges}
+            for result in response.results:
+                command = by_charge[result.charge_id]
+                done.append(command.command_id)
+                if result.status == billing_pb2.ChargeResult.ACCEPTED:
+                    report.count("charges_posted")
+                elif result.status == billing_pb2.ChargeResult.DUPLICATE:
+                    report.count("charges_duplicate")
+                else:
+                    report.count("charges_rejected")
+                    report.exceptions.append(
+                        _rejection(
+                            "billing",
+                            raw_by_id[command.command_id],
+                            command.charge.encounter_id,
+                            result.reason,
+                            "BILLING-REJECTED",
+                            command.source_event_id,
+                        )
+                    )
+        await self._done.mark(done)
+        return report
+
+
+class ErpDispatcher:
+    """Dispatch journal commands as one journal batch per stream batch."""
+
+    def __init__(self, client: ErpClient, redis: aioredis.Redis, prefix: str, currency: str) -> None:
+        self._client = client
+        self._done = _DoneCache(redis, prefix)
+        self._currency = currency
+
+    async def dispatch(self, batch: Sequence[bytes]) -> DispatchReport:
+        """Send one batch; raises RetryableError when the adapter is unreachable (the caller retries)."""
+        report = DispatchReport()
+        commands = [JournalCommand.model_validate_json(raw) for raw in batch]
+        seen = await self._done.seen([c.command_id for c in commands])
+        report.count("dispatch_cache_hits", len(seen))
+        todo = [c for c in commands if c.command_id not in seen]
+        if not todo:
+            return report
+        key = ids.derived_id("|".join(sorted(c.command_id for c in todo)), "erp.batch")
+        ack = await self._client.post_journal_batch(
+            erp_pb2.JournalBatch(
+                batch_id=key,
+                idempotency_key=key,
+                currency=self._currency,
+                lines=[convert.journal_line_from(line) for c in todo for line in c.lines],
+            )
+        )
+        report.count("journal_lines_accepted", sum(1 for a in ack.accepted if not a.duplicate))
+        report.count("journal_lines_duplicate", sum(1 for a in ack.accepted if a.duplicate))
+        if ack.rejected:
+            report.count("journal_lines_rejected", len(ack.rejected))
+            line_owner = {line.line_id: c for c in todo for line in c.lines}
+            raw_by_id = {c.command_id: raw for c, raw in zip(commands, batch, strict=True)}
+            for rejected in ack.rejected:
+                command = line_owner[rejected.line_id]
+                report.exceptions.append(
+                    _rejection(
+                        "erp",
+                        raw_by_id[command.command_id],
+                        "",
+                        f"line {rejected.line_id}: {rejected.reason}",
+                        "ERP-REJECTED",
+                        command.source_event_id,
+                    )
+                )
+        await self._done.mark([c.command_id for c in todo])
+        return report

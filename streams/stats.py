@@ -1,0 +1,58 @@
+"""Live counters in Redis: what the progress display, `hcsync report` and the autoscaler read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import redis.asyncio as aioredis
+
+COUNTERS = (
+    "raw_in",
+    "events_out",
+    "ignored",
+    "quarantined",
+    "duplicate_events",
+    "held_charges",
+    "accounts_upserted",
+    "charges_posted",
+    "charges_duplicate",
+    "charges_rejected",
+    "journal_lines_accepted",
+    "journal_lines_duplicate",
+    "journal_lines_rejected",
+    "dispatch_cache_hits",
+)
+
+
+def stats_key(prefix: str) -> str:
+    """Return the Redis hash that holds the counters of one deployment."""
+    return f"{prefix}hcsync:stats"
+
+
+def done_key(prefix: str, command_id: str) -> str:
+    """Return the Redis key that caches a dispatched command's idempotency key."""
+    return f"{prefix}hcsync:done:{command_id}"
+
+
+class Stats:
+    """Increment and read the counters; one round trip per update."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._key = stats_key(prefix)
+
+    async def add(self, counts: Mapping[str, int]) -> None:
+        """Add the non-zero counts."""
+        todo = {name: n for name, n in counts.items() if n}
+        if not todo:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name, n in todo.items():
+                pipe.hincrby(self._key, name, n)
+            await pipe.execute()
+
+    async def read(self) -> dict[str, int]:
+        """Return every counter, zero when never set."""
+        raw = await self._client.hgetall(self._key)
+        values = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
+        return {name: values.get(name, 0) for name in COUNTERS} | values

@@ -1,0 +1,45 @@
+"""Topic names: the logical names hcsync uses, prefixed per deployment by settings.topic_prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RAW_HL7V2 = "raw.hl7v2"
+EVENTS_CANONICAL = "events.canonical"
+COMMANDS_BILLING = "commands.billing"
+COMMANDS_ERP = "commands.erp"
+EXCEPTIONS = "exceptions"
+ALL = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The full topic names of one deployment."""
+
+    prefix: str = ""
+
+    def __getitem__(self, logical: str) -> str:
+        return f"{self.prefix}{logical}"
+
+    @property
+    def raw_hl7v2(self) -> str:
+        return self[RAW_HL7V2]
+
+    @property
+    def events(self) -> str:
+        return self[EVENTS_CANONICAL]
+
+    @property
+    def billing(self) -> str:
+        return self[COMMANDS_BILLING]
+
+    @property
+    def erp(self) -> str:
+        return self[COMMANDS_ERP]
+
+    @property
+    def exceptions(self) -> str:
+        return self[EXCEPTIONS]
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(self[name] for name in ALL)

@@ -1,0 +1,102 @@
+"""The worker process: Ray first, then the transform pool, then the Faust worker.
+
+Ray must be initialised before Faust starts: inside a running Faust worker ``ray.init`` fails because
+mode replaces stderr and Ray's faulthandler needs a real file number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import ray
+import redis.asyncio as aioredis
+from faust.worker import Worker
+
+from actors.pool import TransformPool
+from adapters.clients import BillingClient, ErpClient
+from cluster.settings import Settings
+from streams.app import Runtime, build_app
+from streams.dispatch import BillingDispatcher, ErpDispatcher
+from streams.posting import PostingRules
+from streams.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+class _ReadyWorker(Worker):  # type: ignore[misc]
+    """A Faust worker that writes a ready file once every agent is running and tables are recovered."""
+
+    def __init__(self, *args: Any, ready_file: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ready_file = ready_file
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self._ready_file.write_text("ready\n")
+        log.info("worker ready")
+
+
+def init_ray(settings: Settings) -> None:
+    """Connect to the Ray cluster named by settings (or RAY_ADDRESS), else start a local one."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {
+        "namespace": f"{settings.topic_prefix}hcsync",
+        "log_to_driver": False,
+        "include_dashboard": False,
+    }
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, **kwargs)
+    else:
+        # address=None lets Ray honour RAY_ADDRESS; only a fresh local instance takes these sizes.
+        ray.init(
+            num_cpus=settings.ray_num_cpus,
+            object_store_memory=settings.ray_object_store_memory_mb * 1024 * 1024,
+            **kwargs,
+        )
+
+
+def run_worker(settings: Settings, run_dir: Path) -> int:
+    """Run the worker until it is told to stop; return the exit code."""
+    init_ray(settings)
+    pool = TransformPool(settings.transform_replicas)
+    nodes = pool.wait_ready(timeout_s=settings.ready_timeout_s)
+    log.info("transform pool ready: %d replicas on nodes %s", pool.replicas, sorted(set(nodes)))
+    # The Faust worker runs on this loop; create the async clients on it.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    redis_client = aioredis.Redis.from_url(settings.redis)
+    runtime = Runtime(
+        settings=settings,
+        pool=pool,
+        billing=BillingDispatcher(BillingClient(settings), redis_client, settings.topic_prefix),
+        erp=ErpDispatcher(
+            ErpClient(settings), redis_client, settings.topic_prefix, settings.currency
+        ),
+        stats=Stats(redis_client, settings.topic_prefix),
+        rules=PostingRules(
+            receivables_account=settings.receivables_account,
+            revenue_account=settings.revenue_account,
+            encounter_ref_key=settings.encounter_ref_key.get_secret_value().encode(),
+            currency=settings.currency,
+        ),
+    )
+    app = build_app(settings, runtime, datadir=run_dir / "faust")
+    worker = _ReadyWorker(
+        app,
+        ready_file=run_dir / "worker.ready",
+        loglevel=settings.log_level,
+        loop=loop,
+        override_logging=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        pool.shutdown()
+        ray.shutdown()
+    return 0

@@ -1,0 +1,73 @@
+"""Start the real embedded stack once per test session: Tansu, Redis, the gRPC adapters, Ray, Faust."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster.report import StackReport, collect
+from cluster.runs import new_run_dir
+from cluster.settings import Settings
+from cluster.stack import Stack
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stack_settings(home: Path, **overrides: object) -> Settings:
+    """Return settings for an isolated stack: free ports, its own home and topic prefix."""
+    fields: dict[str, object] = {
+        "home_dir": home,
+        "broker_port": free_port(),
+        "redis_port": free_port(),
+        "billing_port": free_port(),
+        "erp_port": free_port(),
+        "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+        "transform_batch_window_s": 0.1,
+        "dispatch_batch_window_s": 0.1,
+        "ready_timeout_s": 180,
+    }
+    return Settings.model_validate(fields | overrides)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The session's running stack."""
+    settings = stack_settings(tmp_path_factory.mktemp("hcsync"))
+    running = Stack(settings, new_run_dir(settings, "test"))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def settings(stack: Stack) -> Settings:
+    return stack.settings
+
+
+def report_now(settings: Settings) -> StackReport:
+    """Collect the running stack's report."""
+    return asyncio.run(collect(settings))
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 90.0) -> None:
+    """Poll ``check`` until it holds; fail the test naming ``what`` when it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

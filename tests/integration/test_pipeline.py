@@ -1,0 +1,161 @@
+"""End to end on the real embedded stack: HL7 in, billing and ERP postings out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
+from canonical.quarantine import ExceptionRecord
+from cluster.report import StackReport
+from cluster.send import send_messages
+from cluster.settings import Settings
+from streams.topics import TopicNames
+from tests.hl7_samples import adt, dft
+from tests.integration.conftest import report_now, wait_until
+
+
+def _uid() -> str:
+    return uuid.uuid4().hex[:10].upper()
+
+
+def _send(settings: Settings, *messages: bytes) -> None:
+    assert asyncio.run(send_messages(settings, list(messages))) == len(messages)
+
+
+def _charges(report: StackReport) -> tuple[int, int]:
+    return int(report.billing.get("chargeCount", 0)), int(report.billing.get("amountCents", 0))
+
+
+def _settle(settings: Settings, seconds: float = 3.0) -> StackReport:
+    """Wait until counters stop moving, then return the report (catches late duplicates)."""
+    last = report_now(settings)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(seconds)
+        now = report_now(settings)
+        if now.counters == last.counters and now.billing == last.billing and now.ledger == last.ledger:
+            return now
+        last = now
+    return last
+
+
+def _exceptions(settings: Settings) -> list[ExceptionRecord]:
+    async def read() -> list[ExceptionRecord]:
+        consumer = AIOKafkaConsumer(
+            TopicNames(settings.topic_prefix).exceptions,
+            bootstrap_servers=settings.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=3000, max_records=10_000)
+            return [ExceptionRecord.model_validate_json(m.value) for ms in batches.values() for m in ms]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_admission_and_charges_reach_billing_and_erp(settings: Settings) -> None:
+    before = _settle(settings, 1.0)
+    visit = f"V{_uid()}"
+    _send(
+        settings,
+        adt("A01", f"A{visit}", visit),
+        dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "350.00"), ("CG", "80053", "Metabolic panel", 1, "75.25")]),
+        adt("A03", f"X{visit}", visit, discharge="20261121100000"),
+    )
+    wait_until("two charges in billing", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 2)
+    after = _settle(settings)
+    assert _charges(after)[0] - _charges(before)[0] == 2
+    assert _charges(after)[1] - _charges(before)[1] == 42_525
+    assert after.revenue_net_cents - before.revenue_net_cents == 42_525
+    assert after.receivables_net_cents - before.receivables_net_cents == 42_525
+    assert int(after.ledger["lineCount"]) - int(before.ledger.get("lineCount", 0)) == 4
+    assert int(after.ledger["totalDebitCents"]) == int(after.ledger["totalCreditCents"])
+    assert int(after.billing["accountCount"]) - int(before.billing.get("accountCount", 0)) == 1
+
+
+def test_duplicated_message_is_posted_once(settings: Settings) -> None:
+    before = _settle(settings, 1.0)
+    visit = f"V{_uid()}"
+    charge = dft(f"D{visit}", visit, [("CG", "93000", "ECG", 1, "120.00")])
+    _send(settings, adt("A04", f"A{visit}", visit, patient_class="O"), charge)
+    wait_until("first posting", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1)
+    _send(settings, charge, charge)
+    wait_until(
+        "the duplicates to be seen",
+        lambda: report_now(settings).counters["duplicate_events"] >= before.counters["duplicate_events"] + 2,
+    )
+    after = _settle(settings)
+    assert _charges(after)[0] - _charges(before)[0] == 1
+    assert _charges(after)[1] - _charges(before)[1] == 12_000
+    assert int(after.ledger["lineCount"]) - int(before.ledger.get("lineCount", 0)) == 2
+
+
+def test_malformed_message_is_quarantined_and_pipeline_goes_on(settings: Settings) -> None:
+    before = _settle(settings, 1.0)
+    bad_visit, good_visit = f"V{_uid()}", f"V{_uid()}"
+    bad = dft(f"B{bad_visit}", bad_visit, [("CG", "99283", "ED visit", 1, "3x0.00")])
+    _send(
+        settings,
+        adt("A01", f"A{bad_visit}", bad_visit),
+        bad,
+        b"NOT HL7 AT ALL\r",
+        adt("A01", f"A{good_visit}", good_visit),
+        dft(f"D{good_visit}", good_visit, [("CG", "71046", "Chest x-ray", 1, "210.00")]),
+    )
+    wait_until("the good charge", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1)
+    after = _settle(settings)
+    assert _charges(after)[1] - _charges(before)[1] == 21_000
+    records = {r.source_message_id: r for r in _exceptions(settings)}
+    record = records[f"B{bad_visit}"]
+    assert record.rule == "HL7-FT1-11-AMOUNT"
+    assert (record.segment, record.field, record.position, record.found) == ("FT1", "FT1-11", 4, "3x0.00")
+    assert record.encounter_id == f"NMH:{bad_visit}"
+    assert base64.b64decode(record.original_b64) == bad
+    assert any(r.rule == "HL7-MSH-MISSING" and r.original == b"NOT HL7 AT ALL\r" for r in records.values())
+    assert after.counters["quarantined"] - before.counters["quarantined"] >= 2
+
+
+def test_charge_before_admission_posts_after_it(settings: Settings) -> None:
+    before = _settle(settings, 1.0)
+    visit = f"V{_uid()}"
+    _send(settings, dft(f"D{visit}", visit, [("CG", "99285", "ED visit level 5", 1, "980.00")]))
+    wait_until(
+        "the charge to be held",
+        lambda: report_now(settings).counters["held_charges"] >= before.counters["held_charges"] + 1,
+    )
+    held = _settle(settings, 1.0)
+    assert _charges(held) == _charges(before)
+    _send(settings, adt("A01", f"A{visit}", visit, patient_class="E", dept="ED"))
+    wait_until("the held charge to post", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1)
+    after = _settle(settings)
+    assert _charges(after)[1] - _charges(before)[1] == 98_000
+    assert after.revenue_net_cents - before.revenue_net_cents == 98_000
+
+
+def test_report_json_cli(settings: Settings) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cluster.stack import settings_env
+
+    out = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "report", "--json"],
+        env=os.environ | settings_env(settings),
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    data = json.loads(out.stdout)
+    assert data["topics"]["raw.hl7v2"] >= data["counters"]["raw_in"] > 0
+    assert "accountCount" in data["billing"] and "byAccount" in data["ledger"]

@@ -77,7 +77,7 @@ def transform_one(raw: bytes) -> Outcome:
         events = canonicalize(msg)
     except MessageError as exc:
         return Outcome(exception=_quarantine(raw, exc.fault, msg, _encounter_hint(msg)))
-    except Exception as exc:  # noqa: BLE001 - a mapper bug must quarantine one message, not kill the worker
+    except Exception as exc:
         fault = Fault(
             rule="INTERNAL",
             reason=f"{type(exc).__name__}: {exc}",

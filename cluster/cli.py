@@ -66,8 +66,10 @@ def up() -> None:
     signal.signal(signal.SIGINT, on_signal)
     with console.status("starting the stack..."):
         stack.start()
-    console.print(f"hcsync is up: broker {settings.bootstrap}, redis {settings.redis}, "
-                  f"billing {settings.billing_address}, erp {settings.erp_address}; logs in {run_dir}")
+    console.print(
+        f"hcsync is up: broker {settings.bootstrap}, redis {settings.redis}, "
+        f"billing {settings.billing_address}, erp {settings.erp_address}; logs in {run_dir}"
+    )
     console.print("press Ctrl-C to stop")
     try:
         while not stopping:
@@ -128,7 +130,7 @@ def parse(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=Fals
                 events = canonicalize(raw)
             except MessageError as exc:
                 failures += 1
-                err_console.print(f"{path}#{index}: {exc}", markup=False, highlight=False)
+                sys.stderr.write(f"{path}#{index}: {exc}\n")
                 continue
             for event in events:
                 sys.stdout.write(event.model_dump_json() + "\n")
@@ -136,7 +138,9 @@ def parse(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=Fals
 
 
 @app.command()
-def report(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False) -> None:
+def report(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
     """Print the state of a running stack."""
     from cluster.render import print_report
     from cluster.report import collect

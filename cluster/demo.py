@@ -43,7 +43,10 @@ class Reconciliation:
     def balanced(self) -> bool:
         return (
             self.source_lines == self.billing_lines == self.erp_revenue_lines
-            and self.source_cents == self.billing_cents == self.erp_revenue_cents == self.erp_receivables_cents
+            and self.source_cents
+            == self.billing_cents
+            == self.erp_revenue_cents
+            == self.erp_receivables_cents
         )
 
 
@@ -74,7 +77,10 @@ async def _send_and_watch(settings: Settings, day: SyntheticDay, console: Consol
     await prod.start()
     try:
         with Progress(
-            TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             console=console,
         ) as progress:
             sent_task = progress.add_task("messages sent", total=total)
@@ -128,14 +134,29 @@ def reconciliation_table(rec: Reconciliation) -> Table:
     for col in ("control", "source", "billing", "ERP", "status"):
         table.add_column(col, justify="left" if col in ("control", "status") else "right")
     lines_ok = rec.source_lines == rec.billing_lines == rec.erp_revenue_lines
-    table.add_row("charge lines", f"{rec.source_lines:,}", f"{rec.billing_lines:,}", f"{rec.erp_revenue_lines:,}",
-                  "[green]agree[/]" if lines_ok else "[red]DIFFER[/]")
+    table.add_row(
+        "charge lines",
+        f"{rec.source_lines:,}",
+        f"{rec.billing_lines:,}",
+        f"{rec.erp_revenue_lines:,}",
+        "[green]agree[/]" if lines_ok else "[red]DIFFER[/]",
+    )
     cents_ok = rec.source_cents == rec.billing_cents == rec.erp_revenue_cents
-    table.add_row("net charges / revenue", money(rec.source_cents), money(rec.billing_cents),
-                  money(rec.erp_revenue_cents), "[green]agree[/]" if cents_ok else "[red]DIFFER[/]")
+    table.add_row(
+        "net charges / revenue",
+        money(rec.source_cents),
+        money(rec.billing_cents),
+        money(rec.erp_revenue_cents),
+        "[green]agree[/]" if cents_ok else "[red]DIFFER[/]",
+    )
     ar_ok = rec.erp_receivables_cents == rec.source_cents
-    table.add_row("receivables (ERP debit)", money(rec.source_cents), "", money(rec.erp_receivables_cents),
-                  "[green]agree[/]" if ar_ok else "[red]DIFFER[/]")
+    table.add_row(
+        "receivables (ERP debit)",
+        money(rec.source_cents),
+        "",
+        money(rec.erp_receivables_cents),
+        "[green]agree[/]" if ar_ok else "[red]DIFFER[/]",
+    )
     return table
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -23,12 +24,14 @@ async def ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            try:
+            # Another process may create them between list and create; that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=1) for n in missing]
+                    [
+                        NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=1)
+                        for n in missing
+                    ]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return missing
     finally:
         await admin.close()
@@ -36,7 +39,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
 
 def producer(settings: Settings) -> AIOKafkaProducer:
     """Return a producer that waits for the broker's acknowledgment of every record."""
-    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5, max_batch_size=262_144)
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5, max_batch_size=262_144
+    )
 
 
 async def topic_counts(settings: Settings, topics: Iterable[str], timeout_s: float = 5.0) -> dict[str, int]:
@@ -54,7 +59,7 @@ async def topic_counts(settings: Settings, topics: Iterable[str], timeout_s: flo
         for topic in wanted:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh call
+                await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(topic) or set()
             tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
         counts = dict.fromkeys(wanted, 0)

@@ -55,8 +55,13 @@ class StackReport:
 async def collect(settings: Settings) -> StackReport:
     """Read everything the report shows from the running services."""
     names = TopicNames(settings.topic_prefix)
-    logical = {"raw.hl7v2": names.raw_hl7v2, "events.canonical": names.events, "exceptions": names.exceptions,
-               "commands.billing": names.billing, "commands.erp": names.erp}
+    logical = {
+        "raw.hl7v2": names.raw_hl7v2,
+        "events.canonical": names.events,
+        "exceptions": names.exceptions,
+        "commands.billing": names.billing,
+        "commands.erp": names.erp,
+    }
     counts = await topic_counts(settings, logical.values())
     client = aioredis.Redis.from_url(settings.redis)
     try:

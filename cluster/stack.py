@@ -8,6 +8,7 @@ left, including every descendant seen while running (Ray's processes), so no orp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -88,8 +89,16 @@ class Stack:
             plan.append(
                 Component(
                     "broker",
-                    [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                     "--storage-engine", "memory://tansu/"],
+                    [
+                        tansu_binary(),
+                        "broker",
+                        "--listener-url",
+                        url,
+                        "--advertised-listener-url",
+                        url,
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ],
                     ready=lambda: _port_open(s.broker_host, s.broker_port) and self._topics_ready(),
                     port=(s.broker_port, "HCSYNC_BROKER_PORT"),
                 )
@@ -98,8 +107,19 @@ class Stack:
             plan.append(
                 Component(
                     "redis",
-                    [redis_binary(), "--port", str(s.redis_port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", str(self.run_dir)],
+                    [
+                        redis_binary(),
+                        "--port",
+                        str(s.redis_port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(self.run_dir),
+                    ],
                     ready=self._redis_ready,
                     port=(s.redis_port, "HCSYNC_REDIS_PORT"),
                 )
@@ -116,7 +136,10 @@ class Stack:
         if s.erp_target is None:
             plan.append(
                 Component(
-                    "erp", self._python("serve", "erp"), ready=self._grpc_ready("erp"), port=(s.erp_port, "HCSYNC_ERP_PORT")
+                    "erp",
+                    self._python("serve", "erp"),
+                    ready=self._grpc_ready("erp"),
+                    port=(s.erp_port, "HCSYNC_ERP_PORT"),
                 )
             )
         plan.append(Component("worker", self._python("worker"), ready=self._worker_ready))
@@ -126,7 +149,7 @@ class Stack:
     def _topics_ready(self) -> bool:
         try:
             asyncio.run(ensure_topics(self.settings))
-        except Exception as exc:  # noqa: BLE001 - not ready yet; polled again
+        except Exception as exc:
             log.debug("topics not ready: %s", exc)
             return False
         return True
@@ -157,7 +180,9 @@ class Stack:
         for component in plan:
             if component.port is not None and _port_open("127.0.0.1", component.port[0]):
                 port, setting = component.port
-                raise StackError(f"{component.name}: port {port} is already in use; stop what holds it or set {setting}")
+                raise StackError(
+                    f"{component.name}: port {port} is already in use; stop what holds it or set {setting}"
+                )
         try:
             for component in plan:
                 self._start_one(component, env)
@@ -182,7 +207,9 @@ class Stack:
         while True:
             code = component.process.poll()
             if code is not None:
-                raise StackError(f"{component.name} exited with code {code} before it was ready; see {component.log_path}")
+                raise StackError(
+                    f"{component.name} exited with code {code} before it was ready; see {component.log_path}"
+                )
             if component.ready():
                 log.info("%s ready (pid %d)", component.name, component.process.pid)
                 self._remember_descendants()
@@ -228,16 +255,18 @@ class Stack:
             try:
                 proc.wait(timeout=self.settings.stop_timeout_s)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0fs; killing it", component.name, self.settings.stop_timeout_s)
+                log.warning(
+                    "%s did not stop in %.0fs; killing it", component.name, self.settings.stop_timeout_s
+                )
                 with _suppress_lookup():
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
             with _suppress_lookup():
                 os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
         survivors = [p for p in self._seen.values() if _alive(p)]
-        for proc in survivors:
+        for leftover in survivors:
             with _suppress_lookup():
-                proc.kill()
+                leftover.kill()
         psutil.wait_procs(survivors, timeout=10)
         self.components.clear()
 
@@ -258,9 +287,6 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-class _suppress_lookup:  # noqa: N801 - used like contextlib.suppress
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
-        return exc_type is not None and issubclass(exc_type, ProcessLookupError | psutil.NoSuchProcess | PermissionError)
+def _suppress_lookup() -> contextlib.suppress:
+    """Ignore a process that is already gone (or was never ours to signal)."""
+    return contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess, PermissionError)

@@ -53,7 +53,7 @@ async def _with_retry(what: str, call: Any, *args: Any) -> Any:
             return await call(*args)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - logged and retried; the stream must not crash
+        except Exception as exc:
             log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 15.0)
@@ -111,7 +111,6 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             await asyncio.gather(*pending)
             await _with_retry("stats", runtime.stats.add, counts)
 
-
     @app.agent(events, name="encounters")
     async def encounters(stream: faust.StreamT[bytes]) -> None:
         """Apply each event to its encounter's state; emit billing and ERP commands."""
@@ -136,7 +135,6 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             if transition.held:
                 await runtime.stats.add({"held_charges": 1})
 
-
     @app.agent(billing, name="billing-dispatch")
     async def billing_dispatch(stream: faust.StreamT[bytes]) -> None:
         """Send billing commands to the BillingAdapter in batches, idempotently."""
@@ -146,7 +144,6 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             await asyncio.gather(*pending)
             await _with_retry("stats", runtime.stats.add, report.counts)
 
-
     @app.agent(erp, name="erp-dispatch")
     async def erp_dispatch(stream: faust.StreamT[bytes]) -> None:
         """Send journal commands to the ErpAdapter as journal batches, idempotently."""
@@ -155,6 +152,5 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             pending = [await exceptions.send(value=record) for record in report.exceptions]
             await asyncio.gather(*pending)
             await _with_retry("stats", runtime.stats.add, report.counts)
-
 
     return app

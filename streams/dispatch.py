@@ -36,7 +36,9 @@ class DispatchReport:
         self.counts[name] = self.counts.get(name, 0) + n
 
 
-def _rejection(stage: str, command_json: bytes, encounter_id: str, reason: str, rule: str, message_id: str) -> bytes:
+def _rejection(
+    stage: str, command_json: bytes, encounter_id: str, reason: str, rule: str, message_id: str
+) -> bytes:
     fault = Fault(rule=rule, reason=reason, message_id=message_id)
     record = ExceptionRecord.from_fault(
         fault,
@@ -109,8 +111,12 @@ class BillingDispatcher:
         if charges:
             response = await self._client.post_charges(
                 billing_pb2.PostChargesRequest(
-                    idempotency_key=ids.derived_id("|".join(sorted(c.command_id for c in charges)), "billing.batch"),
-                    charges=[convert.charge_from(c.charge, c.source_event_id, c.correlation_id) for c in charges],
+                    idempotency_key=ids.derived_id(
+                        "|".join(sorted(c.command_id for c in charges)), "billing.batch"
+                    ),
+                    charges=[
+                        convert.charge_from(c.charge, c.source_event_id, c.correlation_id) for c in charges
+                    ],
                 )
             )
             by_charge = {c.charge.charge_id: c for c in charges}

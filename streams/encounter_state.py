@@ -119,8 +119,8 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
     )
     transition = Transition(state=state, billing=[account])
     posted, net = state.charges_posted, state.net_charge_cents
-    for held in state.held_charges:
-        post, journal = _charge_commands(held, rules)
+    for waiting in state.held_charges:
+        post, journal = _charge_commands(waiting, rules)
         transition.billing.append(post)
         transition.erp.append(journal)
         posted += 1

@@ -21,7 +21,9 @@ class PostingRules:
         """Return the cost centre of the performing department."""
         return f"{charge.facility}-{charge.department}" if charge.department else charge.facility
 
-    def journal_lines(self, charge: Charge, source_event_id: str, correlation_id: str) -> tuple[JournalLine, ...]:
+    def journal_lines(
+        self, charge: Charge, source_event_id: str, correlation_id: str
+    ) -> tuple[JournalLine, ...]:
         """Return the two lines of a charge: debit receivables, credit revenue (reversed for a credit)."""
         amount = abs(charge.amount_cents)
         is_credit = charge.amount_cents < 0
@@ -42,7 +44,7 @@ class PostingRules:
             cost_centre="",
             debit_cents=0 if is_credit else amount,
             credit_cents=amount if is_credit else 0,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         revenue = JournalLine(
             line_id=ids.derived_id(source_event_id, "erp.line.revenue"),
@@ -50,6 +52,6 @@ class PostingRules:
             cost_centre=self.cost_centre(charge),
             debit_cents=amount if is_credit else 0,
             credit_cents=0 if is_credit else amount,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         return (receivable, revenue)

@@ -26,7 +26,7 @@ from streams.stats import Stats
 log = logging.getLogger(__name__)
 
 
-class _ReadyWorker(Worker):  # type: ignore[misc]
+class _ReadyWorker(Worker):
     """A Faust worker that writes a ready file once every agent is running and tables are recovered."""
 
     def __init__(self, *args: Any, ready_file: Path, **kwargs: Any) -> None:
@@ -73,9 +73,7 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
         settings=settings,
         pool=pool,
         billing=BillingDispatcher(BillingClient(settings), redis_client, settings.topic_prefix),
-        erp=ErpDispatcher(
-            ErpClient(settings), redis_client, settings.topic_prefix, settings.currency
-        ),
+        erp=ErpDispatcher(ErpClient(settings), redis_client, settings.topic_prefix, settings.currency),
         stats=Stats(redis_client, settings.topic_prefix),
         rules=PostingRules(
             receivables_account=settings.receivables_account,

@@ -21,8 +21,8 @@ def adt(
     segments = [
         f"MSH|^~\\&|EPIC|{facility}|HCSYNC|HCSYNC|20261120083000||ADT^{trigger}^ADT_A01|{control_id}|P|2.5.1",
         f"EVN|{trigger}|20261120083000",
-        f"PID|1||{mrn}^^^{facility}^MR||{family}^{given}||19800101|F|||1 Main St^^Springfield^IL^62701||555-0100"
-        f"|||||ACC{visit}^^^{facility}^AN",
+        f"PID|1||{mrn}^^^{facility}^MR||{family}^{given}||19800101|F|||1 Main St^^Springfield^IL^62701"
+        f"||555-0100|||||ACC{visit}^^^{facility}^AN",
         f"PV1|1|{patient_class}|{dept}^101^A^{facility}||||1234567890^Smith^John^^^^MD|||{dept}|||||||||"
         f"{visit}^^^{facility}^VN|||||||||||||||||||||||||{admit}|{discharge}",
     ]

@@ -30,10 +30,17 @@ def parse_dtm(value: str, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime | None:
         value, fraction = value.split(".", 1)
     if not value.isdigit() or len(value) not in (4, 6, 8, 10, 12, 14):
         raise ValueError(f"not an HL7 date/time: {value!r}")
-    parts = [int(value[0:4]), int(value[4:6] or 1), int(value[6:8] or 1)]
-    parts += [int(value[8:10] or 0), int(value[10:12] or 0), int(value[12:14] or 0)]
     micro = int((fraction + "000000")[:6]) if fraction.isdigit() else 0
-    return dt.datetime(*parts, micro, tzinfo=tz)  # type: ignore[misc]
+    return dt.datetime(
+        int(value[0:4]),
+        int(value[4:6] or 1),
+        int(value[6:8] or 1),
+        int(value[8:10] or 0),
+        int(value[10:12] or 0),
+        int(value[12:14] or 0),
+        micro,
+        tzinfo=tz,
+    )
 
 
 def parse_dt(value: str) -> dt.date | None:

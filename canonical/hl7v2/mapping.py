@@ -24,7 +24,7 @@ from canonical.envelope import (
 from canonical.errors import Fault, InvalidMessageError
 from canonical.hl7v2.datatypes import parse_cents, parse_dt, parse_dtm
 from canonical.hl7v2.parser import Hl7Message, Segment, parse_message
-from canonical.models import Address, Charge, Encounter, PatientClass, Patient, TransactionType
+from canonical.models import Address, Charge, Encounter, Patient, PatientClass, TransactionType
 
 T = TypeVar("T")
 
@@ -45,7 +45,9 @@ class _Reader:
         self.tz = default_tz
         self.control_id = msg.control_id
 
-    def fault(self, seg: Segment | None, name: str, field: str, rule: str, reason: str, found: str = "") -> Fault:
+    def fault(
+        self, seg: Segment | None, name: str, field: str, rule: str, reason: str, found: str = ""
+    ) -> Fault:
         return Fault(
             rule=rule,
             reason=reason,
@@ -83,7 +85,9 @@ def _patient(r: _Reader) -> Patient:
     pid = r.require_segment("PID")
     mrn = pid.get(3)
     if not mrn:
-        raise InvalidMessageError(r.fault(pid, "PID", "PID-3", "HL7-PID3-MISSING", "patient identifier is empty"))
+        raise InvalidMessageError(
+            r.fault(pid, "PID", "PID-3", "HL7-PID3-MISSING", "patient identifier is empty")
+        )
     street, city, state, postal = pid.get(11, 1), pid.get(11, 3), pid.get(11, 4), pid.get(11, 5)
     address = Address(street=street, city=city, state=state, postal_code=postal) if street or city else None
     birth = r.convert(pid, "PID-7", pid.get(7), parse_dt, "HL7-DT")
@@ -113,7 +117,9 @@ def _encounter(r: _Reader) -> Encounter:
         patient_class = PatientClass(raw_class) if raw_class else PatientClass.UNKNOWN
     except ValueError:
         raise InvalidMessageError(
-            r.fault(pv1, "PV1", "PV1-2", "HL7-PV1-2-CODE", "patient class is not in HL7 table 0004", raw_class)
+            r.fault(
+                pv1, "PV1", "PV1-2", "HL7-PV1-2-CODE", "patient class is not in HL7 table 0004", raw_class
+            )
         ) from None
     return Encounter(
         encounter_id=f"{authority}:{visit}",
@@ -138,7 +144,9 @@ def _occurred_at(r: _Reader) -> dt.datetime:
         when = r.dtm(msh, 7)
     if when is None:
         msh = r.require_segment("MSH")
-        raise InvalidMessageError(r.fault(msh, "MSH", "MSH-7", "HL7-MSH-7-MISSING", "message date/time is empty"))
+        raise InvalidMessageError(
+            r.fault(msh, "MSH", "MSH-7", "HL7-MSH-7-MISSING", "message date/time is empty")
+        )
     return when
 
 
@@ -152,7 +160,9 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
         ) from None
     code = ft1.get(7, 1)
     if not code:
-        raise InvalidMessageError(r.fault(ft1, "FT1", "FT1-7", "HL7-FT1-7-MISSING", "transaction code is empty"))
+        raise InvalidMessageError(
+            r.fault(ft1, "FT1", "FT1-7", "HL7-FT1-7-MISSING", "transaction code is empty")
+        )
     quantity_raw = ft1.get(10) or "1"
     quantity = r.convert(ft1, "FT1-10", quantity_raw, _whole_number, "HL7-FT1-10-NUMBER")
     unit = r.convert(ft1, "FT1-12", ft1.get(12, 1), parse_cents, "HL7-FT1-12-AMOUNT")
@@ -160,13 +170,17 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
     if extended is None:
         if unit is None:
             raise InvalidMessageError(
-                r.fault(ft1, "FT1", "FT1-11", "HL7-FT1-11-MISSING", "neither extended (FT1-11) nor unit amount")
+                r.fault(
+                    ft1, "FT1", "FT1-11", "HL7-FT1-11-MISSING", "neither extended (FT1-11) nor unit amount"
+                )
             )
         extended = unit * quantity
     amount = -abs(extended) if kind is TransactionType.CREDIT else extended
     service_at = r.dtm(ft1, 4)
     if service_at is None:
-        raise InvalidMessageError(r.fault(ft1, "FT1", "FT1-4", "HL7-FT1-4-MISSING", "transaction date is empty"))
+        raise InvalidMessageError(
+            r.fault(ft1, "FT1", "FT1-4", "HL7-FT1-4-MISSING", "transaction date is empty")
+        )
     try:
         return Charge(
             charge_id=event_id,
@@ -209,7 +223,9 @@ def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) ->
     r = _Reader(msg, default_tz)
     msh = r.require_segment("MSH")
     if not msg.control_id:
-        raise InvalidMessageError(r.fault(msh, "MSH", "MSH-10", "HL7-MSH-10-MISSING", "message control id is empty"))
+        raise InvalidMessageError(
+            r.fault(msh, "MSH", "MSH-10", "HL7-MSH-10-MISSING", "message control id is empty")
+        )
     message_type = msg.message_type
     trigger = msg.trigger_event
     if message_type == "ADT" and not trigger:
@@ -223,7 +239,9 @@ def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) ->
     encounter = _encounter(r)
     patient = _patient(r)
 
-    def envelope(position: int, event_type: EventType, payload: EncounterPayload | ChargePayload) -> EventEnvelope:
+    def envelope(
+        position: int, event_type: EventType, payload: EncounterPayload | ChargePayload
+    ) -> EventEnvelope:
         return EventEnvelope(
             event_id=ids.event_id(sender, msg.control_id, position),
             correlation_id=correlation,
@@ -242,13 +260,19 @@ def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) ->
 
     ft1s = msg.segments_named("FT1")
     if not ft1s:
-        raise InvalidMessageError(r.fault(None, "FT1", "", "HL7-FT1-MISSING", "DFT^P03 carries no FT1 segment"))
+        raise InvalidMessageError(
+            r.fault(None, "FT1", "", "HL7-FT1-MISSING", "DFT^P03 carries no FT1 segment")
+        )
     events = []
     for ft1 in ft1s:
         position = ft1.index
         charge = _charge(r, ft1, ids.event_id(sender, msg.control_id, position), encounter)
         event_type = (
-            EventType.CHARGE_CREDITED if charge.transaction_type is TransactionType.CREDIT else EventType.CHARGE_POSTED
+            EventType.CHARGE_CREDITED
+            if charge.transaction_type is TransactionType.CREDIT
+            else EventType.CHARGE_POSTED
         )
-        events.append(envelope(position, event_type, ChargePayload(charge=charge, encounter=encounter, patient=patient)))
+        events.append(
+            envelope(position, event_type, ChargePayload(charge=charge, encounter=encounter, patient=patient))
+        )
     return events

@@ -69,7 +69,11 @@ def test_admission_and_charges_reach_billing_and_erp(settings: Settings) -> None
     _send(
         settings,
         adt("A01", f"A{visit}", visit),
-        dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "350.00"), ("CG", "80053", "Metabolic panel", 1, "75.25")]),
+        dft(
+            f"D{visit}",
+            visit,
+            [("CG", "99283", "ED visit", 1, "350.00"), ("CG", "80053", "Metabolic panel", 1, "75.25")],
+        ),
         adt("A03", f"X{visit}", visit, discharge="20261121100000"),
     )
     wait_until("two charges in billing", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 2)
@@ -136,7 +140,9 @@ def test_charge_before_admission_posts_after_it(settings: Settings) -> None:
     held = _settle(settings, 1.0)
     assert _charges(held) == _charges(before)
     _send(settings, adt("A01", f"A{visit}", visit, patient_class="E", dept="ED"))
-    wait_until("the held charge to post", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1)
+    wait_until(
+        "the held charge to post", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1
+    )
     after = _settle(settings)
     assert _charges(after)[1] - _charges(before)[1] == 98_000
     assert after.revenue_net_cents - before.revenue_net_cents == 98_000

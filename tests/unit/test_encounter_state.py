@@ -28,7 +28,9 @@ def test_admit_then_charges() -> None:
     state, billing, erp = _run(state, adt("A01", "A1", "V1"))
     assert state.status is EncounterStatus.ADMITTED
     assert [type(c) for c in billing] == [UpsertAccountCommand]
-    state, billing, erp = _run(state, dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00"), ("CG", "1", "X", 2, "5.00")]))
+    state, billing, erp = _run(
+        state, dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00"), ("CG", "1", "X", 2, "5.00")])
+    )
     assert [type(c) for c in billing] == [PostChargeCommand, PostChargeCommand]
     assert len(erp) == 2
     assert state.charges_posted == 2 and state.net_charge_cents == 1500
@@ -64,9 +66,13 @@ def test_status_only_moves_forward() -> None:
 
 def test_journal_lines_balance_and_carry_no_phi() -> None:
     state, _, _ = _run(EncounterState(encounter_id="NMH:V1"), adt("A01", "A1", "V1"))
-    _, _, erp = _run(state, dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00"), ("CD", "99283", "ED", 1, "4.00")]))
+    _, _, erp = _run(
+        state, dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00"), ("CD", "99283", "ED", 1, "4.00")])
+    )
     for command in erp:
-        assert sum(line.debit_cents for line in command.lines) == sum(line.credit_cents for line in command.lines)
+        assert sum(line.debit_cents for line in command.lines) == sum(
+            line.credit_cents for line in command.lines
+        )
         text = command.model_dump_json()
         for phi in ("Doe", "Jane", "MRN001", "1980", "Springfield", "NMH:V1"):
             assert phi not in text

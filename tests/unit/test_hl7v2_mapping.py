@@ -47,7 +47,9 @@ def test_adt_maps_to_one_encounter_event(trigger: str, event_type: EventType) ->
 
 
 def test_dft_maps_each_ft1_to_a_charge_event() -> None:
-    raw = dft("D1", "V100", [("CG", "99283", "ED visit", 1, "350.00"), ("CD", "36415", "Venipuncture", 2, "40.50")])
+    raw = dft(
+        "D1", "V100", [("CG", "99283", "ED visit", 1, "350.00"), ("CD", "36415", "Venipuncture", 2, "40.50")]
+    )
     first, second = canonicalize(raw)
     assert first.event_type is EventType.CHARGE_POSTED
     assert second.event_type is EventType.CHARGE_CREDITED
@@ -73,7 +75,12 @@ def test_bad_amount_names_segment_field_and_position() -> None:
     with pytest.raises(InvalidMessageError) as info:
         canonicalize(raw)
     fault = info.value.fault
-    assert (fault.message_id, fault.segment, fault.field, fault.rule) == ("D3", "FT1", "FT1-11", "HL7-FT1-11-AMOUNT")
+    assert (fault.message_id, fault.segment, fault.field, fault.rule) == (
+        "D3",
+        "FT1",
+        "FT1-11",
+        "HL7-FT1-11-AMOUNT",
+    )
     assert fault.position == 5  # MSH, EVN, PID, PV1, FT1#1, FT1#2
     assert fault.found == "12,50"
     assert "message D3" in str(info.value) and "FT1-11" in str(info.value)
@@ -98,5 +105,7 @@ def test_unmapped_type_has_no_financial_effect() -> None:
 
 
 def test_status_rank_orders_progress() -> None:
-    ranks = [s.rank for s in (EncounterStatus.REGISTERED, EncounterStatus.ADMITTED, EncounterStatus.DISCHARGED)]
+    ranks = [
+        s.rank for s in (EncounterStatus.REGISTERED, EncounterStatus.ADMITTED, EncounterStatus.DISCHARGED)
+    ]
     assert ranks == sorted(ranks)

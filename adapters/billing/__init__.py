@@ -1,0 +1,1 @@
+"""The BillingAdapter: a gRPC service in front of a billing backend."""

@@ -1,0 +1,417 @@
+"""The billing backend: the interface the BillingAdapter service calls, and its SQL reference implementation.
+
+Every write is idempotent and the database decides: an account upsert is recorded under its
+idempotency key (primary key), a charge under its charge_id (primary key). A replay reads the
+original outcome back instead of writing again, and a lost race on either key reruns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import Counter
+from typing import Literal, Protocol
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from adapters import (
+    distinct,
+    fingerprint,
+    in_chunks,
+    invalid_request,
+    open_engine,
+    read_transaction,
+    write_transaction,
+)
+from canonical.models import EncounterStatus, TransactionType
+from proto import billing_pb2
+
+__all__ = ["BillingBackend", "SqlBillingBackend"]
+
+log = logging.getLogger(__name__)
+
+_STATUSES = {status.value: status for status in EncounterStatus}
+_TRANSACTION_TYPES = {kind.value for kind in TransactionType}
+# Account text fields an update overwrites when the request carries a value (an empty one keeps ours).
+_MERGED_TEXT_FIELDS = (
+    "facility",
+    "department",
+    "patient_class",
+    "mrn",
+    "family_name",
+    "given_name",
+    "attending_provider_id",
+    "source_event_id",
+    "correlation_id",
+)
+
+UpsertStatus = billing_pb2.UpsertAccountResponse.Status
+ChargeStatus = billing_pb2.ChargeResult.Status
+
+
+class BillingBackend(Protocol):
+    """What the BillingAdapter service needs from a billing system."""
+
+    def upsert_account(self, request: billing_pb2.UpsertAccountRequest) -> billing_pb2.UpsertAccountResponse:
+        """Create or update an account; a replayed idempotency key returns the original outcome."""
+        ...
+
+    def post_charges(self, request: billing_pb2.PostChargesRequest) -> billing_pb2.PostChargesResponse:
+        """Post charges, one result per charge in request order; a replayed charge_id is a duplicate."""
+        ...
+
+    def totals(self) -> billing_pb2.BillingTotals:
+        """Return reconciliation totals over all accounts and charges."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+        ...
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the billing tables."""
+
+    # Cents and counts outgrow 32-bit integers (a PostgreSQL INTEGER) at $21M.
+    type_annotation_map = {int: BigInteger, dt.datetime: DateTime(timezone=True), str: String()}
+
+
+class AccountRow(Base):
+    """A patient account; the account id is the encounter id."""
+
+    __tablename__ = "billing_accounts"
+
+    account_id: Mapped[str] = mapped_column(primary_key=True)
+    facility: Mapped[str]
+    department: Mapped[str]
+    patient_class: Mapped[str]
+    status: Mapped[str] = mapped_column(index=True)
+    mrn: Mapped[str]
+    family_name: Mapped[str]
+    given_name: Mapped[str]
+    birth_date: Mapped[dt.date | None]
+    admitted_at: Mapped[dt.datetime | None]
+    discharged_at: Mapped[dt.datetime | None]
+    attending_provider_id: Mapped[str]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    version: Mapped[int]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class AccountUpsertRow(Base):
+    """One applied UpsertAccount call, kept so a replay of its key returns the original version."""
+
+    __tablename__ = "billing_account_upserts"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"), index=True)
+    status: Mapped[str]
+    version: Mapped[int]
+    request_digest: Mapped[str]
+    received_at: Mapped[dt.datetime]
+
+
+class ChargeRow(Base):
+    """One posted charge or credit line."""
+
+    __tablename__ = "billing_charges"
+
+    charge_id: Mapped[str] = mapped_column(primary_key=True)
+    posting_id: Mapped[str] = mapped_column(unique=True)
+    encounter_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"), index=True)
+    transaction_id: Mapped[str]
+    transaction_type: Mapped[str]
+    charge_code: Mapped[str]
+    code_system: Mapped[str]
+    description: Mapped[str]
+    quantity: Mapped[int]
+    unit_amount_cents: Mapped[int | None]
+    amount_cents: Mapped[int]
+    currency: Mapped[str]
+    service_at: Mapped[dt.datetime]
+    facility: Mapped[str] = mapped_column(index=True)
+    department: Mapped[str]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    request_key: Mapped[str]
+    posted_at: Mapped[dt.datetime]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _birth_date(account: billing_pb2.Account, request_id: str) -> dt.date | None:
+    """Parse the account's birth date; an empty one is unknown."""
+    if not account.birth_date:
+        return None
+    try:
+        return dt.date.fromisoformat(account.birth_date)
+    except ValueError:
+        # The value is PHI, so the message names the field but never repeats it.
+        raise invalid_request(
+            "account.birth_date", "is not a YYYY-MM-DD date", request_id=request_id
+        ) from None
+
+
+def _timestamp(
+    account: billing_pb2.Account, name: Literal["admitted_at", "discharged_at"]
+) -> dt.datetime | None:
+    """Return an account timestamp as an aware UTC datetime, or None when the request leaves it unset."""
+    return getattr(account, name).ToDatetime(dt.UTC) if account.HasField(name) else None
+
+
+def _validate_upsert(request: billing_pb2.UpsertAccountRequest) -> None:
+    """Refuse an UpsertAccount request that breaks the contract, naming the field."""
+    key = request.idempotency_key
+    if not key:
+        raise invalid_request("idempotency_key", "is empty")
+    if not request.HasField("account"):
+        raise invalid_request("account", "is missing", request_id=key)
+    account = request.account
+    if not account.encounter_id:
+        raise invalid_request("account.encounter_id", "is empty", request_id=key)
+    if not account.facility:
+        raise invalid_request("account.facility", "is empty", request_id=key)
+    if account.status not in _STATUSES:
+        raise invalid_request(
+            "account.status",
+            f"must be one of {', '.join(_STATUSES)}, got {account.status!r}",
+            request_id=key,
+        )
+    _birth_date(account, key)
+
+
+def _validate_charges(request: billing_pb2.PostChargesRequest) -> None:
+    """Refuse a PostCharges request with a malformed charge, naming the field."""
+    key = request.idempotency_key
+    if not key:
+        raise invalid_request("idempotency_key", "is empty")
+    for index, charge in enumerate(request.charges):
+        where = f"charges[{index}]"
+        for name in ("charge_id", "encounter_id", "charge_code", "currency", "facility"):
+            if not getattr(charge, name):
+                raise invalid_request(f"{where}.{name}", "is empty", request_id=key)
+        if charge.transaction_type not in _TRANSACTION_TYPES:
+            raise invalid_request(
+                f"{where}.transaction_type",
+                f"must be CG or CD, got {charge.transaction_type!r}",
+                request_id=key,
+            )
+        if charge.transaction_type == TransactionType.CHARGE and charge.amount_cents < 0:
+            raise invalid_request(f"{where}.amount_cents", "a CG charge cannot be negative", request_id=key)
+        if charge.transaction_type == TransactionType.CREDIT and charge.amount_cents > 0:
+            raise invalid_request(f"{where}.amount_cents", "a CD credit must be negative", request_id=key)
+        if not charge.HasField("service_at"):
+            raise invalid_request(f"{where}.service_at", "is missing", request_id=key)
+
+
+class SqlBillingBackend:
+    """The reference billing system: accounts and charges in SQL (SQLite file or PostgreSQL)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._engine = open_engine(database_url)
+        Base.metadata.create_all(self._engine)
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+        self._engine.dispose()
+
+    def upsert_account(self, request: billing_pb2.UpsertAccountRequest) -> billing_pb2.UpsertAccountResponse:
+        """Create or update an account; a replayed idempotency key returns the original outcome."""
+        _validate_upsert(request)
+        digest = fingerprint(request)
+        response = write_transaction(self._engine, lambda session: self._upsert(session, request, digest))
+        log.info(
+            "account %s upsert %s: %s version %d",
+            response.account_id,
+            request.idempotency_key,
+            UpsertStatus.Name(response.status),
+            response.version,
+        )
+        return response
+
+    def _upsert(
+        self, session: Session, request: billing_pb2.UpsertAccountRequest, digest: str
+    ) -> billing_pb2.UpsertAccountResponse:
+        key = request.idempotency_key
+        account = request.account
+        seen = session.get(AccountUpsertRow, key)
+        if seen is not None:
+            if seen.request_digest != digest:
+                raise invalid_request(
+                    "idempotency_key", "was already used for a different request", request_id=key
+                )
+            return billing_pb2.UpsertAccountResponse(
+                account_id=seen.account_id, status=UpsertStatus.DUPLICATE, version=seen.version
+            )
+        now = _now()
+        # FOR UPDATE serialises concurrent updates of one account on PostgreSQL; on SQLite the
+        # transaction already holds the write lock.
+        row = session.get(AccountRow, account.encounter_id, with_for_update=True)
+        if row is None:
+            row = AccountRow(
+                account_id=account.encounter_id,
+                facility=account.facility,
+                department=account.department,
+                patient_class=account.patient_class,
+                status=account.status,
+                mrn=account.mrn,
+                family_name=account.family_name,
+                given_name=account.given_name,
+                birth_date=_birth_date(account, key),
+                admitted_at=_timestamp(account, "admitted_at"),
+                discharged_at=_timestamp(account, "discharged_at"),
+                attending_provider_id=account.attending_provider_id,
+                source_event_id=account.source_event_id,
+                correlation_id=account.correlation_id,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            status = UpsertStatus.CREATED
+        else:
+            _merge(row, account, key)
+            row.version += 1
+            row.updated_at = now
+            status = UpsertStatus.UPDATED
+        session.add(
+            AccountUpsertRow(
+                idempotency_key=key,
+                account_id=row.account_id,
+                status=UpsertStatus.Name(status),
+                version=row.version,
+                request_digest=digest,
+                received_at=now,
+            )
+        )
+        # Flush inside the transaction so a lost race surfaces here as IntegrityError and is rerun.
+        session.flush()
+        return billing_pb2.UpsertAccountResponse(
+            account_id=row.account_id, status=status, version=row.version
+        )
+
+    def post_charges(self, request: billing_pb2.PostChargesRequest) -> billing_pb2.PostChargesResponse:
+        """Post charges, one result per charge in request order; a replayed charge_id is a duplicate."""
+        _validate_charges(request)
+        response = write_transaction(self._engine, lambda session: self._post(session, request))
+        counts = Counter(ChargeStatus.Name(result.status) for result in response.results)
+        log.info(
+            "charges %s: %d accepted, %d duplicate, %d rejected",
+            request.idempotency_key,
+            counts["ACCEPTED"],
+            counts["DUPLICATE"],
+            counts["REJECTED"],
+        )
+        return response
+
+    def _post(
+        self, session: Session, request: billing_pb2.PostChargesRequest
+    ) -> billing_pb2.PostChargesResponse:
+        charge_ids = distinct(charge.charge_id for charge in request.charges)
+        postings: dict[str, str] = {}
+        for chunk in in_chunks(charge_ids):
+            rows = session.execute(
+                select(ChargeRow.charge_id, ChargeRow.posting_id).where(ChargeRow.charge_id.in_(chunk))
+            )
+            postings.update({charge_id: posting_id for charge_id, posting_id in rows})
+        encounter_ids = distinct(charge.encounter_id for charge in request.charges)
+        accounts: set[str] = set()
+        for chunk in in_chunks(encounter_ids):
+            accounts.update(
+                session.scalars(select(AccountRow.account_id).where(AccountRow.account_id.in_(chunk)))
+            )
+        now = _now()
+        response = billing_pb2.PostChargesResponse()
+        for charge in request.charges:
+            result = response.results.add(charge_id=charge.charge_id)
+            if charge.charge_id in postings:
+                # Posted before, by an earlier call or earlier in this one: report the original posting.
+                result.status = ChargeStatus.DUPLICATE
+                result.posting_id = postings[charge.charge_id]
+            elif charge.encounter_id not in accounts:
+                # Not an error: the account may arrive later, and the caller decides whether to retry.
+                result.status = ChargeStatus.REJECTED
+                result.reason = f"no account for encounter {charge.encounter_id}"
+            else:
+                posting_id = f"BP-{uuid.uuid4().hex}"
+                session.add(_charge_row(charge, posting_id, request.idempotency_key, now))
+                postings[charge.charge_id] = posting_id
+                result.status = ChargeStatus.ACCEPTED
+                result.posting_id = posting_id
+        session.flush()
+        return response
+
+    def totals(self) -> billing_pb2.BillingTotals:
+        """Return reconciliation totals over all accounts and charges."""
+        return read_transaction(self._engine, _totals)
+
+
+def _merge(row: AccountRow, account: billing_pb2.Account, request_id: str) -> None:
+    """Apply an update to an account: status only moves forward, and empty values keep what is stored."""
+    for name in _MERGED_TEXT_FIELDS:
+        value = getattr(account, name)
+        if value:
+            setattr(row, name, value)
+    # Messages may arrive out of order; a late "admitted" must not reopen a discharged account.
+    if _STATUSES[account.status].rank > _STATUSES[row.status].rank:
+        row.status = account.status
+    birth_date = _birth_date(account, request_id)
+    if birth_date is not None:
+        row.birth_date = birth_date
+    row.admitted_at = _timestamp(account, "admitted_at") or row.admitted_at
+    row.discharged_at = _timestamp(account, "discharged_at") or row.discharged_at
+
+
+def _charge_row(charge: billing_pb2.Charge, posting_id: str, request_key: str, now: dt.datetime) -> ChargeRow:
+    """Build the row of a newly accepted charge."""
+    return ChargeRow(
+        charge_id=charge.charge_id,
+        posting_id=posting_id,
+        encounter_id=charge.encounter_id,
+        transaction_id=charge.transaction_id,
+        transaction_type=charge.transaction_type,
+        charge_code=charge.charge_code,
+        code_system=charge.code_system,
+        description=charge.description,
+        quantity=charge.quantity,
+        unit_amount_cents=charge.unit_amount_cents if charge.HasField("unit_amount_cents") else None,
+        amount_cents=charge.amount_cents,
+        currency=charge.currency,
+        service_at=charge.service_at.ToDatetime(dt.UTC),
+        facility=charge.facility,
+        department=charge.department,
+        source_event_id=charge.source_event_id,
+        correlation_id=charge.correlation_id,
+        request_key=request_key,
+        posted_at=now,
+    )
+
+
+def _totals(session: Session) -> billing_pb2.BillingTotals:
+    """Compute billing totals in one snapshot."""
+    account_count = session.scalar(select(func.count()).select_from(AccountRow)) or 0
+    charge_count, amount_cents = session.execute(
+        select(func.count(), func.coalesce(func.sum(ChargeRow.amount_cents), 0)).select_from(ChargeRow)
+    ).one()
+    totals = billing_pb2.BillingTotals(
+        account_count=account_count, charge_count=charge_count, amount_cents=amount_cents
+    )
+    by_facility = session.execute(
+        select(ChargeRow.facility, func.count(), func.coalesce(func.sum(ChargeRow.amount_cents), 0))
+        .group_by(ChargeRow.facility)
+        .order_by(ChargeRow.facility)
+    )
+    for facility, count, amount in by_facility:
+        totals.by_facility.add(facility=facility, charge_count=count, amount_cents=amount)
+    by_status = session.execute(
+        select(AccountRow.status, func.count()).group_by(AccountRow.status).order_by(AccountRow.status)
+    )
+    for status, count in by_status:
+        totals.by_status.add(status=status, account_count=count)
+    return totals

@@ -1,0 +1,36 @@
+"""The BillingAdapter gRPC servicer: the backend validates and posts, in a worker thread."""
+
+from __future__ import annotations
+
+import grpc
+
+from adapters import answer
+from adapters.billing.backend import BillingBackend
+from proto import billing_pb2, billing_pb2_grpc
+
+__all__ = ["BillingService"]
+
+
+class BillingService(billing_pb2_grpc.BillingAdapterServicer):
+    """grpc.aio servicer of hcsync.billing.v1.BillingAdapter over a :class:`BillingBackend`."""
+
+    def __init__(self, backend: BillingBackend) -> None:
+        self._backend = backend
+
+    async def UpsertAccount(
+        self, request: billing_pb2.UpsertAccountRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.UpsertAccountResponse:
+        """Create or update the account of one encounter."""
+        return await answer(context, "UpsertAccount", lambda: self._backend.upsert_account(request))
+
+    async def PostCharges(
+        self, request: billing_pb2.PostChargesRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.PostChargesResponse:
+        """Post charge and credit lines, one result per line."""
+        return await answer(context, "PostCharges", lambda: self._backend.post_charges(request))
+
+    async def GetTotals(
+        self, request: billing_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.BillingTotals:
+        """Return reconciliation totals."""
+        return await answer(context, "GetTotals", self._backend.totals)

@@ -1,0 +1,216 @@
+"""Async gRPC clients of the BillingAdapter and the ErpAdapter, with deadlines and retries.
+
+Every call has a deadline of ``settings.grpc_timeout_s``. UNAVAILABLE, DEADLINE_EXCEEDED and
+RESOURCE_EXHAUSTED are retried with exponential back-off, up to ``settings.grpc_retry_attempts``
+attempts, then raise :class:`RetryableError`; any other failure raises :class:`NotRetryableError`.
+Retrying is safe because every write the adapters accept is idempotent on a key in the request.
+Create a client inside the event loop that uses it (grpc.aio channels belong to one loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from canonical.errors import NotRetryableError, RetryableError, StackError
+from cluster.settings import Settings
+from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
+
+__all__ = ["RETRYABLE_CODES", "BillingClient", "ErpClient"]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Message)
+
+RETRYABLE_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+# First back-off pause; it doubles per attempt up to the cap, with jitter so clients do not retry in step.
+_BACKOFF_S = 0.05
+_BACKOFF_CAP_S = 2.0
+# Pause between readiness probes in wait_ready.
+_READY_POLL_S = 0.1
+_CHANNEL_OPTIONS = [
+    # grpc's own reconnect back-off starts at 1 s; shorter, a restarted adapter is found sooner.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+class _AdapterClient:
+    """One grpc.aio channel to one adapter, and the retry loop its calls share."""
+
+    _kind = "adapter"
+
+    def __init__(
+        self,
+        address: str,
+        settings: Settings,
+        *,
+        backoff_s: float = _BACKOFF_S,
+        backoff_cap_s: float = _BACKOFF_CAP_S,
+    ) -> None:
+        self.address = address
+        self._timeout_s = settings.grpc_timeout_s
+        self._attempts = settings.grpc_retry_attempts
+        self._backoff_s = backoff_s
+        self._backoff_cap_s = backoff_cap_s
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+
+    async def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(
+        self, rpc: str, method: Callable[..., Awaitable[Any]], request: Message, response_type: type[R]
+    ) -> R:
+        """Call ``method`` with a deadline, retrying transient failures with exponential back-off."""
+        pause = self._backoff_s
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await method(request, timeout=self._timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code not in RETRYABLE_CODES:
+                    raise NotRetryableError(
+                        f"{rpc} to {self._kind} at {self.address} failed: {code.name}: {exc.details()}"
+                    ) from exc
+                if attempt == self._attempts:
+                    raise RetryableError(
+                        f"{rpc} to {self._kind} at {self.address} failed after {attempt} attempts: "
+                        f"{code.name}: {exc.details()}"
+                    ) from exc
+                log.info(
+                    "%s to %s: %s, attempt %d of %d", rpc, self.address, code.name, attempt, self._attempts
+                )
+                await asyncio.sleep(pause * random.uniform(0.5, 1.0))
+                pause = min(pause * 2, self._backoff_cap_s)
+                continue
+            if not isinstance(response, response_type):
+                raise NotRetryableError(
+                    f"{rpc} to {self._kind} at {self.address} answered {type(response).__name__}, "
+                    f"expected {response_type.__name__}"
+                )
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _wait_ready(
+        self, rpc: str, probe: Callable[..., Awaitable[Any]], request: Message, timeout_s: float
+    ) -> None:
+        """Call the read-only ``probe`` until it succeeds; raise StackError when ``timeout_s`` runs out."""
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StackError(f"{self._kind} at {self.address} not ready after {timeout_s}s: {last}")
+            try:
+                # wait_for_ready queues the call until the channel connects instead of failing fast.
+                await probe(request, timeout=min(remaining, self._timeout_s), wait_for_ready=True)
+                return
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                last = f"{rpc}: {code.name}: {exc.details()}"
+                if code not in RETRYABLE_CODES:
+                    # Something answers but cannot serve this (another service on the port, say).
+                    raise StackError(f"{self._kind} at {self.address} is not serving: {last}") from exc
+            await asyncio.sleep(min(_READY_POLL_S, max(deadline - time.monotonic(), 0)))
+
+
+class BillingClient(_AdapterClient):
+    """Client of hcsync.billing.v1.BillingAdapter."""
+
+    _kind = "billing adapter"
+
+    def __init__(
+        self,
+        settings: Settings,
+        address: str | None = None,
+        *,
+        backoff_s: float = _BACKOFF_S,
+        backoff_cap_s: float = _BACKOFF_CAP_S,
+    ) -> None:
+        super().__init__(
+            address or settings.billing_address, settings, backoff_s=backoff_s, backoff_cap_s=backoff_cap_s
+        )
+        self._stub = billing_pb2_grpc.BillingAdapterStub(self._channel)
+
+    async def upsert_account(
+        self, req: billing_pb2.UpsertAccountRequest
+    ) -> billing_pb2.UpsertAccountResponse:
+        """Create or update an account; a replay returns DUPLICATE with the original version."""
+        return await self._call(
+            "UpsertAccount", self._stub.UpsertAccount, req, billing_pb2.UpsertAccountResponse
+        )
+
+    async def post_charges(self, req: billing_pb2.PostChargesRequest) -> billing_pb2.PostChargesResponse:
+        """Post charges; each result is ACCEPTED, DUPLICATE (original posting_id) or REJECTED (reason)."""
+        return await self._call("PostCharges", self._stub.PostCharges, req, billing_pb2.PostChargesResponse)
+
+    async def get_totals(self) -> billing_pb2.BillingTotals:
+        """Return the billing system's reconciliation totals."""
+        return await self._call(
+            "GetTotals", self._stub.GetTotals, billing_pb2.GetTotalsRequest(), billing_pb2.BillingTotals
+        )
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once GetTotals succeeds; raise StackError if it does not within ``timeout_s``."""
+        await self._wait_ready("GetTotals", self._stub.GetTotals, billing_pb2.GetTotalsRequest(), timeout_s)
+
+
+class ErpClient(_AdapterClient):
+    """Client of hcsync.erp.v1.ErpAdapter."""
+
+    _kind = "ERP adapter"
+
+    def __init__(
+        self,
+        settings: Settings,
+        address: str | None = None,
+        *,
+        backoff_s: float = _BACKOFF_S,
+        backoff_cap_s: float = _BACKOFF_CAP_S,
+    ) -> None:
+        super().__init__(
+            address or settings.erp_address, settings, backoff_s=backoff_s, backoff_cap_s=backoff_cap_s
+        )
+        self._stub = erp_pb2_grpc.ErpAdapterStub(self._channel)
+
+    async def post_journal_batch(self, batch: erp_pb2.JournalBatch) -> erp_pb2.JournalAck:
+        """Post a journal batch; a replay of its idempotency key returns the original ack."""
+        return await self._call("PostJournalBatch", self._stub.PostJournalBatch, batch, erp_pb2.JournalAck)
+
+    async def get_ledger_totals(self) -> erp_pb2.LedgerTotals:
+        """Return the ledger's reconciliation totals."""
+        return await self._call(
+            "GetLedgerTotals",
+            self._stub.GetLedgerTotals,
+            erp_pb2.GetLedgerTotalsRequest(),
+            erp_pb2.LedgerTotals,
+        )
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once GetLedgerTotals succeeds; raise StackError if it does not within ``timeout_s``."""
+        await self._wait_ready(
+            "GetLedgerTotals", self._stub.GetLedgerTotals, erp_pb2.GetLedgerTotalsRequest(), timeout_s
+        )

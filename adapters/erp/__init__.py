@@ -1,0 +1,1 @@
+"""The ErpAdapter: a gRPC service in front of a general-ledger backend."""

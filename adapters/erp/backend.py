@@ -1,0 +1,344 @@
+"""The ERP backend: the interface the ErpAdapter service calls, and its SQL reference general ledger.
+
+Every write is idempotent and the database decides: a batch is recorded under its idempotency key
+with the ack it got (a replay returns that ack), and a line under its line_id (a replay is accepted as
+a duplicate with the original posting_id). Lines are grouped by source event and each group must
+balance; the accepted lines of one call commit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, LargeBinary, String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from adapters import (
+    in_chunks,
+    invalid_request,
+    open_engine,
+    read_transaction,
+    write_transaction,
+)
+from proto import erp_pb2
+
+__all__ = ["ErpBackend", "SqlErpBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class ErpBackend(Protocol):
+    """What the ErpAdapter service needs from a general ledger."""
+
+    def post_journal_batch(self, batch: erp_pb2.JournalBatch) -> erp_pb2.JournalAck:
+        """Post a batch; a replayed idempotency key returns the original ack."""
+        ...
+
+    def ledger_totals(self) -> erp_pb2.LedgerTotals:
+        """Return reconciliation totals of the ledger."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+        ...
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the ledger tables."""
+
+    # Cents and counts outgrow 32-bit integers (a PostgreSQL INTEGER) at $21M.
+    type_annotation_map = {
+        int: BigInteger,
+        dt.datetime: DateTime(timezone=True),
+        dt.date: Date,
+        str: String(),
+        bytes: LargeBinary,
+    }
+
+
+class JournalBatchRow(Base):
+    """One processed batch and the ack it got, so a replay of its key returns that same ack."""
+
+    __tablename__ = "erp_journal_batches"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    batch_id: Mapped[str] = mapped_column(index=True)
+    currency: Mapped[str]
+    line_count: Mapped[int]
+    accepted_count: Mapped[int]
+    rejected_count: Mapped[int]
+    request_digest: Mapped[str]
+    ack: Mapped[bytes]
+    received_at: Mapped[dt.datetime]
+
+
+class JournalLineRow(Base):
+    """One posted general-ledger line. Like the contract, it holds no PHI."""
+
+    __tablename__ = "erp_journal_lines"
+
+    line_id: Mapped[str] = mapped_column(primary_key=True)
+    posting_id: Mapped[str] = mapped_column(unique=True)
+    batch_key: Mapped[str] = mapped_column(ForeignKey("erp_journal_batches.idempotency_key"), index=True)
+    journal_date: Mapped[dt.date]
+    account: Mapped[str] = mapped_column(index=True)
+    cost_centre: Mapped[str]
+    facility: Mapped[str]
+    debit_cents: Mapped[int]
+    credit_cents: Mapped[int]
+    currency: Mapped[str]
+    encounter_ref: Mapped[str] = mapped_column(index=True)
+    source_event_id: Mapped[str] = mapped_column(index=True)
+    correlation_id: Mapped[str]
+    description: Mapped[str]
+    posted_at: Mapped[dt.datetime]
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What happens to one distinct line of a batch."""
+
+    accepted: bool
+    posting_id: str = ""
+    duplicate: bool = False
+    reason: str = ""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _batch_digest(batch: erp_pb2.JournalBatch) -> str:
+    """Return a digest of a batch that ignores the order of its lines, to tell a replay from a reused key."""
+    # A caller that rebuilds a batch may list the same lines in another order; that is still a replay.
+    envelope = erp_pb2.JournalBatch(
+        batch_id=batch.batch_id, idempotency_key=batch.idempotency_key, currency=batch.currency
+    )
+    lines = sorted(line.SerializeToString(deterministic=True) for line in batch.lines)
+    digest = hashlib.sha256(envelope.SerializeToString(deterministic=True))
+    for line in lines:
+        # Length-prefixed, so two different line lists can never concatenate to the same bytes.
+        digest.update(len(line).to_bytes(8, "big"))
+        digest.update(line)
+    return digest.hexdigest()
+
+
+def _validate_batch(batch: erp_pb2.JournalBatch) -> None:
+    """Refuse a batch whose envelope breaks the contract, naming the field; lines are judged one by one."""
+    if not batch.idempotency_key:
+        raise invalid_request("idempotency_key", "is empty", request_id=batch.batch_id)
+    if not batch.batch_id:
+        raise invalid_request("batch_id", "is empty", request_id=batch.idempotency_key)
+    if not batch.currency:
+        raise invalid_request("currency", "is empty", request_id=batch.idempotency_key)
+    for index, line in enumerate(batch.lines):
+        if not line.line_id:
+            raise invalid_request(f"lines[{index}].line_id", "is empty", request_id=batch.idempotency_key)
+
+
+def _line_fault(line: erp_pb2.JournalLine, currency: str) -> str:
+    """Return why a line cannot be posted, or an empty string when it is well formed."""
+    if line.debit_cents < 0 or line.credit_cents < 0:
+        return f"line {line.line_id}: debit_cents and credit_cents cannot be negative"
+    if (line.debit_cents > 0) == (line.credit_cents > 0):
+        return f"line {line.line_id}: needs exactly one of debit_cents or credit_cents above zero"
+    if not line.account:
+        return f"line {line.line_id}: account is empty"
+    if line.currency != currency:
+        return f"line {line.line_id}: currency {line.currency!r} does not match batch currency {currency!r}"
+    if not line.source_event_id:
+        return f"line {line.line_id}: source_event_id is empty, so the line cannot be balanced"
+    try:
+        dt.date.fromisoformat(line.journal_date)
+    except ValueError:
+        return f"line {line.line_id}: journal_date {line.journal_date!r} is not a YYYY-MM-DD date"
+    return ""
+
+
+def _group_faults(lines: list[erp_pb2.JournalLine], currency: str) -> dict[str, str]:
+    """Judge each source-event group of distinct lines; return the reason for every line that must go."""
+    groups: dict[str, list[erp_pb2.JournalLine]] = defaultdict(list)
+    for line in lines:
+        groups[line.source_event_id].append(line)
+    faults: dict[str, str] = {}
+    for event_id, members in groups.items():
+        own = {line.line_id: _line_fault(line, currency) for line in members}
+        bad = [line_id for line_id, fault in own.items() if fault]
+        if bad:
+            # Posting the good lines of a broken event would leave the ledger out of balance.
+            for line_id, fault in own.items():
+                faults[line_id] = fault or f"event {event_id}: rejected with invalid line {bad[0]}"
+            continue
+        debit = sum(line.debit_cents for line in members)
+        credit = sum(line.credit_cents for line in members)
+        if debit != credit:
+            reason = (
+                f"event {event_id} does not balance: debit {debit} != credit {credit} {currency} cents "
+                f"over {len(members)} lines"
+            )
+            faults.update(dict.fromkeys(own, reason))
+    return faults
+
+
+class SqlErpBackend:
+    """The reference general ledger: journal batches and lines in SQL (SQLite file or PostgreSQL)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._engine = open_engine(database_url)
+        Base.metadata.create_all(self._engine)
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+        self._engine.dispose()
+
+    def post_journal_batch(self, batch: erp_pb2.JournalBatch) -> erp_pb2.JournalAck:
+        """Post a batch; a replayed idempotency key returns the original ack."""
+        _validate_batch(batch)
+        digest = _batch_digest(batch)
+        ack = write_transaction(self._engine, lambda session: self._post(session, batch, digest))
+        log.info(
+            "journal batch %s (%s): %d lines, %d accepted (%d duplicate), %d rejected",
+            batch.batch_id,
+            batch.idempotency_key,
+            len(batch.lines),
+            len(ack.accepted),
+            sum(1 for line in ack.accepted if line.duplicate),
+            len(ack.rejected),
+        )
+        return ack
+
+    def _post(self, session: Session, batch: erp_pb2.JournalBatch, digest: str) -> erp_pb2.JournalAck:
+        key = batch.idempotency_key
+        seen = session.get(JournalBatchRow, key)
+        if seen is not None:
+            if seen.request_digest != digest:
+                raise invalid_request(
+                    "idempotency_key", "was already used for a different batch", request_id=key
+                )
+            return erp_pb2.JournalAck.FromString(seen.ack)
+
+        # A line_id repeated within the batch is the same line: its first occurrence is judged and posted.
+        first: dict[str, erp_pb2.JournalLine] = {}
+        for line in batch.lines:
+            first.setdefault(line.line_id, line)
+        stored: dict[str, str] = {}
+        for chunk in in_chunks(list(first)):
+            query = select(JournalLineRow.line_id, JournalLineRow.posting_id)
+            rows = session.execute(query.where(JournalLineRow.line_id.in_(chunk)))
+            stored.update({line_id: posting_id for line_id, posting_id in rows})
+        # Balance is judged on the request's content, stored lines included, so a group can be
+        # completed by a later call without its already-posted half being counted as missing.
+        faults = _group_faults(list(first.values()), batch.currency)
+
+        now = _now()
+        # The batch row goes first: its lines reference it.
+        batch_row = JournalBatchRow(
+            idempotency_key=key,
+            batch_id=batch.batch_id,
+            currency=batch.currency,
+            line_count=len(batch.lines),
+            accepted_count=0,
+            rejected_count=0,
+            request_digest=digest,
+            ack=b"",
+            received_at=now,
+        )
+        session.add(batch_row)
+        session.flush()
+
+        outcomes: dict[str, _Outcome] = {}
+        for line_id, line in first.items():
+            if line_id in stored:
+                # The ledger already has it; that is the truth whatever this copy says.
+                outcomes[line_id] = _Outcome(accepted=True, posting_id=stored[line_id], duplicate=True)
+            elif line_id in faults:
+                outcomes[line_id] = _Outcome(accepted=False, reason=faults[line_id])
+            else:
+                posting_id = f"GL-{uuid.uuid4().hex}"
+                session.add(_line_row(line, posting_id, key, now))
+                outcomes[line_id] = _Outcome(accepted=True, posting_id=posting_id)
+
+        ack = erp_pb2.JournalAck(batch_id=batch.batch_id)
+        reported: set[str] = set()
+        for line in batch.lines:
+            outcome = outcomes[line.line_id]
+            repeat = line.line_id in reported
+            reported.add(line.line_id)
+            if outcome.accepted:
+                ack.accepted.add(
+                    line_id=line.line_id, posting_id=outcome.posting_id, duplicate=outcome.duplicate or repeat
+                )
+            else:
+                ack.rejected.add(line_id=line.line_id, reason=outcome.reason)
+        batch_row.accepted_count = len(ack.accepted)
+        batch_row.rejected_count = len(ack.rejected)
+        batch_row.ack = ack.SerializeToString(deterministic=True)
+        # Flush inside the transaction so a lost race surfaces here as IntegrityError and is rerun.
+        session.flush()
+        return ack
+
+    def ledger_totals(self) -> erp_pb2.LedgerTotals:
+        """Return reconciliation totals of the ledger."""
+        return read_transaction(self._engine, _ledger_totals)
+
+
+def _line_row(line: erp_pb2.JournalLine, posting_id: str, batch_key: str, now: dt.datetime) -> JournalLineRow:
+    """Build the row of a newly accepted line."""
+    return JournalLineRow(
+        line_id=line.line_id,
+        posting_id=posting_id,
+        batch_key=batch_key,
+        journal_date=dt.date.fromisoformat(line.journal_date),
+        account=line.account,
+        cost_centre=line.cost_centre,
+        facility=line.facility,
+        debit_cents=line.debit_cents,
+        credit_cents=line.credit_cents,
+        currency=line.currency,
+        encounter_ref=line.encounter_ref,
+        source_event_id=line.source_event_id,
+        correlation_id=line.correlation_id,
+        description=line.description,
+        posted_at=now,
+    )
+
+
+def _ledger_totals(session: Session) -> erp_pb2.LedgerTotals:
+    """Compute ledger totals in one snapshot."""
+    line_count, debit, credit = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(JournalLineRow.debit_cents), 0),
+            func.coalesce(func.sum(JournalLineRow.credit_cents), 0),
+        ).select_from(JournalLineRow)
+    ).one()
+    batch_count = session.scalar(select(func.count()).select_from(JournalBatchRow)) or 0
+    totals = erp_pb2.LedgerTotals(
+        line_count=line_count, batch_count=batch_count, total_debit_cents=debit, total_credit_cents=credit
+    )
+    by_account = session.execute(
+        select(
+            JournalLineRow.account,
+            JournalLineRow.cost_centre,
+            func.coalesce(func.sum(JournalLineRow.debit_cents), 0),
+            func.coalesce(func.sum(JournalLineRow.credit_cents), 0),
+            func.count(),
+        )
+        .group_by(JournalLineRow.account, JournalLineRow.cost_centre)
+        .order_by(JournalLineRow.account, JournalLineRow.cost_centre)
+    )
+    for account, cost_centre, account_debit, account_credit, count in by_account:
+        totals.by_account.add(
+            account=account,
+            cost_centre=cost_centre,
+            debit_cents=account_debit,
+            credit_cents=account_credit,
+            line_count=count,
+        )
+    return totals

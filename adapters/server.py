@@ -1,0 +1,152 @@
+"""Run the BillingAdapter or the ErpAdapter as a grpc.aio server over its SQL reference backend.
+
+Usage: ``python -m adapters.server billing|erp [--database-url URL] [--port N]``. The server logs
+"ready" once it listens and its database answers, and stops gracefully on SIGTERM or SIGINT.
+Readiness is a successful GetTotals / GetLedgerTotals call (``wait_ready`` in adapters.clients), not
+grpc.health.v1: grpcio-health-checking is not a dependency, and a totals call also proves the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Literal
+
+import grpc
+
+from adapters.billing.backend import SqlBillingBackend
+from adapters.billing.service import BillingService
+from adapters.erp.backend import SqlErpBackend
+from adapters.erp.service import ErpService
+from canonical.errors import StackError
+from cluster.settings import Settings, get_settings
+from proto import billing_pb2_grpc, erp_pb2_grpc
+
+__all__ = ["AdapterServer", "ServiceName", "build_server", "default_database_url", "main", "serve"]
+
+log = logging.getLogger(__name__)
+
+ServiceName = Literal["billing", "erp"]
+
+# Seconds calls in flight get to finish after a stop signal before they are cancelled.
+GRACE_S = 5.0
+_SERVER_OPTIONS = [
+    # Without this, Linux lets a second server bind the same port and silently share its traffic.
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass
+class AdapterServer:
+    """A built adapter server: the grpc.aio server, the address it is bound to and its backend."""
+
+    service: ServiceName
+    server: grpc.aio.Server
+    host: str
+    port: int
+    backend: SqlBillingBackend | SqlErpBackend
+
+    @property
+    def address(self) -> str:
+        """Return host:port, as a client dials it."""
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start serving, after checking that the backend's database answers."""
+        await asyncio.to_thread(self._check_backend)
+        await self.server.start()
+
+    async def stop(self, grace_s: float | None = GRACE_S) -> None:
+        """Stop serving, letting calls in flight finish within ``grace_s``, then close the backend."""
+        await self.server.stop(grace_s)
+        await asyncio.to_thread(self.backend.close)
+
+    def _check_backend(self) -> None:
+        if isinstance(self.backend, SqlBillingBackend):
+            self.backend.totals()
+        else:
+            self.backend.ledger_totals()
+
+
+def default_database_url(service: ServiceName, settings: Settings) -> str:
+    """Return the database URL of ``service``: its setting, else a SQLite file in the home directory."""
+    configured = settings.billing_database_url if service == "billing" else settings.erp_database_url
+    if configured:
+        return configured
+    return f"sqlite:///{(settings.home_dir / 'adapters' / f'{service}.db').resolve()}"
+
+
+def build_server(
+    service: ServiceName,
+    settings: Settings,
+    database_url: str,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+) -> AdapterServer:
+    """Build, not start, an adapter server on ``host``:``port`` (settings' by default; port 0 picks one)."""
+    bind_host = host or settings.grpc_host
+    bind_port = (
+        port if port is not None else (settings.billing_port if service == "billing" else settings.erp_port)
+    )
+    server = grpc.aio.server(options=_SERVER_OPTIONS)
+    backend: SqlBillingBackend | SqlErpBackend
+    if service == "billing":
+        backend = SqlBillingBackend(database_url)
+        billing_pb2_grpc.add_BillingAdapterServicer_to_server(BillingService(backend), server)
+    else:
+        backend = SqlErpBackend(database_url)
+        erp_pb2_grpc.add_ErpAdapterServicer_to_server(ErpService(backend), server)
+    try:
+        bound: int = server.add_insecure_port(f"{bind_host}:{bind_port}")
+    except RuntimeError as exc:
+        backend.close()
+        raise StackError(f"{service} adapter cannot listen on {bind_host}:{bind_port}: {exc}") from exc
+    if bound == 0:
+        backend.close()
+        raise StackError(f"{service} adapter cannot listen on {bind_host}:{bind_port}")
+    return AdapterServer(service=service, server=server, host=bind_host, port=bound, backend=backend)
+
+
+async def serve(service: ServiceName, settings: Settings, database_url: str) -> None:
+    """Serve ``service`` on its settings port until SIGTERM or SIGINT, then stop gracefully."""
+    adapter = build_server(service, settings, database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await adapter.start()
+        log.info("ready: %s adapter on %s", service, adapter.address)
+        await stop.wait()
+        log.info("stopping: %s adapter, %.1fs grace", service, GRACE_S)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await adapter.stop(GRACE_S)
+    log.info("stopped: %s adapter", service)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one adapter server from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m adapters.server", description=__doc__)
+    parser.add_argument("service", choices=["billing", "erp"])
+    parser.add_argument(
+        "--database-url", help="SQLAlchemy URL; default from settings, else SQLite in home_dir"
+    )
+    parser.add_argument("--port", type=int, help="port to listen on; default from settings")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.port is not None:
+        port_field = "billing_port" if args.service == "billing" else "erp_port"
+        settings = settings.model_copy(update={port_field: args.port})
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service: ServiceName = "billing" if args.service == "billing" else "erp"
+    asyncio.run(serve(service, settings, args.database_url or default_database_url(service, settings)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Protocol Buffers contracts of the billing and ERP adapters, with their generated stubs."""

@@ -1,0 +1,344 @@
+"""The adapters over real gRPC: in-process grpc.aio servers on free ports, SQLite in tmp_path, our clients.
+
+These start only the two adapters, not the embedded stack, so they use none of conftest's fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from adapters.clients import BillingClient, ErpClient
+from adapters.server import AdapterServer, ServiceName, build_server
+from canonical.errors import NotRetryableError, RetryableError, StackError
+from cluster.settings import Settings
+from proto import billing_pb2, erp_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+UpsertStatus = billing_pb2.UpsertAccountResponse.Status
+ChargeStatus = billing_pb2.ChargeResult.Status
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def adapter_settings(**overrides: object) -> Settings:
+    """Return settings for talking to local adapters, with short deadlines so failures show fast."""
+    fields: dict[str, object] = {"grpc_host": "127.0.0.1", "grpc_timeout_s": 5.0, "grpc_retry_attempts": 3}
+    return Settings.model_validate(fields | overrides)
+
+
+@asynccontextmanager
+async def running(service: ServiceName, tmp_path: Path, port: int = 0) -> AsyncIterator[AdapterServer]:
+    """Run one adapter server on 127.0.0.1 with its SQLite database in ``tmp_path``."""
+    adapter = build_server(
+        service, adapter_settings(), f"sqlite:///{tmp_path / f'{service}.db'}", host="127.0.0.1", port=port
+    )
+    await adapter.start()
+    try:
+        yield adapter
+    finally:
+        await adapter.stop(grace_s=1.0)
+
+
+def account_request(
+    key: str, encounter_id: str = "GH:V100", status: str = "admitted"
+) -> billing_pb2.UpsertAccountRequest:
+    account = billing_pb2.Account(
+        encounter_id=encounter_id,
+        facility="GH",
+        department="ICU",
+        patient_class="I",
+        status=status,
+        mrn="MRN-445566",
+        family_name="Hopper",
+        given_name="Grace",
+        birth_date="1906-12-09",
+        source_event_id=f"evt-{key}",
+        correlation_id="corr-1",
+    )
+    return billing_pb2.UpsertAccountRequest(idempotency_key=key, account=account)
+
+
+def charge(charge_id: str, amount_cents: int = 12_500, encounter_id: str = "GH:V100") -> billing_pb2.Charge:
+    message = billing_pb2.Charge(
+        charge_id=charge_id,
+        encounter_id=encounter_id,
+        transaction_type="CG",
+        charge_code="99213",
+        code_system="CPT",
+        quantity=1,
+        amount_cents=amount_cents,
+        currency="USD",
+        facility="GH",
+        department="ICU",
+        source_event_id=f"evt-{charge_id}",
+        correlation_id="corr-2",
+    )
+    message.service_at.FromDatetime(dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC))
+    return message
+
+
+def journal_batch(key: str, event: str, debit: int, credit: int) -> erp_pb2.JournalBatch:
+    def leg(side: str, account: str, debit_cents: int, credit_cents: int) -> erp_pb2.JournalLine:
+        return erp_pb2.JournalLine(
+            line_id=f"{event}-{side}",
+            journal_date="2025-03-01",
+            account=account,
+            debit_cents=debit_cents,
+            credit_cents=credit_cents,
+            currency="USD",
+            encounter_ref="ENC-1",
+            source_event_id=event,
+        )
+
+    return erp_pb2.JournalBatch(
+        batch_id=f"batch-{key}",
+        idempotency_key=key,
+        currency="USD",
+        lines=[leg("dr", "1200", debit, 0), leg("cr", "4000", 0, credit)],
+    )
+
+
+def test_billing_duplicates_return_the_original_result(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> None:
+        async with (
+            running("billing", tmp_path) as adapter,
+            BillingClient(adapter_settings(), adapter.address) as client,
+        ):
+            await client.wait_ready(5.0)
+            created = await client.upsert_account(account_request("k-1"))
+            replay = await client.upsert_account(account_request("k-1"))
+            assert (created.status, created.version) == (UpsertStatus.CREATED, 1)
+            assert (replay.status, replay.version) == (UpsertStatus.DUPLICATE, 1)
+
+            posted = await client.post_charges(
+                billing_pb2.PostChargesRequest(idempotency_key="p-1", charges=[charge("c-1")])
+            )
+            again = await client.post_charges(
+                billing_pb2.PostChargesRequest(idempotency_key="p-1", charges=[charge("c-1")])
+            )
+            assert posted.results[0].status == ChargeStatus.ACCEPTED
+            assert again.results[0].status == ChargeStatus.DUPLICATE
+            assert again.results[0].posting_id == posted.results[0].posting_id
+
+            orphan = await client.post_charges(
+                billing_pb2.PostChargesRequest(
+                    idempotency_key="p-2", charges=[charge("c-2", encounter_id="GH:V404")]
+                )
+            )
+            assert orphan.results[0].status == ChargeStatus.REJECTED
+            assert orphan.results[0].reason == "no account for encounter GH:V404"
+
+            totals = await client.get_totals()
+            assert (totals.account_count, totals.charge_count, totals.amount_cents) == (1, 1, 12_500)
+
+    asyncio.run(scenario())
+    # The server ran in this process: nothing it logged names the patient.
+    for value in ("Hopper", "Grace", "MRN-445566", "1906-12-09"):
+        assert value not in caplog.text
+
+
+def test_concurrent_duplicate_post_charges_store_exactly_one_row(tmp_path: Path) -> None:
+    charge_ids = [f"c-{n}" for n in range(20)]
+
+    async def scenario() -> list[tuple[billing_pb2.PostChargesResponse, billing_pb2.PostChargesResponse]]:
+        async with running("billing", tmp_path) as adapter:
+            settings = adapter_settings()
+            # Two clients, two channels: the two posts really travel side by side.
+            async with (
+                BillingClient(settings, adapter.address) as one,
+                BillingClient(settings, adapter.address) as two,
+            ):
+                await one.upsert_account(account_request("k-1"))
+
+                async def both(
+                    charge_id: str,
+                ) -> tuple[billing_pb2.PostChargesResponse, billing_pb2.PostChargesResponse]:
+                    return await asyncio.gather(
+                        one.post_charges(
+                            billing_pb2.PostChargesRequest(
+                                idempotency_key=f"a-{charge_id}", charges=[charge(charge_id)]
+                            )
+                        ),
+                        two.post_charges(
+                            billing_pb2.PostChargesRequest(
+                                idempotency_key=f"b-{charge_id}", charges=[charge(charge_id)]
+                            )
+                        ),
+                    )
+
+                outcomes = await asyncio.gather(*(both(charge_id) for charge_id in charge_ids))
+                totals = await one.get_totals()
+                assert totals.charge_count == len(charge_ids)
+                return outcomes
+
+    outcomes = asyncio.run(scenario())
+    for first, second in outcomes:
+        statuses = sorted(ChargeStatus.Name(r.status) for r in (*first.results, *second.results))
+        assert statuses == ["ACCEPTED", "DUPLICATE"]
+        assert first.results[0].posting_id == second.results[0].posting_id
+    with sqlite3.connect(tmp_path / "billing.db") as raw:
+        rows = raw.execute("SELECT charge_id, count(*) FROM billing_charges GROUP BY charge_id").fetchall()
+    assert sorted(rows) == sorted((charge_id, 1) for charge_id in charge_ids)
+
+
+def test_erp_replays_return_the_original_ack(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            running("erp", tmp_path) as adapter,
+            ErpClient(adapter_settings(), adapter.address) as client,
+        ):
+            await client.wait_ready(5.0)
+            ack = await client.post_journal_batch(journal_batch("b-1", "evt-1", 500, 500))
+            assert [a.duplicate for a in ack.accepted] == [False, False]
+            assert await client.post_journal_batch(journal_batch("b-1", "evt-1", 500, 500)) == ack
+
+            again = await client.post_journal_batch(journal_batch("b-2", "evt-1", 500, 500))
+            assert [a.duplicate for a in again.accepted] == [True, True]
+            assert [a.posting_id for a in again.accepted] == [a.posting_id for a in ack.accepted]
+
+            unbalanced = await client.post_journal_batch(journal_batch("b-3", "evt-2", 500, 499))
+            assert list(unbalanced.accepted) == []
+            assert all("evt-2 does not balance" in r.reason for r in unbalanced.rejected)
+
+            totals = await client.get_ledger_totals()
+            assert (totals.line_count, totals.batch_count) == (2, 3)
+            assert totals.total_debit_cents == totals.total_credit_cents == 500
+
+    asyncio.run(scenario())
+
+
+def test_an_invalid_request_is_not_retryable_and_names_the_field(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            running("billing", tmp_path) as adapter,
+            BillingClient(adapter_settings(), adapter.address) as client,
+        ):
+            with pytest.raises(
+                NotRetryableError, match=r"UpsertAccount.*INVALID_ARGUMENT.*account\.encounter_id"
+            ):
+                await client.upsert_account(account_request("k-1", encounter_id=""))
+        async with running("erp", tmp_path) as adapter, ErpClient(adapter_settings(), adapter.address) as erp:
+            bad = journal_batch("b-1", "evt-1", 1, 1)
+            bad.currency = ""
+            with pytest.raises(NotRetryableError, match=r"PostJournalBatch.*INVALID_ARGUMENT.*currency"):
+                await erp.post_journal_batch(bad)
+
+    asyncio.run(scenario())
+
+
+def test_a_server_that_is_down_raises_retryable_quickly() -> None:
+    settings = adapter_settings(grpc_timeout_s=0.3, grpc_retry_attempts=3)
+    address = f"127.0.0.1:{free_port()}"
+
+    async def scenario() -> None:
+        async with BillingClient(settings, address) as billing, ErpClient(settings, address) as erp:
+            started = time.monotonic()
+            with pytest.raises(RetryableError, match=r"GetTotals.*after 3 attempts.*UNAVAILABLE"):
+                await billing.get_totals()
+            with pytest.raises(RetryableError, match=r"PostJournalBatch.*after 3 attempts"):
+                await erp.post_journal_batch(journal_batch("b-1", "evt-1", 1, 1))
+            assert time.monotonic() - started < 5.0
+            with pytest.raises(StackError, match=r"not ready after 0\.5s"):
+                await billing.wait_ready(0.5)
+
+    asyncio.run(scenario())
+
+
+def test_retries_reach_a_server_that_starts_late(tmp_path: Path) -> None:
+    port = free_port()
+    settings = adapter_settings(grpc_timeout_s=1.0, grpc_retry_attempts=8)
+
+    async def scenario() -> None:
+        async with BillingClient(settings, f"127.0.0.1:{port}", backoff_s=0.1) as client:
+            call = asyncio.create_task(client.upsert_account(account_request("k-1")))
+            await asyncio.sleep(0.5)
+            assert not call.done()
+            async with running("billing", tmp_path, port=port):
+                response = await call
+                assert response.status == UpsertStatus.CREATED
+
+    asyncio.run(scenario())
+
+
+def test_a_client_of_the_wrong_service_fails_fast(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            running("billing", tmp_path) as adapter,
+            ErpClient(adapter_settings(), adapter.address) as client,
+        ):
+            with pytest.raises(NotRetryableError, match=r"GetLedgerTotals.*UNIMPLEMENTED"):
+                await client.get_ledger_totals()
+            with pytest.raises(StackError, match="is not serving"):
+                await client.wait_ready(5.0)
+
+    asyncio.run(scenario())
+
+
+def test_two_servers_cannot_share_a_port(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running("billing", tmp_path) as adapter:
+            with pytest.raises(StackError, match="cannot listen"):
+                build_server("erp", adapter_settings(), f"sqlite:///{tmp_path / 'erp.db'}", port=adapter.port)
+
+    asyncio.run(scenario())
+
+
+def test_serve_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = os.environ | {"HCSYNC_HOME_DIR": str(tmp_path), "HCSYNC_GRPC_HOST": "127.0.0.1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adapters.server", "erp", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        ready = ""
+        deadline = time.monotonic() + 60
+        while "ready" not in ready and time.monotonic() < deadline:
+            ready = process.stderr.readline()
+            assert ready or process.poll() is None, "server exited before it was ready"
+        assert f"ready: erp adapter on 127.0.0.1:{port}" in ready
+
+        async def call() -> int:
+            async with ErpClient(adapter_settings(), f"127.0.0.1:{port}") as client:
+                ack = await client.post_journal_batch(journal_batch("b-1", "evt-1", 100, 100))
+                return len(ack.accepted)
+
+        assert asyncio.run(call()) == 2
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+        assert process.returncode == 0, rest
+        assert "stopped: erp adapter" in rest
+        # With no database URL set, the default is a SQLite file under the home directory.
+        assert (tmp_path / "adapters" / "erp.db").is_file()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

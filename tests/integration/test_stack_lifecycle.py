@@ -1,0 +1,54 @@
+"""A second, full embedded stack: every component gets ready, and stopping it leaves no process behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+
+from canonical.errors import StackError
+from cluster.runs import new_run_dir
+from cluster.stack import Stack, _port_open
+from tests.integration.conftest import stack_settings
+
+STACK_PROGRAMS = ("tansu", "redis-server", "raylet", "gcs_server", "cluster.cli", "ray::", "default_worker.py")
+
+
+def _ours(proc: psutil.Process) -> bool:
+    try:
+        line = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return any(program in line for program in STACK_PROGRAMS)
+
+
+def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
+    # The session stack is already up, so every matching process that appears from here on is this one's.
+    before = {p.pid for p in psutil.process_iter()}
+    settings = stack_settings(tmp_path)
+    lifecycle = Stack(settings, new_run_dir(settings, "lifecycle"))
+    lifecycle.start()
+    try:
+        names = [c.name for c in lifecycle.components]
+        assert names == ["broker", "redis", "billing", "erp", "worker"]
+        assert lifecycle.check() == []
+        pids = lifecycle.pids()
+        started = [p for p in psutil.process_iter() if p.pid not in before and _ours(p)]
+        assert {p.pid for p in started} <= set(pids), "the stack does not know all of its processes"
+        assert any("raylet" in " ".join(p.cmdline()) for p in started), "Ray was not started by the worker"
+        assert (lifecycle.run_dir / "worker.log").exists() and (lifecycle.run_dir / "broker.log").exists()
+    finally:
+        lifecycle.stop()
+    leftovers = [p for p in psutil.process_iter() if p.pid not in before and _ours(p)]
+    assert leftovers == [], f"orphans after stop: {[(p.pid, p.name()) for p in leftovers]}"
+    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    for port in (settings.broker_port, settings.redis_port, settings.billing_port, settings.erp_port):
+        assert not _port_open("127.0.0.1", port)
+
+
+def test_port_in_use_is_refused_with_the_setting_named(stack: Stack, tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path, broker_port=stack.settings.broker_port)
+    with pytest.raises(StackError, match="HCSYNC_BROKER_PORT"):
+        Stack(settings, new_run_dir(settings, "clash")).start()

@@ -1,0 +1,61 @@
+"""`hcsync parse`: canonical events on stdout, located errors on stderr, exit 1 on any error."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from canonical.errors import MessageError
+from canonical.hl7v2.mapping import canonicalize
+from canonical.hl7v2.parser import split_messages
+from cluster.cli import app
+from tests.hl7_samples import adt, dft
+
+
+def test_parse_prints_events_as_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "day.hl7"
+    path.write_bytes(adt("A01", "A1", "V1") + dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00")]))
+    result = CliRunner().invoke(app, ["parse", str(path)])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["event_type"] for e in events] == ["encounter.admitted", "charge.posted"]
+    assert events[1]["payload"]["charge"]["amount_cents"] == 1000
+
+
+def test_parse_reports_errors_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "bad.hl7"
+    path.write_bytes(dft("D9", "V1", [("CG", "99283", "ED", 1, "ten")]) + adt("A04", "A2", "V2"))
+    result = CliRunner().invoke(app, ["parse", str(path)])
+    assert result.exit_code == 1
+    assert "message D9" in result.stderr and "FT1-11" in result.stderr and "HL7-FT1-11-AMOUNT" in result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["event_type"] == "encounter.registered"
+
+
+def _corpus() -> Path:
+    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"))
+    if not (root / "hl7").is_dir():
+        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
+    return root
+
+
+def test_corpus_never_crashes_the_mapper() -> None:
+    root = _corpus()
+    mapped = quarantined = ignored = 0
+    for path in sorted((root / "hl7").glob("*.hl7")) + sorted((root / "hl7_batch").glob("*.hl7")):
+        for raw in split_messages(path.read_bytes()):
+            try:
+                events = canonicalize(raw)
+            except MessageError as exc:
+                assert exc.fault.rule and exc.fault.reason, path
+                quarantined += 1
+                continue
+            if events:
+                mapped += 1
+            else:
+                ignored += 1
+    print(f"corpus: {mapped} mapped, {ignored} without financial effect, {quarantined} quarantined")
+    assert mapped + ignored + quarantined > 150

@@ -1,0 +1,215 @@
+"""Tests for the synthetic hospital day: determinism, realism, and totals that re-add from the messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import hl7
+import pytest
+
+from canonical.hl7v2 import Hl7Message, parse_message, split_messages
+from cluster.synth import SyntheticDay, generate_day, to_file
+
+
+@pytest.fixture(scope="module")
+def day() -> SyntheticDay:
+    return generate_day(encounters=200, seed=7)
+
+
+@pytest.fixture(scope="module")
+def parsed(day: SyntheticDay) -> list[Hl7Message]:
+    return [parse_message(m) for m in day.messages]
+
+
+def _cents(value: str) -> int:
+    amount = Decimal(value)
+    assert amount == amount.quantize(Decimal("0.01")), value
+    return int(amount * 100)
+
+
+def _visit(msg: Hl7Message) -> str:
+    pv1 = msg.segment("PV1")
+    assert pv1 is not None
+    return pv1.get(19)
+
+
+def test_deterministic_for_a_seed() -> None:
+    first = generate_day(encounters=40, seed=11)
+    again = generate_day(encounters=40, seed=11)
+    other = generate_day(encounters=40, seed=12)
+    assert first == again
+    assert first.messages != other.messages
+    assert generate_day(encounters=5, day=dt.date(2025, 6, 1)).messages[0].count(b"20250601") >= 2
+
+
+def test_empty_day() -> None:
+    empty = generate_day(encounters=0)
+    assert empty.messages == ()
+    assert empty.expected.net_charge_cents == 0
+    with pytest.raises(ValueError):
+        generate_day(encounters=-1)
+
+
+def test_counts_match_expected(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    exp = day.expected
+    kinds = Counter(m.message_type for m in parsed)
+    assert len(day.messages) == exp.messages == exp.adt_messages + exp.dft_messages
+    assert kinds == {"ADT": exp.adt_messages, "DFT": exp.dft_messages}
+    assert len({_visit(m) for m in parsed}) == exp.encounters == 200
+    ft1s = [f for m in parsed for f in m.segments_named("FT1")]
+    assert len(ft1s) == exp.charge_lines
+    assert sum(f.get(6) == "CD" for f in ft1s) == exp.credit_lines
+    triggers = Counter(m.trigger_event for m in parsed if m.message_type == "ADT")
+    assert triggers["A03"] == exp.encounters
+    assert triggers["A01"] + triggers["A04"] == exp.encounters
+    assert triggers["A08"] == exp.updates == 40
+
+
+def test_every_message_parses_with_both_parsers(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    for raw, msg in zip(day.messages, parsed, strict=True):
+        assert raw.startswith(b"MSH|^~\\&|EPIC|") and raw.endswith(b"\r") and b"\n" not in raw
+        assert msg.version == "2.5.1"
+        assert msg.sending_application == "EPIC"
+        theirs = hl7.parse(raw.decode("utf-8"))
+        assert str(theirs.extract_field("MSH", 1, 10, 1, 1)) == msg.control_id
+        assert str(theirs.extract_field("PV1", 1, 19, 1, 1)) == _visit(msg)
+
+
+def test_layout_the_mapper_relies_on(parsed: list[Hl7Message]) -> None:
+    structures = {"A01": "ADT_A01", "A04": "ADT_A01", "A08": "ADT_A01", "A03": "ADT_A03", "P03": "DFT_P03"}
+    for msg in parsed:
+        assert msg.message_structure == structures[msg.trigger_event]
+        evn, pid, pv1 = msg.segment("EVN"), msg.segment("PID"), msg.segment("PV1")
+        assert evn is not None and pid is not None and pv1 is not None
+        assert evn.get(1) == msg.trigger_event
+        assert evn.get(2) == msg.message_datetime
+        facility = msg.sending_facility
+        assert pid.get(3, 4) == facility and pid.get(3, 5) == "MR"
+        assert pid.get(5, 1) and pid.get(5, 2)
+        dt.datetime.strptime(pid.get(7), "%Y%m%d")
+        assert pid.get(8) in {"F", "M"}
+        assert pid.get(11, 3) and pid.get(11, 4) and pid.get(11, 5)
+        assert pid.get(18, 4) == facility and pid.get(18, 5) == "AN"
+        assert pv1.get(2) in {"I", "O", "E"}
+        assert pv1.get(3, 4) == facility
+        assert pv1.get(10) == pv1.get(3, 1)
+        assert len(pv1.get(7, 1)) == 10 and pv1.get(7, 7) == "MD"
+        assert pv1.get(19, 4) == facility and pv1.get(19, 5) == "VN"
+        assert pv1.get(44)
+        assert bool(pv1.get(45)) == (msg.trigger_event == "A03")
+        for ft1 in msg.segments_named("FT1"):
+            assert ft1.get(6) in {"CG", "CD"}
+            assert ft1.get(7, 3) in {"CPT", "HCPCS", "LOCAL"}
+            assert ft1.get(7, 2) == ft1.get(9)
+            assert ft1.get(13, 4) == facility
+            assert ft1.get(4) <= ft1.get(5) == msg.message_datetime
+            # FT1-11 is exactly quantity x unit amount, with two decimals.
+            assert _cents(ft1.get(11)) == int(ft1.get(10)) * _cents(ft1.get(12))
+
+
+def test_variety(parsed: list[Hl7Message]) -> None:
+    facilities = {m.sending_facility for m in parsed}
+    assert facilities == {"NMH", "SVH", "RCH"}
+    departments: dict[str, set[str]] = defaultdict(set)
+    classes = set()
+    codes = set()
+    for msg in parsed:
+        pv1 = msg.segment("PV1")
+        assert pv1 is not None
+        classes.add(pv1.get(2))
+        for ft1 in msg.segments_named("FT1"):
+            departments[msg.sending_facility].add(ft1.get(13, 1))
+            codes.add(ft1.get(7, 1))
+    assert classes == {"I", "O", "E"}
+    assert all(len(d) >= 5 for d in departments.values())
+    assert {"99283", "71046", "80053", "93000", "36415", "SUP1001"} <= codes
+
+
+def test_escape_sequences_are_present_and_unescaped(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    escaped = [m for m in day.messages if b"\\T\\" in m]
+    assert escaped
+    descriptions = {f.get(9) for m in parsed for f in m.segments_named("FT1")}
+    assert any("&" in d for d in descriptions)
+    assert not any("\\" in d for d in descriptions)
+
+
+def test_charge_totals_re_add_from_the_messages(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    net = 0
+    by_facility: Counter[str] = Counter()
+    by_department: Counter[tuple[str, str]] = Counter()
+    by_encounter: Counter[str] = Counter()
+    for msg in parsed:
+        for ft1 in msg.segments_named("FT1"):
+            amount = _cents(ft1.get(11))
+            assert amount > 0
+            signed = amount if ft1.get(6) == "CG" else -amount
+            net += signed
+            by_facility[ft1.get(13, 4)] += signed
+            by_department[ft1.get(13, 4), ft1.get(13, 1)] += signed
+            by_encounter[_visit(msg)] += signed
+    exp = day.expected
+    assert net == exp.net_charge_cents > 0
+    assert dict(by_facility) == dict(exp.cents_by_facility)
+    assert dict(by_department) == dict(exp.cents_by_department)
+    assert dict(by_encounter) == dict(exp.cents_by_encounter)
+    assert sum(exp.cents_by_facility.values()) == exp.net_charge_cents
+
+
+def test_credits_reverse_an_earlier_charge(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    exp = day.expected
+    assert 0.01 <= exp.credit_lines / exp.charge_lines <= 0.06
+    charged: dict[str, Counter[tuple[str, str, str]]] = defaultdict(Counter)
+    for msg in parsed:
+        for ft1 in msg.segments_named("FT1"):
+            key = (ft1.get(7, 1), ft1.get(10), ft1.get(11))
+            if ft1.get(6) == "CG":
+                charged[_visit(msg)][key] += 1
+            else:
+                assert charged[_visit(msg)][key] > 0, f"credit {ft1.get(2)} has no earlier charge"
+                charged[_visit(msg)][key] -= 1
+
+
+def test_timeline(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    times = [m.message_datetime for m in parsed]
+    assert times == sorted(times)
+    ids = [m.control_id for m in parsed]
+    assert len(set(ids)) == len(ids)
+    for facility in ("NMH", "SVH", "RCH"):
+        mine = [c for c in ids if c.startswith(facility)]
+        assert mine == sorted(mine) and all(len(c) == 11 for c in mine)
+    events: dict[str, list[tuple[int, Hl7Message]]] = defaultdict(list)
+    for position, msg in enumerate(parsed):
+        events[_visit(msg)].append((position, msg))
+    early = 0
+    encounters_seen = set()
+    for visit, seen in events.items():
+        pv1 = seen[0][1].segment("PV1")
+        assert pv1 is not None
+        kind = pv1.get(2)
+        registering = [p for p, m in seen if m.trigger_event in {"A01", "A04"}]
+        discharges = [p for p, m in seen if m.trigger_event == "A03"]
+        assert len(registering) == 1 and len(discharges) == 1, visit
+        expected_trigger = "A01" if kind == "I" else "A04"
+        assert parsed[registering[0]].trigger_event == expected_trigger
+        assert registering[0] < discharges[0]
+        assert seen[-1][0] == discharges[0], "nothing follows the discharge"
+        dfts = [p for p, m in seen if m.message_type == "DFT"]
+        assert 1 <= len(dfts) <= 8
+        if dfts[0] < registering[0]:
+            early += 1
+        encounters_seen.add(visit)
+        for _, m in seen:
+            if m.message_type == "DFT":
+                assert 1 <= len(m.segments_named("FT1")) <= 4
+    assert early == day.expected.charges_before_admission == 4
+    assert len(encounters_seen) == day.expected.encounters
+
+
+def test_file_round_trip(day: SyntheticDay, tmp_path: Path) -> None:
+    path = to_file(day, tmp_path / "day.hl7")
+    data = path.read_bytes()
+    assert data.startswith(b"MSH|")
+    assert split_messages(data) == list(day.messages)

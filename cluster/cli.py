@@ -35,16 +35,7 @@ def _logging(settings: Settings) -> None:
 def _run_dir(settings: Settings) -> Path:
     from cluster.runs import new_run_dir
 
-    env_dir = _env_run_dir()
-    return env_dir if env_dir is not None else new_run_dir(settings, "up")
-
-
-def _env_run_dir() -> Path | None:
-    # The stack hands its run directory to children; it is not a user setting.
-    from os import environ
-
-    value = environ.get("HCSYNC_RUN_DIR")
-    return Path(value) if value else None
+    return settings.run_dir if settings.run_dir is not None else new_run_dir(settings, "up")
 
 
 @app.command()

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     # Where runs keep their logs and data.
     home_dir: Path = Field(Path(".hcsync"), description="Root of run directories and embedded data.")
+    run_dir: Path | None = Field(
+        None, description="This run's directory; the stack sets it for its children, else a new one is made."
+    )
 
     # Kafka: unset means the embedded Tansu broker on broker_port.
     kafka_bootstrap: str | None = Field(None, description="host:port list of a real Kafka cluster.")

@@ -175,7 +175,7 @@ class Stack:
     def start(self) -> None:
         """Start every component in order, each only after the previous one is ready."""
         self.started_at = time.monotonic()
-        env = os.environ | settings_env(self.settings) | {"HCSYNC_RUN_DIR": str(self.run_dir)}
+        env = os.environ | settings_env(self.settings.model_copy(update={"run_dir": self.run_dir}))
         plan = self._plan()
         for component in plan:
             if component.port is not None and _port_open("127.0.0.1", component.port[0]):

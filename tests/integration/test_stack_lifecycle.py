@@ -12,7 +12,15 @@ from cluster.runs import new_run_dir
 from cluster.stack import Stack, _port_open
 from tests.integration.conftest import stack_settings
 
-STACK_PROGRAMS = ("tansu", "redis-server", "raylet", "gcs_server", "cluster.cli", "ray::", "default_worker.py")
+STACK_PROGRAMS = (
+    "tansu",
+    "redis-server",
+    "raylet",
+    "gcs_server",
+    "cluster.cli",
+    "ray::",
+    "default_worker.py",
+)
 
 
 def _ours(proc: psutil.Process) -> bool:
@@ -42,7 +50,9 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
         lifecycle.stop()
     leftovers = [p for p in psutil.process_iter() if p.pid not in before and _ours(p)]
     assert leftovers == [], f"orphans after stop: {[(p.pid, p.name()) for p in leftovers]}"
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    alive = [
+        pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert alive == []
     for port in (settings.broker_port, settings.redis_port, settings.billing_port, settings.erp_port):
         assert not _port_open("127.0.0.1", port)

@@ -31,12 +31,16 @@ def test_parse_reports_errors_and_exits_1(tmp_path: Path) -> None:
     path.write_bytes(dft("D9", "V1", [("CG", "99283", "ED", 1, "ten")]) + adt("A04", "A2", "V2"))
     result = CliRunner().invoke(app, ["parse", str(path)])
     assert result.exit_code == 1
-    assert "message D9" in result.stderr and "FT1-11" in result.stderr and "HL7-FT1-11-AMOUNT" in result.stderr
+    assert (
+        "message D9" in result.stderr and "FT1-11" in result.stderr and "HL7-FT1-11-AMOUNT" in result.stderr
+    )
     assert json.loads(result.stdout.splitlines()[0])["event_type"] == "encounter.registered"
 
 
 def _corpus() -> Path:
-    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"))
+    root = Path(
+        os.environ.get("HCSYNC_CORPUS_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus")
+    )
     if not (root / "hl7").is_dir():
         pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
     return root

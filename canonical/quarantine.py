@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, ValidationError
 
 from canonical.errors import Fault
 from canonical.models import CanonicalModel
@@ -48,3 +50,19 @@ class ExceptionRecord(CanonicalModel):
     def original(self) -> bytes:
         """Return the original bytes."""
         return base64.b64decode(self.original_b64)
+
+
+def poison_record(stage: str, value: bytes, exc: ValidationError) -> bytes:
+    """Return the JSON quarantine record of a record that does not validate against its model."""
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    record = ExceptionRecord(
+        record_id=hashlib.sha256(stage.encode() + b"|" + value).hexdigest()[:32],
+        stage=stage,
+        rule="CANONICAL-INVALID",
+        reason=f"{stage}: record does not validate at {location or 'top level'}: {first['msg']}",
+        field=location,
+        original_b64=base64.b64encode(value).decode("ascii"),
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    return record.model_dump_json().encode("utf-8")

@@ -81,6 +81,7 @@ def worker() -> None:
     from streams.worker import run_worker
 
     settings = get_settings()
+    _logging(settings)
     run_dir = _run_dir(settings)
     raise typer.Exit(run_worker(settings, run_dir))
 

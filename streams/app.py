@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from pydantic import ValidationError
 
 from actors.pool import TransformPool
 from actors.transform import TransformBatch, TransformResult
 from canonical.envelope import EventEnvelope
+from canonical.quarantine import poison_record
 from cluster.settings import Settings
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.encounter_state import EncounterState, apply_event
@@ -115,7 +117,13 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     async def encounters(stream: faust.StreamT[bytes]) -> None:
         """Apply each event to its encounter's state; emit billing and ERP commands."""
         async for value in stream:
-            env = EventEnvelope.model_validate_json(value)
+            try:
+                env = EventEnvelope.model_validate_json(value)
+            except ValidationError as exc:
+                # Only our own ingest writes here, but a poison record must not stop every encounter.
+                await exceptions.send(value=poison_record("encounters", value, exc))
+                await runtime.stats.add({"quarantined": 1})
+                continue
             stored = table.get(env.encounter_id)
             state = (
                 EncounterState.model_validate(stored)

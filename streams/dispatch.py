@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 
 from adapters import convert
 from adapters.clients import BillingClient, ErpClient
 from canonical import ids
-from canonical.errors import Fault
+from canonical.errors import Fault, NotRetryableError
 from canonical.quarantine import ExceptionRecord
 from proto import billing_pb2, erp_pb2
 from streams.commands import JournalCommand, PostChargeCommand, UpsertAccountCommand, billing_command_adapter
 from streams.stats import done_key
 
 DONE_TTL_S = 7 * 24 * 3600
+C = TypeVar("C", UpsertAccountCommand | PostChargeCommand, JournalCommand)
 
 
 @dataclass(slots=True)
@@ -37,7 +41,7 @@ class DispatchReport:
 
 
 def _rejection(
-    stage: str, command_json: bytes, encounter_id: str, reason: str, rule: str, message_id: str
+    stage: str, command_json: bytes, encounter_id: str | None, reason: str, rule: str, message_id: str
 ) -> bytes:
     fault = Fault(rule=rule, reason=reason, message_id=message_id)
     record = ExceptionRecord.from_fault(
@@ -73,21 +77,75 @@ class _DoneCache:
             await pipe.execute()
 
 
-class BillingDispatcher:
-    """Dispatch billing commands: account upserts first, in order, then the batch's charges in one call."""
+class _Dispatcher(ABC, Generic[C]):
+    """Decode a batch, send it, and isolate any command the adapter refuses for good.
 
-    def __init__(self, client: BillingClient, redis: aioredis.Redis, prefix: str) -> None:
-        self._client = client
+    A command that cannot be decoded, or that the adapter refuses with a non-retryable status, goes to
+    quarantine; the rest of the batch is still dispatched. Transient failures (RetryableError) propagate
+    so the caller retries the whole batch, which is safe because every write is idempotent.
+    """
+
+    stage = "dispatch"
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
         self._done = _DoneCache(redis, prefix)
 
+    @abstractmethod
+    def _decode(self, raw: bytes) -> C:
+        """Validate one raw command."""
+
+    @abstractmethod
+    async def _send(self, items: Sequence[tuple[bytes, C]], report: DispatchReport) -> None:
+        """Send decoded commands to the adapter, counting and quarantining what it answers."""
+
     async def dispatch(self, batch: Sequence[bytes]) -> DispatchReport:
-        """Send one batch; raises RetryableError when the adapter is unreachable (the caller retries)."""
+        """Dispatch one batch of raw commands; return counters and quarantine records."""
         report = DispatchReport()
-        commands = [billing_command_adapter.validate_json(raw) for raw in batch]
-        raw_by_id = {c.command_id: raw for c, raw in zip(commands, batch, strict=True)}
-        seen = await self._done.seen([c.command_id for c in commands])
+        items: list[tuple[bytes, C]] = []
+        for raw in batch:
+            try:
+                items.append((raw, self._decode(raw)))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                reason = f"undecodable command: {first['loc']}: {first['msg']}"
+                report.exceptions.append(_rejection(self.stage, raw, None, reason, "COMMAND-INVALID", ""))
+        seen = await self._done.seen([cmd.command_id for _, cmd in items])
         report.count("dispatch_cache_hits", len(seen))
-        todo = [c for c in commands if c.command_id not in seen]
+        todo = [(raw, cmd) for raw, cmd in items if cmd.command_id not in seen]
+        if not todo:
+            return report
+        try:
+            await self._send(todo, report)
+        except NotRetryableError:
+            # Find the command at fault: resend one by one (idempotent), quarantining what still fails.
+            for raw, cmd in todo:
+                try:
+                    await self._send([(raw, cmd)], report)
+                except NotRetryableError as exc:
+                    report.exceptions.append(
+                        _rejection(self.stage, raw, None, str(exc), "ADAPTER-REFUSED", cmd.source_event_id)
+                    )
+                    await self._done.mark([cmd.command_id])
+        return report
+
+
+class BillingDispatcher(_Dispatcher[UpsertAccountCommand | PostChargeCommand]):
+    """Dispatch billing commands: account upserts first, in order, then the batch's charges in one call."""
+
+    stage = "billing"
+
+    def __init__(self, client: BillingClient, redis: aioredis.Redis, prefix: str) -> None:
+        super().__init__(redis, prefix)
+        self._client = client
+
+    def _decode(self, raw: bytes) -> UpsertAccountCommand | PostChargeCommand:
+        return billing_command_adapter.validate_json(raw)
+
+    async def _send(
+        self, items: Sequence[tuple[bytes, UpsertAccountCommand | PostChargeCommand]], report: DispatchReport
+    ) -> None:
+        todo = [cmd for _, cmd in items]
+        raw_by_id = {cmd.command_id: raw for raw, cmd in items}
         # Accounts before charges: a charge's account upsert always precedes it on its partition, so
         # doing this batch's upserts first keeps every charge behind its account.
         done: list[str] = []
@@ -140,26 +198,24 @@ class BillingDispatcher:
                         )
                     )
         await self._done.mark(done)
-        return report
 
 
-class ErpDispatcher:
+class ErpDispatcher(_Dispatcher[JournalCommand]):
     """Dispatch journal commands as one journal batch per stream batch."""
 
+    stage = "erp"
+
     def __init__(self, client: ErpClient, redis: aioredis.Redis, prefix: str, currency: str) -> None:
+        super().__init__(redis, prefix)
         self._client = client
-        self._done = _DoneCache(redis, prefix)
         self._currency = currency
 
-    async def dispatch(self, batch: Sequence[bytes]) -> DispatchReport:
-        """Send one batch; raises RetryableError when the adapter is unreachable (the caller retries)."""
-        report = DispatchReport()
-        commands = [JournalCommand.model_validate_json(raw) for raw in batch]
-        seen = await self._done.seen([c.command_id for c in commands])
-        report.count("dispatch_cache_hits", len(seen))
-        todo = [c for c in commands if c.command_id not in seen]
-        if not todo:
-            return report
+    def _decode(self, raw: bytes) -> JournalCommand:
+        return JournalCommand.model_validate_json(raw)
+
+    async def _send(self, items: Sequence[tuple[bytes, JournalCommand]], report: DispatchReport) -> None:
+        todo = [cmd for _, cmd in items]
+        raw_by_id = {cmd.command_id: raw for raw, cmd in items}
         key = ids.derived_id("|".join(sorted(c.command_id for c in todo)), "erp.batch")
         ack = await self._client.post_journal_batch(
             erp_pb2.JournalBatch(
@@ -174,18 +230,16 @@ class ErpDispatcher:
         if ack.rejected:
             report.count("journal_lines_rejected", len(ack.rejected))
             line_owner = {line.line_id: c for c in todo for line in c.lines}
-            raw_by_id = {c.command_id: raw for c, raw in zip(commands, batch, strict=True)}
             for rejected in ack.rejected:
                 command = line_owner[rejected.line_id]
                 report.exceptions.append(
                     _rejection(
                         "erp",
                         raw_by_id[command.command_id],
-                        "",
+                        None,
                         f"line {rejected.line_id}: {rejected.reason}",
                         "ERP-REJECTED",
                         command.source_event_id,
                     )
                 )
         await self._done.mark([c.command_id for c in todo])
-        return report

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from canonical import ids
 from canonical.envelope import ChargePayload, EncounterPayload, EventEnvelope, EventType
-from canonical.models import CanonicalModel, Encounter, EncounterStatus, Patient
+from canonical.models import CanonicalModel, Charge, Encounter, EncounterStatus, Patient
 from streams.commands import JournalCommand, PostChargeCommand, UpsertAccountCommand
 from streams.posting import PostingRules
 
@@ -34,8 +34,15 @@ class EncounterState(CanonicalModel):
     patient: Patient | None = None
     processed_event_ids: tuple[str, ...] = ()
     held_charges: tuple[EventEnvelope, ...] = Field((), description="Charges waiting for registration")
-    charges_posted: int = 0
-    net_charge_cents: int = 0
+    charges: tuple[Charge, ...] = Field((), description="Charges and credits sent to billing, in order")
+
+    @property
+    def charges_posted(self) -> int:
+        return len(self.charges)
+
+    @property
+    def net_charge_cents(self) -> int:
+        return sum(charge.amount_cents for charge in self.charges)
 
 
 @dataclass(slots=True)
@@ -95,11 +102,7 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         post, journal = _charge_commands(env, rules)
         return Transition(
             state=state.model_copy(
-                update={
-                    "processed_event_ids": processed,
-                    "charges_posted": state.charges_posted + 1,
-                    "net_charge_cents": state.net_charge_cents + payload.charge.amount_cents,
-                }
+                update={"processed_event_ids": processed, "charges": (*state.charges, payload.charge)}
             ),
             billing=[post],
             erp=[journal],
@@ -118,13 +121,12 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         correlation_id=env.correlation_id,
     )
     transition = Transition(state=state, billing=[account])
-    posted, net = state.charges_posted, state.net_charge_cents
+    released = []
     for waiting in state.held_charges:
         post, journal = _charge_commands(waiting, rules)
         transition.billing.append(post)
         transition.erp.append(journal)
-        posted += 1
-        net += post.charge.amount_cents
+        released.append(post.charge)
     transition.state = state.model_copy(
         update={
             "status": status,
@@ -132,8 +134,7 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
             "patient": payload.patient,
             "processed_event_ids": processed,
             "held_charges": (),
-            "charges_posted": posted,
-            "net_charge_cents": net,
+            "charges": (*state.charges, *released),
         }
     )
     return transition

@@ -165,3 +165,41 @@ def test_report_json_cli(settings: Settings) -> None:
     data = json.loads(out.stdout)
     assert data["topics"]["raw.hl7v2"] >= data["counters"]["raw_in"] > 0
     assert "accountCount" in data["billing"] and "byAccount" in data["ledger"]
+
+
+def test_poison_records_downstream_are_quarantined(settings: Settings) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    names = TopicNames(settings.topic_prefix)
+    visit = f"V{_uid()}"
+
+    async def inject() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(names.events, b'{"event_id": "broken"}', key=f"NMH:{visit}".encode())
+            await producer.send_and_wait(
+                names.billing, b'{"kind": "post_charge"}', key=f"NMH:{visit}".encode()
+            )
+            await producer.send_and_wait(names.erp, b"not json", key=f"NMH:{visit}".encode())
+        finally:
+            await producer.stop()
+
+    before = _settle(settings, 1.0)
+    asyncio.run(inject())
+    _send(
+        settings,
+        adt("A01", f"A{visit}", visit),
+        dft(f"D{visit}", visit, [("CG", "36415", "Venipuncture", 1, "15.00")]),
+    )
+    wait_until(
+        "the charge after the poison",
+        lambda: _charges(report_now(settings))[1] >= _charges(before)[1] + 1_500,
+    )
+    rules = {}
+    for record in _exceptions(settings):
+        rules.setdefault((record.stage, record.rule), record)
+    assert ("encounters", "CANONICAL-INVALID") in rules
+    assert ("billing", "COMMAND-INVALID") in rules
+    assert ("erp", "COMMAND-INVALID") in rules
+    assert rules[("erp", "COMMAND-INVALID")].original == b"not json"

@@ -66,3 +66,16 @@ def poison_record(stage: str, value: bytes, exc: ValidationError) -> bytes:
         recorded_at=dt.datetime.now(dt.UTC),
     )
     return record.model_dump_json().encode("utf-8")
+
+
+def failure_record(stage: str, value: bytes, rule: str, exc: Exception) -> bytes:
+    """Return the JSON quarantine record of an item whose processing kept failing."""
+    record = ExceptionRecord(
+        record_id=hashlib.sha256(stage.encode() + b"|" + rule.encode() + b"|" + value).hexdigest()[:32],
+        stage=stage,
+        rule=rule,
+        reason=f"{stage}: {type(exc).__name__}: {exc}",
+        original_b64=base64.b64encode(value).decode("ascii"),
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    return record.model_dump_json().encode("utf-8")

@@ -108,7 +108,11 @@ def send(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False
 
     settings = get_settings()
     messages = messages_of(files)
-    count = asyncio.run(send_messages(settings, messages))
+    try:
+        count = asyncio.run(send_messages(settings, messages))
+    except HcsyncError as exc:
+        err_console.print(f"[red]not sent[/]: {exc}")
+        raise typer.Exit(2) from None
     console.print(f"sent {count} message(s) to {settings.topic('raw.hl7v2')} on {settings.bootstrap}")
 
 

@@ -52,8 +52,8 @@ async def topic_counts(settings: Settings, topics: Iterable[str], timeout_s: flo
     here: 10 records in one batch, ListOffsets said 1, fetch said 10).
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         wanted = list(topics)
         tps: list[TopicPartition] = []
         for topic in wanted:

@@ -6,9 +6,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
 from google.protobuf.json_format import MessageToDict
+from redis.exceptions import RedisError
 
 from adapters.clients import BillingClient, ErpClient
+from canonical.errors import NotRetryableError, RetryableError, StackError
 from cluster.kafka import topic_counts
 from cluster.settings import Settings
 from streams.stats import Stats
@@ -62,16 +65,28 @@ async def collect(settings: Settings) -> StackReport:
         "commands.billing": names.billing,
         "commands.erp": names.erp,
     }
-    counts = await topic_counts(settings, logical.values())
+    try:
+        counts = await topic_counts(settings, logical.values())
+    except KafkaError as exc:
+        raise StackError(
+            f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}"
+        ) from None
     client = aioredis.Redis.from_url(settings.redis)
     try:
         counters = await Stats(client, settings.topic_prefix).read()
+    except RedisError as exc:
+        raise StackError(f"redis at {settings.redis} unreachable (HCSYNC_REDIS_URL): {exc}") from None
     finally:
         await client.aclose()
-    async with BillingClient(settings) as billing:
-        billing_totals = MessageToDict(await billing.get_totals(), always_print_fields_with_no_presence=True)
-    async with ErpClient(settings) as erp:
-        ledger = MessageToDict(await erp.get_ledger_totals(), always_print_fields_with_no_presence=True)
+    try:
+        async with BillingClient(settings) as billing:
+            billing_totals = MessageToDict(
+                await billing.get_totals(), always_print_fields_with_no_presence=True
+            )
+        async with ErpClient(settings) as erp:
+            ledger = MessageToDict(await erp.get_ledger_totals(), always_print_fields_with_no_presence=True)
+    except (RetryableError, NotRetryableError) as exc:
+        raise StackError(str(exc)) from None
     report = StackReport(
         topics={name: counts[full] for name, full in logical.items()},
         counters=counters,

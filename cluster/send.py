@@ -7,8 +7,10 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from canonical import ids
-from canonical.errors import DecodeError
+from canonical.errors import DecodeError, StackError
 from canonical.hl7v2.parser import parse_message, split_messages
 from cluster.kafka import producer
 from cluster.settings import Settings
@@ -36,10 +38,14 @@ async def send_messages(settings: Settings, messages: list[bytes]) -> int:
     """Send messages and wait until the broker has acknowledged each one; return the count."""
     topic = TopicNames(settings.topic_prefix).raw_hl7v2
     prod = producer(settings)
-    await prod.start()
     try:
+        await prod.start()
         futures = [await prod.send(topic, value=raw, key=keyed(raw)) for raw in messages]
         await asyncio.gather(*futures)
+    except KafkaError as exc:
+        raise StackError(
+            f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}"
+        ) from None
     finally:
         await prod.stop()
     return len(messages)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,12 @@ from pydantic import ValidationError
 from actors.pool import TransformPool
 from actors.transform import TransformBatch, TransformResult
 from canonical.envelope import EventEnvelope
-from canonical.quarantine import poison_record
+from canonical.quarantine import failure_record, poison_record
 from cluster.settings import Settings
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.encounter_state import EncounterState, apply_event
 from streams.posting import PostingRules
+from streams.retry import retry
 from streams.stats import Stats
 from streams.topics import TopicNames
 
@@ -45,20 +47,6 @@ class Runtime:
     erp: ErpDispatcher
     stats: Stats
     rules: PostingRules
-
-
-async def _with_retry(what: str, call: Any, *args: Any) -> Any:
-    """Retry a call that failed for a transient reason; the batch is not acknowledged meanwhile."""
-    delay_s = 0.5
-    while True:
-        try:
-            return await call(*args)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay_s)
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, 15.0)
 
 
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
@@ -92,73 +80,95 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     batch_size = settings.transform_batch_size
     window_s = settings.transform_batch_window_s
 
+    # Every agent hands its whole unit of work to _with_retry: an exception escaping the loop would end
+    # the agent, and Faust would still acknowledge the batch it was holding, losing it.
+
+    async def route_batch(batch: list[bytes]) -> None:
+        result: TransformResult = await runtime.pool.transform(TransformBatch(messages=tuple(batch)))
+        pending: list[Awaitable[Any]] = []
+        counts = {"raw_in": len(batch), "events_out": 0, "quarantined": 0, "ignored": 0}
+        for outcome in result.outcomes:
+            for key, value in outcome.events:
+                pending.append(await events.send(key=key.encode(), value=value))
+            counts["events_out"] += len(outcome.events)
+            if outcome.exception is not None:
+                pending.append(await exceptions.send(value=outcome.exception))
+                counts["quarantined"] += 1
+            elif outcome.ignored:
+                counts["ignored"] += 1
+        await asyncio.gather(*pending)
+        await runtime.stats.add(counts)
+
     @app.agent(raw, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         """Canonicalise raw HL7 in batches on the Ray pool; route events and quarantine records."""
         async for batch in stream.take(batch_size, within=window_s):
-            result: TransformResult = await _with_retry(
-                "transform batch", runtime.pool.transform, TransformBatch(messages=tuple(batch))
-            )
-            pending: list[Awaitable[Any]] = []
-            counts = {"raw_in": len(batch), "events_out": 0, "quarantined": 0, "ignored": 0}
-            for outcome in result.outcomes:
-                for key, value in outcome.events:
-                    pending.append(await events.send(key=key.encode(), value=value))
-                counts["events_out"] += len(outcome.events)
-                if outcome.exception is not None:
-                    pending.append(await exceptions.send(value=outcome.exception))
-                    counts["quarantined"] += 1
-                elif outcome.ignored:
-                    counts["ignored"] += 1
-            await asyncio.gather(*pending)
-            await _with_retry("stats", runtime.stats.add, counts)
+            await retry("ingest batch", route_batch, batch)
+
+    async def apply_one(value: bytes) -> None:
+        try:
+            env = EventEnvelope.model_validate_json(value)
+        except ValidationError as exc:
+            # Only our own ingest writes here, but a poison record must not stop every encounter.
+            await exceptions.send(value=poison_record("encounters", value, exc))
+            await runtime.stats.add({"quarantined": 1})
+            return
+        stored = table.get(env.encounter_id)
+        state = (
+            EncounterState.model_validate(stored)
+            if stored is not None
+            else EncounterState(encounter_id=env.encounter_id)
+        )
+        transition = apply_event(state, env, runtime.rules)
+        if transition.duplicate:
+            await runtime.stats.add({"duplicate_events": 1})
+            return
+        # Commands first, state second: if this is retried half-way, the event is not yet marked processed
+        # and its commands go out again (the sinks drop the repeats) instead of never.
+        key = env.encounter_id.encode()
+        for command in transition.billing:
+            await billing.send(key=key, value=command.model_dump_json().encode())
+        for journal in transition.erp:
+            await erp.send(key=key, value=journal.model_dump_json().encode())
+        table[env.encounter_id] = transition.state.model_dump(mode="json")
+        if transition.held:
+            await runtime.stats.add({"held_charges": 1})
 
     @app.agent(events, name="encounters")
     async def encounters(stream: faust.StreamT[bytes]) -> None:
         """Apply each event to its encounter's state; emit billing and ERP commands."""
         async for value in stream:
-            try:
-                env = EventEnvelope.model_validate_json(value)
-            except ValidationError as exc:
-                # Only our own ingest writes here, but a poison record must not stop every encounter.
-                await exceptions.send(value=poison_record("encounters", value, exc))
-                await runtime.stats.add({"quarantined": 1})
-                continue
-            stored = table.get(env.encounter_id)
-            state = (
-                EncounterState.model_validate(stored)
-                if stored is not None
-                else EncounterState(encounter_id=env.encounter_id)
-            )
-            transition = apply_event(state, env, runtime.rules)
-            if transition.duplicate:
-                await runtime.stats.add({"duplicate_events": 1})
-                continue
-            table[env.encounter_id] = transition.state.model_dump(mode="json")
-            key = env.encounter_id.encode()
-            for command in transition.billing:
-                await billing.send(key=key, value=command.model_dump_json().encode())
-            for journal in transition.erp:
-                await erp.send(key=key, value=journal.model_dump_json().encode())
-            if transition.held:
-                await runtime.stats.add({"held_charges": 1})
+
+            async def give_up(exc: Exception, value: bytes = value) -> None:
+                record = failure_record("encounters", value, "ENCOUNTER-PROCESSING-FAILED", exc)
+                await retry("quarantine", partial(exceptions.send, value=record))
+
+            await retry("encounter event", apply_one, value, attempts=5, on_give_up=give_up)
+
+    def dispatch_with(
+        dispatcher: BillingDispatcher | ErpDispatcher,
+    ) -> Callable[[list[bytes]], Awaitable[None]]:
+        async def dispatch(batch: list[bytes]) -> None:
+            report = await dispatcher.dispatch(batch)
+            pending = [await exceptions.send(value=record) for record in report.exceptions]
+            await asyncio.gather(*pending)
+            await runtime.stats.add(report.counts)
+
+        return dispatch
+
+    dispatch_billing = dispatch_with(runtime.billing)
+    dispatch_erp = dispatch_with(runtime.erp)
 
     @app.agent(billing, name="billing-dispatch")
     async def billing_dispatch(stream: faust.StreamT[bytes]) -> None:
         """Send billing commands to the BillingAdapter in batches, idempotently."""
         async for batch in stream.take(settings.dispatch_batch_size, within=settings.dispatch_batch_window_s):
-            report = await _with_retry("billing dispatch", runtime.billing.dispatch, batch)
-            pending = [await exceptions.send(value=record) for record in report.exceptions]
-            await asyncio.gather(*pending)
-            await _with_retry("stats", runtime.stats.add, report.counts)
+            await retry("billing dispatch", dispatch_billing, batch)
 
     @app.agent(erp, name="erp-dispatch")
     async def erp_dispatch(stream: faust.StreamT[bytes]) -> None:
         """Send journal commands to the ErpAdapter as journal batches, idempotently."""
         async for batch in stream.take(settings.dispatch_batch_size, within=settings.dispatch_batch_window_s):
-            report = await _with_retry("erp dispatch", runtime.erp.dispatch, batch)
-            pending = [await exceptions.send(value=record) for record in report.exceptions]
-            await asyncio.gather(*pending)
-            await _with_retry("stats", runtime.stats.add, report.counts)
+            await retry("erp dispatch", dispatch_erp, batch)
 
     return app

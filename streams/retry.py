@@ -1,0 +1,43 @@
+"""Retry a unit of stream work with back-off, forever or up to a bound with a give-up hook."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_DELAY_S = 15.0
+
+
+async def retry(
+    what: str,
+    call: Callable[..., Awaitable[Any]],
+    *args: Any,
+    attempts: int | None = None,
+    on_give_up: Callable[[Exception], Awaitable[None]] | None = None,
+) -> Any:
+    """Retry a failed unit of work with back-off; the batch is not acknowledged meanwhile.
+
+    Without ``attempts`` it retries until it succeeds (an outage of Ray, the broker or an adapter must
+    delay work, not drop it). With ``attempts`` it calls ``on_give_up`` after the last failure, so one
+    poison item cannot stall everything behind it.
+    """
+    delay_s = 0.5
+    tried = 0
+    while True:
+        try:
+            return await call(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            tried += 1
+            if attempts is not None and tried >= attempts and on_give_up is not None:
+                log.error("%s failed %d times (%s: %s); quarantined", what, tried, type(exc).__name__, exc)
+                await on_give_up(exc)
+                return None
+            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, MAX_DELAY_S)

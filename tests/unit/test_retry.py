@@ -1,0 +1,52 @@
+"""streams.retry: transient failures are retried, poison work is handed to the give-up hook."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams import retry as retry_module
+from streams.retry import retry
+
+
+@pytest.fixture(autouse=True)
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def instant(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(retry_module.asyncio, "sleep", instant)
+
+
+def test_retries_until_success() -> None:
+    calls = []
+
+    async def flaky(x: int) -> int:
+        calls.append(x)
+        if len(calls) < 4:
+            raise ConnectionError("broker away")
+        return x * 2
+
+    assert asyncio.run(retry("flaky", flaky, 21)) == 42
+    assert len(calls) == 4
+
+
+def test_gives_up_after_attempts_and_calls_the_hook() -> None:
+    seen: list[Exception] = []
+
+    async def poison() -> None:
+        raise ValueError("cannot handle this one")
+
+    async def give_up(exc: Exception) -> None:
+        seen.append(exc)
+
+    assert asyncio.run(retry("poison", poison, attempts=3, on_give_up=give_up)) is None
+    assert len(seen) == 1 and isinstance(seen[0], ValueError)
+
+
+def test_cancellation_is_not_swallowed() -> None:
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(retry("cancelled", cancelled))

@@ -12,7 +12,6 @@ is acknowledged only once fully handled, so every stage is at-least-once and the
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -34,7 +33,6 @@ from streams.retry import retry
 from streams.stats import Stats
 from streams.topics import TopicNames
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)

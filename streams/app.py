@@ -34,7 +34,6 @@ from streams.stats import Stats
 from streams.topics import TopicNames
 
 
-
 @dataclass(slots=True)
 class Runtime:
     """What the agents need besides the app: the Ray pool, the dispatchers and the counters."""

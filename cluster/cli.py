@@ -53,10 +53,12 @@ def up() -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Ctrl-C while starting raises KeyboardInterrupt, and Stack.start stops what it started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with console.status("starting the stack..."):
         stack.start()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     console.print(
         f"hcsync is up: broker {settings.bootstrap}, redis {settings.redis}, "
         f"billing {settings.billing_address}, erp {settings.erp_address}; logs in {run_dir}"

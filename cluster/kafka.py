@@ -40,7 +40,11 @@ async def ensure_topics(settings: Settings) -> list[str]:
 def producer(settings: Settings) -> AIOKafkaProducer:
     """Return a producer that waits for the broker's acknowledgment of every record."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5, max_batch_size=262_144
+        bootstrap_servers=settings.bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=262_144,
+        max_request_size=4 * settings.max_message_bytes,
     )
 
 

@@ -26,7 +26,11 @@ def report_tables(report: StackReport) -> list[Table]:
         ("messages processed by the pool", report.counters.get("raw_in", 0)),
         ("messages with no financial effect", report.counters.get("ignored", 0)),
         ("duplicate events ignored", report.counters.get("duplicate_events", 0)),
-        ("charges held until registration", report.counters.get("held_charges", 0)),
+        ("charges held until registration (ever)", report.counters.get("held_charges", 0)),
+        (
+            "charges still held now",
+            report.counters.get("held_charges", 0) - report.counters.get("held_released", 0),
+        ),
         ("billing commands", report.topics.get("commands.billing", 0)),
         ("ERP commands", report.topics.get("commands.erp", 0)),
     ]

@@ -7,10 +7,10 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from canonical import ids
-from canonical.errors import DecodeError, StackError
+from canonical.errors import DecodeError, Fault, InvalidMessageError, StackError
 from canonical.hl7v2.parser import parse_message, split_messages
 from cluster.kafka import producer
 from cluster.settings import Settings
@@ -37,15 +37,26 @@ def messages_of(paths: Iterable[Path]) -> list[bytes]:
 async def send_messages(settings: Settings, messages: list[bytes]) -> int:
     """Send messages and wait until the broker has acknowledged each one; return the count."""
     topic = TopicNames(settings.topic_prefix).raw_hl7v2
+    too_big = [i for i, raw in enumerate(messages, 1) if len(raw) > settings.max_message_bytes]
+    if too_big:
+        raise InvalidMessageError(
+            Fault(
+                rule="MESSAGE-TOO-LARGE",
+                reason=f"message(s) {too_big[:10]} exceed {settings.max_message_bytes} bytes "
+                "(HCSYNC_MAX_MESSAGE_BYTES); nothing was sent",
+            )
+        )
     prod = producer(settings)
     try:
         await prod.start()
         futures = [await prod.send(topic, value=raw, key=keyed(raw)) for raw in messages]
         await asyncio.gather(*futures)
-    except KafkaError as exc:
+    except KafkaConnectionError as exc:
         raise StackError(
             f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}"
         ) from None
+    except KafkaError as exc:
+        raise StackError(f"the broker at {settings.bootstrap} refused a message: {exc!r}") from None
     finally:
         await prod.stop()
     return len(messages)

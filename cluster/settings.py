@@ -11,10 +11,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+DEMO_ENCOUNTER_REF_KEY = "hcsync-embedded-demo-key"
 
 
 class Settings(BaseSettings):
@@ -41,9 +42,16 @@ class Settings(BaseSettings):
     redis_port: Port = 16379
 
     # Ray: unset means a local Ray started by the worker; RAY_ADDRESS is honoured too.
-    ray_address: str | None = None
+    ray_address: str | None = Field(
+        None,
+        validation_alias=AliasChoices("HCSYNC_RAY_ADDRESS", "RAY_ADDRESS", "ray_address"),
+        description="Ray cluster to join (Ray's own RAY_ADDRESS works too); unset starts a local Ray.",
+    )
     ray_num_cpus: PositiveInt = 2
     ray_object_store_memory_mb: PositiveInt = 256
+
+    # Input limits.
+    max_message_bytes: PositiveInt = Field(1_048_576, description="Largest source message accepted.")
 
     # Actor pool and batching.
     transform_replicas: PositiveInt = 2
@@ -68,7 +76,7 @@ class Settings(BaseSettings):
     receivables_account: str = "1200"
     revenue_account: str = "4000"
     encounter_ref_key: SecretStr = Field(
-        SecretStr("hcsync-embedded-demo-key"), description="HMAC key for pseudonymous encounter references."
+        SecretStr(DEMO_ENCOUNTER_REF_KEY), description="HMAC key for pseudonymous encounter references."
     )
 
     # Stack control.
@@ -79,6 +87,17 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Return the full topic name for a logical topic (``raw.hl7v2`` and so on)."""
         return f"{self.topic_prefix}{name}"
+
+    @model_validator(mode="after")
+    def _real_key_with_real_systems(self) -> Settings:
+        # The default key is public: with it, anyone could reverse encounter references by enumeration.
+        external = self.kafka_bootstrap or self.erp_target or self.erp_database_url
+        if external and self.encounter_ref_key.get_secret_value() == DEMO_ENCOUNTER_REF_KEY:
+            raise ValueError(
+                "HCSYNC_ENCOUNTER_REF_KEY must be set to a secret of your own when hcsync runs against "
+                "a real Kafka or ERP (HCSYNC_KAFKA_BOOTSTRAP, HCSYNC_ERP_TARGET or HCSYNC_ERP_DATABASE_URL)"
+            )
+        return self
 
     @property
     def bootstrap(self) -> str:

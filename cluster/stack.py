@@ -175,6 +175,7 @@ class Stack:
     def start(self) -> None:
         """Start every component in order, each only after the previous one is ready."""
         self.started_at = time.monotonic()
+        (self.run_dir / WORKER_READY_FILE).unlink(missing_ok=True)  # a reused run dir must not look ready
         env = os.environ | settings_env(self.settings.model_copy(update={"run_dir": self.run_dir}))
         plan = self._plan()
         for component in plan:

@@ -58,6 +58,8 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         producer_acks=-1,
+        # A quarantine record carries its message base64-encoded: room for the largest message we accept.
+        producer_max_request_size=4 * settings.max_message_bytes,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         # The table uses the app's codecs (JSON); every topic below is raw bytes with our own codecs.
@@ -123,13 +125,18 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         # Commands first, state second: if this is retried half-way, the event is not yet marked processed
         # and its commands go out again (the sinks drop the repeats) instead of never.
         key = env.encounter_id.encode()
+        pending: list[Awaitable[Any]] = []
         for command in transition.billing:
-            await billing.send(key=key, value=command.model_dump_json().encode())
+            pending.append(await billing.send(key=key, value=command.model_dump_json().encode()))
         for journal in transition.erp:
-            await erp.send(key=key, value=journal.model_dump_json().encode())
+            pending.append(await erp.send(key=key, value=journal.model_dump_json().encode()))
+        # Delivered, not just queued: otherwise the changelog write below could reach the broker first.
+        await asyncio.gather(*pending)
         table[env.encounter_id] = transition.state.model_dump(mode="json")
-        if transition.held:
-            await runtime.stats.add({"held_charges": 1})
+        if transition.held or transition.released:
+            await runtime.stats.add(
+                {"held_charges": int(transition.held), "held_released": transition.released}
+            )
 
     @app.agent(events, name="encounters")
     async def encounters(stream: faust.StreamT[bytes]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from adapters import convert
 from adapters.clients import BillingClient, ErpClient
@@ -26,6 +28,10 @@ from streams.commands import JournalCommand, PostChargeCommand, UpsertAccountCom
 from streams.stats import done_key
 
 DONE_TTL_S = 7 * 24 * 3600
+# Failures that will repeat on every attempt: the adapter's refusal, or a command that cannot even be
+# turned into a request (a value protobuf cannot hold). Retrying them would stall the whole topic.
+LOCAL_FAULTS = (NotRetryableError, ValueError, OverflowError, TypeError)
+log = logging.getLogger(__name__)
 C = TypeVar("C", UpsertAccountCommand | PostChargeCommand, JournalCommand)
 
 
@@ -63,18 +69,27 @@ class _DoneCache:
         self._prefix = prefix
 
     async def seen(self, command_ids: Sequence[str]) -> set[str]:
+        """Return the ids known to be dispatched; none when Redis cannot say (the adapters decide)."""
         if not command_ids:
             return set()
-        values = await self._client.mget([done_key(self._prefix, cid) for cid in command_ids])
+        try:
+            values = await self._client.mget([done_key(self._prefix, cid) for cid in command_ids])
+        except RedisError as exc:
+            log.warning("idempotency cache unavailable (%s); asking the adapters", type(exc).__name__)
+            return set()
         return {cid for cid, value in zip(command_ids, values, strict=True) if value is not None}
 
     async def mark(self, command_ids: Sequence[str]) -> None:
+        """Remember dispatched ids; a failure only costs a redundant (idempotent) call later."""
         if not command_ids:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for cid in command_ids:
-                pipe.set(done_key(self._prefix, cid), b"1", ex=DONE_TTL_S)
-            await pipe.execute()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for cid in command_ids:
+                    pipe.set(done_key(self._prefix, cid), b"1", ex=DONE_TTL_S)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("idempotency cache unavailable (%s); not cached", type(exc).__name__)
 
 
 class _Dispatcher(ABC, Generic[C]):
@@ -116,14 +131,16 @@ class _Dispatcher(ABC, Generic[C]):
             return report
         try:
             await self._send(todo, report)
-        except NotRetryableError:
+        except LOCAL_FAULTS:
             # Find the command at fault: resend one by one (idempotent), quarantining what still fails.
             for raw, cmd in todo:
                 try:
                     await self._send([(raw, cmd)], report)
-                except NotRetryableError as exc:
+                except LOCAL_FAULTS as exc:
+                    rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
+                    reason = f"{type(exc).__name__}: {exc}"
                     report.exceptions.append(
-                        _rejection(self.stage, raw, None, str(exc), "ADAPTER-REFUSED", cmd.source_event_id)
+                        _rejection(self.stage, raw, None, reason, rule, cmd.source_event_id)
                     )
                     await self._done.mark([cmd.command_id])
         return report

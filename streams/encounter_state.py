@@ -25,6 +25,14 @@ STATUS_OF: dict[EventType, EncounterStatus] = {
 }
 
 
+class ChargeRef(CanonicalModel):
+    """What the table keeps of a charge sent to billing: enough to total it, small enough to keep many."""
+
+    charge_id: str
+    charge_code: str
+    amount_cents: int
+
+
 class EncounterState(CanonicalModel):
     """What the encounter table holds for one encounter id."""
 
@@ -34,7 +42,7 @@ class EncounterState(CanonicalModel):
     patient: Patient | None = None
     processed_event_ids: tuple[str, ...] = ()
     held_charges: tuple[EventEnvelope, ...] = Field((), description="Charges waiting for registration")
-    charges: tuple[Charge, ...] = Field((), description="Charges and credits sent to billing, in order")
+    charges: tuple[ChargeRef, ...] = Field((), description="Charges and credits sent to billing, in order")
 
     @property
     def charges_posted(self) -> int:
@@ -54,6 +62,7 @@ class Transition:
     erp: list[JournalCommand] = field(default_factory=list)
     duplicate: bool = False
     held: bool = False
+    released: int = 0
 
 
 def _merge_encounter(old: Encounter | None, new: Encounter) -> Encounter:
@@ -68,7 +77,16 @@ def _merge_encounter(old: Encounter | None, new: Encounter) -> Encounter:
     )
 
 
-def _charge_commands(env: EventEnvelope, rules: PostingRules) -> tuple[PostChargeCommand, JournalCommand]:
+def _ref(charge: Charge) -> ChargeRef:
+    return ChargeRef(
+        charge_id=charge.charge_id, charge_code=charge.charge_code, amount_cents=charge.amount_cents
+    )
+
+
+def _charge_commands(
+    env: EventEnvelope, rules: PostingRules
+) -> tuple[PostChargeCommand, JournalCommand | None]:
+    """Return the billing command of a charge and its journal (none for a zero amount: no ledger effect)."""
     assert isinstance(env.payload, ChargePayload)
     charge = env.payload.charge
     post = PostChargeCommand(
@@ -77,6 +95,8 @@ def _charge_commands(env: EventEnvelope, rules: PostingRules) -> tuple[PostCharg
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
     )
+    if charge.amount_cents == 0:
+        return post, None
     journal = JournalCommand(
         command_id=ids.derived_id(env.event_id, "erp.journal"),
         lines=rules.journal_lines(charge, env.event_id, env.correlation_id),
@@ -102,10 +122,10 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         post, journal = _charge_commands(env, rules)
         return Transition(
             state=state.model_copy(
-                update={"processed_event_ids": processed, "charges": (*state.charges, payload.charge)}
+                update={"processed_event_ids": processed, "charges": (*state.charges, _ref(payload.charge))}
             ),
             billing=[post],
-            erp=[journal],
+            erp=[journal] if journal is not None else [],
         )
 
     assert isinstance(payload, EncounterPayload)
@@ -125,8 +145,10 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
     for waiting in state.held_charges:
         post, journal = _charge_commands(waiting, rules)
         transition.billing.append(post)
-        transition.erp.append(journal)
-        released.append(post.charge)
+        if journal is not None:
+            transition.erp.append(journal)
+        released.append(_ref(post.charge))
+    transition.released = len(released)
     transition.state = state.model_copy(
         update={
             "status": status,

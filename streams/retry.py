@@ -7,9 +7,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 log = logging.getLogger(__name__)
 
 MAX_DELAY_S = 15.0
+
+
+def describe(exc: Exception) -> str:
+    """Describe a failure for the log without quoting input values (which can be PHI)."""
+    if isinstance(exc, ValidationError):
+        where = ", ".join(".".join(str(p) for p in err["loc"]) or "top level" for err in exc.errors()[:3])
+        return f"ValidationError: {exc.error_count()} error(s) at {where}"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 async def retry(
@@ -35,9 +45,9 @@ async def retry(
         except Exception as exc:
             tried += 1
             if attempts is not None and tried >= attempts and on_give_up is not None:
-                log.error("%s failed %d times (%s: %s); quarantined", what, tried, type(exc).__name__, exc)
+                log.error("%s failed %d times (%s); quarantined", what, tried, describe(exc))
                 await on_give_up(exc)
                 return None
-            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay_s)
+            log.warning("%s failed (%s); retrying in %.1fs", what, describe(exc), delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, MAX_DELAY_S)

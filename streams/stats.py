@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 COUNTERS = (
     "raw_in",
@@ -13,6 +17,7 @@ COUNTERS = (
     "quarantined",
     "duplicate_events",
     "held_charges",
+    "held_released",
     "accounts_upserted",
     "charges_posted",
     "charges_duplicate",
@@ -46,10 +51,14 @@ class Stats:
         todo = {name: n for name, n in counts.items() if n}
         if not todo:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for name, n in todo.items():
-                pipe.hincrby(self._key, name, n)
-            await pipe.execute()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for name, n in todo.items():
+                    pipe.hincrby(self._key, name, n)
+                await pipe.execute()
+        except RedisError as exc:
+            # Live counters are best effort: a Redis outage must not hold up the stream.
+            log.warning("counters not updated, redis unavailable (%s)", type(exc).__name__)
 
     async def read(self) -> dict[str, int]:
         """Return every counter, zero when never set."""

@@ -49,10 +49,12 @@ def init_ray(settings: Settings) -> None:
         "include_dashboard": False,
     }
     if settings.ray_address:
+        # Joining a cluster: its size is the cluster's, so no num_cpus or memory here.
         ray.init(address=settings.ray_address, **kwargs)
     else:
-        # address=None lets Ray honour RAY_ADDRESS; only a fresh local instance takes these sizes.
+        # settings.ray_address already reads RAY_ADDRESS, so "local" cannot be overridden behind our back.
         ray.init(
+            address="local",
             num_cpus=settings.ray_num_cpus,
             object_store_memory=settings.ray_object_store_memory_mb * 1024 * 1024,
             **kwargs,
@@ -69,11 +71,12 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     redis_client = aioredis.Redis.from_url(settings.redis)
+    namespace = f"{settings.topic_prefix}{settings.app_id}:"  # idempotency keys of this deployment only
     runtime = Runtime(
         settings=settings,
         pool=pool,
-        billing=BillingDispatcher(BillingClient(settings), redis_client, settings.topic_prefix),
-        erp=ErpDispatcher(ErpClient(settings), redis_client, settings.topic_prefix, settings.currency),
+        billing=BillingDispatcher(BillingClient(settings), redis_client, namespace),
+        erp=ErpDispatcher(ErpClient(settings), redis_client, namespace, settings.currency),
         stats=Stats(redis_client, settings.topic_prefix),
         rules=PostingRules(
             receivables_account=settings.receivables_account,

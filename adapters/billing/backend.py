@@ -227,8 +227,8 @@ class SqlBillingBackend:
         digest = fingerprint(request)
         response = write_transaction(self._engine, lambda session: self._upsert(session, request, digest))
         log.info(
-            "account %s upsert %s: %s version %d",
-            response.account_id,
+            # The account id is the visit number, an identifier: log the idempotency key only.
+            "account upsert %s: %s version %d",
             request.idempotency_key,
             UpsertStatus.Name(response.status),
             response.version,

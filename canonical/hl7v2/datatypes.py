@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+# Bounds that keep every value representable downstream (int64 cents, protobuf timestamps).
+MAX_CENTS = 10**13  # 100 billion in major units: far above any real charge, far below 2**63
+MIN_YEAR, MAX_YEAR = 1800, 2200
+
+
+def _check_year(year: int, value: str) -> None:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"year {year} outside {MIN_YEAR}-{MAX_YEAR}: {value!r}")
 
 
 def parse_dtm(value: str, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime | None:
@@ -31,6 +40,7 @@ def parse_dtm(value: str, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime | None:
     if not value.isdigit() or len(value) not in (4, 6, 8, 10, 12, 14):
         raise ValueError(f"not an HL7 date/time: {value!r}")
     micro = int((fraction + "000000")[:6]) if fraction.isdigit() else 0
+    _check_year(int(value[0:4]), value)
     return dt.datetime(
         int(value[0:4]),
         int(value[4:6] or 1),
@@ -50,6 +60,7 @@ def parse_dt(value: str) -> dt.date | None:
         return None
     if not value.isdigit() or len(value) not in (4, 6, 8):
         raise ValueError(f"not an HL7 date: {value!r}")
+    _check_year(int(value[0:4]), value)
     return dt.date(int(value[0:4]), int(value[4:6] or 1), int(value[6:8] or 1))
 
 
@@ -60,11 +71,13 @@ def parse_cents(value: str) -> int | None:
         return None
     try:
         amount = Decimal(value)
-    except InvalidOperation:
+        if not amount.is_finite():
+            raise ValueError(f"not a finite amount: {value!r}")
+        cents = amount * 100
+        if abs(cents) > MAX_CENTS:
+            raise ValueError(f"amount out of range: {value!r}")
+        if cents != cents.to_integral_value():
+            raise ValueError(f"more than two decimals: {value!r}")
+    except ArithmeticError:  # InvalidOperation, Overflow: not a usable number
         raise ValueError(f"not a number: {value!r}") from None
-    if not amount.is_finite():
-        raise ValueError(f"not a finite amount: {value!r}")
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        raise ValueError(f"more than two decimals: {value!r}")
     return int(cents)

@@ -22,7 +22,7 @@ from canonical.envelope import (
     SourceSystem,
 )
 from canonical.errors import Fault, InvalidMessageError
-from canonical.hl7v2.datatypes import parse_cents, parse_dt, parse_dtm
+from canonical.hl7v2.datatypes import MAX_CENTS, parse_cents, parse_dt, parse_dtm
 from canonical.hl7v2.parser import Hl7Message, Segment, parse_message
 from canonical.models import Address, Charge, Encounter, Patient, PatientClass, TransactionType
 
@@ -110,7 +110,12 @@ def _encounter(r: _Reader) -> Encounter:
         raise InvalidMessageError(
             r.fault(pv1, "PV1", "PV1-19", "HL7-PV1-19-MISSING", "visit number (the encounter id) is empty")
         )
-    authority = pv1.get(19, 4) or r.msg.sending_facility
+    facility = pv1.get(3, 4) or r.msg.sending_facility
+    if not facility:
+        raise InvalidMessageError(
+            r.fault(pv1, "PV1", "PV1-3.4", "HL7-FACILITY-MISSING", "no facility in PV1-3.4 nor MSH-4")
+        )
+    authority = pv1.get(19, 4) or r.msg.sending_facility or facility
     pid = r.msg.segment("PID")
     raw_class = pv1.get(2)
     try:
@@ -123,7 +128,7 @@ def _encounter(r: _Reader) -> Encounter:
         ) from None
     return Encounter(
         encounter_id=f"{authority}:{visit}",
-        facility=pv1.get(3, 4) or r.msg.sending_facility,
+        facility=facility,
         department=pv1.get(3, 1),
         room=pv1.get(3, 2),
         bed=pv1.get(3, 3),
@@ -175,6 +180,12 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
                 )
             )
         extended = unit * quantity
+        if abs(extended) > MAX_CENTS:
+            raise InvalidMessageError(
+                r.fault(
+                    ft1, "FT1", "FT1-12", "HL7-FT1-12-AMOUNT", "unit amount times quantity is out of range"
+                )
+            )
     amount = -abs(extended) if kind is TransactionType.CREDIT else extended
     service_at = r.dtm(ft1, 4)
     if service_at is None:
@@ -193,7 +204,7 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
             quantity=quantity,
             unit_amount_cents=unit,
             amount_cents=amount,
-            currency=ft1.get(11, 2) or "USD",
+            currency=ft1.get(11, 1, 2) or "USD",  # CP.1 is MO: amount & currency
             service_at=service_at,
             posted_at=r.dtm(ft1, 5),
             facility=ft1.get(13, 4) or encounter.facility,
@@ -206,10 +217,15 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
         ) from None
 
 
+MAX_QUANTITY = 1_000_000
+
+
 def _whole_number(value: str) -> int:
     number = float(value)
     if not number.is_integer():
         raise ValueError(f"quantity must be a whole number: {value!r}")
+    if abs(number) > MAX_QUANTITY:
+        raise ValueError(f"quantity out of range: {value!r}")
     return int(number)
 
 
@@ -264,8 +280,9 @@ def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) ->
             r.fault(None, "FT1", "", "HL7-FT1-MISSING", "DFT^P03 carries no FT1 segment")
         )
     events = []
-    for ft1 in ft1s:
-        position = ft1.index
+    # The FT1 ordinal, not the segment index: an extra segment elsewhere in a resent message must not
+    # change the ids of its charges.
+    for position, ft1 in enumerate(ft1s):
         charge = _charge(r, ft1, ids.event_id(sender, msg.control_id, position), encounter)
         event_type = (
             EventType.CHARGE_CREDITED

@@ -55,6 +55,14 @@ def test_charge_before_admission_is_held_then_released() -> None:
     assert len(erp) == 1 and state.held_charges == () and state.charges_posted == 1
 
 
+def test_zero_amount_charge_goes_to_billing_without_a_journal() -> None:
+    state = EncounterState(encounter_id="NMH:V1")
+    state, _, _ = _run(state, dft("D0", "V1", [("CG", "99211", "No-charge visit", 1, "0.00")]))
+    state, billing, erp = _run(state, adt("A01", "A1", "V1"))
+    assert [type(c) for c in billing] == [UpsertAccountCommand, PostChargeCommand]
+    assert erp == [] and state.charges_posted == 1 and state.net_charge_cents == 0
+
+
 def test_status_only_moves_forward() -> None:
     state = EncounterState(encounter_id="NMH:V1")
     state, _, _ = _run(state, adt("A03", "A3", "V1", discharge="20261121100000"))

@@ -109,3 +109,39 @@ def test_status_rank_orders_progress() -> None:
         s.rank for s in (EncounterStatus.REGISTERED, EncounterStatus.ADMITTED, EncounterStatus.DISCHARGED)
     ]
     assert ranks == sorted(ranks)
+
+
+def test_currency_is_the_money_subcomponent_of_ft1_11() -> None:
+    [event] = canonicalize(dft("D4", "V100", [("CG", "99283", "ED visit", 1, "125.00&CAD^UP")]))
+    assert isinstance(event.payload, ChargePayload)
+    assert event.payload.charge.currency == "CAD" and event.payload.charge.amount_cents == 12_500
+
+
+@pytest.mark.parametrize(
+    ("amount", "rule"),
+    [("1e17", "HL7-FT1-11-AMOUNT"), ("1e999999", "HL7-FT1-11-AMOUNT"), ("NaN", "HL7-FT1-11-AMOUNT")],
+)
+def test_amounts_that_no_ledger_can_hold_are_refused(amount: str, rule: str) -> None:
+    with pytest.raises(InvalidMessageError) as info:
+        canonicalize(dft("D5", "V100", [("CG", "99283", "ED visit", 1, amount)]))
+    assert info.value.fault.rule == rule and info.value.fault.found == amount
+
+
+def test_dates_out_of_range_are_refused() -> None:
+    raw = adt("A01", "C11", "V1", admit="00010101000000+0100")
+    with pytest.raises(InvalidMessageError) as info:
+        canonicalize(raw)
+    assert info.value.fault.field == "PV1-44" and info.value.fault.rule == "HL7-DTM"
+
+
+def test_a_message_with_no_facility_is_refused() -> None:
+    raw = adt("A01", "C12", "V1", facility="")
+    with pytest.raises(InvalidMessageError) as info:
+        canonicalize(raw)
+    assert info.value.fault.rule == "HL7-FACILITY-MISSING"
+
+
+def test_charge_ids_do_not_depend_on_other_segments() -> None:
+    plain = dft("D6", "V100", [("CG", "99283", "ED visit", 1, "10.00")])
+    with_nte = plain.replace(b"\rFT1|", b"\rNTE|1||resent with a note\rFT1|")
+    assert [e.event_id for e in canonicalize(plain)] == [e.event_id for e in canonicalize(with_nte)]

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test lint typecheck proto proto-check up clean
+.PHONY: install demo test lint typecheck proto proto-check up bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ proto-check: install
 
 test: install lint typecheck proto-check
 	$(VENV)/bin/pytest
+
+bench: install
+	$(PY) -m bench.parse_throughput
 
 clean:
 	rm -rf $(VENV) .hcsync .mypy_cache .ruff_cache .pytest_cache

@@ -39,8 +39,12 @@ class _ReadyWorker(Worker):
         log.info("worker ready")
 
 
-def init_ray(settings: Settings) -> None:
-    """Connect to the Ray cluster named by settings (or RAY_ADDRESS), else start a local one."""
+def init_ray(settings: Settings, run_dir: Path | None = None) -> None:
+    """Connect to the Ray cluster named by settings (or RAY_ADDRESS), else start a local one.
+
+    Ray keeps its logs in its own session directory (its socket paths must stay short); a ``ray`` link in
+    the run directory points there so one folder still holds every log of the run.
+    """
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {
@@ -50,20 +54,27 @@ def init_ray(settings: Settings) -> None:
     }
     if settings.ray_address:
         # Joining a cluster: its size is the cluster's, so no num_cpus or memory here.
-        ray.init(address=settings.ray_address, **kwargs)
+        context = ray.init(address=settings.ray_address, **kwargs)
     else:
         # settings.ray_address already reads RAY_ADDRESS, so "local" cannot be overridden behind our back.
-        ray.init(
+        context = ray.init(
             address="local",
             num_cpus=settings.ray_num_cpus,
             object_store_memory=settings.ray_object_store_memory_mb * 1024 * 1024,
             **kwargs,
         )
+    # A ray:// client context has no local session directory.
+    address_info: dict[str, Any] = getattr(context, "address_info", {})
+    session_dir = address_info.get("session_dir")
+    if run_dir is not None and session_dir:
+        link = run_dir / "ray"
+        link.unlink(missing_ok=True)
+        link.symlink_to(session_dir, target_is_directory=True)
 
 
 def run_worker(settings: Settings, run_dir: Path) -> int:
     """Run the worker until it is told to stop; return the exit code."""
-    init_ray(settings)
+    init_ray(settings, run_dir)
     pool = TransformPool(settings.transform_replicas)
     nodes = pool.wait_ready(timeout_s=settings.ready_timeout_s)
     log.info("transform pool ready: %d replicas on nodes %s", pool.replicas, sorted(set(nodes)))

@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     # Input limits.
     max_message_bytes: PositiveInt = Field(1_048_576, description="Largest source message accepted.")
 
+    # MLLP gateway (HL7 v2 over TCP).
+    mllp_host: str = Field("127.0.0.1", description="Address the MLLP listener binds.")
+    mllp_port: Port = 2575
+    mllp_tls_cert_file: Path | None = Field(None, description="PEM certificate: set with the key to use TLS.")
+    mllp_tls_key_file: Path | None = Field(None, description="PEM private key of mllp_tls_cert_file.")
+    mllp_strict_validation: bool = Field(False, description="Validate structure with hl7apy before accepting.")
+    mllp_ack_ttl_s: PositiveInt = Field(7 * 24 * 3600, description="How long a sent ACK is kept for resends.")
+    mllp_idle_timeout_s: PositiveFloat = Field(300.0, description="Close a connection idle this long.")
+
+    # Quarantine store (what `hcsync exceptions` reads).
+    quarantine_database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite quarantine.db in the run directory."
+    )
+
     # Actor pool and batching.
     transform_replicas: PositiveInt = 2
     transform_batch_size: PositiveInt = 500

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     mllp_port: Port = 2575
     mllp_tls_cert_file: Path | None = Field(None, description="PEM certificate: set with the key to use TLS.")
     mllp_tls_key_file: Path | None = Field(None, description="PEM private key of mllp_tls_cert_file.")
-    mllp_strict_validation: bool = Field(False, description="Validate structure with hl7apy before accepting.")
+    mllp_strict_validation: bool = Field(
+        False, description="Validate structure with hl7apy before accepting."
+    )
     mllp_ack_ttl_s: PositiveInt = Field(7 * 24 * 3600, description="How long a sent ACK is kept for resends.")
     mllp_idle_timeout_s: PositiveFloat = Field(300.0, description="Close a connection idle this long.")
 

@@ -83,7 +83,7 @@ def _sender(msg: Hl7Message) -> str:
 
 def _patient(r: _Reader) -> Patient:
     pid = r.require_segment("PID")
-    mrn = pid.get(3)
+    mrn = pid.get(3).strip()
     if not mrn:
         raise InvalidMessageError(
             r.fault(pid, "PID", "PID-3", "HL7-PID3-MISSING", "patient identifier is empty")
@@ -105,7 +105,7 @@ def _patient(r: _Reader) -> Patient:
 
 def _encounter(r: _Reader) -> Encounter:
     pv1 = r.require_segment("PV1")
-    visit = pv1.get(19)
+    visit = pv1.get(19).strip()
     if not visit:
         raise InvalidMessageError(
             r.fault(pv1, "PV1", "PV1-19", "HL7-PV1-19-MISSING", "visit number (the encounter id) is empty")
@@ -163,7 +163,7 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
         raise InvalidMessageError(
             r.fault(ft1, "FT1", "FT1-6", "HL7-FT1-6-CODE", "transaction type must be CG or CD", raw_type)
         ) from None
-    code = ft1.get(7, 1)
+    code = ft1.get(7, 1).strip()
     if not code:
         raise InvalidMessageError(
             r.fault(ft1, "FT1", "FT1-7", "HL7-FT1-7-MISSING", "transaction code is empty")

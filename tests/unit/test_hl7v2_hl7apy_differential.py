@@ -1,0 +1,118 @@
+"""Differential test: the fast parser and hl7apy extract identical values for every mapped field.
+
+hl7apy is the reference for structure (which characters belong to which field, repetition, component
+and subcomponent); it does not resolve escape sequences, so its values are unescaped with the fast
+parser's `unescape` before comparing (escape handling has its own property tests).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message as hl7apy_parse
+
+from canonical.hl7v2.parser import parse_message, split_messages, unescape
+
+# Every field the HL7 v2 mapper reads (canonical/hl7v2/mapping.py), as (segment, field, component).
+MAPPED: tuple[tuple[str, int, int], ...] = (
+    ("MSH", 3, 1), ("MSH", 4, 1), ("MSH", 7, 1), ("MSH", 9, 1), ("MSH", 9, 2), ("MSH", 10, 1),
+    ("EVN", 1, 1), ("EVN", 2, 1),
+    ("PID", 3, 1), ("PID", 3, 4), ("PID", 5, 1), ("PID", 5, 2), ("PID", 7, 1), ("PID", 8, 1),
+    ("PID", 11, 1), ("PID", 11, 3), ("PID", 11, 4), ("PID", 11, 5), ("PID", 13, 1), ("PID", 18, 1),
+    ("PV1", 2, 1), ("PV1", 3, 1), ("PV1", 3, 2), ("PV1", 3, 3), ("PV1", 3, 4), ("PV1", 7, 1), ("PV1", 10, 1),
+    ("PV1", 19, 1), ("PV1", 19, 4), ("PV1", 44, 1), ("PV1", 45, 1),
+    ("FT1", 2, 1), ("FT1", 4, 1), ("FT1", 5, 1), ("FT1", 6, 1), ("FT1", 7, 1), ("FT1", 7, 2), ("FT1", 7, 3),
+    ("FT1", 8, 1), ("FT1", 10, 1), ("FT1", 11, 1), ("FT1", 12, 1), ("FT1", 13, 1), ("FT1", 13, 4),
+)  # fmt: skip
+
+
+def _corpus() -> Path:
+    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
+    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", default))
+    if not (root / "hl7").is_dir():
+        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
+    return root
+
+
+def _text(node: Any) -> str:
+    value = node.value
+    # A subcomponent's value is an hl7apy datatype object; its er7 form is the wire text.
+    if not isinstance(value, str) and hasattr(value, "to_er7"):
+        value = value.to_er7()
+    return value if isinstance(value, str) else ""
+
+
+def _child(node: Any, position: int) -> Any | None:
+    """Return the child at 1-based ``position``: by its name (XXX_n) when hl7apy named it, else by order."""
+    children = list(node.children)
+    if not any(c.name is not None and c.name.rsplit("_", 1)[-1].isdigit() for c in children):
+        # Unnamed (no definition) or named after their datatype (a primitive's parts): in wire order.
+        return children[position - 1] if len(children) >= position else None
+    for child in children:
+        if child.name is not None and child.name.rsplit("_", 1)[-1] == str(position):
+            return child
+    return None
+
+
+def _hl7apy_value(segment: Any, field: int, component: int) -> str:
+    """Return field.component, subcomponent 1, of the first repetition, as hl7apy structured it."""
+    fields = [child for child in segment.children if child.name == f"{segment.name}_{field}"]
+    if not fields:
+        return ""
+    node = fields[0]
+    if not node.children:
+        return _text(node) if component == 1 else ""
+    part = _child(node, component)
+    if part is None:
+        return ""
+    while part.children:  # down to subcomponent 1
+        sub = _child(part, 1)
+        if sub is None:
+            return ""
+        part = sub
+    return _text(part)
+
+
+def test_fast_path_and_hl7apy_agree_on_every_mapped_field() -> None:
+    root = _corpus()
+    compared = files = refused_by_us = refused_by_hl7apy = 0
+    mismatches: list[str] = []
+    paths = sorted((root / "hl7").glob("*.hl7")) + sorted((root / "hl7_batch").glob("*.hl7"))
+    for path in paths:
+        for raw in split_messages(path.read_bytes()):
+            try:
+                ours = parse_message(raw)
+            except Exception:
+                refused_by_us += 1
+                continue
+            try:
+                theirs = hl7apy_parse(
+                    ours.text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT
+                )
+            except Exception:
+                refused_by_hl7apy += 1
+                continue
+            files += 1
+            their_segments = [s for s in theirs.children]
+            for name, field, component in MAPPED:
+                our_segs = ours.segments_named(name)
+                their_segs = [s for s in their_segments if s.name == name]
+                for index, (mine, other) in enumerate(zip(our_segs, their_segs, strict=False)):
+                    # Compared as the mapper uses them: canonical models strip surrounding whitespace.
+                    expected = unescape(_hl7apy_value(other, field, component), ours.encoding).strip()
+                    actual = mine.get(field, component).strip()
+                    compared += 1
+                    if actual != expected:
+                        where = f"{path.name} {name}[{index}]-{field}.{component}"
+                        mismatches.append(f"{where}: ours {actual!r} hl7apy {expected!r}")
+    print(
+        f"hl7apy differential: {files} messages, {compared} values compared, "
+        f"{len(mismatches)} mismatches; "
+        f"refused by the fast path {refused_by_us}, by hl7apy {refused_by_hl7apy}"
+    )
+    assert compared > 500
+    assert mismatches == [], "\n".join(mismatches)

@@ -17,9 +17,11 @@ from rich.console import Console
 from canonical.errors import HcsyncError, MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
+from cluster.exceptions_cli import exceptions_app
 from cluster.settings import Settings, get_settings
 
 app = typer.Typer(help="hcsync: keep the EHR, billing and the ERP in sync.", no_args_is_help=True)
+app.add_typer(exceptions_app, name="exceptions", help="Find, fix and replay quarantined messages.")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -29,6 +29,8 @@ from cluster.settings import Settings
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.encounter_state import EncounterState, apply_event
 from streams.posting import PostingRules
+from streams.quarantine_agent import register_quarantine_agent
+from streams.quarantine_store import QuarantineStore
 from streams.retry import retry
 from streams.stats import Stats
 from streams.topics import TopicNames
@@ -44,6 +46,7 @@ class Runtime:
     erp: ErpDispatcher
     stats: Stats
     rules: PostingRules
+    quarantine: QuarantineStore
 
 
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
@@ -175,4 +178,5 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         async for batch in stream.take(settings.dispatch_batch_size, within=settings.dispatch_batch_window_s):
             await retry("erp dispatch", dispatch_erp, batch)
 
+    register_quarantine_agent(app, exceptions, runtime.quarantine)
     return app

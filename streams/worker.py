@@ -21,6 +21,7 @@ from cluster.settings import Settings
 from streams.app import Runtime, build_app
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.posting import PostingRules
+from streams.quarantine_store import QuarantineStore, default_quarantine_url
 from streams.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
         billing=BillingDispatcher(BillingClient(settings), redis_client, namespace),
         erp=ErpDispatcher(ErpClient(settings), redis_client, namespace, settings.currency),
         stats=Stats(redis_client, settings.topic_prefix),
+        quarantine=QuarantineStore(default_quarantine_url(settings.model_copy(update={"run_dir": run_dir}))),
         rules=PostingRules(
             receivables_account=settings.receivables_account,
             revenue_account=settings.revenue_account,
@@ -109,6 +111,7 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:
+        runtime.quarantine.close()
         pool.shutdown()
         ray.shutdown()
     return 0

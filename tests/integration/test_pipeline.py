@@ -7,6 +7,7 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
@@ -14,6 +15,7 @@ from canonical.quarantine import ExceptionRecord
 from cluster.report import StackReport
 from cluster.send import send_messages
 from cluster.settings import Settings
+from cluster.stack import Stack
 from streams.topics import TopicNames
 from tests.hl7_samples import adt, dft
 from tests.integration.conftest import report_now, wait_until
@@ -203,3 +205,51 @@ def test_poison_records_downstream_are_quarantined(settings: Settings) -> None:
     assert ("billing", "COMMAND-INVALID") in rules
     assert ("erp", "COMMAND-INVALID") in rules
     assert rules[("erp", "COMMAND-INVALID")].original == b"not json"
+
+
+def test_quarantined_message_is_stored_fixed_and_replayed_once(stack: Stack, settings: Settings) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cluster.stack import settings_env
+
+    env = os.environ | settings_env(settings.model_copy(update={"run_dir": stack.run_dir}))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "cluster.cli", *args],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    visit = f"V{_uid()}"
+    broken = dft(f"Q{visit}", visit, [("CG", "99284", "ED visit level 4", 1, "4o0.00")])
+    before = _settle(settings, 1.0)
+    _send(settings, adt("A01", f"A{visit}", visit), broken)
+
+    def stored() -> list[dict[str, object]]:
+        out = cli("exceptions", "list", "--json", "--status", "all", "--message-id", f"Q{visit}")
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+    wait_until("the quarantine store to hold the broken DFT", lambda: len(stored()) == 1)
+    [item] = stored()
+    assert item["rule"] == "HL7-FT1-11-AMOUNT" and item["field"] == "FT1-11" and item["status"] == "open"
+    shown = cli("exceptions", "show", str(item["record_id"]), "--raw")
+    assert shown.returncode == 0 and shown.stdout == broken
+
+    fixed = Path(stack.run_dir) / f"fixed-{visit}.hl7"
+    fixed.write_bytes(broken.replace(b"4o0.00", b"400.00"))
+    replayed = cli("exceptions", "replay", str(item["record_id"]), "--with-file", str(fixed), "--yes")
+    assert replayed.returncode == 0, replayed.stderr
+    wait_until(
+        "the fixed charge to post", lambda: _charges(report_now(settings))[1] >= _charges(before)[1] + 40_000
+    )
+    again = cli("exceptions", "replay", str(item["record_id"]), "--with-file", str(fixed), "--yes")
+    assert again.returncode == 0, again.stderr
+    after = _settle(settings)
+    assert _charges(after)[1] - _charges(before)[1] == 40_000
+    assert _charges(after)[0] - _charges(before)[0] == 1
+    assert stored()[0]["status"] == "replayed"

@@ -1,0 +1,65 @@
+"""The Faust agent that writes the exceptions topic into the quarantine store, batch by batch."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Sequence
+
+import faust
+from pydantic import ValidationError
+
+from canonical.quarantine import ExceptionRecord
+from streams.quarantine_store import QuarantineStore
+from streams.retry import describe, retry
+
+__all__ = ["BATCH_SIZE", "BATCH_WINDOW_S", "UNDECODABLE_RULE", "decode_record", "register_quarantine_agent"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+BATCH_WINDOW_S = 0.5
+UNDECODABLE_RULE = "QUARANTINE-UNDECODABLE"
+# Not a pipeline stage: replay refuses it, because these bytes are a broken record, not a message.
+UNDECODABLE_STAGE = "quarantine"
+
+
+def decode_record(value: bytes | None) -> ExceptionRecord:
+    """Decode one exceptions-topic value; keep an undecodable one whole as a synthetic record."""
+    raw = value or b""
+    try:
+        record = ExceptionRecord.model_validate_json(raw)
+        # Decode now: bad base64 found later, in the store, would fail the batch on every retry.
+        record.original  # noqa: B018
+    except (ValidationError, binascii.Error, ValueError) as exc:
+        # Never drop or crash on it: the bytes are kept so an engineer can see what was written there.
+        return ExceptionRecord(
+            record_id=hashlib.sha256(b"quarantine|undecodable|" + raw).hexdigest()[:32],
+            stage=UNDECODABLE_STAGE,
+            rule=UNDECODABLE_RULE,
+            reason=f"exceptions topic record is not an ExceptionRecord: {describe(exc)}",
+            original_b64=base64.b64encode(raw).decode("ascii"),
+            recorded_at=dt.datetime.now(dt.UTC),
+        )
+    return record
+
+
+def register_quarantine_agent(app: faust.App, exceptions_topic: faust.TopicT, store: QuarantineStore) -> None:
+    """Define the "quarantine" agent: exceptions topic to the quarantine store, in batches."""
+
+    async def store_batch(records: Sequence[ExceptionRecord]) -> None:
+        # The store blocks on its database; a worker thread keeps the event loop serving the other agents.
+        stored = await asyncio.to_thread(store.add, records)
+        log.debug("quarantine store: %d record(s) in, %d new or repeated", len(records), stored)
+
+    @app.agent(exceptions_topic, name="quarantine")
+    async def quarantine(stream: faust.StreamT[bytes]) -> None:
+        """Store every quarantine record with its original bytes, so it can be listed and replayed."""
+        async for batch in stream.take(BATCH_SIZE, within=BATCH_WINDOW_S):
+            records = [decode_record(value) for value in batch]
+            # Retried until stored: leaving the loop would let Faust acknowledge a batch never written.
+            await retry("quarantine store", store_batch, records)

@@ -1,0 +1,152 @@
+"""Replay quarantined items: publish their original (or fixed) bytes back to the topic they failed after.
+
+Replay is safe to repeat. Event, command and line ids are deterministic and every sink is idempotent, so a
+replayed message that was already processed posts nothing twice. An item is marked replayed only after
+the broker has acknowledged its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from canonical.errors import HcsyncError, StackError
+from cluster.kafka import producer
+from cluster.send import keyed
+from cluster.settings import Settings
+from streams.quarantine_store import QuarantineItem, QuarantineStore
+from streams.topics import TopicNames
+
+__all__ = ["REPLAYABLE_STAGES", "ReplayError", "ReplayReport", "replay", "topic_of"]
+
+REPLAYABLE_STAGES = ("ingest", "encounters", "billing", "erp")
+
+
+class ReplayError(HcsyncError):
+    """The replay asked for cannot be done (unknown id, unreplayable stage, misuse of a replacement)."""
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """What a replay published: the ids, in order, and how many per stage."""
+
+    replayed: list[str] = field(default_factory=list)
+    by_stage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return len(self.replayed)
+
+
+def topic_of(names: TopicNames, stage: str) -> str:
+    """Return the topic an item of ``stage`` is replayed to: the input of the step that refused it."""
+    topics = {
+        "ingest": names.raw_hl7v2,
+        "encounters": names.events,
+        "billing": names.billing,
+        "erp": names.erp,
+    }
+    if stage not in topics:
+        raise ReplayError(
+            f"items of stage {stage!r} cannot be replayed (only {', '.join(REPLAYABLE_STAGES)})"
+        )
+    return topics[stage]
+
+
+def _encounter_in(payload: bytes) -> str | None:
+    """Return the encounter id an event or command carries, when its JSON still says it."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    # An event envelope has it on top, an account command in its encounter, a charge command in its charge.
+    candidates: list[Any] = [
+        doc.get("encounter_id"),
+        (doc.get("encounter") or {}).get("encounter_id") if isinstance(doc.get("encounter"), dict) else None,
+        (doc.get("charge") or {}).get("encounter_id") if isinstance(doc.get("charge"), dict) else None,
+    ]
+    return next((value for value in candidates if isinstance(value, str) and value), None)
+
+
+def key_of(item: QuarantineItem, payload: bytes) -> bytes | None:
+    """Return the broker key to publish ``payload`` of ``item`` with, the one its topic is keyed by."""
+    if item.stage == "ingest":
+        return keyed(payload)
+    # Keyed by encounter so it lands on the partition that holds the encounter's state and order.
+    encounter = item.encounter_id or _encounter_in(payload)
+    return encounter.encode() if encounter else None
+
+
+async def replay(
+    settings: Settings,
+    store: QuarantineStore,
+    record_ids: Sequence[str],
+    *,
+    replacement: bytes | None = None,
+) -> ReplayReport:
+    """Publish each item's original bytes (or ``replacement``, for one item) and mark it replayed."""
+    ids = list(dict.fromkeys(record_ids))
+    if replacement is not None and len(ids) != 1:
+        raise ReplayError(f"a replacement message replays exactly one item, not {len(ids)}")
+    if replacement is not None and len(replacement) > settings.max_message_bytes:
+        raise ReplayError(
+            f"the replacement is {len(replacement)} bytes, over {settings.max_message_bytes} "
+            "(HCSYNC_MAX_MESSAGE_BYTES)"
+        )
+    names = TopicNames(settings.topic_prefix)
+    # Check everything before sending anything, so a typo in one id does not leave a half-done replay.
+    planned: list[tuple[QuarantineItem, str, bytes]] = []
+    for record_id in ids:
+        item = await asyncio.to_thread(store.get, record_id)
+        if item is None:
+            raise ReplayError(f"no quarantined item {record_id!r}; nothing was replayed")
+        topic = topic_of(names, item.stage)
+        payload = (
+            replacement if replacement is not None else await asyncio.to_thread(store.original, record_id)
+        )
+        planned.append((item, topic, payload))
+    report = ReplayReport()
+    if not planned:
+        return report
+
+    prod = producer(settings)
+    acked: list[QuarantineItem] = []
+    failures: list[BaseException] = []
+    try:
+        await prod.start()
+        pending: list[tuple[QuarantineItem, Awaitable[Any]]] = []
+        for item, topic, payload in planned:
+            pending.append((item, await prod.send(topic, value=payload, key=key_of(item, payload))))
+        results = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+        for (item, _), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append(result)
+            else:
+                acked.append(item)
+    except KafkaConnectionError as exc:
+        raise StackError(
+            f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}"
+        ) from None
+    except KafkaError as exc:
+        raise StackError(f"the broker at {settings.bootstrap} refused a record: {exc!r}") from None
+    finally:
+        await prod.stop()
+        # Whatever the broker acknowledged was replayed, even if another record of the batch failed.
+        if acked:
+            await asyncio.to_thread(store.mark_replayed, [item.record_id for item in acked])
+    for item in acked:
+        report.replayed.append(item.record_id)
+        report.by_stage[item.stage] = report.by_stage.get(item.stage, 0) + 1
+    if failures:
+        raise StackError(
+            f"the broker at {settings.bootstrap} did not acknowledge {len(failures)} of {len(planned)} "
+            f"record(s) ({type(failures[0]).__name__}); those stay as they were, replay them again"
+        )
+    return report

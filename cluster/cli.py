@@ -63,7 +63,8 @@ def up() -> None:
     signal.signal(signal.SIGINT, on_signal)
     console.print(
         f"hcsync is up: broker {settings.bootstrap}, redis {settings.redis}, "
-        f"billing {settings.billing_address}, erp {settings.erp_address}; logs in {run_dir}"
+        f"billing {settings.billing_address}, erp {settings.erp_address}, "
+        f"mllp {settings.mllp_host}:{settings.mllp_port}; logs in {run_dir}"
     )
     console.print("press Ctrl-C to stop")
     try:
@@ -106,12 +107,50 @@ def serve(service: Annotated[str, typer.Argument(help="billing or erp")]) -> Non
 
 
 @app.command()
-def send(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)]) -> None:
-    """Push HL7 files (one or many messages each) to raw.hl7v2."""
+def mllp() -> None:
+    """Run the MLLP gateway (started by `hcsync up`): HL7 over TCP, ACK after the broker commit."""
+    from adapters.mllp.run import run_gateway
+
+    settings = get_settings()
+    _logging(settings)
+    asyncio.run(run_gateway(settings))
+
+
+def _send_mllp(target: str, messages: list[bytes]) -> None:
+    from adapters.mllp.client import MllpClientError, send_mllp
+
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter("--mllp takes HOST:PORT", param_hint="--mllp")
+    try:
+        results = asyncio.run(send_mllp(host, int(port), messages))
+    except MllpClientError as exc:
+        err_console.print(f"[red]MLLP send stopped after {len(exc.results)} ACK(s)[/]: {exc}")
+        raise typer.Exit(2) from None
+    refused = [r for r in results if not r.positive]
+    for result in refused:
+        sys.stderr.write(f"{result.control_id}: {result.code} {result.text}\n")
+    console.print(
+        f"{len(results) - len(refused)} of {len(results)} message(s) acknowledged positively by {target}"
+    )
+    raise typer.Exit(1 if refused else 0)
+
+
+@app.command()
+def send(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    mllp_target: Annotated[
+        str | None, typer.Option("--mllp", help="Send over MLLP to HOST:PORT and wait for each ACK.")
+    ] = None,
+) -> None:
+    """Push HL7 files (one or many messages each) to raw.hl7v2, or over MLLP with --mllp HOST:PORT."""
     from cluster.send import messages_of, send_messages
 
     settings = get_settings()
     messages = messages_of(files)
+    if mllp_target is not None:
+        _send_mllp(mllp_target, messages)
+        return
     try:
         count = asyncio.run(send_messages(settings, messages))
     except HcsyncError as exc:

@@ -142,6 +142,14 @@ class Stack:
                     port=(s.erp_port, "HCSYNC_ERP_PORT"),
                 )
             )
+        plan.append(
+            Component(
+                "mllp",
+                self._python("mllp"),
+                ready=lambda: _port_open(s.mllp_host, s.mllp_port),
+                port=(s.mllp_port, "HCSYNC_MLLP_PORT"),
+            )
+        )
         plan.append(Component("worker", self._python("worker"), ready=self._worker_ready))
         return plan
 

@@ -253,3 +253,42 @@ def test_quarantined_message_is_stored_fixed_and_replayed_once(stack: Stack, set
     assert _charges(after)[1] - _charges(before)[1] == 40_000
     assert _charges(after)[0] - _charges(before)[0] == 1
     assert stored()[0]["status"] == "replayed"
+
+
+def test_send_over_mllp_waits_for_acks_and_posts(settings: Settings, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cluster.stack import settings_env
+
+    visit = f"V{_uid()}"
+    path = tmp_path / "feed.hl7"
+    path.write_bytes(
+        adt("A04", f"M{visit}", visit, patient_class="O")
+        + dft(f"N{visit}", visit, [("CG", "93005", "ECG tracing", 1, "55.00")])
+    )
+    before = _settle(settings, 1.0)
+    out = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "send", str(path), "--mllp", f"127.0.0.1:{settings.mllp_port}"],
+        env=os.environ | settings_env(settings),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert b"2 of 2" in out.stdout
+    wait_until(
+        "the MLLP charge to post", lambda: _charges(report_now(settings))[1] >= _charges(before)[1] + 5_500
+    )
+    bad = tmp_path / "bad.hl7"
+    bad.write_bytes(b"MSH|^~\\&|EPIC|NMH|HCSYNC|HCSYNC|20261120||ADT^A01|||2.5.1\r")
+    refused = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "send", str(bad), "--mllp", f"127.0.0.1:{settings.mllp_port}"],
+        env=os.environ | settings_env(settings),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert b"AR" in refused.stderr

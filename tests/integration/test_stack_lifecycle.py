@@ -39,7 +39,7 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
     lifecycle.start()
     try:
         names = [c.name for c in lifecycle.components]
-        assert names == ["broker", "redis", "billing", "erp", "worker"]
+        assert names == ["broker", "redis", "billing", "erp", "mllp", "worker"]
         assert lifecycle.check() == []
         pids = lifecycle.pids()
         started = [p for p in psutil.process_iter() if p.pid not in before and _ours(p)]
@@ -54,7 +54,14 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
         pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
     assert alive == []
-    for port in (settings.broker_port, settings.redis_port, settings.billing_port, settings.erp_port):
+    ports = (
+        settings.broker_port,
+        settings.redis_port,
+        settings.billing_port,
+        settings.erp_port,
+        settings.mllp_port,
+    )
+    for port in ports:
         assert not _port_open("127.0.0.1", port)
 
 

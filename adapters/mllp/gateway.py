@@ -1,0 +1,521 @@
+"""The MLLP gateway: HL7 v2 over TCP (or TLS) in, one raw.hl7v2 record per message, an ACK after commit.
+
+Every frame of a connection is handled in order, and the answer to it is written only once its fate is
+settled:
+
+1. The frame is parsed with the fast parser; bytes that cannot be read get AR (CR in enhanced mode) with an
+   ERR naming the fault, and nothing is written. So does a message without MSH-10, since duplicates are
+   recognised by it.
+2. With ``mllp_strict_validation``, hl7apy validates the structure; a failure gets AE (CE) with hl7apy's
+   error text, and nothing is written.
+3. The ACK store in Redis, ``<prefix>hcsync:mllp:ack:<sender>|<control id>``, is asked whether this
+   message was committed before; if so the stored ACK is answered again, byte for byte, and nothing is
+   written. The same holds for a resend that arrives while the first copy is still being committed.
+4. The original bytes go to raw.hl7v2, keyed like ``hcsync send`` keys them, and the gateway waits for
+   the broker's acknowledgment (the producer uses acks=all). Only then is the ACK stored, with a TTL of
+   ``mllp_ack_ttl_s``, and only then written to the socket. A connection dropped before the ACK arrives
+   therefore loses nothing: the resend finds the stored ACK and creates no second record.
+5. A broker failure answers AE (CE) "not committed, resend" and stores nothing. When the sender's MSH-15
+   asks for no answer in that case (NE, SU), the connection is closed instead, which is the only other
+   signal MLLP has.
+
+Redis is only the duplicate filter: when it cannot be reached the gateway still commits and answers, and
+the consumers' deterministic event ids absorb a duplicate that slips through. The duplicate filter for
+messages in flight is per process; two gateway processes sharing a feed rely on the Redis store alone.
+
+A frame over ``max_message_bytes`` is answered AR (CR) as soon as the limit is crossed, with the control
+id read from its first bytes; the rest of the frame is discarded as it arrives and the connection stays
+open, so the sender reads the reject and goes on with its next message. Memory per connection is bounded
+by the limit. Connections idle for ``mllp_idle_timeout_s`` are closed.
+
+Logs name connections, control ids, rules and counts, never message content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import re
+import ssl
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.exceptions import (
+    InvalidDataType,
+    InvalidDateFormat,
+    InvalidDateOffset,
+    InvalidMicrosecondsPrecision,
+    MaxLengthReached,
+    OperationNotAllowed,
+    UnsupportedVersion,
+)
+from hl7apy.parser import parse_message as hl7apy_parse_message
+from redis.exceptions import RedisError
+
+from adapters.mllp.ack import Outcome, ack_code, build_ack, header_of
+from adapters.mllp.framing import FrameTooLargeError, MllpDecoder, encode
+from canonical.errors import ConfigurationError, DecodeError, Fault
+from canonical.hl7v2.parser import Hl7Message, parse_message
+from cluster.send import keyed
+from cluster.settings import Settings
+from streams.topics import TopicNames
+
+__all__ = ["GatewayCounters", "MllpGateway", "ack_store_key", "server_tls_context", "strict_fault"]
+
+log = logging.getLogger(__name__)
+
+_READ_BYTES = 65_536
+_ACK_KEY_PREFIX = "hcsync:mllp:ack:"
+_MISSING_CHILD = re.compile(r"Missing required child (\w+)\.(\w+)")
+_SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
+_FIELD_NAME = re.compile(r"([A-Z0-9]{3})_(\d+)")
+_DATATYPE_ERRORS = (
+    ValueError,
+    InvalidDataType,
+    InvalidDateFormat,
+    InvalidDateOffset,
+    InvalidMicrosecondsPrecision,
+    MaxLengthReached,
+)
+
+
+@dataclass(slots=True)
+class GatewayCounters:
+    """What the gateway has done since it started."""
+
+    connections: int = 0
+    frames: int = 0
+    # Committed to the broker (answered positively, or not answered when MSH-15 asked for no answer).
+    acked: int = 0
+    # Answered negatively (AE, AR, CE, CR) or, where MSH-15 asked for no answer, refused silently.
+    rejected: int = 0
+    # Resends of a committed message, answered from the ACK store.
+    duplicates: int = 0
+    # Bytes received outside any delivered frame (noise, abandoned or oversize frames).
+    skipped_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """What to send back for one frame: the ACK (None for nothing) and whether to close afterwards."""
+
+    ack: bytes | None
+    close: bool = False
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One client connection: its task, its writer, and whether it is handling frames."""
+
+    number: int
+    task: asyncio.Task[None]
+    writer: asyncio.StreamWriter
+    busy: bool = False
+
+
+def ack_store_key(prefix: str, broker_key: bytes) -> bytes:
+    """Return the Redis key of a message's stored ACK, from its broker key (sender|control id)."""
+    return f"{prefix}{_ACK_KEY_PREFIX}".encode() + broker_key
+
+
+def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Return the server-side TLS context from the settings, or None when TLS is not configured."""
+    cert, key = settings.mllp_tls_cert_file, settings.mllp_tls_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigurationError(
+            "HCSYNC_MLLP_TLS_CERT_FILE and HCSYNC_MLLP_TLS_KEY_FILE must be set together to enable TLS"
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile=cert, keyfile=key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cannot load the MLLP TLS certificate {cert} with key {key} "
+            f"(HCSYNC_MLLP_TLS_CERT_FILE, HCSYNC_MLLP_TLS_KEY_FILE): {exc}"
+        ) from exc
+    return context
+
+
+def strict_fault(msg: Hl7Message) -> Fault | None:
+    """Validate a message's structure with hl7apy; return the fault, or None when it is valid."""
+    try:
+        # msg.text is the decoded message with CR between segments, whatever the sender used.
+        hl7apy_parse_message(
+            msg.text,
+            validation_level=VALIDATION_LEVEL.STRICT,
+            find_groups=True,
+            force_validation=True,
+        )
+    except Exception as exc:
+        # hl7apy reports bad input with its own exceptions, ValueError and others; each one is a refusal.
+        return _strict_fault(msg, exc)
+    return None
+
+
+def _strict_fault(msg: Hl7Message, exc: Exception) -> Fault:
+    """Turn an hl7apy validation error into a fault that locates it where the text allows."""
+    text = str(exc) or type(exc).__name__
+    rule = "HL7-STRICT-STRUCTURE"
+    segment = field = ""
+    missing = _MISSING_CHILD.search(text)
+    if isinstance(exc, UnsupportedVersion):
+        rule, segment, field = "HL7-STRICT-VERSION", "MSH", "MSH-12"
+    elif missing:
+        parent, child = missing.groups()
+        named_field = _FIELD_NAME.fullmatch(child)
+        if named_field and named_field.group(1) == parent:
+            rule, segment, field = "HL7-STRICT-FIELD-MISSING", parent, f"{parent}-{int(named_field.group(2))}"
+        elif _SEGMENT_NAME.fullmatch(child):
+            rule, segment = "HL7-STRICT-SEGMENT-MISSING", child
+    elif isinstance(exc, _DATATYPE_ERRORS) or text.startswith("Datatype"):
+        rule = "HL7-STRICT-DATATYPE"
+    elif isinstance(exc, OperationNotAllowed) and not msg.message_structure:
+        text += (
+            "; hl7apy needs MSH-9.3 (message structure) when the trigger event shares a structure, "
+            "e.g. ADT^A04^ADT_A01"
+        )
+    found = msg.segment(segment) if segment else None
+    return Fault(
+        rule=rule,
+        reason=f"hl7apy strict validation: {text}",
+        message_id=msg.control_id,
+        segment=segment,
+        field=field,
+        position=found.index if found is not None else None,
+    )
+
+
+class MllpGateway:
+    """An asyncio MLLP listener that commits each message to raw.hl7v2 before acknowledging it.
+
+    The producer and the Redis client belong to the caller, who starts and closes them; the gateway only
+    uses them. ``host`` and ``port`` override the settings (port 0 picks a free port, see ``bound_port``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        redis: aioredis.Redis,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.counters = GatewayCounters()
+        self._producer = producer
+        self._redis = redis
+        self._host = host if host is not None else settings.mllp_host
+        self._port = port if port is not None else settings.mllp_port
+        self._topic = TopicNames(settings.topic_prefix).raw_hl7v2
+        self._server: asyncio.Server | None = None
+        self._bound_port: int | None = None
+        self._connections: dict[int, _Connection] = {}
+        self._numbers = itertools.count(1)
+        # Commits in progress by broker key: a resend arriving meanwhile waits for the outcome.
+        self._inflight: dict[bytes, asyncio.Future[bytes | None]] = {}
+        self._stopping = False
+        # hl7apy is pure Python: one thread keeps the event loop responsive without running it concurrently.
+        self._validator: ThreadPoolExecutor | None = None
+        # Whether the listener speaks TLS; set by start() from the settings.
+        self.tls = False
+
+    @property
+    def bound_port(self) -> int:
+        """Return the port the listener is bound to."""
+        if self._bound_port is None:
+            raise RuntimeError("the MLLP gateway is not started")
+        return self._bound_port
+
+    @property
+    def address(self) -> str:
+        """Return host:port, as a client dials it."""
+        return f"{self._host}:{self.bound_port}"
+
+    async def start(self) -> None:
+        """Start listening."""
+        if self._server is not None:
+            raise RuntimeError("the MLLP gateway is already started")
+        context = server_tls_context(self.settings)
+        if self.settings.mllp_strict_validation:
+            self._validator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mllp-validate")
+        self._stopping = False
+        self._server = await asyncio.start_server(self._serve, self._host, self._port, ssl=context)
+        self._bound_port = int(self._server.sockets[0].getsockname()[1])
+        self.tls = context is not None
+
+    async def stop(self) -> None:
+        """Stop listening, let frames being handled finish, and close every connection."""
+        server = self._server
+        if server is None:
+            return
+        self._stopping = True
+        server.close()
+        # An idle connection has nothing in flight: closing it ends its read with EOF. One handling frames
+        # stops after the current frame (and a frame read but not started is never acknowledged).
+        for conn in list(self._connections.values()):
+            if not conn.busy:
+                conn.writer.close()
+        tasks = [conn.task for conn in self._connections.values()]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self.settings.stop_timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("cancelled %d mllp connection(s) still busy after the stop timeout", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+        await server.wait_closed()
+        if self._validator is not None:
+            # Every connection has ended, so no validation is waiting for the thread.
+            self._validator.shutdown(wait=False, cancel_futures=True)
+            self._validator = None
+        self._server = None
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection until the peer closes it, it idles out or the gateway stops."""
+        task = asyncio.current_task()
+        assert task is not None
+        conn = _Connection(next(self._numbers), task, writer)
+        self._connections[conn.number] = conn
+        self.counters.connections += 1
+        peer = writer.get_extra_info("peername")
+        log.info("mllp connection %d from %s", conn.number, _peer(peer))
+        decoder = MllpDecoder(self.settings.max_message_bytes)
+        try:
+            while not self._stopping:
+                try:
+                    chunk = await asyncio.wait_for(
+                        reader.read(_READ_BYTES), self.settings.mllp_idle_timeout_s
+                    )
+                except TimeoutError:
+                    log.info("mllp connection %d idle for %gs, closing", conn.number, self._idle_s)
+                    break
+                if not chunk:
+                    break
+                decoder.feed(chunk)
+                conn.busy = True
+                try:
+                    keep_open = await self._answer_frames(conn, decoder, writer)
+                finally:
+                    conn.busy = False
+                if not keep_open:
+                    break
+        except OSError as exc:
+            # Reset by the peer, a TLS failure, or a peer that stopped reading its ACKs (TimeoutError).
+            log.info("mllp connection %d lost: %s", conn.number, type(exc).__name__)
+        except asyncio.CancelledError:
+            # Only stop() cancels a connection, once its stop timeout has passed. Ending normally matters:
+            # Python 3.11's stream server logs a cancelled connection task as an error.
+            log.warning("mllp connection %d cancelled while handling a frame", conn.number)
+        finally:
+            self.counters.skipped_bytes += decoder.skipped_bytes
+            if decoder.in_frame:
+                log.info(
+                    "mllp connection %d closed inside a frame; %d byte(s) unacknowledged",
+                    conn.number,
+                    decoder.pending_bytes,
+                )
+            del self._connections[conn.number]
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            log.info("mllp connection %d closed", conn.number)
+
+    @property
+    def _idle_s(self) -> float:
+        return self.settings.mllp_idle_timeout_s
+
+    async def _answer_frames(
+        self, conn: _Connection, decoder: MllpDecoder, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Handle and answer every complete frame, in order; return False when the connection must close."""
+        frames = decoder.frames()
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return True
+            except FrameTooLargeError as exc:
+                reply = self._too_large(conn, exc)
+                # The generator ended with the error; a new one continues after the oversize frame.
+                frames = decoder.frames()
+            else:
+                reply = await self._handle_safely(conn, frame)
+            if reply.ack is not None:
+                writer.write(encode(reply.ack))
+                await asyncio.wait_for(writer.drain(), self._idle_s)
+            if reply.close or self._stopping:
+                return False
+
+    # -- one frame --------------------------------------------------------------------------------
+
+    async def _handle_safely(self, conn: _Connection, frame: bytes) -> _Reply:
+        """Handle one frame; an unexpected failure answers an error (nothing stored) instead of crashing."""
+        try:
+            return await self._handle(conn, frame)
+        except Exception as exc:
+            # Frames but not the message: an exception's text may quote message values, which can be PHI.
+            log.error(
+                "mllp connection %d: frame failed with %s\n%s",
+                conn.number,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            msg = header_of(frame)
+            fault = Fault(
+                rule="INTERNAL",
+                reason=f"internal error ({type(exc).__name__}); no ACK was stored, resend the message",
+                message_id=msg.control_id if msg is not None else "",
+            )
+            self.counters.rejected += 1
+            code = ack_code(msg, Outcome.ERROR)
+            if code is None:
+                return _Reply(None, close=True)
+            try:
+                return _Reply(build_ack(msg, frame, code, fault))
+            except Exception:
+                return _Reply(None, close=True)
+
+    async def _handle(self, conn: _Connection, frame: bytes) -> _Reply:
+        """Parse, validate, deduplicate and commit one frame; return the answer."""
+        self.counters.frames += 1
+        try:
+            msg = parse_message(frame)
+        except DecodeError as exc:
+            return self._refuse(conn, header_of(frame), frame, Outcome.REJECT, exc.fault)
+        if not msg.control_id.strip():
+            fault = Fault(
+                rule="HL7-MSH-10-MISSING",
+                reason="MSH-10 (message control id) is required: resends are recognised by it",
+                segment="MSH",
+                field="MSH-10",
+                position=0,
+            )
+            return self._refuse(conn, msg, frame, Outcome.REJECT, fault)
+        if self._validator is not None:
+            loop = asyncio.get_running_loop()
+            strict = await loop.run_in_executor(self._validator, strict_fault, msg)
+            if strict is not None:
+                return self._refuse(conn, msg, frame, Outcome.ERROR, strict)
+        return await self._commit_once(conn, msg, frame)
+
+    async def _commit_once(self, conn: _Connection, msg: Hl7Message, frame: bytes) -> _Reply:
+        """Commit a message unless a copy of it is committed or being committed; answer accordingly."""
+        key = keyed(frame)
+        while (pending := self._inflight.get(key)) is not None:
+            # The shield keeps this waiter's cancellation from cancelling the other commit's future.
+            stored = await asyncio.shield(pending)
+            if stored is not None:
+                return self._duplicate(conn, msg, stored)
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        stored = None
+        try:
+            reply, stored = await self._commit(conn, msg, frame, key)
+            return reply
+        finally:
+            del self._inflight[key]
+            if not future.done():
+                future.set_result(stored)
+
+    async def _commit(
+        self, conn: _Connection, msg: Hl7Message, frame: bytes, key: bytes
+    ) -> tuple[_Reply, bytes | None]:
+        """Write the message to the broker and store its ACK; return the answer and the stored ACK."""
+        store_key = ack_store_key(self.settings.topic_prefix, key)
+        stored: bytes | None
+        try:
+            value = await self._redis.get(store_key)
+            # A client made with decode_responses=True would hand back text; the ACK is bytes either way.
+            stored = value.encode("utf-8") if isinstance(value, str) else value
+        except RedisError as exc:
+            log.warning(
+                "ack store unavailable (%s): control id %s is committed without a duplicate check",
+                type(exc).__name__,
+                msg.control_id,
+            )
+            stored = None
+        if stored is not None:
+            return self._duplicate(conn, msg, stored), stored
+        try:
+            await self._producer.send_and_wait(self._topic, value=frame, key=key)
+        except (KafkaError, OSError) as exc:
+            log.warning(
+                "mllp connection %d: control id %s not committed, broker error %s",
+                conn.number,
+                msg.control_id,
+                type(exc).__name__,
+            )
+            fault = Fault(
+                rule="BROKER-NOT-COMMITTED",
+                reason="the message was not committed (the broker did not acknowledge it); resend it",
+                message_id=msg.control_id,
+            )
+            self.counters.rejected += 1
+            code = ack_code(msg, Outcome.ERROR)
+            if code is None:
+                return _Reply(None, close=True), None
+            return _Reply(build_ack(msg, frame, code, fault)), None
+        code = ack_code(msg, Outcome.ACCEPT)
+        # An empty stored value means "committed, and MSH-15 asked for no answer": resends get none either.
+        ack = build_ack(msg, frame, code, None) if code is not None else b""
+        try:
+            await self._redis.set(store_key, ack, ex=self.settings.mllp_ack_ttl_s)
+        except RedisError as exc:
+            log.warning(
+                "ack store unavailable (%s): a resend of control id %s would be committed again",
+                type(exc).__name__,
+                msg.control_id,
+            )
+        self.counters.acked += 1
+        log.debug("mllp connection %d: control id %s committed", conn.number, msg.control_id)
+        return _Reply(ack or None), ack
+
+    def _duplicate(self, conn: _Connection, msg: Hl7Message, stored: bytes) -> _Reply:
+        """Answer a resend of a committed message with the ACK it got the first time."""
+        self.counters.duplicates += 1
+        log.info(
+            "mllp connection %d: control id %s is a resend, answering the stored ack",
+            conn.number,
+            msg.control_id,
+        )
+        return _Reply(stored or None)
+
+    def _refuse(
+        self, conn: _Connection, msg: Hl7Message | None, frame: bytes, outcome: Outcome, fault: Fault
+    ) -> _Reply:
+        """Answer a message that is not committed: AE/AR, CE/CR, or nothing when MSH-15 says so."""
+        self.counters.rejected += 1
+        control_id = msg.control_id if msg is not None else ""
+        log.info("mllp connection %d: refused control id %s: %s", conn.number, control_id or "?", fault.rule)
+        code = ack_code(msg, outcome)
+        if code is None:
+            return _Reply(None)
+        if not fault.message_id and control_id:
+            fault = dataclasses.replace(fault, message_id=control_id)
+        return _Reply(build_ack(msg, frame, code, fault))
+
+    def _too_large(self, conn: _Connection, exc: FrameTooLargeError) -> _Reply:
+        """Answer a frame over the size limit, naming the message when its MSH was received."""
+        self.counters.frames += 1
+        return self._refuse(conn, header_of(exc.head), exc.head, Outcome.REJECT, exc.fault)
+
+
+def _peer(peer: object) -> str:
+    """Render a peer address as host:port."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

@@ -72,3 +72,21 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 90.0) ->
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def charges(report: StackReport) -> tuple[int, int]:
+    """Return billing's charge count and amount in cents."""
+    return int(report.billing.get("chargeCount", 0)), int(report.billing.get("amountCents", 0))
+
+
+def settle(settings: Settings, seconds: float = 3.0) -> StackReport:
+    """Wait until counters and totals stop moving, then return the report (catches late duplicates)."""
+    last = report_now(settings)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(seconds)
+        now = report_now(settings)
+        if now.counters == last.counters and now.billing == last.billing and now.ledger == last.ledger:
+            return now
+        last = now
+    return last

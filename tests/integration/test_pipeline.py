@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
 from canonical.quarantine import ExceptionRecord
-from cluster.report import StackReport
 from cluster.send import send_messages
 from cluster.settings import Settings
 from cluster.stack import Stack
 from streams.topics import TopicNames
 from tests.hl7_samples import adt, dft
-from tests.integration.conftest import report_now, wait_until
+from tests.integration.conftest import charges, report_now, settle, wait_until
 
 
 def _uid() -> str:
@@ -27,23 +25,6 @@ def _uid() -> str:
 
 def _send(settings: Settings, *messages: bytes) -> None:
     assert asyncio.run(send_messages(settings, list(messages))) == len(messages)
-
-
-def _charges(report: StackReport) -> tuple[int, int]:
-    return int(report.billing.get("chargeCount", 0)), int(report.billing.get("amountCents", 0))
-
-
-def _settle(settings: Settings, seconds: float = 3.0) -> StackReport:
-    """Wait until counters stop moving, then return the report (catches late duplicates)."""
-    last = report_now(settings)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(seconds)
-        now = report_now(settings)
-        if now.counters == last.counters and now.billing == last.billing and now.ledger == last.ledger:
-            return now
-        last = now
-    return last
 
 
 def _exceptions(settings: Settings) -> list[ExceptionRecord]:
@@ -66,7 +47,7 @@ def _exceptions(settings: Settings) -> list[ExceptionRecord]:
 
 
 def test_admission_and_charges_reach_billing_and_erp(settings: Settings) -> None:
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     visit = f"V{_uid()}"
     _send(
         settings,
@@ -78,10 +59,10 @@ def test_admission_and_charges_reach_billing_and_erp(settings: Settings) -> None
         ),
         adt("A03", f"X{visit}", visit, discharge="20261121100000"),
     )
-    wait_until("two charges in billing", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 2)
-    after = _settle(settings)
-    assert _charges(after)[0] - _charges(before)[0] == 2
-    assert _charges(after)[1] - _charges(before)[1] == 42_525
+    wait_until("two charges in billing", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 2)
+    after = settle(settings)
+    assert charges(after)[0] - charges(before)[0] == 2
+    assert charges(after)[1] - charges(before)[1] == 42_525
     assert after.revenue_net_cents - before.revenue_net_cents == 42_525
     assert after.receivables_net_cents - before.receivables_net_cents == 42_525
     assert int(after.ledger["lineCount"]) - int(before.ledger.get("lineCount", 0)) == 4
@@ -90,24 +71,24 @@ def test_admission_and_charges_reach_billing_and_erp(settings: Settings) -> None
 
 
 def test_duplicated_message_is_posted_once(settings: Settings) -> None:
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     visit = f"V{_uid()}"
     charge = dft(f"D{visit}", visit, [("CG", "93000", "ECG", 1, "120.00")])
     _send(settings, adt("A04", f"A{visit}", visit, patient_class="O"), charge)
-    wait_until("first posting", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1)
+    wait_until("first posting", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
     _send(settings, charge, charge)
     wait_until(
         "the duplicates to be seen",
         lambda: report_now(settings).counters["duplicate_events"] >= before.counters["duplicate_events"] + 2,
     )
-    after = _settle(settings)
-    assert _charges(after)[0] - _charges(before)[0] == 1
-    assert _charges(after)[1] - _charges(before)[1] == 12_000
+    after = settle(settings)
+    assert charges(after)[0] - charges(before)[0] == 1
+    assert charges(after)[1] - charges(before)[1] == 12_000
     assert int(after.ledger["lineCount"]) - int(before.ledger.get("lineCount", 0)) == 2
 
 
 def test_malformed_message_is_quarantined_and_pipeline_goes_on(settings: Settings) -> None:
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     bad_visit, good_visit = f"V{_uid()}", f"V{_uid()}"
     bad = dft(f"B{bad_visit}", bad_visit, [("CG", "99283", "ED visit", 1, "3x0.00")])
     _send(
@@ -118,9 +99,9 @@ def test_malformed_message_is_quarantined_and_pipeline_goes_on(settings: Setting
         adt("A01", f"A{good_visit}", good_visit),
         dft(f"D{good_visit}", good_visit, [("CG", "71046", "Chest x-ray", 1, "210.00")]),
     )
-    wait_until("the good charge", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1)
-    after = _settle(settings)
-    assert _charges(after)[1] - _charges(before)[1] == 21_000
+    wait_until("the good charge", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
+    after = settle(settings)
+    assert charges(after)[1] - charges(before)[1] == 21_000
     records = {r.source_message_id: r for r in _exceptions(settings)}
     record = records[f"B{bad_visit}"]
     assert record.rule == "HL7-FT1-11-AMOUNT"
@@ -132,21 +113,19 @@ def test_malformed_message_is_quarantined_and_pipeline_goes_on(settings: Setting
 
 
 def test_charge_before_admission_posts_after_it(settings: Settings) -> None:
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     visit = f"V{_uid()}"
     _send(settings, dft(f"D{visit}", visit, [("CG", "99285", "ED visit level 5", 1, "980.00")]))
     wait_until(
         "the charge to be held",
         lambda: report_now(settings).counters["held_charges"] >= before.counters["held_charges"] + 1,
     )
-    held = _settle(settings, 1.0)
-    assert _charges(held) == _charges(before)
+    held = settle(settings, 1.0)
+    assert charges(held) == charges(before)
     _send(settings, adt("A01", f"A{visit}", visit, patient_class="E", dept="ED"))
-    wait_until(
-        "the held charge to post", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1
-    )
-    after = _settle(settings)
-    assert _charges(after)[1] - _charges(before)[1] == 98_000
+    wait_until("the held charge to post", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
+    after = settle(settings)
+    assert charges(after)[1] - charges(before)[1] == 98_000
     assert after.revenue_net_cents - before.revenue_net_cents == 98_000
 
 
@@ -187,7 +166,7 @@ def test_poison_records_downstream_are_quarantined(settings: Settings) -> None:
         finally:
             await producer.stop()
 
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     asyncio.run(inject())
     _send(
         settings,
@@ -196,7 +175,7 @@ def test_poison_records_downstream_are_quarantined(settings: Settings) -> None:
     )
     wait_until(
         "the charge after the poison",
-        lambda: _charges(report_now(settings))[1] >= _charges(before)[1] + 1_500,
+        lambda: charges(report_now(settings))[1] >= charges(before)[1] + 1_500,
     )
     rules = {}
     for record in _exceptions(settings):
@@ -227,7 +206,7 @@ def test_quarantined_message_is_stored_fixed_and_replayed_once(stack: Stack, set
 
     visit = f"V{_uid()}"
     broken = dft(f"Q{visit}", visit, [("CG", "99284", "ED visit level 4", 1, "4o0.00")])
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     _send(settings, adt("A01", f"A{visit}", visit), broken)
 
     def stored() -> list[dict[str, object]]:
@@ -245,13 +224,13 @@ def test_quarantined_message_is_stored_fixed_and_replayed_once(stack: Stack, set
     replayed = cli("exceptions", "replay", str(item["record_id"]), "--with-file", str(fixed), "--yes")
     assert replayed.returncode == 0, replayed.stderr
     wait_until(
-        "the fixed charge to post", lambda: _charges(report_now(settings))[1] >= _charges(before)[1] + 40_000
+        "the fixed charge to post", lambda: charges(report_now(settings))[1] >= charges(before)[1] + 40_000
     )
     again = cli("exceptions", "replay", str(item["record_id"]), "--with-file", str(fixed), "--yes")
     assert again.returncode == 0, again.stderr
-    after = _settle(settings)
-    assert _charges(after)[1] - _charges(before)[1] == 40_000
-    assert _charges(after)[0] - _charges(before)[0] == 1
+    after = settle(settings)
+    assert charges(after)[1] - charges(before)[1] == 40_000
+    assert charges(after)[0] - charges(before)[0] == 1
     assert stored()[0]["status"] == "replayed"
 
 
@@ -268,7 +247,7 @@ def test_send_over_mllp_waits_for_acks_and_posts(settings: Settings, tmp_path: P
         adt("A04", f"M{visit}", visit, patient_class="O")
         + dft(f"N{visit}", visit, [("CG", "93005", "ECG tracing", 1, "55.00")])
     )
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     out = subprocess.run(
         [sys.executable, "-m", "cluster.cli", "send", str(path), "--mllp", f"127.0.0.1:{settings.mllp_port}"],
         env=os.environ | settings_env(settings),
@@ -279,7 +258,7 @@ def test_send_over_mllp_waits_for_acks_and_posts(settings: Settings, tmp_path: P
     assert out.returncode == 0, out.stderr
     assert b"2 of 2" in out.stdout
     wait_until(
-        "the MLLP charge to post", lambda: _charges(report_now(settings))[1] >= _charges(before)[1] + 5_500
+        "the MLLP charge to post", lambda: charges(report_now(settings))[1] >= charges(before)[1] + 5_500
     )
     bad = tmp_path / "bad.hl7"
     bad.write_bytes(b"MSH|^~\\&|EPIC|NMH|HCSYNC|HCSYNC|20261120||ADT^A01|||2.5.1\r")

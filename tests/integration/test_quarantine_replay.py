@@ -25,7 +25,7 @@ from streams.quarantine_store import QuarantineStore
 from streams.replay import ReplayError, replay
 from streams.topics import TopicNames
 from tests.hl7_samples import adt, dft
-from tests.integration.conftest import report_now, wait_until
+from tests.integration.conftest import charges, report_now, settle, wait_until
 
 
 def _uid() -> str:
@@ -92,25 +92,8 @@ def _accounts(report: StackReport) -> int:
     return int(report.billing.get("accountCount", 0))
 
 
-def _charges(report: StackReport) -> tuple[int, int]:
-    return int(report.billing.get("chargeCount", 0)), int(report.billing.get("amountCents", 0))
-
-
-def _settle(settings: Settings, seconds: float = 2.0) -> StackReport:
-    """Wait until the counters and totals stop moving, then return the report."""
-    last = report_now(settings)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(seconds)
-        now = report_now(settings)
-        if now.counters == last.counters and now.billing == last.billing and now.ledger == last.ledger:
-            return now
-        last = now
-    return last
-
-
 def test_replay_publishes_originals_where_they_failed(settings: Settings, store: QuarantineStore) -> None:
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     names = TopicNames(settings.topic_prefix)
     visit, other = f"V{_uid()}", f"V{_uid()}"
     raw_adt = adt("A01", f"A{visit}", visit)
@@ -135,7 +118,7 @@ def test_replay_publishes_originals_where_they_failed(settings: Settings, store:
 
     # Each replay opens one account: the ADT through the whole pipeline, the command at the dispatcher.
     wait_until("two new accounts", lambda: _accounts(report_now(settings)) >= _accounts(before) + 2)
-    after = _settle(settings)
+    after = settle(settings)
     assert _accounts(after) - _accounts(before) == 2
 
     # Safe to repeat: the same messages again post nothing new.
@@ -148,18 +131,18 @@ def test_replay_publishes_originals_where_they_failed(settings: Settings, store:
             >= after.counters.get("duplicate_events", 0) + 1
         ),
     )
-    repeated = _settle(settings)
+    repeated = settle(settings)
     assert _accounts(repeated) == _accounts(after)
     item = store.get(ingest.record_id)
     assert item is not None and item.replay_count == 2
 
 
 def test_replay_with_a_fixed_message_posts_the_charge(settings: Settings, store: QuarantineStore) -> None:
-    start = _settle(settings, 1.0)
+    start = settle(settings, 1.0)
     visit = f"V{_uid()}"
     asyncio.run(send_messages(settings, [adt("A01", f"A{visit}", visit)]))
     wait_until("the account", lambda: _accounts(report_now(settings)) >= _accounts(start) + 1)
-    before = _settle(settings, 1.0)
+    before = settle(settings, 1.0)
     broken = dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "3x0.00")])
     fixed = dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "350.00")])
     record = _record("ingest", broken, f"NMH:{visit}", "HL7-FT1-11-AMOUNT")
@@ -176,9 +159,9 @@ def test_replay_with_a_fixed_message_posts_the_charge(settings: Settings, store:
 
     assert report.replayed == [record.record_id]
     assert _find(settings, TopicNames(settings.topic_prefix).raw_hl7v2, keyed(fixed), fixed)
-    wait_until("the fixed charge", lambda: _charges(report_now(settings))[0] >= _charges(before)[0] + 1)
-    after = _settle(settings)
-    assert _charges(after)[0] - _charges(before)[0] == 1
-    assert _charges(after)[1] - _charges(before)[1] == 35_000
+    wait_until("the fixed charge", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
+    after = settle(settings)
+    assert charges(after)[0] - charges(before)[0] == 1
+    assert charges(after)[1] - charges(before)[1] == 35_000
     assert store.original(record.record_id) == broken
     assert [item.record_id for item in store.list(status="open")] == [other.record_id]

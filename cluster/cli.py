@@ -127,6 +127,9 @@ def _send_mllp(target: str, messages: list[bytes]) -> None:
     except MllpClientError as exc:
         err_console.print(f"[red]MLLP send stopped after {len(exc.results)} ACK(s)[/]: {exc}")
         raise typer.Exit(2) from None
+    except HcsyncError as exc:  # e.g. an answer that is not an MLLP frame of acceptable size
+        err_console.print(f"[red]MLLP send stopped[/]: {exc}")
+        raise typer.Exit(2) from None
     refused = [r for r in results if not r.positive]
     for result in refused:
         sys.stderr.write(f"{result.control_id}: {result.code} {result.text}\n")

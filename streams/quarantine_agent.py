@@ -35,7 +35,12 @@ def decode_record(value: bytes | None) -> ExceptionRecord:
         record = ExceptionRecord.model_validate_json(raw)
         # Decode now: bad base64 found later, in the store, would fail the batch on every retry.
         record.original  # noqa: B018
-    except (ValidationError, binascii.Error, ValueError) as exc:
+        # Likewise values no database column holds (a 32-bit position, a year past 9999 in UTC).
+        if record.position is not None and not 0 <= record.position < 2**31:
+            raise ValueError(f"position {record.position} out of range")
+        if not 1900 <= record.recorded_at.astimezone(dt.UTC).year <= 2200:
+            raise ValueError("recorded_at out of range")
+    except (ValidationError, binascii.Error, ValueError, OverflowError) as exc:
         # Never drop or crash on it: the bytes are kept so an engineer can see what was written there.
         return ExceptionRecord(
             record_id=hashlib.sha256(b"quarantine|undecodable|" + raw).hexdigest()[:32],

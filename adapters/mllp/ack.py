@@ -137,7 +137,10 @@ _ENHANCED = {Outcome.ACCEPT: "CA", Outcome.ERROR: "CE", Outcome.REJECT: "CR"}
 
 def is_enhanced(msg: Hl7Message | None) -> bool:
     """Say whether the sender asked for enhanced-mode (commit) acknowledgments in MSH-15."""
-    return msg is not None and msg.accept_ack_type.strip().upper() in ENHANCED_MODES
+    # MSH-15 first appeared in v2.2: a v2.1 header has no such field, whatever its 15th field holds.
+    if msg is None or msg.version.strip() in ("2.0", "2.1"):
+        return False
+    return msg.accept_ack_type.strip().upper() in ENHANCED_MODES
 
 
 def ack_code(msg: Hl7Message | None, outcome: Outcome) -> str | None:

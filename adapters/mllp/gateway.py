@@ -320,6 +320,8 @@ class MllpGateway:
             # Only stop() cancels a connection, once its stop timeout has passed. Ending normally matters:
             # Python 3.11's stream server logs a cancelled connection task as an error.
             log.warning("mllp connection %d cancelled while handling a frame", conn.number)
+        except Exception as exc:
+            log.error("mllp connection %d failed (%s); closing it", conn.number, type(exc).__name__)
         finally:
             self.counters.skipped_bytes += decoder.skipped_bytes
             if decoder.in_frame:
@@ -450,6 +452,10 @@ class MllpGateway:
             stored = None
         if stored is not None:
             return self._duplicate(conn, msg, stored), stored
+        code = ack_code(msg, Outcome.ACCEPT)
+        # Built before the commit: nothing that can fail may stand between the broker write and the ACK,
+        # or the sender would resend a message that is already committed.
+        ack = build_ack(msg, frame, code, None) if code is not None else b""
         try:
             await self._producer.send_and_wait(self._topic, value=frame, key=key)
         except (KafkaError, OSError) as exc:
@@ -469,9 +475,7 @@ class MllpGateway:
             if code is None:
                 return _Reply(None, close=True), None
             return _Reply(build_ack(msg, frame, code, fault)), None
-        code = ack_code(msg, Outcome.ACCEPT)
         # An empty stored value means "committed, and MSH-15 asked for no answer": resends get none either.
-        ack = build_ack(msg, frame, code, None) if code is not None else b""
         try:
             await self._redis.set(store_key, ack, ex=self.settings.mllp_ack_ttl_s)
         except RedisError as exc:

@@ -35,7 +35,8 @@ async def run_gateway(settings: Settings) -> None:
         raise StackError(
             f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc!r}"
         ) from None
-    redis_client = aioredis.Redis.from_url(settings.redis)
+    # Timeouts: a Redis that stops answering must cost a duplicate check, not hang every ACK.
+    redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5, socket_connect_timeout=5)
     gateway = MllpGateway(settings, kafka, redis_client)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -337,3 +337,14 @@ def test_strict_validation_accepts_a_valid_message_and_flags_bad_data() -> None:
     unknown_version = with_version(adt("A01", "S5", "V1"), "2.9")
     fault = strict_fault(msg_of(unknown_version))
     assert fault is not None and (fault.rule, fault.field) == ("HL7-STRICT-VERSION", "MSH-12")
+
+
+def test_v21_has_no_msh15_so_its_acks_are_original_mode() -> None:
+    from adapters.mllp.ack import Outcome, ack_code, build_ack
+    from canonical.hl7v2.parser import parse_message
+
+    raw = b"MSH|^~\\&|APP|FAC|RCV|RF|20240101||ADT^A01|C1|P|2.1|||AL\r"
+    msg = parse_message(raw)
+    code = ack_code(msg, Outcome.ACCEPT)
+    assert code == "AA"
+    assert b"MSA|AA|C1" in build_ack(msg, raw, code, None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from canonical import ids
 from canonical.errors import DecodeError, Fault, MessageError
-from canonical.hl7v2.mapping import canonicalize
+from canonical.hl7v2.mapping import canonicalize, encounter_id_of
 from canonical.hl7v2.parser import Hl7Message, parse_message
 from canonical.quarantine import ExceptionRecord
 
@@ -59,16 +59,6 @@ def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: 
     return record.model_dump_json().encode("utf-8")
 
 
-def _encounter_hint(msg: Hl7Message | None) -> str | None:
-    if msg is None:
-        return None
-    pv1 = msg.segment("PV1")
-    visit = pv1.get(19) if pv1 is not None else ""
-    if not visit or pv1 is None:
-        return None
-    return f"{pv1.get(19, 4) or msg.sending_facility}:{visit}"
-
-
 def transform_one(raw: bytes) -> Outcome:
     """Canonicalise one message; every failure becomes a quarantine record, never an exception."""
     msg: Hl7Message | None = None
@@ -76,14 +66,18 @@ def transform_one(raw: bytes) -> Outcome:
         msg = parse_message(raw)
         events = canonicalize(msg)
     except MessageError as exc:
-        return Outcome(exception=_quarantine(raw, exc.fault, msg, _encounter_hint(msg)))
+        return Outcome(
+            exception=_quarantine(raw, exc.fault, msg, (encounter_id_of(msg) if msg is not None else None))
+        )
     except Exception as exc:
         fault = Fault(
             rule="INTERNAL",
             reason=f"{type(exc).__name__}: {exc}",
             message_id=msg.control_id if msg is not None else "",
         )
-        return Outcome(exception=_quarantine(raw, fault, msg, _encounter_hint(msg)))
+        return Outcome(
+            exception=_quarantine(raw, fault, msg, (encounter_id_of(msg) if msg is not None else None))
+        )
     return Outcome(events=tuple((e.encounter_id, e.model_dump_json().encode("utf-8")) for e in events))
 
 

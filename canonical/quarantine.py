@@ -52,30 +52,28 @@ class ExceptionRecord(CanonicalModel):
         return base64.b64decode(self.original_b64)
 
 
+def _record_json(stage: str, value: bytes, rule: str, reason: str, id_seed: bytes, field: str = "") -> bytes:
+    record = ExceptionRecord(
+        record_id=hashlib.sha256(id_seed + value).hexdigest()[:32],
+        stage=stage,
+        rule=rule,
+        reason=reason,
+        field=field,
+        original_b64=base64.b64encode(value).decode("ascii"),
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    return record.model_dump_json().encode("utf-8")
+
+
 def poison_record(stage: str, value: bytes, exc: ValidationError) -> bytes:
     """Return the JSON quarantine record of a record that does not validate against its model."""
     first = exc.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
-    record = ExceptionRecord(
-        record_id=hashlib.sha256(stage.encode() + b"|" + value).hexdigest()[:32],
-        stage=stage,
-        rule="CANONICAL-INVALID",
-        reason=f"{stage}: record does not validate at {location or 'top level'}: {first['msg']}",
-        field=location,
-        original_b64=base64.b64encode(value).decode("ascii"),
-        recorded_at=dt.datetime.now(dt.UTC),
-    )
-    return record.model_dump_json().encode("utf-8")
+    reason = f"{stage}: record does not validate at {location or 'top level'}: {first['msg']}"
+    return _record_json(stage, value, "CANONICAL-INVALID", reason, stage.encode() + b"|", field=location)
 
 
 def failure_record(stage: str, value: bytes, rule: str, exc: Exception) -> bytes:
     """Return the JSON quarantine record of an item whose processing kept failing."""
-    record = ExceptionRecord(
-        record_id=hashlib.sha256(stage.encode() + b"|" + rule.encode() + b"|" + value).hexdigest()[:32],
-        stage=stage,
-        rule=rule,
-        reason=f"{stage}: {type(exc).__name__}: {exc}",
-        original_b64=base64.b64encode(value).decode("ascii"),
-        recorded_at=dt.datetime.now(dt.UTC),
-    )
-    return record.model_dump_json().encode("utf-8")
+    reason = f"{stage}: {type(exc).__name__}: {exc}"
+    return _record_json(stage, value, rule, reason, stage.encode() + b"|" + rule.encode() + b"|")

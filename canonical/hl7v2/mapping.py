@@ -103,6 +103,16 @@ def _patient(r: _Reader) -> Patient:
     )
 
 
+def encounter_id_of(msg: Hl7Message) -> str | None:
+    """Return the encounter id of a message (PV1-19.4 or MSH-4 or PV1-3.4 ':' PV1-19.1), None if unknown."""
+    pv1 = msg.segment("PV1")
+    visit = pv1.get(19).strip() if pv1 is not None else ""
+    if pv1 is None or not visit:
+        return None
+    authority = pv1.get(19, 4) or msg.sending_facility or pv1.get(3, 4)
+    return f"{authority}:{visit}"
+
+
 def _encounter(r: _Reader) -> Encounter:
     pv1 = r.require_segment("PV1")
     visit = pv1.get(19).strip()
@@ -115,7 +125,8 @@ def _encounter(r: _Reader) -> Encounter:
         raise InvalidMessageError(
             r.fault(pv1, "PV1", "PV1-3.4", "HL7-FACILITY-MISSING", "no facility in PV1-3.4 nor MSH-4")
         )
-    authority = pv1.get(19, 4) or r.msg.sending_facility or facility
+    encounter_id = encounter_id_of(r.msg)
+    assert encounter_id is not None  # PV1-19 was checked above
     pid = r.msg.segment("PID")
     raw_class = pv1.get(2)
     try:
@@ -127,7 +138,7 @@ def _encounter(r: _Reader) -> Encounter:
             )
         ) from None
     return Encounter(
-        encounter_id=f"{authority}:{visit}",
+        encounter_id=encounter_id,
         facility=facility,
         department=pv1.get(3, 1),
         room=pv1.get(3, 2),

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from canonical import ids
+from canonical.envelope import MessageReceipt
 from canonical.errors import DecodeError, Fault, MessageError
 from canonical.hl7v2.mapping import canonicalize, encounter_id_of
 from canonical.hl7v2.parser import Hl7Message, parse_message
@@ -26,10 +27,13 @@ class TransformBatch:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of one message: its events (key, JSON), or a quarantine record, or neither."""
+    """What became of one message: its events (key, JSON), a quarantine record, or a routing receipt."""
 
     events: tuple[tuple[str, bytes], ...] = ()
     exception: bytes | None = None
+    # A valid message with no financial effect: (key, MessageReceipt JSON) for routed.hl7v2.
+    routed: tuple[str, bytes] | None = None
+    message_type: str = ""
 
     @property
     def ignored(self) -> bool:
@@ -78,7 +82,24 @@ def transform_one(raw: bytes) -> Outcome:
         return Outcome(
             exception=_quarantine(raw, fault, msg, (encounter_id_of(msg) if msg is not None else None))
         )
-    return Outcome(events=tuple((e.encounter_id, e.model_dump_json().encode("utf-8")) for e in events))
+    message_type = f"{msg.message_type}^{msg.trigger_event}" if msg.trigger_event else msg.message_type
+    if not events:
+        sender = f"{msg.sending_application}^{msg.sending_facility}"
+        encounter_id = encounter_id_of(msg)
+        receipt = MessageReceipt(
+            source_sender=sender,
+            source_message_id=msg.control_id,
+            source_message_type=message_type,
+            version=msg.version,
+            encounter_id=encounter_id,
+            original_b64=base64.b64encode(raw).decode("ascii"),
+        )
+        key = encounter_id or ids.message_key(sender, msg.control_id)
+        return Outcome(routed=(key, receipt.model_dump_json().encode("utf-8")), message_type=message_type)
+    return Outcome(
+        events=tuple((e.encounter_id, e.model_dump_json().encode("utf-8")) for e in events),
+        message_type=message_type,
+    )
 
 
 def transform_batch(batch: TransformBatch) -> TransformResult:

@@ -7,20 +7,44 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field
 
-from canonical.models import CanonicalModel, Charge, Encounter, Patient
+from canonical.models import (
+    CanonicalModel,
+    Charge,
+    CodingUpdate,
+    Encounter,
+    MedicationAdministration,
+    MedicationOrder,
+    Patient,
+    PatientMerge,
+)
 
-SCHEMA_VERSION = "1.0"
+# 1.1 added event types, payloads and optional fields; every 1.0 document is still a valid 1.1 document.
+SCHEMA_VERSION = "1.1"
 
 
 class EventType(StrEnum):
     """Business events hcsync derives from source messages."""
 
+    ENCOUNTER_PREADMITTED = "encounter.preadmitted"  # ADT^A05
     ENCOUNTER_REGISTERED = "encounter.registered"  # ADT^A04
     ENCOUNTER_ADMITTED = "encounter.admitted"  # ADT^A01
-    ENCOUNTER_UPDATED = "encounter.updated"  # ADT^A08
+    ENCOUNTER_TRANSFERRED = "encounter.transferred"  # ADT^A02
     ENCOUNTER_DISCHARGED = "encounter.discharged"  # ADT^A03
+    ENCOUNTER_TO_INPATIENT = "encounter.to_inpatient"  # ADT^A06 outpatient becomes inpatient
+    ENCOUNTER_TO_OUTPATIENT = "encounter.to_outpatient"  # ADT^A07 inpatient becomes outpatient
+    ENCOUNTER_UPDATED = "encounter.updated"  # ADT^A08
+    ENCOUNTER_CANCELLED = "encounter.cancelled"  # ADT^A11 cancel admit / visit
+    TRANSFER_CANCELLED = "encounter.transfer_cancelled"  # ADT^A12
+    DISCHARGE_CANCELLED = "encounter.discharge_cancelled"  # ADT^A13
+    PATIENT_MERGED = "patient.merged"  # ADT^A40
+    ACCOUNT_OPENED = "account.opened"  # BAR^P01
+    ACCOUNT_UPDATED = "account.updated"  # BAR^P05
+    ACCOUNT_ENDED = "account.ended"  # BAR^P06
+    CODING_UPDATED = "coding.updated"  # BAR^P01/P05/P06 DG1, PR1 and DRG
     CHARGE_POSTED = "charge.posted"  # DFT^P03 FT1 with FT1-6 = CG
-    CHARGE_CREDITED = "charge.credited"  # DFT^P03 FT1 with FT1-6 = CD
+    CHARGE_CREDITED = "charge.credited"  # DFT^P03 FT1 with FT1-6 = CD, or a CG with a negative amount
+    MEDICATION_ORDERED = "medication.ordered"  # RDE^O11
+    MEDICATION_ADMINISTERED = "medication.administered"  # RAS^O17, one per RXA
 
 
 class SourceSystem(StrEnum):
@@ -46,7 +70,46 @@ class ChargePayload(CanonicalModel):
     patient: Patient | None = None
 
 
-Payload = Annotated[EncounterPayload | ChargePayload, Field(discriminator="kind")]
+class CodingPayload(CanonicalModel):
+    """Payload of a coding update: the encounter's diagnoses, procedures and DRG."""
+
+    kind: Literal["coding"] = "coding"
+    coding: CodingUpdate
+    encounter: Encounter
+
+
+class MedicationOrderPayload(CanonicalModel):
+    """Payload of a verified medication order."""
+
+    kind: Literal["medication_order"] = "medication_order"
+    order: MedicationOrder
+    encounter: Encounter
+
+
+class MedicationAdministrationPayload(CanonicalModel):
+    """Payload of one medication administration (one RXA)."""
+
+    kind: Literal["medication_administration"] = "medication_administration"
+    administration: MedicationAdministration
+    encounter: Encounter
+
+
+class MergePayload(CanonicalModel):
+    """Payload of a patient merge; it is keyed by the surviving patient, not by an encounter."""
+
+    kind: Literal["merge"] = "merge"
+    merge: PatientMerge
+
+
+Payload = Annotated[
+    EncounterPayload
+    | ChargePayload
+    | CodingPayload
+    | MedicationOrderPayload
+    | MedicationAdministrationPayload
+    | MergePayload,
+    Field(discriminator="kind"),
+]
 
 
 class EventEnvelope(CanonicalModel):
@@ -54,12 +117,33 @@ class EventEnvelope(CanonicalModel):
 
     event_id: str = Field(description="uuid5(sender, control id, position): deterministic")
     correlation_id: str = Field(description="uuid5(sender, control id): shared by one message's events")
-    encounter_id: str = Field(min_length=1, description="Partition key of events.canonical")
+    encounter_id: str = Field(
+        min_length=1,
+        description="Partition key of events.canonical: the encounter id, or 'patient:' authority ':' MRN "
+        "for patient-level events (merges)",
+    )
     source_system: SourceSystem
     source_sender: str = Field(description="MSH-3.1 '^' MSH-4.1")
     source_message_id: str = Field(description="MSH-10 message control id")
+    source_message_type: str = Field("", description="MSH-9.1 '^' MSH-9.2, e.g. ADT^A02 (drill-down)")
     source_position: int = Field(ge=0, description="Index of this event within its source message")
     event_type: EventType
     occurred_at: AwareDatetime = Field(description="EVN-2, else MSH-7")
     schema_version: str = SCHEMA_VERSION
     payload: Payload
+
+
+class MessageReceipt(CanonicalModel):
+    """A valid message with no financial effect (ORU, ORM, SIU, MDM...), recorded and routed as it came.
+
+    It goes to routed.hl7v2 keyed by its encounter where one is known. The original bytes are PHI, like
+    every raw topic; the receipt's other fields are not.
+    """
+
+    source_system: SourceSystem = SourceSystem.HL7V2
+    source_sender: str = Field(description="MSH-3.1 '^' MSH-4.1")
+    source_message_id: str = Field(description="MSH-10 message control id")
+    source_message_type: str = Field(description="MSH-9.1 '^' MSH-9.2, e.g. ORU^R01")
+    version: str = Field("", description="MSH-12 HL7 version")
+    encounter_id: str | None = Field(None, description="PV1-19 encounter id, when the message has one")
+    original_b64: str = Field(description="The message exactly as received, base64")

@@ -1,4 +1,4 @@
-"""Canonical v1 business objects: Patient, Encounter, Charge and JournalLine.
+"""Canonical business objects: patient, encounter, charge, coding, medication, inventory and ledger lines.
 
 Each field says where it comes from (HL7 v2 numbering). Models are frozen, refuse unknown fields and hold
 only timezone-aware datetimes. Money is an integer number of minor units (cents) so sums are exact.
@@ -33,11 +33,18 @@ class PatientClass(StrEnum):
 
 
 class EncounterStatus(StrEnum):
-    """Where an encounter is in its life; the order of the members is the order of progress."""
+    """Where an encounter is in its life; the order of the members is the order of precedence.
 
+    The encounter agent derives the status from the latest time of each status event it has seen
+    (streams.encounter_state), so the result does not depend on the order events are processed in.
+    """
+
+    PREADMITTED = "preadmitted"
     REGISTERED = "registered"
     ADMITTED = "admitted"
     DISCHARGED = "discharged"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
 
     @property
     def rank(self) -> int:
@@ -49,6 +56,36 @@ class TransactionType(StrEnum):
 
     CHARGE = "CG"
     CREDIT = "CD"
+
+
+class MovementType(StrEnum):
+    """Direction of an inventory movement: stock issued to a patient, or returned from one."""
+
+    ISSUE = "issue"
+    RETURN = "return"
+
+
+class AdministrationStatus(StrEnum):
+    """RXA-20 completion status (HL7 table 0322)."""
+
+    COMPLETE = "CP"
+    PARTIAL = "PA"
+    REFUSED = "RE"
+    NOT_ADMINISTERED = "NA"
+
+    @property
+    def consumes(self) -> bool:
+        """True when stock was used: a complete or partial administration."""
+        return self in (AdministrationStatus.COMPLETE, AdministrationStatus.PARTIAL)
+
+
+class ActionCode(StrEnum):
+    """RXA-21 / DG1-21 style action codes (HL7 table 0206)."""
+
+    ADD = "A"
+    DELETE = "D"
+    UPDATE = "U"
+    NO_CHANGE = "X"
 
 
 class Address(CanonicalModel):
@@ -107,14 +144,141 @@ class Charge(CanonicalModel):
     posted_at: AwareDatetime | None = Field(None, description="FT1-5 posting date")
     facility: str = Field(description="FT1-13.4 else the encounter's facility")
     department: str = Field("", description="FT1-13.1 performing department, else PV1-3.1")
+    procedure_code: str = Field("", description="FT1-25.1 procedure code (CPT/HCPCS)")
+    ndc_code: str = Field("", description="FT1-29.1 NDC code of a drug or supply")
+    filler_order_number: str = Field("", description="FT1-23.1 filler order number")
+    unit_cost_cents: int | None = Field(None, description="FT1-22 unit cost, in cents")
+    is_supply: bool = Field(
+        False, description="A stock item: FT1-7.3 names a supply coding system (SUPPLY, SUP, ITEM, IM)"
+    )
+
+    @property
+    def is_reversal(self) -> bool:
+        """True for a credit (CD) or a charge reversed with a negative quantity or amount."""
+        return self.amount_cents < 0
 
     @model_validator(mode="after")
     def _sign_follows_type(self) -> Charge:
         if self.transaction_type is TransactionType.CREDIT and self.amount_cents > 0:
             raise ValueError(f"credit {self.charge_id} must carry a negative amount, got {self.amount_cents}")
-        if self.transaction_type is TransactionType.CHARGE and self.amount_cents < 0:
-            raise ValueError(f"charge {self.charge_id} must carry a positive amount, got {self.amount_cents}")
         return self
+
+
+class Diagnosis(CanonicalModel):
+    """One DG1 segment: a coded diagnosis of the encounter."""
+
+    sequence: int = Field(ge=0, description="DG1-1 set id (the order the source gave)")
+    code: str = Field(min_length=1, description="DG1-3.1 diagnosis code (ICD-10-CM)")
+    description: str = Field("", description="DG1-3.2, else DG1-4 description")
+    code_system: str = Field("", description="DG1-3.3 coding system (I10, ICD10CM, I9...)")
+    diagnosis_type: str = Field("", description="DG1-6 type: A admitting, W working, F final")
+    priority: int | None = Field(None, description="DG1-15 priority (1 = principal)")
+    diagnosed_at: AwareDatetime | None = Field(None, description="DG1-5 diagnosis date/time")
+
+
+class Procedure(CanonicalModel):
+    """One PR1 segment: a coded procedure performed during the encounter."""
+
+    sequence: int = Field(ge=0, description="PR1-1 set id")
+    code: str = Field(min_length=1, description="PR1-3.1 procedure code (CPT, HCPCS, ICD-10-PCS)")
+    description: str = Field("", description="PR1-3.2, else PR1-4 description")
+    code_system: str = Field("", description="PR1-3.3 coding system")
+    performed_at: AwareDatetime | None = Field(None, description="PR1-5 procedure date/time")
+    priority: int | None = Field(None, description="PR1-14 priority (1 = principal)")
+    surgeon_id: str = Field("", description="PR1-11.1 surgeon id (provider, not patient data)")
+
+
+class Drg(CanonicalModel):
+    """The DRG segment: the diagnosis-related group assigned to the encounter."""
+
+    code: str = Field(min_length=1, description="DRG-1.1 DRG code")
+    description: str = Field("", description="DRG-1.2 description")
+    code_system: str = Field("", description="DRG-1.3 grouper (MS-DRG, APR-DRG...)")
+    assigned_at: AwareDatetime | None = Field(None, description="DRG-2 assigned date/time")
+
+
+class CodingUpdate(CanonicalModel):
+    """The coding of an encounter as of one message: its full diagnosis and procedure lists and DRG.
+
+    A later update replaces an earlier one (BAR^P05 sends the current coding, not a delta).
+    """
+
+    encounter_id: str
+    diagnoses: tuple[Diagnosis, ...] = ()
+    procedures: tuple[Procedure, ...] = ()
+    drg: Drg | None = None
+
+
+class MedicationOrder(CanonicalModel):
+    """A pharmacy-verified medication order (RDE^O11: ORC and RXE)."""
+
+    order_id: str = Field(min_length=1, description="ORC-2.1 placer, else ORC-3.1 filler order number")
+    order_control: str = Field(description="ORC-1 order control (NW new, XO change, CA cancel, DC stop...)")
+    encounter_id: str
+    medication_code: str = Field(min_length=1, description="RXE-2.1 give code")
+    medication_name: str = Field("", description="RXE-2.2 give code text")
+    code_system: str = Field("", description="RXE-2.3 coding system (NDC, RxNorm...)")
+    give_amount: str = Field("", description="RXE-3 minimum give amount, as a decimal string")
+    give_units: str = Field("", description="RXE-5.1 give units")
+    dispense_amount: str = Field("", description="RXE-10 dispense amount, as a decimal string")
+    dispense_units: str = Field("", description="RXE-11.1 dispense units")
+    ordered_at: AwareDatetime | None = Field(None, description="ORC-9 transaction date/time")
+    ordering_provider_id: str = Field("", description="ORC-12.1 ordering provider id")
+
+
+class MedicationAdministration(CanonicalModel):
+    """One RXA segment of RAS^O17: a dose given (or not) to the patient; given doses consume stock."""
+
+    administration_id: str = Field(
+        description="Order id '/' RXA-2 administration sub-id: the same dose in every update"
+    )
+    order_id: str = Field("", description="ORC-2.1 placer, else ORC-3.1 filler order number")
+    encounter_id: str
+    medication_code: str = Field(min_length=1, description="RXA-5.1 administered code")
+    medication_name: str = Field("", description="RXA-5.2 administered code text")
+    code_system: str = Field("", description="RXA-5.3 coding system (NDC, RxNorm, CVX...)")
+    amount_milli: int = Field(ge=0, description="RXA-6 administered amount, in thousandths of a unit")
+    units: str = Field("", description="RXA-7.1 administered units")
+    administered_at: AwareDatetime = Field(description="RXA-3 start of administration")
+    status: AdministrationStatus = Field(AdministrationStatus.COMPLETE, description="RXA-20")
+    action: ActionCode = Field(ActionCode.ADD, description="RXA-21 action code")
+    facility: str = Field(description="RXA-11.4 administered-at facility, else the encounter's")
+    department: str = Field("", description="RXA-11.1 administered-at unit, else PV1-3.1")
+
+    @property
+    def consumed_milli(self) -> int:
+        """Stock used by this dose as the message now states it (0 when refused, not given or deleted)."""
+        if self.action is ActionCode.DELETE or not self.status.consumes:
+            return 0
+        return self.amount_milli
+
+
+class InventoryMovement(CanonicalModel):
+    """Stock moved out of (issue) or back into (return) a cost centre's inventory. It carries no PHI."""
+
+    movement_id: str = Field(description="Deterministic id: the idempotency key of the movement")
+    movement_type: MovementType
+    item_code: str = Field(min_length=1, description="Item or medication code")
+    code_system: str = Field("", description="Coding system of item_code (NDC, RxNorm, LOCAL...)")
+    description: str = Field("", description="Item description; never patient data")
+    quantity_milli: int = Field(gt=0, description="Quantity in thousandths of a unit, always positive")
+    unit: str = Field("", description="Unit of measure")
+    facility: str
+    cost_centre: str = Field("", description="Consuming cost centre (facility-department)")
+    occurred_at: AwareDatetime
+    encounter_ref: str = Field(description="Keyed HMAC of the encounter id (pseudonymous)")
+    source_event_id: str
+    correlation_id: str
+
+
+class PatientMerge(CanonicalModel):
+    """ADT^A40: the prior patient identifier (MRG) is merged into the surviving one (PID)."""
+
+    surviving: Patient
+    prior_mrn: str = PhiField(description="MRG-1.1 prior patient identifier")
+    prior_assigning_authority: str = Field("", description="MRG-1.4 authority of the prior identifier")
+    prior_account_number: str = Field("", description="MRG-3.1 prior patient account number")
+    prior_visit_number: str = Field("", description="MRG-5.1 prior visit number")
 
 
 class JournalLine(CanonicalModel):

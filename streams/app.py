@@ -23,16 +23,16 @@ from pydantic import ValidationError
 
 from actors.pool import TransformPool
 from actors.transform import TransformBatch, TransformResult
-from canonical.envelope import EventEnvelope
+from canonical.envelope import EventEnvelope, MergePayload
 from canonical.quarantine import failure_record, poison_record
 from cluster.settings import Settings
 from streams.dispatch import BillingDispatcher, ErpDispatcher
-from streams.encounter_state import EncounterState, apply_event
+from streams.encounter_state import EncounterState, apply_event, merge_command
 from streams.posting import PostingRules
 from streams.quarantine_agent import register_quarantine_agent
 from streams.quarantine_store import QuarantineStore
 from streams.retry import retry
-from streams.stats import Stats
+from streams.stats import MESSAGE_TYPE_PREFIX, Stats
 from streams.topics import TopicNames
 
 
@@ -74,6 +74,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     billing = app.topic(names.billing, key_serializer="raw", value_serializer="raw")
     erp = app.topic(names.erp, key_serializer="raw", value_serializer="raw")
     exceptions = app.topic(names.exceptions, key_serializer="raw", value_serializer="raw")
+    routed = app.topic(names.routed, key_serializer="raw", value_serializer="raw")
     table = app.Table(
         "encounters",
         default=None,
@@ -96,8 +97,13 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             if outcome.exception is not None:
                 pending.append(await exceptions.send(value=outcome.exception))
                 counts["quarantined"] += 1
-            elif outcome.ignored:
+            elif outcome.routed is not None:
+                key, value = outcome.routed
+                pending.append(await routed.send(key=key.encode(), value=value))
                 counts["ignored"] += 1
+            if outcome.message_type:
+                name = f"{MESSAGE_TYPE_PREFIX}{outcome.message_type}"
+                counts[name] = counts.get(name, 0) + 1
         await asyncio.gather(*pending)
         await runtime.stats.add(counts)
 
@@ -115,6 +121,13 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             await exceptions.send(value=poison_record("encounters", value, exc))
             await runtime.stats.add({"quarantined": 1})
             return
+        key = env.encounter_id.encode()
+        if isinstance(env.payload, MergePayload):
+            # A merge moves billing accounts between patient identifiers; it keeps no encounter state, and
+            # billing is idempotent on the command id, so a redelivery is harmless.
+            await (await billing.send(key=key, value=merge_command(env).model_dump_json().encode()))
+            await runtime.stats.add({"merges": 1})
+            return
         stored = table.get(env.encounter_id)
         state = (
             EncounterState.model_validate(stored)
@@ -127,7 +140,6 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             return
         # Commands first, state second: if this is retried half-way, the event is not yet marked processed
         # and its commands go out again (the sinks drop the repeats) instead of never.
-        key = env.encounter_id.encode()
         pending: list[Awaitable[Any]] = []
         for command in transition.billing:
             pending.append(await billing.send(key=key, value=command.model_dump_json().encode()))
@@ -136,9 +148,13 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         # Delivered, not just queued: otherwise the changelog write below could reach the broker first.
         await asyncio.gather(*pending)
         table[env.encounter_id] = transition.state.model_dump(mode="json")
-        if transition.held or transition.released:
+        if transition.held or transition.released or transition.stale:
             await runtime.stats.add(
-                {"held_charges": int(transition.held), "held_released": transition.released}
+                {
+                    "held_charges": int(transition.held),
+                    "held_released": transition.released,
+                    "stale_events": int(transition.stale),
+                }
             )
 
     @app.agent(events, name="encounters")

@@ -10,7 +10,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from canonical.models import CanonicalModel, Charge, Encounter, EncounterStatus, JournalLine, Patient
+from canonical.models import (
+    CanonicalModel,
+    Charge,
+    CodingUpdate,
+    Encounter,
+    EncounterStatus,
+    InventoryMovement,
+    JournalLine,
+    Patient,
+    PatientMerge,
+)
 
 
 class UpsertAccountCommand(CanonicalModel):
@@ -21,6 +31,9 @@ class UpsertAccountCommand(CanonicalModel):
     encounter: Encounter
     patient: Patient | None
     status: EncounterStatus
+    state_version: int = Field(
+        0, ge=0, description="Events the encounter table had applied: billing keeps the highest version"
+    )
     source_event_id: str
     correlation_id: str
 
@@ -35,8 +48,30 @@ class PostChargeCommand(CanonicalModel):
     correlation_id: str
 
 
-BillingCommand = Annotated[UpsertAccountCommand | PostChargeCommand, Field(discriminator="kind")]
-billing_command_adapter: TypeAdapter[UpsertAccountCommand | PostChargeCommand] = TypeAdapter(BillingCommand)
+class UpdateCodingCommand(CanonicalModel):
+    """Replace the coding (diagnoses, procedures, DRG) of an encounter's billing account."""
+
+    kind: Literal["update_coding"] = "update_coding"
+    command_id: str
+    coding: CodingUpdate
+    coded_at: str = Field(description="ISO time of the source event: billing keeps the latest coding")
+    source_event_id: str
+    correlation_id: str
+
+
+class MergePatientCommand(CanonicalModel):
+    """Move every billing account of the prior patient identifier to the surviving patient."""
+
+    kind: Literal["merge_patient"] = "merge_patient"
+    command_id: str
+    merge: PatientMerge
+    source_event_id: str
+    correlation_id: str
+
+
+BillingCommandT = UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand | MergePatientCommand
+BillingCommand = Annotated[BillingCommandT, Field(discriminator="kind")]
+billing_command_adapter: TypeAdapter[BillingCommandT] = TypeAdapter(BillingCommand)
 
 
 class JournalCommand(CanonicalModel):
@@ -47,3 +82,18 @@ class JournalCommand(CanonicalModel):
     lines: tuple[JournalLine, ...] = Field(min_length=2)
     source_event_id: str
     correlation_id: str
+
+
+class InventoryCommand(CanonicalModel):
+    """Record stock consumed (or returned) by one source event in the ERP's inventory."""
+
+    kind: Literal["inventory"] = "inventory"
+    command_id: str
+    movements: tuple[InventoryMovement, ...] = Field(min_length=1)
+    source_event_id: str
+    correlation_id: str
+
+
+ErpCommandT = JournalCommand | InventoryCommand
+ErpCommand = Annotated[ErpCommandT, Field(discriminator="kind")]
+erp_command_adapter: TypeAdapter[ErpCommandT] = TypeAdapter(ErpCommand)

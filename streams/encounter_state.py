@@ -1,28 +1,99 @@
 """The encounter state machine, free of Faust: one event in, the new state and its commands out.
 
-State only moves forward (registered < admitted < discharged), so events that arrive out of order across
-partitions still converge. A charge that arrives before any registration is held until the encounter is
-known, then released with the account. An event id seen before has no effect.
+Events of one encounter can be processed out of their source order (raw messages are spread over
+partitions by sender and control id), so nothing here depends on processing order:
+
+- the status is derived from the latest time (EVN-2, else MSH-7) of each kind of status event seen, so
+  an A13 (cancel discharge) processed before the A03 it cancels still ends in "admitted";
+- the encounter snapshot, the coding and each medication dose keep the version with the latest time;
+- a charge that arrives before the encounter is known is held until it is, then released;
+- an event id seen before has no effect.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from canonical import ids
-from canonical.envelope import ChargePayload, EncounterPayload, EventEnvelope, EventType
-from canonical.models import CanonicalModel, Charge, Encounter, EncounterStatus, Patient
-from streams.commands import JournalCommand, PostChargeCommand, UpsertAccountCommand
+from canonical.envelope import (
+    ChargePayload,
+    CodingPayload,
+    EncounterPayload,
+    EventEnvelope,
+    EventType,
+    MedicationAdministrationPayload,
+    MedicationOrderPayload,
+    MergePayload,
+)
+from canonical.models import (
+    CanonicalModel,
+    Charge,
+    Encounter,
+    EncounterStatus,
+    InventoryMovement,
+    MovementType,
+    Patient,
+)
+from streams.commands import (
+    InventoryCommand,
+    JournalCommand,
+    MergePatientCommand,
+    PostChargeCommand,
+    UpdateCodingCommand,
+    UpsertAccountCommand,
+)
 from streams.posting import PostingRules
 
-STATUS_OF: dict[EventType, EncounterStatus] = {
-    EventType.ENCOUNTER_REGISTERED: EncounterStatus.REGISTERED,
-    EventType.ENCOUNTER_ADMITTED: EncounterStatus.ADMITTED,
-    EventType.ENCOUNTER_DISCHARGED: EncounterStatus.DISCHARGED,
-    EventType.ENCOUNTER_UPDATED: EncounterStatus.REGISTERED,
-}
+E = EventType
+_STARTS = (E.ENCOUNTER_PREADMITTED, E.ENCOUNTER_REGISTERED, E.ENCOUNTER_ADMITTED, E.ENCOUNTER_TO_INPATIENT)
+_ADMITS = (E.ENCOUNTER_ADMITTED, E.ENCOUNTER_TO_INPATIENT, E.DISCHARGE_CANCELLED)
+ENCOUNTER_EVENTS = frozenset(
+    {
+        *_STARTS,
+        E.ENCOUNTER_TRANSFERRED,
+        E.ENCOUNTER_DISCHARGED,
+        E.ENCOUNTER_TO_OUTPATIENT,
+        E.ENCOUNTER_UPDATED,
+        E.ENCOUNTER_CANCELLED,
+        E.TRANSFER_CANCELLED,
+        E.DISCHARGE_CANCELLED,
+        E.ACCOUNT_OPENED,
+        E.ACCOUNT_UPDATED,
+        E.ACCOUNT_ENDED,
+    }
+)
+
+
+def derive_status(times: dict[str, dt.datetime]) -> EncounterStatus | None:
+    """Return the status implied by the latest time of each encounter event type (None: none seen).
+
+    Precedence: cancelled (A11 newer than every start event), closed (BAR^P06), discharged (A03 not
+    cancelled by a newer A13), admitted (A01/A06/A13 not undone by a newer A07), registered, preadmitted.
+    """
+    if not times:
+        return None
+
+    def at(*types: EventType) -> dt.datetime | None:
+        seen = [times[t.value] for t in types if t.value in times]
+        return max(seen) if seen else None
+
+    cancelled, started = at(E.ENCOUNTER_CANCELLED), at(*_STARTS)
+    if cancelled is not None and (started is None or cancelled >= started):
+        return EncounterStatus.CANCELLED
+    if at(E.ACCOUNT_ENDED) is not None:
+        return EncounterStatus.CLOSED
+    discharged, undone = at(E.ENCOUNTER_DISCHARGED), at(E.DISCHARGE_CANCELLED)
+    if discharged is not None and (undone is None or undone < discharged):
+        return EncounterStatus.DISCHARGED
+    admitted, to_outpatient = at(*_ADMITS), at(E.ENCOUNTER_TO_OUTPATIENT)
+    if admitted is not None and (to_outpatient is None or to_outpatient < admitted):
+        return EncounterStatus.ADMITTED
+    if at(E.ENCOUNTER_REGISTERED, E.ENCOUNTER_TO_OUTPATIENT) is None and at(E.ENCOUNTER_PREADMITTED):
+        return EncounterStatus.PREADMITTED
+    return EncounterStatus.REGISTERED
 
 
 class ChargeRef(CanonicalModel):
@@ -33,16 +104,30 @@ class ChargeRef(CanonicalModel):
     amount_cents: int
 
 
+class Dose(CanonicalModel):
+    """What the table keeps of one medication dose: the stock it consumed, as of its latest message."""
+
+    as_of: AwareDatetime
+    consumed_milli: int = Field(ge=0)
+
+
 class EncounterState(CanonicalModel):
     """What the encounter table holds for one encounter id."""
 
     encounter_id: str
     status: EncounterStatus | None = None
+    status_times: dict[str, AwareDatetime] = Field(
+        default_factory=dict, description="Latest occurred_at of each encounter event type seen"
+    )
     encounter: Encounter | None = None
     patient: Patient | None = None
+    snapshot_at: AwareDatetime | None = Field(None, description="occurred_at of the encounter snapshot")
+    coded_at: AwareDatetime | None = Field(None, description="occurred_at of the coding sent to billing")
     processed_event_ids: tuple[str, ...] = ()
     held_charges: tuple[EventEnvelope, ...] = Field((), description="Charges waiting for registration")
     charges: tuple[ChargeRef, ...] = Field((), description="Charges and credits sent to billing, in order")
+    orders: dict[str, str] = Field(default_factory=dict, description="Medication order id -> ORC-1")
+    doses: dict[str, Dose] = Field(default_factory=dict, description="Administration id -> stock used")
 
     @property
     def charges_posted(self) -> int:
@@ -58,11 +143,14 @@ class Transition:
     """The result of applying one event."""
 
     state: EncounterState
-    billing: list[UpsertAccountCommand | PostChargeCommand] = field(default_factory=list)
-    erp: list[JournalCommand] = field(default_factory=list)
+    billing: list[UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand] = field(
+        default_factory=list
+    )
+    erp: list[JournalCommand | InventoryCommand] = field(default_factory=list)
     duplicate: bool = False
     held: bool = False
     released: int = 0
+    stale: bool = False
 
 
 def _merge_encounter(old: Encounter | None, new: Encounter) -> Encounter:
@@ -83,10 +171,53 @@ def _ref(charge: Charge) -> ChargeRef:
     )
 
 
+def _movement(
+    env: EventEnvelope,
+    rules: PostingRules,
+    *,
+    quantity_milli: int,
+    item_code: str,
+    code_system: str,
+    description: str,
+    unit: str,
+    facility: str,
+    department: str,
+    occurred_at: dt.datetime,
+) -> InventoryCommand | None:
+    """Return the inventory command of a signed quantity (positive: issued), None for zero."""
+    if quantity_milli == 0:
+        return None
+    movement = InventoryMovement(
+        movement_id=ids.derived_id(env.event_id, "erp.inventory"),
+        movement_type=MovementType.ISSUE if quantity_milli > 0 else MovementType.RETURN,
+        item_code=item_code,
+        code_system=code_system,
+        description=description[:120],
+        quantity_milli=abs(quantity_milli),
+        unit=unit,
+        facility=facility,
+        cost_centre=rules.cost_centre_of(facility, department),
+        occurred_at=occurred_at,
+        encounter_ref=ids.encounter_ref(env.encounter_id, rules.encounter_ref_key),
+        source_event_id=env.event_id,
+        correlation_id=env.correlation_id,
+    )
+    return InventoryCommand(
+        command_id=ids.derived_id(env.event_id, "erp.inventory.command"),
+        movements=(movement,),
+        source_event_id=env.event_id,
+        correlation_id=env.correlation_id,
+    )
+
+
 def _charge_commands(
     env: EventEnvelope, rules: PostingRules
-) -> tuple[PostChargeCommand, JournalCommand | None]:
-    """Return the billing command of a charge and its journal (none for a zero amount: no ledger effect)."""
+) -> tuple[PostChargeCommand, list[JournalCommand | InventoryCommand]]:
+    """Return the billing command of a charge and its ERP commands.
+
+    A zero amount has no journal (no ledger effect); a supply item also moves stock: issued for a charge,
+    returned for a reversal.
+    """
     assert isinstance(env.payload, ChargePayload)
     charge = env.payload.charge
     post = PostChargeCommand(
@@ -95,15 +226,108 @@ def _charge_commands(
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
     )
-    if charge.amount_cents == 0:
-        return post, None
-    journal = JournalCommand(
-        command_id=ids.derived_id(env.event_id, "erp.journal"),
-        lines=rules.journal_lines(charge, env.event_id, env.correlation_id),
+    erp: list[JournalCommand | InventoryCommand] = []
+    if charge.amount_cents != 0:
+        erp.append(
+            JournalCommand(
+                command_id=ids.derived_id(env.event_id, "erp.journal"),
+                lines=rules.journal_lines(charge, env.event_id, env.correlation_id),
+                source_event_id=env.event_id,
+                correlation_id=env.correlation_id,
+            )
+        )
+    if charge.is_supply:
+        quantity = abs(charge.quantity) * 1000
+        stock = _movement(
+            env,
+            rules,
+            quantity_milli=-quantity if charge.is_reversal else quantity,
+            item_code=charge.charge_code,
+            code_system=charge.code_system,
+            description=charge.description,
+            unit="",
+            facility=charge.facility,
+            department=charge.department,
+            occurred_at=charge.service_at,
+        )
+        if stock is not None:
+            erp.append(stock)
+    return post, erp
+
+
+def merge_command(env: EventEnvelope) -> MergePatientCommand:
+    """Return the billing command of a patient merge; merges keep no encounter state."""
+    assert isinstance(env.payload, MergePayload)
+    return MergePatientCommand(
+        command_id=ids.derived_id(env.event_id, "billing.merge"),
+        merge=env.payload.merge,
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
     )
-    return post, journal
+
+
+def _apply_charge(
+    state: EncounterState, env: EventEnvelope, processed: tuple[str, ...], rules: PostingRules
+) -> Transition:
+    assert isinstance(env.payload, ChargePayload)
+    if state.status is None:
+        held = state.model_copy(
+            update={"processed_event_ids": processed, "held_charges": (*state.held_charges, env)}
+        )
+        return Transition(state=held, held=True)
+    post, erp = _charge_commands(env, rules)
+    return Transition(
+        state=state.model_copy(
+            update={"processed_event_ids": processed, "charges": (*state.charges, _ref(env.payload.charge))}
+        ),
+        billing=[post],
+        erp=erp,
+    )
+
+
+def _apply_coding(state: EncounterState, env: EventEnvelope, processed: tuple[str, ...]) -> Transition:
+    assert isinstance(env.payload, CodingPayload)
+    if state.coded_at is not None and env.occurred_at < state.coded_at:
+        return Transition(state=state.model_copy(update={"processed_event_ids": processed}), stale=True)
+    command = UpdateCodingCommand(
+        command_id=ids.derived_id(env.event_id, "billing.coding"),
+        coding=env.payload.coding,
+        coded_at=env.occurred_at.astimezone(dt.UTC).isoformat(),
+        source_event_id=env.event_id,
+        correlation_id=env.correlation_id,
+    )
+    return Transition(
+        state=state.model_copy(update={"processed_event_ids": processed, "coded_at": env.occurred_at}),
+        billing=[command],
+    )
+
+
+def _apply_dose(
+    state: EncounterState, env: EventEnvelope, processed: tuple[str, ...], rules: PostingRules
+) -> Transition:
+    assert isinstance(env.payload, MedicationAdministrationPayload)
+    given = env.payload.administration
+    before = state.doses.get(given.administration_id)
+    if before is not None and env.occurred_at < before.as_of:
+        return Transition(state=state.model_copy(update={"processed_event_ids": processed}), stale=True)
+    target = given.consumed_milli
+    stock = _movement(
+        env,
+        rules,
+        quantity_milli=target - (before.consumed_milli if before is not None else 0),
+        item_code=given.medication_code,
+        code_system=given.code_system,
+        description=given.medication_name,
+        unit=given.units,
+        facility=given.facility,
+        department=given.department,
+        occurred_at=given.administered_at,
+    )
+    doses = {**state.doses, given.administration_id: Dose(as_of=env.occurred_at, consumed_milli=target)}
+    return Transition(
+        state=state.model_copy(update={"processed_event_ids": processed, "doses": doses}),
+        erp=[stock] if stock is not None else [],
+    )
 
 
 def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) -> Transition:
@@ -114,49 +338,72 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
     payload = env.payload
 
     if isinstance(payload, ChargePayload):
-        if state.status is None:
-            held = state.model_copy(
-                update={"processed_event_ids": processed, "held_charges": (*state.held_charges, env)}
-            )
-            return Transition(state=held, held=True)
-        post, journal = _charge_commands(env, rules)
-        return Transition(
-            state=state.model_copy(
-                update={"processed_event_ids": processed, "charges": (*state.charges, _ref(payload.charge))}
-            ),
-            billing=[post],
-            erp=[journal] if journal is not None else [],
-        )
+        return _apply_charge(state, env, processed, rules)
+    if isinstance(payload, CodingPayload):
+        return _apply_coding(state, env, processed)
+    if isinstance(payload, MedicationAdministrationPayload):
+        return _apply_dose(state, env, processed, rules)
+    if isinstance(payload, MedicationOrderPayload):
+        orders = {**state.orders, payload.order.order_id: payload.order.order_control}
+        return Transition(state=state.model_copy(update={"processed_event_ids": processed, "orders": orders}))
+    if isinstance(payload, MergePayload):
+        raise ValueError(f"event {env.event_id}: a patient merge has no encounter state (use merge_command)")
 
     assert isinstance(payload, EncounterPayload)
-    target = STATUS_OF[env.event_type]
-    status = target if state.status is None or target.rank > state.status.rank else state.status
-    encounter = _merge_encounter(state.encounter, payload.encounter)
+    kind = env.event_type.value
+    times = dict(state.status_times)
+    if kind not in times or env.occurred_at > times[kind]:
+        times[kind] = env.occurred_at
+    status = derive_status(times)
+    assert status is not None
+    newer = state.snapshot_at is None or env.occurred_at >= state.snapshot_at
+    snapshot_at: dt.datetime | None
+    if newer:
+        encounter = _merge_encounter(state.encounter, payload.encounter)
+        patient: Patient | None = payload.patient
+        snapshot_at = env.occurred_at
+    else:
+        assert state.encounter is not None
+        encounter = _merge_encounter(payload.encounter, state.encounter)
+        patient, snapshot_at = state.patient, state.snapshot_at
     account = UpsertAccountCommand(
         command_id=ids.derived_id(env.event_id, "billing.account"),
         encounter=encounter,
-        patient=payload.patient,
+        patient=patient,
         status=status,
+        state_version=len(processed),
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
     )
-    transition = Transition(state=state, billing=[account])
+    transition = Transition(state=state, billing=[account], stale=not newer)
     released = []
     for waiting in state.held_charges:
-        post, journal = _charge_commands(waiting, rules)
+        post, erp = _charge_commands(waiting, rules)
         transition.billing.append(post)
-        if journal is not None:
-            transition.erp.append(journal)
+        transition.erp.extend(erp)
         released.append(_ref(post.charge))
     transition.released = len(released)
     transition.state = state.model_copy(
         update={
             "status": status,
+            "status_times": times,
             "encounter": encounter,
-            "patient": payload.patient,
+            "patient": patient,
+            "snapshot_at": snapshot_at,
             "processed_event_ids": processed,
             "held_charges": (),
             "charges": (*state.charges, *released),
         }
     )
     return transition
+
+
+__all__ = [
+    "ENCOUNTER_EVENTS",
+    "ChargeRef",
+    "EncounterState",
+    "Transition",
+    "apply_event",
+    "derive_status",
+    "merge_command",
+]

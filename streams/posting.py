@@ -19,7 +19,12 @@ class PostingRules:
 
     def cost_centre(self, charge: Charge) -> str:
         """Return the cost centre of the performing department."""
-        return f"{charge.facility}-{charge.department}" if charge.department else charge.facility
+        return self.cost_centre_of(charge.facility, charge.department)
+
+    @staticmethod
+    def cost_centre_of(facility: str, department: str) -> str:
+        """Return the cost centre of a facility's department (the facility alone when none is known)."""
+        return f"{facility}-{department}" if department else facility
 
     def journal_lines(
         self, charge: Charge, source_event_id: str, correlation_id: str

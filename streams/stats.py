@@ -10,6 +10,8 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+# Counters named MESSAGE_TYPE_PREFIX + "ORU^R01" count the messages the pool read, by type.
+MESSAGE_TYPE_PREFIX = "type:"
 COUNTERS = (
     "raw_in",
     "events_out",
@@ -18,6 +20,8 @@ COUNTERS = (
     "duplicate_events",
     "held_charges",
     "held_released",
+    "stale_events",
+    "merges",
     "accounts_upserted",
     "charges_posted",
     "charges_duplicate",

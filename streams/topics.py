@@ -9,7 +9,10 @@ EVENTS_CANONICAL = "events.canonical"
 COMMANDS_BILLING = "commands.billing"
 COMMANDS_ERP = "commands.erp"
 EXCEPTIONS = "exceptions"
-ALL = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS)
+# Valid messages with no financial effect (ORU, ORM, SIU, MDM...): a receipt with the original bytes, keyed
+# by encounter where known, for downstream clinical consumers.
+ROUTED_HL7V2 = "routed.hl7v2"
+ALL = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS, ROUTED_HL7V2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,10 @@ class TopicNames:
     @property
     def exceptions(self) -> str:
         return self[EXCEPTIONS]
+
+    @property
+    def routed(self) -> str:
+        return self[ROUTED_HL7V2]
 
     def all(self) -> tuple[str, ...]:
         return tuple(self[name] for name in ALL)

@@ -1,4 +1,4 @@
-"""Small HL7 v2 messages built for tests (not corpus files): ADT and DFT with controllable fields."""
+"""Small HL7 v2 messages built for tests (not corpus files): ADT, DFT, BAR, RDE and RAS."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ def adt(
     given: str = "Jane",
     admit: str = "20261120083000",
     discharge: str = "",
+    at: str = "20261120083000",
 ) -> bytes:
-    """Return an ADT message with a PV1-19 visit number."""
+    """Return an ADT message with a PV1-19 visit number; ``at`` is MSH-7 and EVN-2."""
     segments = [
-        f"MSH|^~\\&|EPIC|{facility}|HCSYNC|HCSYNC|20261120083000||ADT^{trigger}^ADT_A01|{control_id}|P|2.5.1",
-        f"EVN|{trigger}|20261120083000",
+        f"MSH|^~\\&|EPIC|{facility}|HCSYNC|HCSYNC|{at}||ADT^{trigger}^ADT_A01|{control_id}|P|2.5.1",
+        f"EVN|{trigger}|{at}",
         f"PID|1||{mrn}^^^{facility}^MR||{family}^{given}||19800101|F|||1 Main St^^Springfield^IL^62701"
         f"||555-0100|||||ACC{visit}^^^{facility}^AN",
         f"PV1|1|{patient_class}|{dept}^101^A^{facility}||||1234567890^Smith^John^^^^MD|||{dept}|||||||||"
@@ -37,6 +38,7 @@ def dft(
     facility: str = "NMH",
     dept: str = "MEDSURG",
     mrn: str = "MRN001",
+    code_system: str = "CPT",
 ) -> bytes:
     """Return a DFT^P03; each line is (type CG/CD, code, description, quantity, extended amount)."""
     segments = [
@@ -47,7 +49,86 @@ def dft(
     ]
     for i, (kind, code, text, qty, amount) in enumerate(lines, 1):
         segments.append(
-            f"FT1|{i}|T{control_id}-{i}||20261120090000|20261120093000|{kind}|{code}^{text}^CPT||{text}|{qty}|{amount}"
+            f"FT1|{i}|T{control_id}-{i}||20261120090000|20261120093000|{kind}|{code}^{text}^{code_system}||{text}"
+            f"|{qty}|{amount}"
             f"||{dept}^^^{facility}"
         )
+    return ("\r".join(segments) + "\r").encode()
+
+
+def bar(
+    trigger: str,
+    control_id: str,
+    visit: str,
+    *,
+    facility: str = "NMH",
+    diagnoses: tuple[str, ...] = ("I21.4",),
+    procedures: tuple[str, ...] = ("92928",),
+    drg: str = "247",
+    at: str = "20261121100000",
+) -> bytes:
+    """Return a BAR^P01/P05/P06 with one visit and its DG1, PR1 and DRG segments."""
+    segments = [
+        f"MSH|^~\\&|EPIC|{facility}|HCSYNC|HCSYNC|{at}||BAR^{trigger}^BAR_P01|{control_id}|P|2.5.1",
+        f"EVN|{trigger}|{at}",
+        f"PID|1||MRN001^^^{facility}^MR||Doe^Jane||19800101|F",
+        f"PV1|1|I|CARD^201^A^{facility}||||1234567890^Smith^John|||CARD|||||||||{visit}^^^{facility}^VN",
+    ]
+    for i, code in enumerate(diagnoses, 1):
+        kind = "A" if i == 1 else "F"
+        segments.append(f"DG1|{i}||{code}^Diagnosis {code}^I10||{at}|{kind}|||||||||{i}")
+    for i, code in enumerate(procedures, 1):
+        segments.append(f"PR1|{i}||{code}^Procedure {code}^CPT||{at}||||||1234567890^Smith^John|||{i}")
+    if drg:
+        segments.append(f"DRG|{drg}^DRG {drg}^MS-DRG|{at}")
+    return ("\r".join(segments) + "\r").encode()
+
+
+def rde(
+    control_id: str, visit: str, *, order: str = "ORD1", drug: str = "00409-4888", facility: str = "NMH"
+) -> bytes:
+    """Return an RDE^O11 with one verified order."""
+    segments = [
+        f"MSH|^~\\&|PHARM|{facility}|HCSYNC|HCSYNC|20261120100000||RDE^O11^RDE_O11|{control_id}|P|2.5.1",
+        f"PID|1||MRN001^^^{facility}^MR||Doe^Jane||19800101|F",
+        f"PV1|1|I|MEDSURG^101^A^{facility}||||||||||||||||{visit}^^^{facility}^VN",
+        f"ORC|NW|{order}|F{order}||||||20261120100000|||1234567890^Smith^John",
+        f"RXE|1^Q6H|{drug}^Heparin 5000 unit/mL^NDC|1||mL^mL|||||10|mL",
+    ]
+    return ("\r".join(segments) + "\r").encode()
+
+
+def ras(
+    control_id: str,
+    visit: str,
+    doses: list[tuple[str, str, str]],
+    *,
+    order: str = "ORD1",
+    drug: str = "00409-4888",
+    facility: str = "NMH",
+    at: str = "20261120110000",
+) -> bytes:
+    """Return a RAS^O17; each dose is (RXA-2 sub-id, RXA-6 amount, RXA-20 status[ "^" RXA-21 action])."""
+    segments = [
+        f"MSH|^~\\&|EMAR|{facility}|HCSYNC|HCSYNC|{at}||RAS^O17^RAS_O17|{control_id}|P|2.5.1",
+        f"PID|1||MRN001^^^{facility}^MR||Doe^Jane||19800101|F",
+        f"PV1|1|I|MEDSURG^101^A^{facility}||||||||||||||||{visit}^^^{facility}^VN",
+        f"ORC|RE|{order}|F{order}",
+    ]
+    for sub, amount, status in doses:
+        completion, _, action = status.partition("^")
+        segments.append(
+            f"RXA|0|{sub}|{at}|{at}|{drug}^Heparin 5000 unit/mL^NDC|{amount}|mL^mL|||||||||||||{completion}|{action}"
+        )
+    return ("\r".join(segments) + "\r").encode()
+
+
+def a40(control_id: str, surviving: str, prior: str, *, facility: str = "NMH") -> bytes:
+    """Return an ADT^A40 merging the prior MRN into the surviving one."""
+    segments = [
+        f"MSH|^~\\&|EPIC|{facility}|HCSYNC|HCSYNC|20261122090000||ADT^A40^ADT_A39|{control_id}|P|2.5.1",
+        "EVN|A40|20261122090000",
+        f"PID|1||{surviving}^^^{facility}^MR||Doe^Jane||19800101|F",
+        f"MRG|{prior}^^^{facility}^MR",
+    ]
     return ("\r".join(segments) + "\r").encode()

@@ -1,4 +1,9 @@
-"""HL7 v2 to canonical: ADT^A01/A03/A04/A08 and DFT^P03 become event envelopes.
+"""HL7 v2 to canonical: ADT, BAR, DFT, RDE and RAS messages become event envelopes.
+
+Mapped: ADT^A01-A08, A11, A12, A13 and A40 (merge); BAR^P01/P05/P06 (accounts and their DG1/PR1/DRG
+coding); DFT^P03 (FT1 charges, credits, reversals and supply items); RDE^O11 (verified medication
+orders) and RAS^O17 (administrations, which consume stock). The field-by-field tables are in
+docs/mappings/.
 
 The mapper reads messages through the fast parser (canonical.hl7v2.parser) and raises
 :class:`~canonical.errors.InvalidMessageError` with a precise :class:`~canonical.errors.Fault` when a field
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -16,25 +22,67 @@ from pydantic import ValidationError
 from canonical import ids
 from canonical.envelope import (
     ChargePayload,
+    CodingPayload,
     EncounterPayload,
     EventEnvelope,
     EventType,
+    MedicationAdministrationPayload,
+    MedicationOrderPayload,
+    MergePayload,
+    Payload,
     SourceSystem,
 )
 from canonical.errors import Fault, InvalidMessageError
 from canonical.hl7v2.datatypes import MAX_CENTS, parse_cents, parse_dt, parse_dtm
 from canonical.hl7v2.parser import Hl7Message, Segment, parse_message
-from canonical.models import Address, Charge, Encounter, Patient, PatientClass, TransactionType
+from canonical.models import (
+    ActionCode,
+    Address,
+    AdministrationStatus,
+    Charge,
+    CodingUpdate,
+    Diagnosis,
+    Drg,
+    Encounter,
+    MedicationAdministration,
+    MedicationOrder,
+    Patient,
+    PatientClass,
+    PatientMerge,
+    Procedure,
+    TransactionType,
+)
 
 T = TypeVar("T")
 
 ADT_EVENTS: dict[str, EventType] = {
     "A01": EventType.ENCOUNTER_ADMITTED,
+    "A02": EventType.ENCOUNTER_TRANSFERRED,
     "A03": EventType.ENCOUNTER_DISCHARGED,
     "A04": EventType.ENCOUNTER_REGISTERED,
+    "A05": EventType.ENCOUNTER_PREADMITTED,
+    "A06": EventType.ENCOUNTER_TO_INPATIENT,
+    "A07": EventType.ENCOUNTER_TO_OUTPATIENT,
     "A08": EventType.ENCOUNTER_UPDATED,
+    "A11": EventType.ENCOUNTER_CANCELLED,
+    "A12": EventType.TRANSFER_CANCELLED,
+    "A13": EventType.DISCHARGE_CANCELLED,
 }
-SUPPORTED = frozenset({("ADT", trigger) for trigger in ADT_EVENTS} | {("DFT", "P03")})
+BAR_EVENTS: dict[str, EventType] = {
+    "P01": EventType.ACCOUNT_OPENED,
+    "P05": EventType.ACCOUNT_UPDATED,
+    "P06": EventType.ACCOUNT_ENDED,
+}
+SUPPORTED = frozenset(
+    {("ADT", trigger) for trigger in ADT_EVENTS}
+    | {("ADT", "A40")}
+    | {("BAR", trigger) for trigger in BAR_EVENTS}
+    | {("DFT", "P03"), ("RDE", "O11"), ("RAS", "O17")}
+)
+# FT1-7.3 coding systems that name stock items rather than services: such a line also consumes stock.
+# Drugs (NDC-coded lines) are not here: the medication administration record (RAS) consumes them, and
+# counting the pharmacy charge too would consume the same dose twice.
+SUPPLY_CODE_SYSTEMS = frozenset({"SUPPLY", "SUP", "ITEM", "IM"})
 
 
 class _Reader:
@@ -81,8 +129,8 @@ def _sender(msg: Hl7Message) -> str:
     return f"{msg.sending_application}^{msg.sending_facility}"
 
 
-def _patient(r: _Reader) -> Patient:
-    pid = r.require_segment("PID")
+def _patient(r: _Reader, pid: Segment | None = None) -> Patient:
+    pid = pid if pid is not None else r.require_segment("PID")
     mrn = pid.get(3).strip()
     if not mrn:
         raise InvalidMessageError(
@@ -103,18 +151,22 @@ def _patient(r: _Reader) -> Patient:
     )
 
 
-def encounter_id_of(msg: Hl7Message) -> str | None:
-    """Return the encounter id of a message (PV1-19.4 or MSH-4 or PV1-3.4 ':' PV1-19.1), None if unknown."""
-    pv1 = msg.segment("PV1")
-    visit = pv1.get(19).strip() if pv1 is not None else ""
-    if pv1 is None or not visit:
+def _encounter_id(msg: Hl7Message, pv1: Segment) -> str | None:
+    visit = pv1.get(19).strip()
+    if not visit:
         return None
     authority = pv1.get(19, 4) or msg.sending_facility or pv1.get(3, 4)
     return f"{authority}:{visit}"
 
 
-def _encounter(r: _Reader) -> Encounter:
-    pv1 = r.require_segment("PV1")
+def encounter_id_of(msg: Hl7Message) -> str | None:
+    """Return the encounter id of a message (PV1-19.4 or MSH-4 or PV1-3.4 ':' PV1-19.1), None if unknown."""
+    pv1 = msg.segment("PV1")
+    return _encounter_id(msg, pv1) if pv1 is not None else None
+
+
+def _encounter(r: _Reader, pv1: Segment | None = None) -> Encounter:
+    pv1 = pv1 if pv1 is not None else r.require_segment("PV1")
     visit = pv1.get(19).strip()
     if not visit:
         raise InvalidMessageError(
@@ -125,7 +177,7 @@ def _encounter(r: _Reader) -> Encounter:
         raise InvalidMessageError(
             r.fault(pv1, "PV1", "PV1-3.4", "HL7-FACILITY-MISSING", "no facility in PV1-3.4 nor MSH-4")
         )
-    encounter_id = encounter_id_of(r.msg)
+    encounter_id = _encounter_id(r.msg, pv1)
     assert encounter_id is not None  # PV1-19 was checked above
     pid = r.msg.segment("PID")
     raw_class = pv1.get(2)
@@ -197,7 +249,15 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
                     ft1, "FT1", "FT1-12", "HL7-FT1-12-AMOUNT", "unit amount times quantity is out of range"
                 )
             )
-    amount = -abs(extended) if kind is TransactionType.CREDIT else extended
+    if kind is TransactionType.CREDIT:
+        amount = -abs(extended)
+    elif quantity < 0 < extended:
+        amount = -extended  # a charge reversed by a negative quantity: the amount follows the quantity
+    else:
+        amount = extended
+    code_system = ft1.get(7, 3)
+    ndc = ft1.get(29, 1).strip()
+    unit_cost = r.convert(ft1, "FT1-22", ft1.get(22, 1), parse_cents, "HL7-FT1-22-AMOUNT")
     service_at = r.dtm(ft1, 4)
     if service_at is None:
         raise InvalidMessageError(
@@ -210,7 +270,7 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
             transaction_id=ft1.get(2),
             transaction_type=kind,
             charge_code=code,
-            code_system=ft1.get(7, 3),
+            code_system=code_system,
             description=ft1.get(7, 2) or ft1.get(8),
             quantity=quantity,
             unit_amount_cents=unit,
@@ -220,6 +280,11 @@ def _charge(r: _Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Ch
             posted_at=r.dtm(ft1, 5),
             facility=ft1.get(13, 4) or encounter.facility,
             department=ft1.get(13, 1) or encounter.department,
+            procedure_code=ft1.get(25, 1),
+            ndc_code=ndc,
+            filler_order_number=ft1.get(23, 1),
+            unit_cost_cents=unit_cost,
+            is_supply=code_system.upper() in SUPPLY_CODE_SYSTEMS,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -240,6 +305,363 @@ def _whole_number(value: str) -> int:
     return int(number)
 
 
+def _decimal_milli(value: str) -> int:
+    """Return a non-negative decimal amount in thousandths, rounded half up."""
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise ValueError(f"amount must be a non-negative number: {value!r}")
+    if number > MAX_QUANTITY:
+        raise ValueError(f"amount out of range: {value!r}")
+    return int((number * 1000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _decimal_text(value: str) -> str:
+    """Return a decimal string as sent, or raise ValueError when it is not a number."""
+    if value:
+        _decimal_milli(value)
+    return value
+
+
+def _optional_int(value: str) -> int | None:
+    return int(value) if value.strip() else None
+
+
+def _sequence(r: _Reader, seg: Segment, ordinal: int) -> int:
+    raw = seg.get(1)
+    if not raw.strip():
+        return ordinal
+    return r.convert(seg, f"{seg.name}-1", raw, int, f"HL7-{seg.name}-1-NUMBER")
+
+
+def _diagnosis(r: _Reader, dg1: Segment, ordinal: int) -> Diagnosis:
+    code = dg1.get(3, 1).strip()
+    if not code:
+        raise InvalidMessageError(
+            r.fault(dg1, "DG1", "DG1-3", "HL7-DG1-3-MISSING", "diagnosis code is empty")
+        )
+    return Diagnosis(
+        sequence=_sequence(r, dg1, ordinal),
+        code=code,
+        description=dg1.get(3, 2) or dg1.get(4),
+        code_system=dg1.get(3, 3) or dg1.get(2),
+        diagnosis_type=dg1.get(6),
+        priority=r.convert(dg1, "DG1-15", dg1.get(15), _optional_int, "HL7-DG1-15-NUMBER"),
+        diagnosed_at=r.dtm(dg1, 5),
+    )
+
+
+def _procedure(r: _Reader, pr1: Segment, ordinal: int) -> Procedure:
+    code = pr1.get(3, 1).strip()
+    if not code:
+        raise InvalidMessageError(
+            r.fault(pr1, "PR1", "PR1-3", "HL7-PR1-3-MISSING", "procedure code is empty")
+        )
+    return Procedure(
+        sequence=_sequence(r, pr1, ordinal),
+        code=code,
+        description=pr1.get(3, 2) or pr1.get(4),
+        code_system=pr1.get(3, 3) or pr1.get(2),
+        performed_at=r.dtm(pr1, 5),
+        priority=r.convert(pr1, "PR1-14", pr1.get(14), _optional_int, "HL7-PR1-14-NUMBER"),
+        surgeon_id=pr1.get(11, 1),
+    )
+
+
+def _drg(r: _Reader, seg: Segment) -> Drg:
+    code = seg.get(1, 1).strip()
+    if not code:
+        raise InvalidMessageError(r.fault(seg, "DRG", "DRG-1", "HL7-DRG-1-MISSING", "DRG code is empty"))
+    return Drg(code=code, description=seg.get(1, 2), code_system=seg.get(1, 3), assigned_at=r.dtm(seg, 2))
+
+
+def _groups(msg: Hl7Message, starts: str) -> list[list[Segment]]:
+    """Split the segments after the first ``starts`` segment into groups, each beginning with one."""
+    groups: list[list[Segment]] = []
+    for seg in msg.segments:
+        if seg.name == starts:
+            groups.append([seg])
+        elif groups:
+            groups[-1].append(seg)
+    return groups
+
+
+def _order_id(r: _Reader, orc: Segment | None) -> str:
+    if orc is None:
+        raise InvalidMessageError(r.fault(None, "ORC", "", "HL7-ORC-MISSING", "ORC segment is required"))
+    order_id = (orc.get(2, 1) or orc.get(3, 1)).strip()
+    if not order_id:
+        raise InvalidMessageError(
+            r.fault(
+                orc,
+                "ORC",
+                "ORC-2",
+                "HL7-ORC-2-MISSING",
+                "neither placer (ORC-2) nor filler (ORC-3) order number",
+            )
+        )
+    return order_id
+
+
+def _medication_order(r: _Reader, orc: Segment | None, rxe: Segment, encounter: Encounter) -> MedicationOrder:
+    order_id = _order_id(r, orc)
+    assert orc is not None
+    code = rxe.get(2, 1).strip()
+    if not code:
+        raise InvalidMessageError(r.fault(rxe, "RXE", "RXE-2", "HL7-RXE-2-MISSING", "give code is empty"))
+    return MedicationOrder(
+        order_id=order_id,
+        order_control=orc.get(1),
+        encounter_id=encounter.encounter_id,
+        medication_code=code,
+        medication_name=rxe.get(2, 2),
+        code_system=rxe.get(2, 3),
+        give_amount=r.convert(rxe, "RXE-3", rxe.get(3), _decimal_text, "HL7-RXE-3-NUMBER"),
+        give_units=rxe.get(5, 1),
+        dispense_amount=r.convert(rxe, "RXE-10", rxe.get(10), _decimal_text, "HL7-RXE-10-NUMBER"),
+        dispense_units=rxe.get(11, 1),
+        ordered_at=r.dtm(orc, 9),
+        ordering_provider_id=orc.get(12, 1),
+    )
+
+
+def _administration(
+    r: _Reader, orc: Segment | None, rxa: Segment, encounter: Encounter
+) -> MedicationAdministration:
+    order_id = _order_id(r, orc)
+    code = rxa.get(5, 1).strip()
+    if not code:
+        raise InvalidMessageError(
+            r.fault(rxa, "RXA", "RXA-5", "HL7-RXA-5-MISSING", "administered code is empty")
+        )
+    raw_amount = rxa.get(6)
+    if not raw_amount.strip():
+        raise InvalidMessageError(
+            r.fault(rxa, "RXA", "RXA-6", "HL7-RXA-6-MISSING", "administered amount is empty")
+        )
+    amount = r.convert(rxa, "RXA-6", raw_amount, _decimal_milli, "HL7-RXA-6-NUMBER")
+    started = r.dtm(rxa, 3)
+    if started is None:
+        raise InvalidMessageError(
+            r.fault(rxa, "RXA", "RXA-3", "HL7-RXA-3-MISSING", "start of administration is empty")
+        )
+    raw_status = rxa.get(20)
+    raw_action = rxa.get(21)
+    try:
+        status = AdministrationStatus(raw_status) if raw_status else AdministrationStatus.COMPLETE
+    except ValueError:
+        raise InvalidMessageError(
+            r.fault(
+                rxa,
+                "RXA",
+                "RXA-20",
+                "HL7-RXA-20-CODE",
+                "completion status is not in HL7 table 0322",
+                raw_status,
+            )
+        ) from None
+    try:
+        action = ActionCode(raw_action) if raw_action else ActionCode.ADD
+    except ValueError:
+        raise InvalidMessageError(
+            r.fault(
+                rxa, "RXA", "RXA-21", "HL7-RXA-21-CODE", "action code is not in HL7 table 0206", raw_action
+            )
+        ) from None
+    give_sub, admin_sub = rxa.get(1) or "0", rxa.get(2) or "1"
+    return MedicationAdministration(
+        administration_id=f"{order_id}/{give_sub}/{admin_sub}",
+        order_id=order_id,
+        encounter_id=encounter.encounter_id,
+        medication_code=code,
+        medication_name=rxa.get(5, 2),
+        code_system=rxa.get(5, 3),
+        amount_milli=amount,
+        units=rxa.get(7, 1),
+        administered_at=started,
+        status=status,
+        action=action,
+        facility=rxa.get(11, 4) or encounter.facility,
+        department=rxa.get(11, 1) or encounter.department,
+    )
+
+
+def _merge(r: _Reader, pid: Segment, mrg: Segment) -> PatientMerge:
+    prior = mrg.get(1, 1).strip()
+    if not prior:
+        raise InvalidMessageError(
+            r.fault(mrg, "MRG", "MRG-1", "HL7-MRG-1-MISSING", "prior patient identifier is empty")
+        )
+    return PatientMerge(
+        surviving=_patient(r, pid),
+        prior_mrn=prior,
+        prior_assigning_authority=mrg.get(1, 4),
+        prior_account_number=mrg.get(3, 1),
+        prior_visit_number=mrg.get(5, 1),
+    )
+
+
+class _Emitter:
+    """Build the envelopes of one message: ids from (sender, control id, position)."""
+
+    def __init__(self, r: _Reader, occurred_at: dt.datetime) -> None:
+        msg = r.msg
+        self.sender = _sender(msg)
+        self.msg = msg
+        self.occurred_at = occurred_at
+        self.correlation = ids.correlation_id(self.sender, msg.control_id)
+        self.message_type = (
+            f"{msg.message_type}^{msg.trigger_event}" if msg.trigger_event else msg.message_type
+        )
+        self.events: list[EventEnvelope] = []
+
+    def event_id(self, position: int) -> str:
+        return ids.event_id(self.sender, self.msg.control_id, position)
+
+    def emit(self, position: int, key: str, event_type: EventType, payload: Payload) -> None:
+        self.events.append(
+            EventEnvelope(
+                event_id=self.event_id(position),
+                correlation_id=self.correlation,
+                encounter_id=key,
+                source_system=SourceSystem.HL7V2,
+                source_sender=self.sender,
+                source_message_id=self.msg.control_id,
+                source_message_type=self.message_type,
+                source_position=position,
+                event_type=event_type,
+                occurred_at=self.occurred_at,
+                payload=payload,
+            )
+        )
+
+
+def _map_adt(r: _Reader, out: _Emitter, trigger: str) -> None:
+    encounter = _encounter(r)
+    out.emit(
+        0,
+        encounter.encounter_id,
+        ADT_EVENTS[trigger],
+        EncounterPayload(patient=_patient(r), encounter=encounter),
+    )
+
+
+def _map_merge(r: _Reader, out: _Emitter) -> None:
+    # ADT^A40 may repeat its PATIENT group (PID, PD1, MRG, PV1): each PID merges the MRG that follows it.
+    pairs = [(group[0], next((s for s in group if s.name == "MRG"), None)) for group in _groups(r.msg, "PID")]
+    if not pairs:
+        r.require_segment("PID")
+    for position, (pid, mrg) in enumerate(pairs):
+        if mrg is None:
+            raise InvalidMessageError(
+                r.fault(pid, "MRG", "", "HL7-MRG-MISSING", "ADT^A40 patient group has no MRG segment")
+            )
+        merge = _merge(r, pid, mrg)
+        key = f"patient:{merge.surviving.assigning_authority}:{merge.surviving.mrn}"
+        out.emit(position, key, EventType.PATIENT_MERGED, MergePayload(merge=merge))
+
+
+def _map_bar(r: _Reader, out: _Emitter, trigger: str) -> None:
+    patient = _patient(r)
+    visits = _groups(r.msg, "PV1")
+    if not visits:
+        r.require_segment("PV1")
+    position = 0
+    for visit in visits:
+        encounter = _encounter(r, visit[0])
+        out.emit(
+            position,
+            encounter.encounter_id,
+            BAR_EVENTS[trigger],
+            EncounterPayload(patient=patient, encounter=encounter),
+        )
+        position += 1
+        dg1s = [s for s in visit if s.name == "DG1"]
+        pr1s = [s for s in visit if s.name == "PR1"]
+        drgs = [s for s in visit if s.name == "DRG"]
+        if dg1s or pr1s or drgs:
+            coding = CodingUpdate(
+                encounter_id=encounter.encounter_id,
+                diagnoses=tuple(_diagnosis(r, s, n) for n, s in enumerate(dg1s, start=1)),
+                procedures=tuple(_procedure(r, s, n) for n, s in enumerate(pr1s, start=1)),
+                drg=_drg(r, drgs[0]) if drgs else None,
+            )
+            out.emit(
+                position,
+                encounter.encounter_id,
+                EventType.CODING_UPDATED,
+                CodingPayload(coding=coding, encounter=encounter),
+            )
+        position += 1
+
+
+def _map_dft(r: _Reader, out: _Emitter) -> None:
+    encounter = _encounter(r)
+    patient = _patient(r)
+    ft1s = r.msg.segments_named("FT1")
+    if not ft1s:
+        raise InvalidMessageError(
+            r.fault(None, "FT1", "", "HL7-FT1-MISSING", "DFT^P03 carries no FT1 segment")
+        )
+    # The FT1 ordinal, not the segment index: an extra segment elsewhere in a resent message must not
+    # change the ids of its charges.
+    for position, ft1 in enumerate(ft1s):
+        charge = _charge(r, ft1, out.event_id(position), encounter)
+        event_type = EventType.CHARGE_CREDITED if charge.is_reversal else EventType.CHARGE_POSTED
+        out.emit(
+            position,
+            encounter.encounter_id,
+            event_type,
+            ChargePayload(charge=charge, encounter=encounter, patient=patient),
+        )
+
+
+def _map_rde(r: _Reader, out: _Emitter) -> None:
+    encounter = _encounter(r)
+    rxes = 0
+    orc: Segment | None = None
+    for seg in r.msg.segments:
+        if seg.name == "ORC":
+            orc = seg
+        elif seg.name == "RXE":
+            order = _medication_order(r, orc, seg, encounter)
+            out.emit(
+                rxes,
+                encounter.encounter_id,
+                EventType.MEDICATION_ORDERED,
+                MedicationOrderPayload(order=order, encounter=encounter),
+            )
+            rxes += 1
+    if not rxes:
+        raise InvalidMessageError(
+            r.fault(None, "RXE", "", "HL7-RXE-MISSING", "RDE^O11 carries no RXE segment")
+        )
+
+
+def _map_ras(r: _Reader, out: _Emitter) -> None:
+    encounter = _encounter(r)
+    rxas = 0
+    orc: Segment | None = None
+    for seg in r.msg.segments:
+        if seg.name == "ORC":
+            orc = seg
+        elif seg.name == "RXA":
+            given = _administration(r, orc, seg, encounter)
+            out.emit(
+                rxas,
+                encounter.encounter_id,
+                EventType.MEDICATION_ADMINISTERED,
+                MedicationAdministrationPayload(administration=given, encounter=encounter),
+            )
+            rxas += 1
+    if not rxas:
+        raise InvalidMessageError(
+            r.fault(None, "RXA", "", "HL7-RXA-MISSING", "RAS^O17 carries no RXA segment")
+        )
+
+
 def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) -> list[EventEnvelope]:
     """Map one HL7 v2 message to canonical events; an empty list means no financial effect.
 
@@ -253,54 +675,37 @@ def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) ->
         raise InvalidMessageError(
             r.fault(msh, "MSH", "MSH-10", "HL7-MSH-10-MISSING", "message control id is empty")
         )
+    message_type, trigger = financial_type(msg)
+    if (message_type, trigger) not in SUPPORTED:
+        return []
+    out = _Emitter(r, _occurred_at(r))
+    try:
+        if message_type == "ADT":
+            if trigger == "A40":
+                _map_merge(r, out)
+            else:
+                _map_adt(r, out, trigger)
+        elif message_type == "BAR":
+            _map_bar(r, out, trigger)
+        elif message_type == "DFT":
+            _map_dft(r, out)
+        elif message_type == "RDE":
+            _map_rde(r, out)
+        else:
+            _map_ras(r, out)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidMessageError(
+            r.fault(None, message_type, "", "HL7-CANONICAL-INVALID", f"{first['loc']}: {first['msg']}")
+        ) from None
+    return out.events
+
+
+def financial_type(msg: Hl7Message) -> tuple[str, str]:
+    """Return (MSH-9.1, trigger): the trigger from MSH-9.2, else EVN-1 for an ADT without one."""
     message_type = msg.message_type
     trigger = msg.trigger_event
     if message_type == "ADT" and not trigger:
         evn = msg.segment("EVN")
         trigger = evn.get(1) if evn is not None else ""
-    if (message_type, trigger) not in SUPPORTED:
-        return []
-    sender = _sender(msg)
-    correlation = ids.correlation_id(sender, msg.control_id)
-    occurred_at = _occurred_at(r)
-    encounter = _encounter(r)
-    patient = _patient(r)
-
-    def envelope(
-        position: int, event_type: EventType, payload: EncounterPayload | ChargePayload
-    ) -> EventEnvelope:
-        return EventEnvelope(
-            event_id=ids.event_id(sender, msg.control_id, position),
-            correlation_id=correlation,
-            encounter_id=encounter.encounter_id,
-            source_system=SourceSystem.HL7V2,
-            source_sender=sender,
-            source_message_id=msg.control_id,
-            source_position=position,
-            event_type=event_type,
-            occurred_at=occurred_at,
-            payload=payload,
-        )
-
-    if message_type == "ADT":
-        return [envelope(0, ADT_EVENTS[trigger], EncounterPayload(patient=patient, encounter=encounter))]
-
-    ft1s = msg.segments_named("FT1")
-    if not ft1s:
-        raise InvalidMessageError(
-            r.fault(None, "FT1", "", "HL7-FT1-MISSING", "DFT^P03 carries no FT1 segment")
-        )
-    events = []
-    # The FT1 ordinal, not the segment index: an extra segment elsewhere in a resent message must not
-    # change the ids of its charges.
-    for position, ft1 in enumerate(ft1s):
-        charge = _charge(r, ft1, ids.event_id(sender, msg.control_id, position), encounter)
-        event_type = (
-            EventType.CHARGE_CREDITED
-            if charge.transaction_type is TransactionType.CREDIT
-            else EventType.CHARGE_POSTED
-        )
-        events.append(
-            envelope(position, event_type, ChargePayload(charge=charge, encounter=encounter, patient=patient))
-        )
-    return events
+    return message_type, trigger

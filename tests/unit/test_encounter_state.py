@@ -1,13 +1,24 @@
-"""The encounter state machine: duplicates, late admissions, forward-only status, balanced postings."""
+"""The encounter state machine: duplicates, late admissions, order-independent status, balanced postings."""
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
+
+from canonical.envelope import EventEnvelope
 from canonical.hl7v2.mapping import canonicalize
-from canonical.models import EncounterStatus
-from streams.commands import JournalCommand, PostChargeCommand, UpsertAccountCommand
-from streams.encounter_state import EncounterState, apply_event
+from canonical.models import EncounterStatus, MovementType
+from streams.commands import (
+    InventoryCommand,
+    JournalCommand,
+    PostChargeCommand,
+    UpdateCodingCommand,
+    UpsertAccountCommand,
+)
+from streams.encounter_state import EncounterState, apply_event, merge_command
 from streams.posting import PostingRules
-from tests.hl7_samples import adt, dft
+from tests.hl7_samples import a40, adt, bar, dft, ras, rde
 
 RULES = PostingRules(receivables_account="1200", revenue_account="4000", encounter_ref_key=b"k")
 
@@ -87,3 +98,117 @@ def test_journal_lines_balance_and_carry_no_phi() -> None:
     credit = erp[1]
     revenue = next(line for line in credit.lines if line.account == "4000")
     assert revenue.debit_cents == 400 and revenue.cost_centre == "NMH-MEDSURG"
+
+
+# --- order independence, cancels, coding, doses, supplies, merges --------------------------------------
+
+
+def _events(*messages: bytes) -> list[EventEnvelope]:
+    return [event for raw in messages for event in canonicalize(raw)]
+
+
+def _final(events: list[EventEnvelope]) -> tuple[EncounterState, list[object], list[object]]:
+    state = EncounterState(encounter_id=events[0].encounter_id)
+    billing: list[object] = []
+    erp: list[object] = []
+    for event in events:
+        t = apply_event(state, event, RULES)
+        state = t.state
+        billing.extend(t.billing)
+        erp.extend(t.erp)
+    return state, billing, erp
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        ((("A01", "1000"), ("A03", "1100"), ("A13", "1200")), EncounterStatus.ADMITTED),
+        ((("A01", "1000"), ("A03", "1100")), EncounterStatus.DISCHARGED),
+        ((("A01", "1000"), ("A03", "1200"), ("A13", "1100")), EncounterStatus.DISCHARGED),
+        ((("A01", "1000"), ("A11", "1100")), EncounterStatus.CANCELLED),
+        ((("A11", "1000"), ("A01", "1100")), EncounterStatus.ADMITTED),
+        ((("A04", "1000"), ("A06", "1100")), EncounterStatus.ADMITTED),
+        ((("A01", "1000"), ("A07", "1100")), EncounterStatus.REGISTERED),
+        ((("A05", "1000"), ("A08", "1100")), EncounterStatus.PREADMITTED),
+        ((("A05", "1000"), ("A04", "1100"), ("A02", "1200")), EncounterStatus.REGISTERED),
+    ],
+)
+def test_status_is_the_same_in_every_processing_order(
+    messages: tuple[tuple[str, str], ...], expected: EncounterStatus
+) -> None:
+    events = _events(
+        *(adt(trigger, f"C{trigger}", "V1", at=f"20261121{hhmm}00") for trigger, hhmm in messages)
+    )
+    finals = set()
+    for order in itertools.permutations(events):
+        state, billing, _ = _final(list(order))
+        finals.add((state.status, state.encounter))
+        last = [c for c in billing if isinstance(c, UpsertAccountCommand)][-1]
+        assert last.status is state.status and last.state_version == len(events)
+    assert {status for status, _ in finals} == {expected}
+    assert len(finals) == 1, "the encounter snapshot must not depend on processing order"
+
+
+def test_closed_account_and_status_round_trip_through_the_table_encoding() -> None:
+    state, _, _ = _final(
+        _events(adt("A01", "A1", "V1"), bar("P06", "B1", "V1", diagnoses=(), procedures=(), drg=""))
+    )
+    assert state.status is EncounterStatus.CLOSED
+    again = EncounterState.model_validate(state.model_dump(mode="json"))
+    assert again == state
+
+
+def test_older_coding_arriving_late_is_not_sent() -> None:
+    new = bar("P05", "B2", "V1", diagnoses=("E11.9",), at="20261122100000")
+    old = bar("P05", "B1", "V1", diagnoses=("I10",), at="20261121100000")
+    state, billing, _ = _final(_events(adt("A01", "A1", "V1"), new, old))
+    codings = [c for c in billing if isinstance(c, UpdateCodingCommand)]
+    assert [c.coding.diagnoses[0].code for c in codings] == ["E11.9"]
+    assert state.coded_at is not None and state.coded_at.day == 22
+
+
+def test_doses_move_stock_by_the_difference_in_any_order() -> None:
+    given = ras("S1", "V1", [("1", "2", "CP")], at="20261120110000")
+    corrected = ras("S2", "V1", [("1", "3", "CP^U")], at="20261120120000")
+    deleted = ras("S3", "V1", [("1", "3", "CP^D")], at="20261120130000")
+    refused = ras("S4", "V1", [("2", "5", "RE")], at="20261120110000")
+    for messages, expected_milli in (
+        ((given, corrected), 3000),
+        ((corrected, given), 3000),
+        ((given, corrected, deleted), 0),
+        ((deleted, given), 0),
+        ((given, refused), 2000),
+    ):
+        _, billing, erp = _final(_events(*messages))
+        assert not billing
+        movements = [m for c in erp if isinstance(c, InventoryCommand) for m in c.movements]
+        net = sum(m.quantity_milli * (1 if m.movement_type is MovementType.ISSUE else -1) for m in movements)
+        assert net == expected_milli
+        assert all(m.item_code == "00409-4888" and m.cost_centre == "NMH-MEDSURG" for m in movements)
+        assert all(m.encounter_ref and "V1" not in m.encounter_ref for m in movements)
+
+
+def test_supply_charge_issues_stock_and_its_reversal_returns_it() -> None:
+    lines = [("CG", "S100", "Gauze", 2, "8.00"), ("CG", "S100", "Gauze", -2, "8.00")]
+    _, billing, erp = _final(_events(adt("A01", "A1", "V1"), dft("D1", "V1", lines, code_system="SUPPLY")))
+    assert [type(c) for c in billing] == [UpsertAccountCommand, PostChargeCommand, PostChargeCommand]
+    stock = [m for c in erp if isinstance(c, InventoryCommand) for m in c.movements]
+    assert [(m.movement_type, m.quantity_milli) for m in stock] == [
+        (MovementType.ISSUE, 2000),
+        (MovementType.RETURN, 2000),
+    ]
+    journals = [c for c in erp if isinstance(c, JournalCommand)]
+    assert len(journals) == 2 and sum(j.lines[1].credit_cents - j.lines[1].debit_cents for j in journals) == 0
+
+
+def test_medication_order_is_recorded_without_commands() -> None:
+    state, billing, erp = _final(_events(rde("R1", "V1")))
+    assert state.orders == {"ORD1": "NW"} and not billing and not erp
+
+
+def test_merge_becomes_a_billing_command_not_encounter_state() -> None:
+    [event] = canonicalize(a40("M1", "MRN002", "MRN001"))
+    command = merge_command(event)
+    assert command.merge.prior_mrn == "MRN001" and command.command_id == merge_command(event).command_id
+    with pytest.raises(ValueError, match="merge"):
+        apply_event(EncounterState(encounter_id=event.encounter_id), event, RULES)

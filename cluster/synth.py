@@ -1,9 +1,10 @@
-"""A synthetic hospital day: HL7 v2.5.1 ADT and DFT traffic from three facilities, with its known totals.
+"""A synthetic hospital day: HL7 v2.5.1 traffic from three facilities, with its known totals.
 
 The generator is deterministic for a seed. It emits what an EHR interface engine would send for a set of
-encounters (registration, optional update, charges, discharge), interleaved in time order across
-encounters, and it records what a correct pipeline must end up with: message counts and net charges by
-facility, department and encounter. Every name, number and address is invented.
+encounters (registration, optional update and transfer, charges, medication administrations, lab
+results, discharge and the coded account), interleaved in time order across encounters, and it records
+what a correct pipeline must end up with: message counts, net charges by facility, department and
+encounter, and the stock consumed by item. Every name, number and address is invented.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 
@@ -26,6 +28,11 @@ _VERSION = "2.5.1"
 _UPDATE_SHARE = 0.20
 _LATE_ADMISSION_SHARE = 0.02
 _CREDIT_SHARE = 0.03
+# Inpatients moved to another unit mid-stay (ADT^A02), encounters with a lab result (ORU^R01, no
+# financial effect), and doses the patient refused (RXA-20 RE: recorded, no stock used).
+_TRANSFER_SHARE = 0.30
+_RESULT_SHARE = 0.30
+_REFUSED_SHARE = 0.08
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +159,55 @@ _ADMISSION_VISITS = (
     _Item("99222", "Initial hospital care, moderate", "CPT", 31_500),
     _Item("99223", "Initial hospital care, high", "CPT", 46_500),
 )
+# Stock items: FT1-7.3 "SUPPLY" tells hcsync the line consumes stock as well as charging for it.
 _SUPPLIES = (
-    _Item("SUP1001", "IV start kit", "LOCAL", 2_750, 2),
-    _Item("SUP1002", "Cast & splint supplies", "LOCAL", 8_900),
-    _Item("SUP1003", "Foley catheter tray", "LOCAL", 6_800),
-    _Item("SUP1004", "Wound dressing, sterile, large", "LOCAL", 1_275, 4),
+    _Item("SUP1001", "IV start kit", "SUPPLY", 2_750, 2),
+    _Item("SUP1002", "Cast & splint supplies", "SUPPLY", 8_900),
+    _Item("SUP1003", "Foley catheter tray", "SUPPLY", 6_800),
+    _Item("SUP1004", "Wound dressing, sterile, large", "SUPPLY", 1_275, 4),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Drug:
+    ndc: str
+    name: str
+    doses: tuple[str, ...]  # RXA-6 amounts as sent (decimal strings)
+    unit: str
+
+
+# Medications given on the units (RAS^O17); administrations consume stock.
+_DRUGS = (
+    _Drug("00409-4888-01", "Heparin sodium 5,000 units/mL", ("1", "0.5"), "mL"),
+    _Drug("00338-0049-04", "Sodium chloride 0.9% 1,000 mL", ("1000", "500"), "mL"),
+    _Drug("00054-4297-25", "Ondansetron 4 mg tablet", ("1", "2"), "TAB"),
+    _Drug("63323-0262-01", "Ceftriaxone 1 g vial", ("1",), "VIAL"),
+    _Drug("00641-6000-25", "Morphine sulfate 2 mg/mL", ("0.5", "1", "1.5"), "mL"),
+    _Drug("00904-6723-61", "Acetaminophen 325 mg tablet", ("2", "1"), "TAB"),
+)
+# Diagnosis (ICD-10-CM) and procedure (CPT) codes the coders assign, with an MS-DRG per department.
+_DIAGNOSES = (
+    ("I21.4", "Non-ST elevation myocardial infarction"),
+    ("J18.9", "Pneumonia, unspecified organism"),
+    ("E11.9", "Type 2 diabetes mellitus without complications"),
+    ("N17.9", "Acute kidney failure, unspecified"),
+    ("I50.9", "Heart failure, unspecified"),
+    ("S82.61XA", "Displaced fracture of lateral malleolus, initial encounter"),
+    ("O80", "Encounter for full-term uncomplicated delivery"),
+    ("C34.90", "Malignant neoplasm of unspecified part of bronchus or lung"),
+)
+_PROCEDURES = (
+    ("92928", "Percutaneous coronary stent placement"),
+    ("31500", "Emergency endotracheal intubation"),
+    ("27786", "Closed treatment of distal fibular fracture"),
+    ("36556", "Insertion of central venous catheter"),
+)
+_DRGS = (
+    ("280", "Acute MI, discharged alive with MCC"),
+    ("193", "Simple pneumonia with MCC"),
+    ("291", "Heart failure with MCC"),
+)
+_INPATIENT_UNITS = ("ICU", "MEDSURG", "CARD", "ONC", "ORTHO", "OBGYN")
 # Which part of the charge master a line is drawn from, by weight.
 _LINE_SOURCES = (("home", 40), ("LAB", 25), ("RAD", 12), ("PHARM", 15), ("SUPPLY", 8))
 
@@ -203,6 +253,14 @@ class Expected:
     messages: int
     adt_messages: int
     dft_messages: int
+    bar_messages: int
+    ras_messages: int
+    oru_messages: int
+    transfers: int
+    administrations: int
+    refused_doses: int
+    # Stock consumed, thousandths of a unit, by (facility, item code): supplies charged plus doses given.
+    stock_milli_by_item: Mapping[tuple[str, str], int]
     charge_lines: int
     credit_lines: int
     updates: int
@@ -277,6 +335,17 @@ class _Line:
 
 
 @dataclass(frozen=True, slots=True)
+class _Dose:
+    drug: _Drug
+    amount: str
+    status: str  # RXA-20: CP given, RE refused
+
+    @property
+    def milli(self) -> int:
+        return 0 if self.status == "RE" else int(Decimal(self.amount) * 1000)
+
+
+@dataclass(frozen=True, slots=True)
 class _Event:
     at: dt.datetime
     order: int  # creation order: keeps an encounter's same-second events in their causal order
@@ -285,6 +354,10 @@ class _Event:
     trigger: str
     structure: str
     lines: tuple[_Line, ...] = ()
+    unit: str = ""  # the unit after an A02 transfer (PV1-3.1) and where a dose was given
+    doses: tuple[_Dose, ...] = ()
+    order_id: str = ""
+    coding: tuple[tuple[str, str, str], ...] = ()  # (segment DG1/PR1/DRG, code, description)
 
 
 def _ts(when: dt.datetime) -> str:
@@ -399,6 +472,30 @@ class _Generator:
         structure = "DFT_P03" if msg_type == "DFT" else ("ADT_A03" if trigger == "A03" else "ADT_A01")
         return _Event(at, self.event_seq, enc, msg_type, trigger, structure, lines)
 
+    def other(
+        self, at: dt.datetime, enc: _Encounter, msg_type: str, trigger: str, **fields: object
+    ) -> _Event:
+        """Record a transfer, coded account, administration or result message."""
+        self.event_seq += 1
+        structure = {"ADT": "ADT_A02", "BAR": "BAR_P05", "RAS": "RAS_O17", "ORU": "ORU_R01"}[msg_type]
+        return _Event(at, self.event_seq, enc, msg_type, trigger, structure, **fields)  # type: ignore[arg-type]
+
+    def doses(self) -> tuple[_Dose, ...]:
+        """Invent one to three doses of one drug; now and then the patient refuses one."""
+        drug = self.rng.choice(_DRUGS)
+        return tuple(
+            _Dose(drug, self.rng.choice(drug.doses), "RE" if self.rng.random() < _REFUSED_SHARE else "CP")
+            for _ in range(self.rng.randint(1, 3))
+        )
+
+    def coding(self, enc: _Encounter) -> tuple[tuple[str, str, str], ...]:
+        """Invent the coded account of a stay: diagnoses, procedures and a DRG."""
+        rng = self.rng
+        out = [("DG1", *dx) for dx in rng.sample(_DIAGNOSES, rng.randint(1, 3))]
+        out += [("PR1", *px) for px in rng.sample(_PROCEDURES, rng.randint(0, 2))]
+        out.append(("DRG", *rng.choice(_DRGS)))
+        return tuple(out)
+
     def _item(self, enc: _Encounter) -> tuple[_Item, str]:
         """Pick a charge item and its performing department."""
         rng = self.rng
@@ -489,7 +586,11 @@ def _render(event: _Event, control_id: str) -> bytes:
     }
     if event.trigger == "A03":
         pv1[45] = _ts(enc.discharged_at)
+    if event.unit:
+        pv1[3] = _comp(event.unit, enc.room, enc.bed, fac)
+        pv1[6] = _comp(enc.department, enc.room, enc.bed, fac)  # prior location
     segments.append(_segment("PV1", pv1))
+    segments.extend(_body(event))
     for number, line in enumerate(event.lines, 1):
         item = line.item
         segments.append(
@@ -514,13 +615,65 @@ def _render(event: _Event, control_id: str) -> bytes:
     return "\r".join(segments).encode("utf-8")
 
 
+def _body(event: _Event) -> list[str]:
+    """Return the segments after PV1 of a BAR, RAS or ORU message."""
+    at = _ts(event.at)
+    out: list[str] = []
+    counters = {"DG1": 0, "PR1": 0}
+    for name, code, text in event.coding:
+        if name == "DRG":
+            out.append(_segment("DRG", {1: _comp(code, text, "MS-DRG"), 2: at}))
+            continue
+        counters[name] += 1
+        n = counters[name]
+        if name == "DG1":
+            out.append(_segment("DG1", {1: str(n), 3: _comp(code, text, "I10"), 5: at, 6: "F", 15: str(n)}))
+        else:
+            out.append(_segment("PR1", {1: str(n), 3: _comp(code, text, "CPT"), 5: at, 14: str(n)}))
+    if event.doses:
+        out.append(_segment("ORC", {1: "RE", 2: event.order_id, 3: f"F{event.order_id}", 9: at}))
+        for n, dose in enumerate(event.doses, 1):
+            drug = dose.drug
+            out.append(
+                _segment(
+                    "RXA",
+                    {
+                        1: "0",
+                        2: str(n),
+                        3: _ts(event.at + dt.timedelta(minutes=n)),
+                        4: _ts(event.at + dt.timedelta(minutes=n)),
+                        5: _comp(drug.ndc, drug.name, "NDC"),
+                        6: dose.amount,
+                        7: _comp(drug.unit),
+                        11: _comp(event.unit, "", "", event.encounter.facility.code),
+                        20: dose.status,
+                        21: "A",
+                    },
+                )
+            )
+    if event.message_type == "ORU":
+        out.append(_segment("ORC", {1: "RE", 2: event.order_id}))
+        out.append(
+            _segment(
+                "OBR",
+                {1: "1", 2: event.order_id, 4: _comp("80053", "Comprehensive metabolic panel", "CPT"), 7: at},
+            )
+        )
+        out.append(
+            _segment(
+                "OBX", {1: "1", 2: "NM", 3: _comp("2345-7", "Glucose", "LN"), 5: "98", 6: "mg/dL", 11: "F"}
+            )
+        )
+    return out
+
+
 def _chosen(rng: random.Random, count: int, share: float) -> set[int]:
     """Pick round(count * share) encounter numbers, so small shares are exact rather than luck."""
     return set(rng.sample(range(count), round(count * share)))
 
 
 def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = None) -> SyntheticDay:
-    """Generate a deterministic day of ADT and DFT messages for this many encounters."""
+    """Generate a deterministic day of ADT, DFT, BAR, RAS and ORU messages for this many encounters."""
     if encounters < 0:
         raise ValueError(f"encounters must be >= 0, got {encounters}")
     the_day = day or _DEFAULT_DAY
@@ -528,6 +681,9 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
     rng = gen.rng
     updated = _chosen(rng, encounters, _UPDATE_SHARE)
     late = _chosen(rng, encounters, _LATE_ADMISSION_SHARE)
+    resulted = _chosen(rng, encounters, _RESULT_SHARE)
+    stock: dict[tuple[str, str], int] = {}
+    transfers = 0
     events: list[_Event] = []
     by_facility: dict[str, int] = {f.code: 0 for f in _FACILITIES}
     by_department: dict[tuple[str, str], int] = {}
@@ -556,6 +712,10 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
             lines = gen.lines(enc, posted, earliest, history, first=n == 0)
             events.append(gen.event(posted, enc, "DFT", "P03", lines))
             for line in lines:
+                if line.item.system == "SUPPLY":
+                    key_item = (enc.facility.code, line.item.code)
+                    moved = line.quantity * 1000 * (1 if line.kind == "CG" else -1)
+                    stock[key_item] = stock.get(key_item, 0) + moved
                 signed = line.cents if line.kind == "CG" else -line.cents
                 charge_lines += 1
                 if line.kind == "CD":
@@ -564,7 +724,28 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
                 by_facility[enc.facility.code] += signed
                 by_department[key] = by_department.get(key, 0) + signed
                 by_encounter[enc.visit] = by_encounter.get(enc.visit, 0) + signed
+        unit = enc.department
+        if enc.patient_class == "I" and rng.random() < _TRANSFER_SHARE:
+            units = [d for d in _INPATIENT_UNITS if d in enc.facility.departments and d != enc.department]
+            unit = rng.choice(units)
+            moved_at = enc.registered_at + dt.timedelta(seconds=rng.randrange(60, stay_s))
+            events.append(gen.other(moved_at, enc, "ADT", "A02", unit=unit))
+            transfers += 1
+        if enc.patient_class in ("I", "E"):
+            given_at = enc.registered_at + dt.timedelta(seconds=rng.randrange(60, max(61, stay_s - 600)))
+            doses = gen.doses()
+            order_id = f"RX{number + 1:07d}"
+            events.append(gen.other(given_at, enc, "RAS", "O17", unit=unit, doses=doses, order_id=order_id))
+            for dose in doses:
+                key_item = (enc.facility.code, dose.drug.ndc)
+                stock[key_item] = stock.get(key_item, 0) + dose.milli
+        if number in resulted:
+            result_at = enc.registered_at + dt.timedelta(seconds=rng.randrange(60, stay_s))
+            events.append(gen.other(result_at, enc, "ORU", "R01", order_id=f"LAB{number + 1:07d}"))
         events.append(gen.event(enc.discharged_at, enc, "ADT", "A03"))
+        if enc.patient_class == "I":
+            coded_at = enc.discharged_at + dt.timedelta(minutes=rng.randrange(5, 120))
+            events.append(gen.other(coded_at, enc, "BAR", "P05", coding=gen.coding(enc)))
     events.sort(key=lambda e: (e.at, e.order))
     sequences: dict[str, int] = {}
     messages: list[bytes] = []
@@ -572,12 +753,22 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
         fac = event.encounter.facility.code
         sequences[fac] = sequences.get(fac, 0) + 1
         messages.append(_render(event, f"{fac}{sequences[fac]:08d}"))
-    dft = sum(1 for e in events if e.message_type == "DFT")
+    kinds = {
+        kind: sum(1 for e in events if e.message_type == kind) for kind in ("ADT", "DFT", "BAR", "RAS", "ORU")
+    }
+    all_doses = [dose for e in events for dose in e.doses]
     expected = Expected(
         encounters=encounters,
         messages=len(messages),
-        adt_messages=len(messages) - dft,
-        dft_messages=dft,
+        adt_messages=kinds["ADT"],
+        dft_messages=kinds["DFT"],
+        bar_messages=kinds["BAR"],
+        ras_messages=kinds["RAS"],
+        oru_messages=kinds["ORU"],
+        transfers=transfers,
+        administrations=len(all_doses),
+        refused_doses=sum(1 for dose in all_doses if dose.status == "RE"),
+        stock_milli_by_item=MappingProxyType(dict(sorted(stock.items()))),
         charge_lines=charge_lines,
         credit_lines=credit_lines,
         updates=len(updated),

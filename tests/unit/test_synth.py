@@ -56,8 +56,14 @@ def test_empty_day() -> None:
 def test_counts_match_expected(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
     exp = day.expected
     kinds = Counter(m.message_type for m in parsed)
-    assert len(day.messages) == exp.messages == exp.adt_messages + exp.dft_messages
-    assert kinds == {"ADT": exp.adt_messages, "DFT": exp.dft_messages}
+    assert len(day.messages) == exp.messages == sum(kinds.values())
+    assert kinds == {
+        "ADT": exp.adt_messages,
+        "DFT": exp.dft_messages,
+        "BAR": exp.bar_messages,
+        "RAS": exp.ras_messages,
+        "ORU": exp.oru_messages,
+    }
     assert len({_visit(m) for m in parsed}) == exp.encounters == 200
     ft1s = [f for m in parsed for f in m.segments_named("FT1")]
     assert len(ft1s) == exp.charge_lines
@@ -66,6 +72,24 @@ def test_counts_match_expected(day: SyntheticDay, parsed: list[Hl7Message]) -> N
     assert triggers["A03"] == exp.encounters
     assert triggers["A01"] + triggers["A04"] == exp.encounters
     assert triggers["A08"] == exp.updates == 40
+    assert triggers["A02"] == exp.transfers > 0
+    inpatients = {_visit(m) for m in parsed if m.trigger_event == "A01"}
+    assert {_visit(m) for m in parsed if m.message_type == "BAR"} == inpatients
+    rxas = [r for m in parsed for r in m.segments_named("RXA")]
+    assert len(rxas) == exp.administrations and sum(r.get(20) == "RE" for r in rxas) == exp.refused_doses > 0
+
+
+def test_stock_consumed_re_adds_from_the_messages(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    stock: dict[tuple[str, str], int] = defaultdict(int)
+    for msg in parsed:
+        for ft1 in msg.segments_named("FT1"):
+            if ft1.get(7, 3) == "SUPPLY":
+                sign = 1 if ft1.get(6) == "CG" else -1
+                stock[(msg.sending_facility, ft1.get(7, 1))] += sign * int(ft1.get(10)) * 1000
+        for rxa in msg.segments_named("RXA"):
+            if rxa.get(20) == "CP":
+                stock[(msg.sending_facility, rxa.get(5, 1))] += int(Decimal(rxa.get(6)) * 1000)
+    assert dict(stock) == dict(day.expected.stock_milli_by_item)
 
 
 def test_every_message_parses_with_both_parsers(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
@@ -79,12 +103,24 @@ def test_every_message_parses_with_both_parsers(day: SyntheticDay, parsed: list[
 
 
 def test_layout_the_mapper_relies_on(parsed: list[Hl7Message]) -> None:
-    structures = {"A01": "ADT_A01", "A04": "ADT_A01", "A08": "ADT_A01", "A03": "ADT_A03", "P03": "DFT_P03"}
+    structures = {
+        "A01": "ADT_A01",
+        "A02": "ADT_A02",
+        "A04": "ADT_A01",
+        "A08": "ADT_A01",
+        "A03": "ADT_A03",
+        "P03": "DFT_P03",
+        "P05": "BAR_P05",
+        "O17": "RAS_O17",
+        "R01": "ORU_R01",
+    }
     for msg in parsed:
         assert msg.message_structure == structures[msg.trigger_event]
         evn, pid, pv1 = msg.segment("EVN"), msg.segment("PID"), msg.segment("PV1")
         assert evn is not None and pid is not None and pv1 is not None
         assert evn.get(1) == msg.trigger_event
+        if msg.trigger_event == "A02":
+            assert pv1.get(6, 1) and pv1.get(3, 1) != pv1.get(6, 1)
         assert evn.get(2) == msg.message_datetime
         facility = msg.sending_facility
         assert pid.get(3, 4) == facility and pid.get(3, 5) == "MR"
@@ -95,14 +131,14 @@ def test_layout_the_mapper_relies_on(parsed: list[Hl7Message]) -> None:
         assert pid.get(18, 4) == facility and pid.get(18, 5) == "AN"
         assert pv1.get(2) in {"I", "O", "E"}
         assert pv1.get(3, 4) == facility
-        assert pv1.get(10) == pv1.get(3, 1)
+        assert pv1.get(10) == pv1.get(3, 1) or msg.trigger_event == "A02" or msg.message_type == "RAS"
         assert len(pv1.get(7, 1)) == 10 and pv1.get(7, 7) == "MD"
         assert pv1.get(19, 4) == facility and pv1.get(19, 5) == "VN"
         assert pv1.get(44)
         assert bool(pv1.get(45)) == (msg.trigger_event == "A03")
         for ft1 in msg.segments_named("FT1"):
             assert ft1.get(6) in {"CG", "CD"}
-            assert ft1.get(7, 3) in {"CPT", "HCPCS", "LOCAL"}
+            assert ft1.get(7, 3) in {"CPT", "HCPCS", "SUPPLY"}
             assert ft1.get(7, 2) == ft1.get(9)
             assert ft1.get(13, 4) == facility
             assert ft1.get(4) <= ft1.get(5) == msg.message_datetime
@@ -195,7 +231,8 @@ def test_timeline(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
         expected_trigger = "A01" if kind == "I" else "A04"
         assert parsed[registering[0]].trigger_event == expected_trigger
         assert registering[0] < discharges[0]
-        assert seen[-1][0] == discharges[0], "nothing follows the discharge"
+        after = [m.message_type for p, m in seen if p > discharges[0]]
+        assert after == (["BAR"] if kind == "I" else []), "only the coded account follows the discharge"
         dfts = [p for p, m in seen if m.message_type == "DFT"]
         assert 1 <= len(dfts) <= 8
         if dfts[0] < registering[0]:

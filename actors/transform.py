@@ -12,17 +12,35 @@ from dataclasses import dataclass
 
 from canonical import ids
 from canonical.envelope import MessageReceipt
-from canonical.errors import DecodeError, Fault, MessageError
+from canonical.errors import DecodeError, Fault, InvalidMessageError, MessageError
 from canonical.hl7v2.mapping import canonicalize, encounter_id_of
 from canonical.hl7v2.parser import Hl7Message, parse_message
+from canonical.hl7v2.strict import strict_fault
 from canonical.quarantine import ExceptionRecord
 
 
 @dataclass(frozen=True, slots=True)
+class StrictPolicy:
+    """Which feeds get hl7apy strict structural validation before mapping, and its size caps."""
+
+    feeds: frozenset[str] = frozenset()
+    max_bytes: int = 1_048_576
+    max_elements: int = 1_000
+
+    def applies(self, msg: Hl7Message) -> bool:
+        """True when the message's feed (MSH-3.1, or MSH-3.1^MSH-4.1) is validated strictly."""
+        if not self.feeds:
+            return False
+        app = msg.sending_application
+        return "*" in self.feeds or app in self.feeds or f"{app}^{msg.sending_facility}" in self.feeds
+
+
+@dataclass(frozen=True, slots=True)
 class TransformBatch:
-    """One actor call's input: raw HL7 messages in broker order."""
+    """One actor call's input: raw HL7 messages in broker order, and the strict validation policy."""
 
     messages: tuple[bytes, ...]
+    strict: StrictPolicy = StrictPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +81,15 @@ def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: 
     return record.model_dump_json().encode("utf-8")
 
 
-def transform_one(raw: bytes) -> Outcome:
+def transform_one(raw: bytes, strict: StrictPolicy = StrictPolicy()) -> Outcome:
     """Canonicalise one message; every failure becomes a quarantine record, never an exception."""
     msg: Hl7Message | None = None
     try:
         msg = parse_message(raw)
+        if strict.applies(msg):
+            fault = strict_fault(msg, max_bytes=strict.max_bytes, max_elements=strict.max_elements)
+            if fault is not None:
+                raise InvalidMessageError(fault)
         events = canonicalize(msg)
     except MessageError as exc:
         return Outcome(
@@ -104,7 +126,15 @@ def transform_one(raw: bytes) -> Outcome:
 
 def transform_batch(batch: TransformBatch) -> TransformResult:
     """Canonicalise a batch, one outcome per message in order."""
-    return TransformResult(outcomes=tuple(transform_one(raw) for raw in batch.messages))
+    return TransformResult(outcomes=tuple(transform_one(raw, batch.strict) for raw in batch.messages))
 
 
-__all__ = ["DecodeError", "Outcome", "TransformBatch", "TransformResult", "transform_batch", "transform_one"]
+__all__ = [
+    "DecodeError",
+    "Outcome",
+    "StrictPolicy",
+    "TransformBatch",
+    "TransformResult",
+    "transform_batch",
+    "transform_one",
+]

@@ -22,7 +22,7 @@ import faust
 from pydantic import ValidationError
 
 from actors.pool import TransformPool
-from actors.transform import TransformBatch, TransformResult
+from actors.transform import StrictPolicy, TransformBatch, TransformResult
 from canonical.envelope import EventEnvelope, MergePayload
 from canonical.quarantine import failure_record, poison_record
 from cluster.settings import Settings
@@ -81,19 +81,27 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         partitions=settings.topic_partitions,
     )
     batch_size = settings.transform_batch_size
+    strict = StrictPolicy(
+        feeds=frozenset(settings.strict_validation_feeds),
+        max_bytes=settings.strict_validation_max_bytes,
+        max_elements=settings.strict_validation_max_elements,
+    )
     window_s = settings.transform_batch_window_s
 
     # Every agent hands its whole unit of work to _with_retry: an exception escaping the loop would end
     # the agent, and Faust would still acknowledge the batch it was holding, losing it.
 
     async def route_batch(batch: list[bytes]) -> None:
-        result: TransformResult = await runtime.pool.transform(TransformBatch(messages=tuple(batch)))
+        result: TransformResult = await runtime.pool.transform(
+            TransformBatch(messages=tuple(batch), strict=strict)
+        )
         pending: list[Awaitable[Any]] = []
-        counts = {"raw_in": len(batch), "events_out": 0, "quarantined": 0, "ignored": 0}
+        counts = {"raw_in": len(batch), "mapped": 0, "events_out": 0, "quarantined": 0, "ignored": 0}
         for outcome in result.outcomes:
             for key, value in outcome.events:
                 pending.append(await events.send(key=key.encode(), value=value))
             counts["events_out"] += len(outcome.events)
+            counts["mapped"] += bool(outcome.events)
             if outcome.exception is not None:
                 pending.append(await exceptions.send(value=outcome.exception))
                 counts["quarantined"] += 1

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 MESSAGE_TYPE_PREFIX = "type:"
 COUNTERS = (
     "raw_in",
+    "mapped",
     "events_out",
     "ignored",
     "quarantined",

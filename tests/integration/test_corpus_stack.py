@@ -1,0 +1,124 @@
+"""The HL7 corpus through the running stack: every message is mapped, routed or quarantined, none lost.
+
+Each message's outcome in the stack must be the one the mapper gives offline: its events on
+events.canonical, its receipt on routed.hl7v2, or a quarantine record with a specific rule (never
+INTERNAL) carrying its original bytes. The worker must survive the whole corpus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from canonical.envelope import EventEnvelope, MessageReceipt
+from canonical.errors import MessageError
+from canonical.hl7v2.mapping import canonicalize
+from canonical.hl7v2.parser import parse_message, split_messages
+from canonical.quarantine import ExceptionRecord
+from cluster.send import send_messages
+from cluster.settings import Settings
+from cluster.stack import Stack
+from streams.topics import TopicNames
+from tests.integration.conftest import report_now, wait_until
+
+
+def _corpus() -> Path:
+    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
+    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", default))
+    if not (root / "hl7").is_dir():
+        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
+    return root
+
+
+def _read(settings: Settings, topic: str) -> list[bytes]:
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=settings.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        await consumer.start()
+        out: list[bytes] = []
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=2000, max_records=10_000)
+                got = [m.value for ms in batches.values() for m in ms if m.value is not None]
+                if not got:
+                    return out
+                out.extend(got)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings, stack: Stack) -> None:
+    root = _corpus()
+    files = sorted((root / "hl7").glob("*.hl7")) + sorted((root / "hl7_batch").glob("*.hl7"))
+    messages: list[bytes] = []
+    expected: dict[bytes, str] = {}
+    rules: Counter[str] = Counter()
+    for path in files:
+        for raw in split_messages(path.read_bytes()):
+            messages.append(raw)
+            try:
+                events = canonicalize(raw)
+            except MessageError as exc:
+                expected[raw] = "quarantined"
+                rules[exc.fault.rule] += 1
+                continue
+            expected[raw] = "mapped" if events else "routed"
+    before = report_now(settings).counters
+    assert asyncio.run(send_messages(settings, messages)) == len(messages)
+
+    def done() -> bool:
+        now = report_now(settings).counters
+        return now["raw_in"] - before["raw_in"] >= len(messages)
+
+    wait_until("the corpus through the pool", done, timeout_s=180)
+    after = report_now(settings).counters
+    delta = {name: after.get(name, 0) - before.get(name, 0) for name in ("mapped", "ignored", "quarantined")}
+    offline = Counter(expected[raw] for raw in messages)
+    print(
+        f"\ncorpus through the stack: {len(files)} files, {len(messages)} messages: "
+        f"{delta['mapped']} mapped to events, {delta['ignored']} routed with no financial effect, "
+        f"{delta['quarantined']} quarantined; rules {dict(rules.most_common())}"
+    )
+    assert delta == {
+        "mapped": offline["mapped"],
+        "ignored": offline["routed"],
+        "quarantined": offline["quarantined"],
+    }
+
+    names = TopicNames(settings.topic_prefix)
+    routed = {
+        base64.b64decode(MessageReceipt.model_validate_json(v).original_b64)
+        for v in _read(settings, names.routed)
+    }
+    records = [ExceptionRecord.model_validate_json(v) for v in _read(settings, names.exceptions)]
+    quarantined = {base64.b64decode(r.original_b64): r for r in records if r.stage == "ingest"}
+    sources = {
+        (e.source_sender, e.source_message_id)
+        for e in (EventEnvelope.model_validate_json(v) for v in _read(settings, names.events))
+    }
+    for raw in messages:
+        outcome = expected[raw]
+        if outcome == "routed":
+            assert raw in routed, raw[:80]
+        elif outcome == "quarantined":
+            record = quarantined.get(raw)
+            assert record is not None, raw[:80]
+            assert record.rule != "INTERNAL" and record.reason, (record.rule, record.reason)
+        else:
+            msg = parse_message(raw)
+            assert (f"{msg.sending_application}^{msg.sending_facility}", msg.control_id) in sources
+    assert stack.check() == [], "a component died while it read the corpus"

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 from rich.console import Console
@@ -29,6 +29,10 @@ from streams.quarantine_store import (
     default_quarantine_url,
     sqlite_path,
 )
+
+if TYPE_CHECKING:
+    # Imported where used at run time: it loads the Kafka client, which list, show and stats do not need.
+    from streams.replay import PlannedRecord
 
 __all__ = ["exceptions_app"]
 
@@ -74,14 +78,14 @@ def _store() -> Iterator[QuarantineStore]:
         store.close()
 
 
-def _since(value: str | None) -> dt.datetime | None:
+def _time(value: str | None, option: str) -> dt.datetime | None:
     """Parse an ISO date or date-time; one without an offset is UTC, like every time the store shows."""
     if value is None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time", param_hint="--since") from None
+        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time", param_hint=option) from None
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
 
 
@@ -89,6 +93,13 @@ def _status(value: str) -> Status | None:
     if value not in _STATUS_CHOICES:
         raise typer.BadParameter(f"must be one of {', '.join(_STATUS_CHOICES)}", param_hint="--status")
     return None if value == "all" else value  # type: ignore[return-value]  # checked just above
+
+
+def _shown_status(item: QuarantineItem) -> str:
+    """Return the status as a person should read it: an open item whose replay failed says so."""
+    if item.status == "open" and item.replayed_at is not None and item.last_seen_at >= item.replayed_at:
+        return "open (replay failed)"
+    return item.status
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -114,7 +125,7 @@ def _table(items: Sequence[QuarantineItem], title: str) -> Table:
             escape(item.source_message_id),
             escape(item.encounter_id or ""),
             str(item.occurrences),
-            item.status,
+            _shown_status(item),
         )
     return table
 
@@ -131,31 +142,53 @@ def _readable(original: bytes, stage: str) -> str:
     return "\n".join(text.replace("\r\n", "\r").replace("\n", "\r").rstrip("\r").split("\r"))
 
 
+# The filters `list` and `replay` share; times bound when an item was last seen.
+_StageOption = Annotated[str | None, typer.Option(help="ingest, encounters, billing or erp.")]
+_RuleOption = Annotated[str | None, typer.Option(help="Rule that refused the item.")]
+_SenderOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Sending application^facility (MSH-3^MSH-4), e.g. EPIC^NMH. Only items of HL7 messages whose "
+        "header could be read carry a sender; commands refused by billing or the ERP do not."
+    ),
+]
+_EncounterOption = Annotated[str | None, typer.Option(help="Encounter id.")]
+_MessageIdOption = Annotated[str | None, typer.Option("--message-id", help="Message control id (MSH-10).")]
+_SinceOption = Annotated[
+    str | None, typer.Option(help="Last seen at or after this ISO date or date-time (UTC unless given).")
+]
+_UntilOption = Annotated[
+    str | None, typer.Option(help="Last seen before this ISO date or date-time (UTC unless given).")
+]
+
+
 @exceptions_app.command("list")
 def list_items(
-    stage: Annotated[str | None, typer.Option(help="ingest, encounters, billing or erp.")] = None,
-    rule: Annotated[str | None, typer.Option(help="Rule that refused the item.")] = None,
+    stage: _StageOption = None,
+    rule: _RuleOption = None,
     status: Annotated[str, typer.Option(help="open, replayed, resolved or all.")] = "open",
-    encounter: Annotated[str | None, typer.Option(help="Encounter id.")] = None,
-    message_id: Annotated[str | None, typer.Option("--message-id", help="Message control id.")] = None,
-    since: Annotated[
-        str | None, typer.Option(help="Seen at or after this ISO date or date-time (UTC unless given).")
-    ] = None,
+    sender: _SenderOption = None,
+    encounter: _EncounterOption = None,
+    message_id: _MessageIdOption = None,
+    since: _SinceOption = None,
+    until: _UntilOption = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, most recent first.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
 ) -> None:
     """List quarantined items, most recently seen first."""
     out = _console()
     wanted = _status(status)
-    after = _since(since)
+    after, before = _time(since, "--since"), _time(until, "--until")
     with _store() as store:
         items = store.list(
             stage=stage,
             rule=rule,
             status=wanted,
+            sender=sender,
             encounter_id=encounter,
             message_id=message_id,
             since=after,
+            until=before,
             limit=limit,
         )
     if as_json:
@@ -217,12 +250,57 @@ def _fixed_message(path: Path, stage: str) -> bytes:
     return messages[0]
 
 
+def _plan_table(planned: Sequence[PlannedRecord], title: str) -> Table:
+    table = Table(title=title)
+    width = max((len(record.item.record_id) for record in planned), default=9)
+    table.add_column("record id", no_wrap=True, min_width=width)
+    table.add_column("stage")
+    table.add_column("rule")
+    table.add_column("encounter")
+    table.add_column("status")
+    table.add_column("to topic", no_wrap=True)
+    table.add_column("key")
+    table.add_column("bytes", justify="right")
+    for record in planned:
+        item = record.item
+        key = "" if record.key is None else record.key.decode("utf-8", errors="backslashreplace")
+        size = f"{len(record.payload):,}" + (" (fixed)" if record.replacement else "")
+        table.add_row(
+            item.record_id,
+            item.stage,
+            escape(item.rule),
+            escape(item.encounter_id or ""),
+            _shown_status(item),
+            record.topic,
+            escape(key),
+            size,
+        )
+    return table
+
+
+def _stages(planned: Sequence[PlannedRecord]) -> str:
+    counts: dict[str, int] = {}
+    for record in planned:
+        counts[record.item.stage] = counts.get(record.item.stage, 0) + 1
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+
+
 @exceptions_app.command("replay")
 def replay_items(
-    record_ids: Annotated[list[str] | None, typer.Argument(help="Record ids to replay.")] = None,
-    stage: Annotated[str | None, typer.Option(help="Replay the open items of this stage.")] = None,
-    rule: Annotated[str | None, typer.Option(help="Replay the open items refused by this rule.")] = None,
-    encounter: Annotated[str | None, typer.Option(help="Replay the open items of this encounter.")] = None,
+    record_ids: Annotated[
+        list[str] | None, typer.Argument(help="Record ids to replay, whatever their status.")
+    ] = None,
+    stage: _StageOption = None,
+    rule: _RuleOption = None,
+    sender: _SenderOption = None,
+    encounter: _EncounterOption = None,
+    message_id: _MessageIdOption = None,
+    since: _SinceOption = None,
+    until: _UntilOption = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Replay the items of this status: open (the default), replayed, resolved or all."),
+    ] = None,
     all_open: Annotated[bool, typer.Option("--all-open", help="Replay every open item.")] = False,
     with_file: Annotated[
         Path | None,
@@ -233,20 +311,38 @@ def replay_items(
             help="Replay this fixed message instead of the original (exactly one record id).",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be replayed and where; send nothing.")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replaying by filter.")] = False,
 ) -> None:
-    """Publish quarantined messages again, by id or by filter, to where they failed."""
-    from streams.replay import REPLAYABLE_STAGES, replay
+    """Publish quarantined messages again, by id or by filter, to where they failed.
+
+    A filter replays the items that match all its options (open ones unless --status says otherwise),
+    after showing them and asking. --dry-run shows the same and stops.
+    """
+    from streams.replay import REPLAYABLE_STAGES, ReplayError, plan_replay, publish
 
     out = _console()
     ids = list(record_ids or [])
-    by_filter = stage is not None or rule is not None or encounter is not None or all_open
+    filters = (stage, rule, sender, encounter, message_id, since, until, status)
+    by_filter = any(value is not None for value in filters) or all_open
     if ids and by_filter:
-        raise _fail("give record ids or a filter (--stage, --rule, --encounter, --all-open), not both")
+        raise _fail(
+            "give record ids or a filter (--stage, --rule, --sender, --encounter, --message-id, --since, "
+            "--until, --status, --all-open), not both"
+        )
     if not ids and not by_filter:
-        raise _fail("give record ids, a filter (--stage, --rule, --encounter) or --all-open")
+        raise _fail(
+            "give record ids, a filter (--stage, --rule, --sender, --encounter, --message-id, --since, "
+            "--until, --status) or --all-open"
+        )
     if with_file is not None and len(ids) != 1:
         raise _fail("--with-file replays exactly one record id")
+    if all_open and status not in (None, "open"):
+        raise _fail(f"--all-open replays open items; it cannot go with --status {status}")
+    wanted = _status(status or "open")
+    after, before = _time(since, "--since"), _time(until, "--until")
     settings = get_settings()
     with _store() as store:
         replacement: bytes | None = None
@@ -257,20 +353,39 @@ def replay_items(
                     raise _fail(f"no quarantined item {ids[0]!r}", 1)
                 replacement = _fixed_message(with_file, item.stage)
         else:
-            matched = store.list(stage=stage, rule=rule, encounter_id=encounter, status="open", limit=None)
+            matched = store.list(
+                stage=stage,
+                rule=rule,
+                status=wanted,
+                sender=sender,
+                encounter_id=encounter,
+                message_id=message_id,
+                since=after,
+                until=before,
+                limit=None,
+            )
             items = [item for item in matched if item.stage in REPLAYABLE_STAGES]
             if len(items) < len(matched):
                 # Records that were themselves unreadable have nowhere to go; `show --raw` is for them.
                 out.print(f"skipping {len(matched) - len(items)} item(s) of a stage that cannot be replayed")
             if not items:
-                out.print("no open items match; nothing to replay")
+                which = "" if wanted is None else f"{wanted} "
+                out.print(f"no {which}items match; nothing to replay")
                 return
-            if not yes:
-                out.print(_table(items, f"Would replay {len(items)} item(s)"))
-                typer.confirm(f"Replay these {len(items)} item(s)?", abort=True)
             ids = [item.record_id for item in items]
         try:
-            report = asyncio.run(replay(settings, store, ids, replacement=replacement))
+            planned = plan_replay(settings, store, ids, replacement=replacement)
+        except ReplayError as exc:
+            raise _fail(f"replay refused: {exc}", 1) from None
+        if dry_run:
+            out.print(_plan_table(planned, f"Would replay {len(planned)} item(s) ({_stages(planned)})"))
+            out.print(f"dry run: nothing was sent to {settings.bootstrap}")
+            return
+        if by_filter and not yes:
+            out.print(_plan_table(planned, f"Would replay {len(planned)} item(s) ({_stages(planned)})"))
+            typer.confirm(f"Replay these {len(planned)} item(s)?", abort=True)
+        try:
+            report = asyncio.run(publish(settings, store, planned))
         except HcsyncError as exc:
             raise _fail(f"replay failed: {exc}") from None
     stages = ", ".join(f"{name} {count}" for name, count in sorted(report.by_stage.items()))

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 import faust
 from pydantic import ValidationError
@@ -17,7 +18,14 @@ from canonical.quarantine import ExceptionRecord
 from streams.quarantine_store import QuarantineStore
 from streams.retry import describe, retry
 
-__all__ = ["BATCH_SIZE", "BATCH_WINDOW_S", "UNDECODABLE_RULE", "decode_record", "register_quarantine_agent"]
+__all__ = [
+    "BATCH_SIZE",
+    "BATCH_WINDOW_S",
+    "UNDECODABLE_RULE",
+    "broker_time",
+    "decode_record",
+    "register_quarantine_agent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +36,12 @@ UNDECODABLE_RULE = "QUARANTINE-UNDECODABLE"
 UNDECODABLE_STAGE = "quarantine"
 
 
-def decode_record(value: bytes | None) -> ExceptionRecord:
-    """Decode one exceptions-topic value; keep an undecodable one whole as a synthetic record."""
+def decode_record(value: bytes | None, written_at: dt.datetime | None = None) -> ExceptionRecord:
+    """Decode one exceptions-topic value; keep an undecodable one whole as a synthetic record.
+
+    ``written_at`` is the broker timestamp of the topic record. It stamps an undecodable one, so that a
+    redelivery of that record is the same occurrence in the store, not a new failure.
+    """
     raw = value or b""
     try:
         record = ExceptionRecord.model_validate_json(raw)
@@ -48,9 +60,21 @@ def decode_record(value: bytes | None) -> ExceptionRecord:
             rule=UNDECODABLE_RULE,
             reason=f"exceptions topic record is not an ExceptionRecord: {describe(exc)}",
             original_b64=base64.b64encode(raw).decode("ascii"),
-            recorded_at=dt.datetime.now(dt.UTC),
+            recorded_at=written_at or dt.datetime.now(dt.UTC),
         )
     return record
+
+
+def broker_time(event: faust.EventT[bytes]) -> dt.datetime | None:
+    """Return the broker timestamp of the record behind ``event``, when it has a usable one."""
+    timestamp = event.message.timestamp
+    # No timestamp is -1 on the wire; anything before 2000 is no real write time either.
+    if not isinstance(timestamp, int | float) or timestamp < 946_684_800:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def register_quarantine_agent(app: faust.App, exceptions_topic: faust.TopicT, store: QuarantineStore) -> None:
@@ -64,7 +88,10 @@ def register_quarantine_agent(app: faust.App, exceptions_topic: faust.TopicT, st
     @app.agent(exceptions_topic, name="quarantine")
     async def quarantine(stream: faust.StreamT[bytes]) -> None:
         """Store every quarantine record with its original bytes, so it can be listed and replayed."""
-        async for batch in stream.take(BATCH_SIZE, within=BATCH_WINDOW_S):
-            records = [decode_record(value) for value in batch]
+        # Events, not values: an undecodable record is stamped with its broker timestamp (decode_record).
+        # take_events is on the stream class but not on its interface.
+        events = cast("faust.Stream[bytes]", stream).take_events(BATCH_SIZE, within=BATCH_WINDOW_S)
+        async for batch in events:
+            records = [decode_record(event.value, broker_time(event)) for event in batch]
             # Retried until stored: leaving the loop would let Faust acknowledge a batch never written.
             await retry("quarantine store", store_batch, records)

@@ -1,9 +1,25 @@
 """The quarantine store: every ExceptionRecord, queryable, with its original bytes and replay status.
 
 One row per record id. The record id is deterministic (the same item failing the same way gives the same
-id), so a repeat of a failure counts another occurrence on the existing row instead of adding one, and
-the exact same record delivered twice (the exceptions topic is at-least-once) changes nothing. SQLite in
-WAL mode by default, PostgreSQL by URL, both through the adapters' engine and transaction helpers.
+id), so a repeat of a failure counts another occurrence on the existing row instead of adding one.
+
+An occurrence is one failure, named by its record id and the time it was recorded: a record is stamped
+once, when the failure happens, so a redelivery of the same exceptions-topic record (the topic is
+at-least-once) carries the same time, and a new failure of the same message (after a replay, or the same
+bytes resent by the source) carries a later one. Every occurrence seen is kept in its own table, so a
+redelivery is recognised however late and in whatever order it comes, and changes nothing.
+
+A replay is stamped with the time it began, before anything is published. A failure recorded at or after
+that time is a failure of the replay (or of something newer), so the item is open again whether that
+failure reaches the store before or after the replay is marked; one recorded before it is not.
+
+Both rules compare times from different clocks (the workers stamp failures, the replaying process stamps
+the replay), so they assume clocks kept in step, as NTP keeps them. Two different failures of one message
+stamped in the same microsecond would count as one.
+
+SQLite in WAL mode by default, PostgreSQL by URL, both through the adapters' engine and transaction
+helpers. A database made by an earlier version gets the occurrence table when it is opened (see
+``_migrate``).
 """
 
 from __future__ import annotations
@@ -15,7 +31,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
-from sqlalchemy import DateTime, Dialect, Integer, LargeBinary, String, Text, func, select, update
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    exists,
+    func,
+    insert,
+    inspect,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -109,8 +141,20 @@ class QuarantineRow(Base):
     occurrences: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(index=True)
     status_changed_at: Mapped[dt.datetime | None]
+    # When the latest replay began (before it published): failures recorded from then on are its own.
     replayed_at: Mapped[dt.datetime | None]
     replay_count: Mapped[int] = mapped_column(Integer)
+
+
+class OccurrenceRow(Base):
+    """One failure of a quarantined item: its record id and the time the failure was recorded."""
+
+    __tablename__ = "quarantine_occurrences"
+
+    record_id: Mapped[str] = mapped_column(ForeignKey("quarantine_items.record_id"), primary_key=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    # When this store first got it: tells a late delivery from a recent failure when reading the history.
+    stored_at: Mapped[dt.datetime]
 
 
 class QuarantineItem(BaseModel):
@@ -173,6 +217,11 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\\x00")
 
 
+def _occurrences_of(records: Sequence[ExceptionRecord]) -> list[tuple[str, dt.datetime]]:
+    """Return the occurrences (record id, recorded time in UTC) of ``records`` without repeats."""
+    return list(dict.fromkeys((record.record_id, _utc(record.recorded_at)) for record in records))
+
+
 def _new_row(record: ExceptionRecord) -> QuarantineRow:
     at = _utc(record.recorded_at)
     return QuarantineRow(
@@ -200,12 +249,9 @@ def _new_row(record: ExceptionRecord) -> QuarantineRow:
     )
 
 
-def _repeat(row: QuarantineRow, record: ExceptionRecord) -> bool:
-    """Count ``record`` as another occurrence of ``row``; return False when it is a redelivery."""
+def _repeat(row: QuarantineRow, record: ExceptionRecord) -> None:
+    """Count ``record``, a new failure (never a redelivery: add filters those out), on its item's ``row``."""
     at = _utc(record.recorded_at)
-    # The same record delivered again (same failure time) is not a new failure: add stays idempotent.
-    if at in (row.first_seen_at, row.last_seen_at):
-        return False
     row.occurrences += 1
     if at < row.first_seen_at:
         row.first_seen_at = at
@@ -217,11 +263,42 @@ def _repeat(row: QuarantineRow, record: ExceptionRecord) -> bool:
         row.found = _text(record.found)
         if record.encounter_id and not row.encounter_id:
             row.encounter_id = _text(record.encounter_id)
-    # A failure after it was replayed or resolved means the fix did not hold: it needs attention again.
-    if row.status != "open" and (row.status_changed_at is None or at > row.status_changed_at):
+    if _reopens(row, at):
         row.status = "open"
         row.status_changed_at = at
-    return True
+
+
+def _reopens(row: QuarantineRow, at: dt.datetime) -> bool:
+    """Tell whether a failure recorded ``at`` means the replay or the resolution of ``row`` did not hold."""
+    if row.status == "replayed":
+        # From the moment the replay began: its own failure can be stamped before the replay is marked.
+        return row.replayed_at is None or at >= row.replayed_at
+    if row.status == "resolved":
+        return row.status_changed_at is None or at > row.status_changed_at
+    return False
+
+
+def _migrate(engine: Engine) -> None:
+    """Create what is missing; give the items of an older database the occurrences it could recognise."""
+    had_occurrences = inspect(engine).has_table(OccurrenceRow.__tablename__)
+    Base.metadata.create_all(engine)
+    if had_occurrences:
+        return
+
+    # A database from before the occurrence table knew each item's first and last failure times, the only
+    # redeliveries it told apart; failures in between are counted but their times were never kept.
+    def backfill(session: Session) -> None:
+        for seen_at in (QuarantineRow.first_seen_at, QuarantineRow.last_seen_at):
+            known = exists().where(
+                OccurrenceRow.record_id == QuarantineRow.record_id, OccurrenceRow.recorded_at == seen_at
+            )
+            missing = select(QuarantineRow.record_id, seen_at, QuarantineRow.last_seen_at).where(~known)
+            session.execute(
+                insert(OccurrenceRow).from_select(["record_id", "recorded_at", "stored_at"], missing)
+            )
+
+    # Idempotent, so two processes opening the same old database at once both end up right.
+    write_transaction(engine, backfill)
 
 
 class QuarantineStore:
@@ -230,35 +307,59 @@ class QuarantineStore:
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self._engine = open_engine(database_url)
-        Base.metadata.create_all(self._engine)
+        _migrate(self._engine)
 
     def close(self) -> None:
         """Release the store's connections."""
         self._engine.dispose()
 
     def add(self, records: Sequence[ExceptionRecord]) -> int:
-        """Store records in one transaction; return how many were new items or new occurrences."""
+        """Store records in one transaction; return how many were new items or new occurrences.
+
+        A record whose occurrence (record id and recorded time) the store already holds is a redelivery
+        and changes nothing.
+        """
+        stored_at = dt.datetime.now(dt.UTC)
 
         def work(session: Session) -> int:
             ids = distinct(record.record_id for record in records)
             rows: dict[str, QuarantineRow] = {}
             for chunk in in_chunks(ids):
-                found = session.scalars(select(QuarantineRow).where(QuarantineRow.record_id.in_(chunk)))
-                rows.update((row.record_id, row) for row in found)
-            changed = 0
+                # Locked (on PostgreSQL; SQLite locks the database) so a concurrent replay mark or add
+                # cannot interleave its read-modify-write with ours.
+                query = select(QuarantineRow).where(QuarantineRow.record_id.in_(chunk)).with_for_update()
+                rows.update((row.record_id, row) for row in session.scalars(query))
+            seen: set[tuple[str, dt.datetime]] = set()
+            # Two values per pair: keep each IN (...) as small as the adapters' chunks.
+            for pairs in in_chunks(_occurrences_of(records), 250):
+                known = select(OccurrenceRow.record_id, OccurrenceRow.recorded_at).where(
+                    tuple_(OccurrenceRow.record_id, OccurrenceRow.recorded_at).in_(pairs)
+                )
+                seen.update((record_id, _utc(at)) for record_id, at in session.execute(known))
+            new: list[OccurrenceRow] = []
             for record in records:
+                occurrence = (record.record_id, _utc(record.recorded_at))
+                if occurrence in seen:
+                    continue
+                seen.add(occurrence)
+                new.append(
+                    OccurrenceRow(record_id=occurrence[0], recorded_at=occurrence[1], stored_at=stored_at)
+                )
                 row = rows.get(record.record_id)
                 if row is None:
                     rows[record.record_id] = row = _new_row(record)
                     session.add(row)
-                    changed += 1
-                elif _repeat(row, record):
-                    changed += 1
-            return changed
+                else:
+                    _repeat(row, record)
+            # Items first: an occurrence refers to its item, and no relationship tells the flush the order.
+            session.flush()
+            session.add_all(new)
+            return len(new)
 
         if not records:
             return 0
-        # A concurrent writer inserting the same id makes write_transaction rerun this as a repeat.
+        # A concurrent writer inserting the same item or occurrence makes write_transaction rerun this, and
+        # the rerun sees what it wrote.
         return write_transaction(self._engine, work)
 
     def list(
@@ -269,10 +370,17 @@ class QuarantineStore:
         status: Status | None = None,
         encounter_id: str | None = None,
         message_id: str | None = None,
+        sender: str | None = None,
         since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
         limit: int | None = 100,
     ) -> builtins.list[QuarantineItem]:
-        """Return matching items, most recently seen first; ``limit=None`` returns them all."""
+        """Return matching items, most recently seen first; ``limit=None`` returns them all.
+
+        ``sender`` is the sending application and facility (MSH-3^MSH-4) of the message key, which only
+        items of messages that were read that far carry. ``since`` and ``until`` bound the last time an
+        item was seen: at or after ``since``, before ``until``.
+        """
         query = select(QuarantineRow)
         conditions: dict[str, Any] = {
             "stage": stage,
@@ -284,8 +392,14 @@ class QuarantineStore:
         for name, value in conditions.items():
             if value is not None:
                 query = query.where(getattr(QuarantineRow, name) == value)
+        if sender is not None:
+            # The message key is sender|control id; the sender itself may hold LIKE's wildcards.
+            prefix = sender.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(QuarantineRow.message_key.like(f"{prefix}|%", escape="\\"))
         if since is not None:
             query = query.where(QuarantineRow.last_seen_at >= _utc(since))
+        if until is not None:
+            query = query.where(QuarantineRow.last_seen_at < _utc(until))
         query = query.order_by(QuarantineRow.last_seen_at.desc(), QuarantineRow.record_id)
         if limit is not None:
             query = query.limit(limit)
@@ -308,31 +422,56 @@ class QuarantineStore:
             raise KeyError(record_id)
         return bytes(value)
 
-    def mark_replayed(self, record_ids: Sequence[str], *, at: dt.datetime | None = None) -> int:
-        """Mark items as replayed now and count the replay; return how many the store holds."""
-        now = _utc(at or dt.datetime.now(dt.UTC))
-        return self._set_status(
-            record_ids,
-            status="replayed",
-            status_changed_at=now,
-            replayed_at=now,
-            replay_count=QuarantineRow.replay_count + 1,
+    def occurrences(self, record_id: str) -> builtins.list[dt.datetime]:
+        """Return the times an item failed, oldest first (an item from an older store may miss some)."""
+        query = (
+            select(OccurrenceRow.recorded_at)
+            .where(OccurrenceRow.record_id == record_id)
+            .order_by(OccurrenceRow.recorded_at)
         )
+        return read_transaction(self._engine, lambda s: [_utc(at) for at in s.scalars(query)])
+
+    def mark_replayed(self, record_ids: Sequence[str], *, at: dt.datetime | None = None) -> int:
+        """Count a replay that began ``at`` (default now); return how many items the store holds.
+
+        ``at`` must be taken before the first record is published. An item is then "replayed", unless a
+        failure recorded at or after ``at`` has already arrived: the replay failed again (or something
+        newer did), and the item stays or becomes open. A failure arriving later reopens it in ``add``.
+        """
+        started = _utc(at or dt.datetime.now(dt.UTC))
+        marked_at = max(started, dt.datetime.now(dt.UTC))
+        ids = distinct(record_ids)
+
+        def work(session: Session) -> int:
+            total = 0
+            for chunk in in_chunks(ids):
+                query = select(QuarantineRow).where(QuarantineRow.record_id.in_(chunk)).with_for_update()
+                for row in session.scalars(query):
+                    total += 1
+                    row.replay_count += 1
+                    # Two replays marked out of order: the later one is the one failures are judged by.
+                    if row.replayed_at is None or started > row.replayed_at:
+                        row.replayed_at = started
+                    status = "open" if row.last_seen_at >= row.replayed_at else "replayed"
+                    if row.status != status:
+                        row.status = status
+                        row.status_changed_at = marked_at
+            return total
+
+        return write_transaction(self._engine, work) if ids else 0
 
     def mark_resolved(self, record_ids: Sequence[str], *, at: dt.datetime | None = None) -> int:
         """Mark items as resolved without replay; return how many the store holds."""
-        return self._set_status(
-            record_ids, status="resolved", status_changed_at=_utc(at or dt.datetime.now(dt.UTC))
-        )
-
-    def _set_status(self, record_ids: Sequence[str], **values: Any) -> int:
+        now = _utc(at or dt.datetime.now(dt.UTC))
         ids = distinct(record_ids)
 
         def work(session: Session) -> int:
             total = 0
             for chunk in in_chunks(ids):
                 result = session.execute(
-                    update(QuarantineRow).where(QuarantineRow.record_id.in_(chunk)).values(**values)
+                    update(QuarantineRow)
+                    .where(QuarantineRow.record_id.in_(chunk))
+                    .values(status="resolved", status_changed_at=now)
                 )
                 total += int(getattr(result, "rowcount", 0) or 0)
             return total

@@ -2,12 +2,15 @@
 
 Replay is safe to repeat. Event, command and line ids are deterministic and every sink is idempotent, so a
 replayed message that was already processed posts nothing twice. An item is marked replayed only after
-the broker has acknowledged its record.
+the broker has acknowledged its record, and the mark carries the time the replay began: a replayed message
+can fail again, and its new failure reach the store, before the mark is written, and the store must still
+see that failure as one of the replay (streams/quarantine_store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +25,34 @@ from cluster.settings import Settings
 from streams.quarantine_store import QuarantineItem, QuarantineStore
 from streams.topics import TopicNames
 
-__all__ = ["REPLAYABLE_STAGES", "ReplayError", "ReplayReport", "replay", "topic_of"]
+__all__ = [
+    "REPLAYABLE_STAGES",
+    "PlannedRecord",
+    "ReplayError",
+    "ReplayReport",
+    "key_of",
+    "plan_replay",
+    "publish",
+    "replay",
+    "topic_of",
+]
 
 REPLAYABLE_STAGES = ("ingest", "encounters", "billing", "erp")
 
 
 class ReplayError(HcsyncError):
     """The replay asked for cannot be done (unknown id, unreplayable stage, misuse of a replacement)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRecord:
+    """One record a replay publishes: the item it replays, where to, with which key and which bytes."""
+
+    item: QuarantineItem
+    topic: str
+    key: bytes | None
+    payload: bytes
+    replacement: bool
 
 
 @dataclass(slots=True)
@@ -84,14 +108,14 @@ def key_of(item: QuarantineItem, payload: bytes) -> bytes | None:
     return encounter.encode() if encounter else None
 
 
-async def replay(
+def plan_replay(
     settings: Settings,
     store: QuarantineStore,
     record_ids: Sequence[str],
     *,
     replacement: bytes | None = None,
-) -> ReplayReport:
-    """Publish each item's original bytes (or ``replacement``, for one item) and mark it replayed."""
+) -> list[PlannedRecord]:
+    """Check a replay and return the records it would publish, in order, without publishing anything."""
     ids = list(dict.fromkeys(record_ids))
     if replacement is not None and len(ids) != 1:
         raise ReplayError(f"a replacement message replays exactly one item, not {len(ids)}")
@@ -102,28 +126,56 @@ async def replay(
         )
     names = TopicNames(settings.topic_prefix)
     # Check everything before sending anything, so a typo in one id does not leave a half-done replay.
-    planned: list[tuple[QuarantineItem, str, bytes]] = []
+    planned: list[PlannedRecord] = []
     for record_id in ids:
-        item = await asyncio.to_thread(store.get, record_id)
+        item = store.get(record_id)
         if item is None:
             raise ReplayError(f"no quarantined item {record_id!r}; nothing was replayed")
         topic = topic_of(names, item.stage)
-        payload = (
-            replacement if replacement is not None else await asyncio.to_thread(store.original, record_id)
+        payload = replacement if replacement is not None else store.original(record_id)
+        planned.append(
+            PlannedRecord(
+                item=item,
+                topic=topic,
+                key=key_of(item, payload),
+                payload=payload,
+                replacement=replacement is not None,
+            )
         )
-        planned.append((item, topic, payload))
+    return planned
+
+
+async def replay(
+    settings: Settings,
+    store: QuarantineStore,
+    record_ids: Sequence[str],
+    *,
+    replacement: bytes | None = None,
+) -> ReplayReport:
+    """Publish each item's original bytes (or ``replacement``, for one item) and mark it replayed."""
+    planned = await asyncio.to_thread(plan_replay, settings, store, record_ids, replacement=replacement)
+    return await publish(settings, store, planned)
+
+
+async def publish(
+    settings: Settings, store: QuarantineStore, planned: Sequence[PlannedRecord]
+) -> ReplayReport:
+    """Publish the records of a planned replay and mark the items the broker acknowledged replayed."""
     report = ReplayReport()
     if not planned:
         return report
 
+    # Taken before anything is published: every failure of the replayed records is recorded after it.
+    started = dt.datetime.now(dt.UTC)
     prod = producer(settings)
     acked: list[QuarantineItem] = []
     failures: list[BaseException] = []
     try:
         await prod.start()
         pending: list[tuple[QuarantineItem, Awaitable[Any]]] = []
-        for item, topic, payload in planned:
-            pending.append((item, await prod.send(topic, value=payload, key=key_of(item, payload))))
+        for record in planned:
+            future = await prod.send(record.topic, value=record.payload, key=record.key)
+            pending.append((record.item, future))
         results = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
         for (item, _), result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
@@ -140,7 +192,7 @@ async def replay(
         await prod.stop()
         # Whatever the broker acknowledged was replayed, even if another record of the batch failed.
         if acked:
-            await asyncio.to_thread(store.mark_replayed, [item.record_id for item in acked])
+            await asyncio.to_thread(store.mark_replayed, [item.record_id for item in acked], at=started)
     for item in acked:
         report.replayed.append(item.record_id)
         report.by_stage[item.stage] = report.by_stage.get(item.stage, 0) + 1

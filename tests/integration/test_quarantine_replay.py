@@ -1,4 +1,6 @@
-"""Replay on the real embedded stack: quarantined items go back to their topics and get processed."""
+"""Replay on the real embedded stack: quarantined items go back to their topics and get processed; a
+replayed message that fails again leaves its item open; a redelivered quarantine record counts once; the
+CLI replays by filter."""
 
 from __future__ import annotations
 
@@ -7,21 +9,25 @@ import base64
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from typer.testing import CliRunner
 
 from canonical.hl7v2.mapping import canonicalize
 from canonical.quarantine import ExceptionRecord
+from cluster.exceptions_cli import exceptions_app
+from cluster.kafka import producer
 from cluster.report import StackReport
 from cluster.send import keyed, send_messages
-from cluster.settings import Settings
+from cluster.settings import Settings, get_settings
+from cluster.stack import Stack, settings_env
 from streams.commands import UpsertAccountCommand
 from streams.encounter_state import EncounterState, apply_event
 from streams.posting import PostingRules
-from streams.quarantine_store import QuarantineStore
+from streams.quarantine_store import QuarantineItem, QuarantineStore
 from streams.replay import ReplayError, replay
 from streams.topics import TopicNames
 from tests.hl7_samples import adt, dft
@@ -37,6 +43,33 @@ def store(tmp_path: Path) -> Iterator[QuarantineStore]:
     opened = QuarantineStore(f"sqlite:///{tmp_path / 'quarantine.db'}")
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def stack_store(stack: Stack) -> Iterator[QuarantineStore]:
+    """The store the stack's quarantine agent writes, opened as `hcsync exceptions` opens it."""
+    opened = QuarantineStore(f"sqlite:///{stack.run_dir / 'quarantine.db'}")
+    yield opened
+    opened.close()
+
+
+def _item_where(
+    store: QuarantineStore,
+    what: str,
+    check: Callable[[QuarantineItem], bool],
+    *,
+    rule: str | None = None,
+    message_id: str | None = None,
+) -> QuarantineItem:
+    """Wait until the store holds one item of ``rule`` or ``message_id``, and ``check`` holds for it."""
+    found: list[QuarantineItem] = []
+
+    def matches() -> bool:
+        found[:] = store.list(rule=rule, message_id=message_id, status=None, limit=None)
+        return len(found) == 1 and check(found[0])
+
+    wait_until(what, matches)
+    return found[0]
 
 
 def _record(stage: str, original: bytes, encounter_id: str | None, rule: str) -> ExceptionRecord:
@@ -165,3 +198,89 @@ def test_replay_with_a_fixed_message_posts_the_charge(settings: Settings, store:
     assert charges(after)[1] - charges(before)[1] == 35_000
     assert store.original(record.record_id) == broken
     assert [item.record_id for item in store.list(status="open")] == [other.record_id]
+
+
+def test_a_replayed_message_that_fails_again_leaves_its_item_open(
+    settings: Settings, stack_store: QuarantineStore
+) -> None:
+    visit = f"V{_uid()}"
+    control_id = f"D{visit}"
+    broken = dft(control_id, visit, [("CG", "99283", "ED visit", 1, "3x0.00")])
+    asyncio.run(send_messages(settings, [broken]))
+    item = _item_where(stack_store, "the broken charge in quarantine", lambda i: True, message_id=control_id)
+    assert (item.rule, item.status, item.occurrences) == ("HL7-FT1-11-AMOUNT", "open", 1)
+
+    # Replayed unchanged, it fails again at once, racing the replay's own mark: whichever reaches the
+    # store first, the item ends open with both failures counted.
+    report = asyncio.run(replay(settings, stack_store, [item.record_id]))
+    assert report.replayed == [item.record_id]
+    again = _item_where(
+        stack_store,
+        "the replay's failure",
+        lambda i: i.occurrences == 2 and i.replay_count == 1,
+        message_id=control_id,
+    )
+    assert again.record_id == item.record_id
+    assert again.status == "open"
+    assert again.replayed_at is not None and again.last_seen_at >= again.replayed_at
+    assert len(stack_store.occurrences(item.record_id)) == 2
+
+
+def test_a_quarantine_record_delivered_twice_counts_once(
+    settings: Settings, stack_store: QuarantineStore
+) -> None:
+    first = _record("ingest", adt("A01", f"A{_uid()}", f"V{_uid()}"), None, "TEST-REDELIVERY")
+    later = first.model_copy(update={"recorded_at": first.recorded_at + dt.timedelta(seconds=1)})
+    marker = _record("ingest", b"marker", None, "TEST-REDELIVERY-MARKER")
+
+    async def publish() -> None:
+        prod = producer(settings)
+        await prod.start()
+        try:
+            topic = TopicNames(settings.topic_prefix).exceptions
+            # The same record twice (what an at-least-once producer or consumer can deliver), then a new
+            # failure of the same message, then a marker: one key, so one partition, read in this order.
+            for record in (first, first, later, marker):
+                await prod.send_and_wait(
+                    topic, key=b"redelivery-test", value=record.model_dump_json().encode()
+                )
+        finally:
+            await prod.stop()
+
+    asyncio.run(publish())
+    # Once the marker is stored, everything before it in its partition is.
+    _item_where(stack_store, "the marker", lambda i: True, rule="TEST-REDELIVERY-MARKER")
+    [item] = stack_store.list(rule="TEST-REDELIVERY", status=None)
+    assert item.occurrences == 2
+    assert stack_store.occurrences(item.record_id) == [first.recorded_at, later.recorded_at]
+
+
+def test_the_cli_replays_by_filter_on_the_stack(
+    settings: Settings, store: QuarantineStore, tmp_path: Path
+) -> None:
+    visit, other = f"V{_uid()}", f"V{_uid()}"
+    wanted = _record("ingest", adt("A01", f"A{visit}", visit), f"NMH:{visit}", "TEST-CLI")
+    unwanted = _record("ingest", adt("A01", f"A{other}", other), f"NMH:{other}", "TEST-CLI")
+    store.add([wanted, unwanted])
+    env = settings_env(settings) | {"HCSYNC_QUARANTINE_DATABASE_URL": store.database_url}
+
+    def run(*args: str) -> str:
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(exceptions_app, list(args), env=env)
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    dry = run("replay", "--encounter", f"NMH:{visit}", "--dry-run")
+    assert wanted.record_id in dry and unwanted.record_id not in dry and "nothing was sent" in dry
+    assert {i.status for i in store.list(status=None)} == {"open"}
+
+    done = run("replay", "--encounter", f"NMH:{visit}", "--rule", "TEST-CLI", "--yes")
+    assert "replayed 1 item(s) (ingest 1)" in done and wanted.record_id in done
+    raw = base64.b64decode(wanted.original_b64)
+    assert _find(settings, TopicNames(settings.topic_prefix).raw_hl7v2, keyed(raw), raw)
+    replayed = store.get(wanted.record_id)
+    assert replayed is not None and (replayed.status, replayed.replay_count) == ("replayed", 1)
+    assert [i.record_id for i in store.list(status="open")] == [unwanted.record_id]

@@ -1,21 +1,31 @@
-"""`hcsync exceptions` against a quarantine store file: list, show, resolve, stats (replay: integration)."""
+"""`hcsync exceptions` against a quarantine store file: list, show, resolve, stats, and replay (by id and
+by filter, dry runs, and a replay racing its own new failure) with the Kafka producer stood in for.
+
+Replay against the real broker is in tests/integration/test_quarantine_replay.py.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
+import streams.replay
 from canonical.quarantine import ExceptionRecord
 from cluster.exceptions_cli import exceptions_app
-from cluster.settings import get_settings
+from cluster.send import keyed
+from cluster.settings import Settings, get_settings
 from streams.quarantine_agent import decode_record
 from streams.quarantine_store import QuarantineStore
+from streams.replay import replay
+from streams.topics import TopicNames
 from tests.hl7_samples import adt, dft
 
 T0 = dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)
@@ -262,3 +272,239 @@ def test_replay_by_filter_skips_what_cannot_be_replayed(store_url: str) -> None:
     assert result.exit_code == 1
     assert "skipping 1 item(s)" in result.stdout
     assert "Replay these 3 item(s)?" in result.stdout
+
+
+Sent = tuple[str, bytes | None, bytes]
+
+
+class FakeProducer:
+    """The Kafka producer of a replay, stood in for: it keeps what is sent and acknowledges it at once.
+
+    ``on_send`` runs as each record is acknowledged, to play the pipeline that reads it.
+    """
+
+    def __init__(self, on_send: Callable[[Sent], None] | None = None) -> None:
+        self.sent: list[Sent] = []
+        self.on_send = on_send
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic: str, *, value: bytes, key: bytes | None) -> asyncio.Future[None]:
+        self.sent.append((topic, key, value))
+        if self.on_send is not None:
+            self.on_send((topic, key, value))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
+
+@pytest.fixture
+def fake_producer(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
+    fake = FakeProducer()
+    monkeypatch.setattr(streams.replay, "producer", lambda settings: fake)
+    return fake
+
+
+@pytest.fixture
+def no_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(settings: Settings) -> Any:
+        raise AssertionError("a dry run must not open a producer")
+
+    monkeypatch.setattr(streams.replay, "producer", refuse)
+
+
+def _topics() -> TopicNames:
+    return TopicNames(Settings().topic_prefix)
+
+
+def _item(url: str, record_id: str) -> Any:
+    store = QuarantineStore(url)
+    try:
+        return store.get(record_id)
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("no_producer")
+def test_replay_dry_run_by_id_shows_where_each_goes_and_sends_nothing(store_url: str) -> None:
+    result = _run(store_url, "replay", "ingest-1", "billing-1", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Would replay 2 item(s) (billing 1, ingest 1)" in out
+    assert "dry run: nothing was sent" in out
+    topics = _topics()
+    for text in ("ingest-1", "billing-1", topics.raw_hl7v2, topics.billing, "EPIC^NMH|D77", "NMH:V88"):
+        assert text in out, text
+    assert "ingest-2" not in out
+    assert _status(store_url, "ingest-1") == _status(store_url, "billing-1") == "open"
+
+    unknown = _run(store_url, "replay", "ingest-1", "ghost", "--dry-run")
+    assert unknown.exit_code == 1 and "no quarantined item 'ghost'" in unknown.stderr
+
+
+@pytest.mark.usefixtures("no_producer")
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--rule", "HL7-FT1-11-AMOUNT"], {"ingest-1"}),
+        (["--stage", "ingest"], {"ingest-1", "ingest-2"}),
+        (["--sender", "EPIC^NMH"], {"ingest-1"}),
+        (["--encounter", "NMH:V88"], {"billing-1"}),
+        (["--message-id", "D77"], {"ingest-1"}),
+        (["--since", "2026-11-20T09:00"], {"ingest-2", "billing-1"}),
+        (["--until", "2026-11-20T09:00"], {"ingest-1"}),
+        (["--since", "2026-11-20T09:00", "--until", "2026-11-20T10:00"], {"ingest-2"}),
+        (["--stage", "ingest", "--since", "2026-11-20T09:00Z"], {"ingest-2"}),
+        (["--all-open"], {"ingest-1", "ingest-2", "billing-1"}),
+        (["--status", "resolved"], {"ingest-2"}),
+        (["--status", "all", "--stage", "ingest"], {"ingest-1", "ingest-2"}),
+    ],
+)
+def test_replay_dry_run_by_filter_shows_exactly_the_matches(
+    store_url: str, options: list[str], expected: set[str]
+) -> None:
+    if "--status" in options:
+        assert _run(store_url, "resolve", "ingest-2").exit_code == 0
+    result = _run(store_url, "replay", *options, "--dry-run")
+    assert result.exit_code == 0, result.output
+    shown = {record_id for record_id in ("ingest-1", "ingest-2", "billing-1") if record_id in result.stdout}
+    assert shown == expected
+    assert f"Would replay {len(expected)} item(s)" in result.stdout
+    assert "Replay these" not in result.stdout  # a dry run does not ask
+
+
+@pytest.mark.usefixtures("no_producer")
+def test_replay_by_filter_says_when_nothing_matches_and_refuses_contradictions(store_url: str) -> None:
+    none = _run(store_url, "replay", "--sender", "CERNER^UCH", "--dry-run")
+    assert none.exit_code == 0 and "no open items match; nothing to replay" in none.stdout
+    replayed = _run(store_url, "replay", "--status", "replayed")
+    assert replayed.exit_code == 0 and "no replayed items match" in replayed.stdout
+    both = _run(store_url, "replay", "--all-open", "--status", "resolved")
+    assert both.exit_code == 2 and "--all-open" in both.stderr
+    bad = _run(store_url, "replay", "--until", "tomorrow")
+    assert bad.exit_code == 2
+
+
+def test_replay_by_filter_publishes_where_each_failed_and_marks_them(
+    store_url: str, fake_producer: FakeProducer
+) -> None:
+    result = _run(store_url, "replay", "--since", "2026-11-20T09:00", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "replayed 2 item(s) (billing 1, ingest 1)" in result.stdout
+    topics = _topics()
+    assert sorted(fake_producer.sent) == sorted(
+        [
+            (topics.raw_hl7v2, keyed(b"NOT HL7 \xff\xfe\r"), b"NOT HL7 \xff\xfe\r"),
+            (topics.billing, b"NMH:V88", COMMAND),
+        ]
+    )
+    for record_id in ("ingest-2", "billing-1"):
+        item = _item(store_url, record_id)
+        assert (item.status, item.replay_count) == ("replayed", 1)
+    assert _status(store_url, "ingest-1") == "open"
+
+    # Replayed items are left alone by the default filter and can be replayed again by status.
+    assert "nothing to replay" in _run(store_url, "replay", "--stage", "billing", "--yes").stdout
+    again = _run(store_url, "replay", "--stage", "billing", "--status", "replayed", "--yes")
+    assert again.exit_code == 0, again.output
+    assert _item(store_url, "billing-1").replay_count == 2
+
+
+def test_replay_by_filter_asks_and_sends_only_when_told(store_url: str, fake_producer: FakeProducer) -> None:
+    refused = _run(store_url, "replay", "--rule", "HL7-FT1-11-AMOUNT", stdin="n\n")
+    assert refused.exit_code == 1 and fake_producer.sent == []
+    accepted = _run(store_url, "replay", "--rule", "HL7-FT1-11-AMOUNT", stdin="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert [value for _, _, value in fake_producer.sent] == [BAD_DFT]
+    assert _status(store_url, "ingest-1") == "replayed"
+
+
+def test_replay_by_id_with_a_fixed_message(
+    store_url: str, fake_producer: FakeProducer, tmp_path: Path
+) -> None:
+    fixed = dft("D77", "V77", [("CG", "99283", "ED visit", 1, "350.00")])
+    path = tmp_path / "fixed.hl7"
+    path.write_bytes(fixed)
+    dry = _run(store_url, "replay", "ingest-1", "--with-file", str(path), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "(fixed)" in dry.stdout and fake_producer.sent == []
+    result = _run(store_url, "replay", "ingest-1", "--with-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert fake_producer.sent == [(_topics().raw_hl7v2, b"EPIC^NMH|D77", fixed)]
+    # By id, whatever the status: a resolved item can be replayed too.
+    assert _run(store_url, "resolve", "ingest-2").exit_code == 0
+    assert _run(store_url, "replay", "ingest-2").exit_code == 0
+    assert _status(store_url, "ingest-2") == "replayed"
+
+
+def _failure_of(store_url: str, record_id: str) -> ExceptionRecord:
+    """Return the record the pipeline writes when the replayed message of ``record_id`` fails again now."""
+    store = QuarantineStore(store_url)
+    try:
+        item = store.get(record_id)
+        assert item is not None
+        original = store.original(record_id)
+    finally:
+        store.close()
+    return _record(record_id, item.stage, item.rule, original, dt.datetime.now(dt.UTC))
+
+
+@pytest.mark.parametrize("stored", ["before the replay is marked", "after the replay is marked"])
+def test_a_replay_that_fails_again_is_open_whichever_reaches_the_store_first(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, stored: str
+) -> None:
+    store = QuarantineStore(store_url)
+    late: list[ExceptionRecord] = []
+
+    def pipeline(sent: Sent) -> None:
+        # The replayed message fails again as soon as the broker has it.
+        failure = _failure_of(store_url, "ingest-1")
+        if stored == "before the replay is marked":
+            store.add([failure])
+        else:
+            late.append(failure)
+
+    monkeypatch.setattr(streams.replay, "producer", lambda settings: FakeProducer(pipeline))
+    try:
+        report = asyncio.run(replay(Settings(), store, ["ingest-1"]))
+        assert report.replayed == ["ingest-1"]
+        assert store.add(late) == len(late)
+        item = store.get("ingest-1")
+        assert item is not None
+        assert (item.status, item.occurrences, item.replay_count) == ("open", 2, 1)
+        # A redelivery of the new failure, or of the original one, changes nothing.
+        assert store.add([_record("ingest-1", "ingest", "HL7-FT1-11-AMOUNT", BAD_DFT, T0)]) == 0
+        assert store.add(late) == 0
+    finally:
+        store.close()
+    listed = _run(store_url, "list")
+    assert "open (replay failed)" in listed.stdout
+
+
+def test_a_replay_that_does_not_fail_again_stays_replayed(
+    store_url: str, fake_producer: FakeProducer
+) -> None:
+    store = QuarantineStore(store_url)
+    try:
+        asyncio.run(replay(Settings(), store, ["ingest-1"]))
+        # Only the original failure, delivered again after the replay.
+        assert store.add([_record("ingest-1", "ingest", "HL7-FT1-11-AMOUNT", BAD_DFT, T0)]) == 0
+        item = store.get("ingest-1")
+        assert item is not None and (item.status, item.occurrences) == ("replayed", 1)
+    finally:
+        store.close()
+
+
+def test_list_by_sender_and_until(store_url: str) -> None:
+    def ids(*args: str) -> list[str]:
+        result = _run(store_url, "list", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["record_id"] for line in result.stdout.splitlines()]
+
+    assert ids("--sender", "EPIC^NMH") == ["ingest-1"]
+    assert ids("--until", "2026-11-20T10:00") == ["ingest-2", "ingest-1"]
+    assert ids("--since", "2026-11-20T09:00", "--until", "2026-11-20T10:00") == ["ingest-2"]

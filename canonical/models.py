@@ -29,6 +29,8 @@ class PatientClass(StrEnum):
     PREADMIT = "P"
     RECURRING = "R"
     OBSTETRICS = "B"
+    COMMERCIAL = "C"
+    NOT_APPLICABLE = "N"
     UNKNOWN = "U"
 
 
@@ -230,7 +232,7 @@ class MedicationAdministration(CanonicalModel):
     """One RXA segment of RAS^O17: a dose given (or not) to the patient; given doses consume stock."""
 
     administration_id: str = Field(
-        description="Order id '/' RXA-2 administration sub-id: the same dose in every update"
+        description="Order id '/' RXA-1 give sub-id '/' RXA-2 administration sub-id: one dose in every update"
     )
     order_id: str = Field("", description="ORC-2.1 placer, else ORC-3.1 filler order number")
     encounter_id: str

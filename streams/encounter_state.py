@@ -49,7 +49,7 @@ from streams.posting import PostingRules
 
 E = EventType
 _STARTS = (E.ENCOUNTER_PREADMITTED, E.ENCOUNTER_REGISTERED, E.ENCOUNTER_ADMITTED, E.ENCOUNTER_TO_INPATIENT)
-_ADMITS = (E.ENCOUNTER_ADMITTED, E.ENCOUNTER_TO_INPATIENT, E.DISCHARGE_CANCELLED)
+_ADMITS = (E.ENCOUNTER_ADMITTED, E.ENCOUNTER_TO_INPATIENT)
 ENCOUNTER_EVENTS = frozenset(
     {
         *_STARTS,
@@ -71,7 +71,8 @@ def derive_status(times: dict[str, dt.datetime]) -> EncounterStatus | None:
     """Return the status implied by the latest time of each encounter event type (None: none seen).
 
     Precedence: cancelled (A11 newer than every start event), closed (BAR^P06), discharged (A03 not
-    cancelled by a newer A13), admitted (A01/A06/A13 not undone by a newer A07), registered, preadmitted.
+    cancelled by a newer A13), admitted (A01/A06 not undone by a newer A07), registered, preadmitted. A
+    cancelled discharge therefore returns an inpatient to admitted and an outpatient to registered.
     """
     if not times:
         return None
@@ -366,6 +367,9 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         assert state.encounter is not None
         encounter = _merge_encounter(payload.encounter, state.encounter)
         patient, snapshot_at = state.patient, state.snapshot_at
+    if status not in (EncounterStatus.DISCHARGED, EncounterStatus.CLOSED) and encounter.discharged_at:
+        # A cancelled discharge (A13) leaves PV1-45 empty: the time of the discharge it undid must go too.
+        encounter = encounter.model_copy(update={"discharged_at": None})
     account = UpsertAccountCommand(
         command_id=ids.derived_id(env.event_id, "billing.account"),
         encounter=encounter,

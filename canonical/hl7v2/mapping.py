@@ -391,7 +391,7 @@ def _groups(msg: Hl7Message, starts: str) -> list[list[Segment]]:
 def _order_id(r: _Reader, orc: Segment | None) -> str:
     if orc is None:
         raise InvalidMessageError(r.fault(None, "ORC", "", "HL7-ORC-MISSING", "ORC segment is required"))
-    order_id = (orc.get(2, 1) or orc.get(3, 1)).strip()
+    order_id = orc.get(2, 1).strip() or orc.get(3, 1).strip()
     if not order_id:
         raise InvalidMessageError(
             r.fault(
@@ -609,7 +609,8 @@ def _map_dft(r: _Reader, out: _Emitter) -> None:
     # change the ids of its charges.
     for position, ft1 in enumerate(ft1s):
         charge = _charge(r, ft1, out.event_id(position), encounter)
-        event_type = EventType.CHARGE_CREDITED if charge.is_reversal else EventType.CHARGE_POSTED
+        credit = charge.is_reversal or charge.transaction_type is TransactionType.CREDIT
+        event_type = EventType.CHARGE_CREDITED if credit else EventType.CHARGE_POSTED
         out.emit(
             position,
             encounter.encounter_id,

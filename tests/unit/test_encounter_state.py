@@ -131,6 +131,7 @@ def _final(events: list[EventEnvelope]) -> tuple[EncounterState, list[object], l
         ((("A01", "1000"), ("A07", "1100")), EncounterStatus.REGISTERED),
         ((("A05", "1000"), ("A08", "1100")), EncounterStatus.PREADMITTED),
         ((("A05", "1000"), ("A04", "1100"), ("A02", "1200")), EncounterStatus.REGISTERED),
+        ((("A04", "1000"), ("A03", "1100"), ("A13", "1200")), EncounterStatus.REGISTERED),
     ],
 )
 def test_status_is_the_same_in_every_processing_order(
@@ -212,3 +213,25 @@ def test_merge_becomes_a_billing_command_not_encounter_state() -> None:
     assert command.merge.prior_mrn == "MRN001" and command.command_id == merge_command(event).command_id
     with pytest.raises(ValueError, match="merge"):
         apply_event(EncounterState(encounter_id=event.encounter_id), event, RULES)
+
+
+def test_a_cancelled_discharge_clears_the_discharge_time() -> None:
+    discharged = adt("A03", "X1", "V1", at="20261121100000", discharge="20261121100000")
+    state, billing, _ = _final(_events(adt("A01", "A1", "V1", at="20261121080000"), discharged))
+    assert state.encounter is not None and state.encounter.discharged_at is not None
+    state, billing, _ = _final(
+        _events(
+            adt("A01", "A1", "V1", at="20261121080000"),
+            discharged,
+            adt("A13", "C1", "V1", at="20261121120000"),
+        )
+    )
+    assert state.status is EncounterStatus.ADMITTED
+    assert state.encounter is not None and state.encounter.discharged_at is None
+    last = [c for c in billing if isinstance(c, UpsertAccountCommand)][-1]
+    assert last.encounter.discharged_at is None
+
+
+def test_a_zero_amount_credit_is_a_credit_event() -> None:
+    [event] = canonicalize(dft("D0", "V1", [("CD", "99211", "Waived", 1, "0.00")]))
+    assert event.event_type.value == "charge.credited"

@@ -167,6 +167,18 @@ class BillingClient(_AdapterClient):
         """Post charges; each result is ACCEPTED, DUPLICATE (original posting_id) or REJECTED (reason)."""
         return await self._call("PostCharges", self._stub.PostCharges, req, billing_pb2.PostChargesResponse)
 
+    async def update_coding(self, req: billing_pb2.UpdateCodingRequest) -> billing_pb2.UpdateCodingResponse:
+        """Replace an encounter's coding; APPLIED, STALE (a later one is stored) or DUPLICATE."""
+        return await self._call(
+            "UpdateCoding", self._stub.UpdateCoding, req, billing_pb2.UpdateCodingResponse
+        )
+
+    async def merge_patient(self, req: billing_pb2.MergePatientRequest) -> billing_pb2.MergePatientResponse:
+        """Merge a prior patient identifier into the surviving one; MERGED or DUPLICATE, accounts moved."""
+        return await self._call(
+            "MergePatient", self._stub.MergePatient, req, billing_pb2.MergePatientResponse
+        )
+
     async def get_totals(self) -> billing_pb2.BillingTotals:
         """Return the billing system's reconciliation totals."""
         return await self._call(
@@ -199,6 +211,21 @@ class ErpClient(_AdapterClient):
     async def post_journal_batch(self, batch: erp_pb2.JournalBatch) -> erp_pb2.JournalAck:
         """Post a journal batch; a replay of its idempotency key returns the original ack."""
         return await self._call("PostJournalBatch", self._stub.PostJournalBatch, batch, erp_pb2.JournalAck)
+
+    async def post_inventory_movements(self, batch: erp_pb2.InventoryMovementBatch) -> erp_pb2.InventoryAck:
+        """Record inventory movements; a replay of the batch's idempotency key returns the original ack."""
+        return await self._call(
+            "PostInventoryMovements", self._stub.PostInventoryMovements, batch, erp_pb2.InventoryAck
+        )
+
+    async def get_inventory_totals(self) -> erp_pb2.InventoryTotals:
+        """Return the inventory's reconciliation totals."""
+        return await self._call(
+            "GetInventoryTotals",
+            self._stub.GetInventoryTotals,
+            erp_pb2.GetInventoryTotalsRequest(),
+            erp_pb2.InventoryTotals,
+        )
 
     async def get_ledger_totals(self) -> erp_pb2.LedgerTotals:
         """Return the ledger's reconciliation totals."""

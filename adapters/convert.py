@@ -1,4 +1,8 @@
-"""Build adapter messages from canonical models: Encounter and Patient to an Account, Charge, JournalLine."""
+"""Build adapter messages from canonical models.
+
+Billing: Encounter and Patient to an Account, Charge, CodingUpdate to an UpdateCodingRequest,
+PatientMerge to a MergePatientRequest. ERP: JournalLine and InventoryMovement, which carry no PHI.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,31 @@ import datetime as dt
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from canonical.models import Charge, Encounter, EncounterStatus, JournalLine, Patient
+from canonical.models import (
+    Charge,
+    CodingUpdate,
+    Diagnosis,
+    Drg,
+    Encounter,
+    EncounterStatus,
+    InventoryMovement,
+    JournalLine,
+    Patient,
+    PatientMerge,
+    Procedure,
+)
 from proto import billing_pb2, erp_pb2
 
-__all__ = ["account_from", "charge_from", "journal_line_from"]
+__all__ = [
+    "account_from",
+    "aware_datetime",
+    "charge_from",
+    "coding_request_from",
+    "inventory_movement_from",
+    "journal_line_from",
+    "merge_request_from",
+    "patient_from",
+]
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:
@@ -19,14 +44,28 @@ def _timestamp(value: dt.datetime) -> Timestamp:
     return stamp
 
 
+def aware_datetime(value: str, field: str) -> dt.datetime:
+    """Parse an ISO 8601 date-time that names its offset; raise ValueError naming ``field`` otherwise."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{field}: {value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        # A local time without its offset cannot be ordered against the others: refuse, do not guess.
+        raise ValueError(f"{field}: {value!r} has no UTC offset")
+    return parsed
+
+
 def account_from(
     encounter: Encounter,
     patient: Patient | None,
     status: str,
     source_event_id: str,
     correlation_id: str,
+    *,
+    state_version: int = 0,
 ) -> billing_pb2.Account:
-    """Build the billing account of an encounter; ``status`` is registered, admitted or discharged."""
+    """Build the billing account of an encounter; ``status`` is an EncounterStatus value."""
     # Refuse a bad status here, where the caller's bug is, rather than as INVALID_ARGUMENT from the server.
     account = billing_pb2.Account(
         encounter_id=encounter.encounter_id,
@@ -37,9 +76,11 @@ def account_from(
         attending_provider_id=encounter.attending_provider_id,
         source_event_id=source_event_id,
         correlation_id=correlation_id,
+        state_version=state_version,
     )
     if patient is not None:
         account.mrn = patient.mrn
+        account.assigning_authority = patient.assigning_authority
         account.family_name = patient.family_name
         account.given_name = patient.given_name
         if patient.birth_date is not None:
@@ -69,11 +110,103 @@ def charge_from(charge: Charge, source_event_id: str, correlation_id: str) -> bi
         department=charge.department,
         source_event_id=source_event_id,
         correlation_id=correlation_id,
+        procedure_code=charge.procedure_code,
+        ndc_code=charge.ndc_code,
+        is_supply=charge.is_supply,
+        filler_order_number=charge.filler_order_number,
     )
+    # Optional on the wire too, so an unknown price or cost is not mistaken for a free item.
     if charge.unit_amount_cents is not None:
-        # Optional on the wire too, so an unknown unit price is not mistaken for a free item.
         message.unit_amount_cents = charge.unit_amount_cents
+    if charge.unit_cost_cents is not None:
+        message.unit_cost_cents = charge.unit_cost_cents
     return message
+
+
+def patient_from(patient: Patient) -> billing_pb2.Patient:
+    """Build the billing patient of a canonical one (PHI: billing only, never the ERP)."""
+    return billing_pb2.Patient(
+        mrn=patient.mrn,
+        assigning_authority=patient.assigning_authority,
+        family_name=patient.family_name,
+        given_name=patient.given_name,
+        birth_date=patient.birth_date.isoformat() if patient.birth_date is not None else "",
+    )
+
+
+def _diagnosis_from(diagnosis: Diagnosis) -> billing_pb2.Diagnosis:
+    message = billing_pb2.Diagnosis(
+        sequence=diagnosis.sequence,
+        code=diagnosis.code,
+        description=diagnosis.description,
+        code_system=diagnosis.code_system,
+        diagnosis_type=diagnosis.diagnosis_type,
+    )
+    if diagnosis.priority is not None:
+        message.priority = diagnosis.priority
+    if diagnosis.diagnosed_at is not None:
+        message.diagnosed_at.CopyFrom(_timestamp(diagnosis.diagnosed_at))
+    return message
+
+
+def _procedure_from(procedure: Procedure) -> billing_pb2.Procedure:
+    message = billing_pb2.Procedure(
+        sequence=procedure.sequence,
+        code=procedure.code,
+        description=procedure.description,
+        code_system=procedure.code_system,
+        surgeon_id=procedure.surgeon_id,
+    )
+    if procedure.priority is not None:
+        message.priority = procedure.priority
+    if procedure.performed_at is not None:
+        message.performed_at.CopyFrom(_timestamp(procedure.performed_at))
+    return message
+
+
+def _drg_from(drg: Drg) -> billing_pb2.Drg:
+    message = billing_pb2.Drg(code=drg.code, description=drg.description, code_system=drg.code_system)
+    if drg.assigned_at is not None:
+        message.assigned_at.CopyFrom(_timestamp(drg.assigned_at))
+    return message
+
+
+def coding_request_from(
+    coding: CodingUpdate,
+    coded_at: dt.datetime,
+    idempotency_key: str,
+    source_event_id: str,
+    correlation_id: str,
+) -> billing_pb2.UpdateCodingRequest:
+    """Build the UpdateCoding request of an encounter's coding as of ``coded_at`` (timezone-aware)."""
+    request = billing_pb2.UpdateCodingRequest(
+        idempotency_key=idempotency_key,
+        encounter_id=coding.encounter_id,
+        coded_at=_timestamp(coded_at),
+        diagnoses=[_diagnosis_from(diagnosis) for diagnosis in coding.diagnoses],
+        procedures=[_procedure_from(procedure) for procedure in coding.procedures],
+        source_event_id=source_event_id,
+        correlation_id=correlation_id,
+    )
+    if coding.drg is not None:
+        request.drg.CopyFrom(_drg_from(coding.drg))
+    return request
+
+
+def merge_request_from(
+    merge: PatientMerge, idempotency_key: str, source_event_id: str, correlation_id: str
+) -> billing_pb2.MergePatientRequest:
+    """Build the MergePatient request of an ADT^A40 merge (PHI: billing only)."""
+    return billing_pb2.MergePatientRequest(
+        idempotency_key=idempotency_key,
+        prior_mrn=merge.prior_mrn,
+        prior_assigning_authority=merge.prior_assigning_authority,
+        prior_account_number=merge.prior_account_number,
+        prior_visit_number=merge.prior_visit_number,
+        surviving=patient_from(merge.surviving),
+        source_event_id=source_event_id,
+        correlation_id=correlation_id,
+    )
 
 
 def journal_line_from(line: JournalLine) -> erp_pb2.JournalLine:
@@ -91,4 +224,24 @@ def journal_line_from(line: JournalLine) -> erp_pb2.JournalLine:
         source_event_id=line.source_event_id,
         correlation_id=line.correlation_id,
         description=line.description,
+    )
+
+
+def inventory_movement_from(movement: InventoryMovement) -> erp_pb2.InventoryMovement:
+    """Build the ERP inventory movement of a canonical one; no PHI, and the day only, not the time."""
+    return erp_pb2.InventoryMovement(
+        movement_id=movement.movement_id,
+        movement_type=movement.movement_type.value,
+        item_code=movement.item_code,
+        code_system=movement.code_system,
+        description=movement.description,
+        quantity_milli=movement.quantity_milli,
+        unit=movement.unit,
+        facility=movement.facility,
+        cost_centre=movement.cost_centre,
+        # The local day of the movement, as journal_date is the local day of the charge.
+        movement_date=movement.occurred_at.date().isoformat(),
+        encounter_ref=movement.encounter_ref,
+        source_event_id=movement.source_event_id,
+        correlation_id=movement.correlation_id,
     )

@@ -68,7 +68,10 @@ class AdapterServer:
         if isinstance(self.backend, SqlBillingBackend):
             self.backend.totals()
         else:
+            # Both reads: the inventory tables are new in 1.1, and a database that cannot hold them
+            # should fail here, at start, not on the first movement.
             self.backend.ledger_totals()
+            self.backend.inventory_totals()
 
 
 def default_database_url(service: ServiceName, settings: Settings) -> str:

@@ -1,14 +1,16 @@
 """`hcsync demo`: start the embedded stack, replay a synthetic hospital day, reconcile, stop.
 
 The demo passes only if the source charge total (what the generated DFT messages carry) equals the
-billing total and the ERP revenue total, and every charge line reached both.
+billing total and the ERP revenue total, every charge line reached both, every coded account reached
+billing, and the stock the ERP recorded as used equals, item by item, what the supply charges and
+medication administrations of the day consumed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from rich.console import Console
@@ -17,7 +19,7 @@ from rich.table import Table
 
 from cluster.kafka import producer
 from cluster.render import money, print_report
-from cluster.report import StackReport, collect
+from cluster.report import StackReport, collect, format_milli
 from cluster.runs import new_run_dir
 from cluster.send import keyed
 from cluster.settings import Settings
@@ -38,6 +40,15 @@ class Reconciliation:
     billing_cents: int
     erp_revenue_cents: int
     erp_receivables_cents: int
+    source_coded_accounts: int = 0
+    billing_coded_accounts: int = 0
+    # Stock used by (facility, item code), thousandths of a unit.
+    source_stock: dict[tuple[str, str], int] = field(default_factory=dict)
+    erp_stock: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def stock_agrees(self) -> bool:
+        return self.source_stock == self.erp_stock
 
     @property
     def balanced(self) -> bool:
@@ -47,6 +58,8 @@ class Reconciliation:
             == self.billing_cents
             == self.erp_revenue_cents
             == self.erp_receivables_cents
+            and self.source_coded_accounts == self.billing_coded_accounts
+            and self.stock_agrees
         )
 
 
@@ -65,6 +78,12 @@ def reconcile(day: SyntheticDay, report: StackReport) -> Reconciliation:
         billing_cents=int(report.billing.get("amountCents", 0)),
         erp_revenue_cents=report.revenue_net_cents,
         erp_receivables_cents=report.receivables_net_cents,
+        source_coded_accounts=day.expected.bar_messages,
+        billing_coded_accounts=int(report.billing.get("codedAccountCount", 0)),
+        source_stock={key: milli for key, milli in day.expected.stock_milli_by_item.items() if milli},
+        erp_stock={
+            (row.facility, row.item_code): row.net_milli for row in report.inventory_rows() if row.net_milli
+        },
     )
 
 
@@ -107,6 +126,11 @@ async def _send_and_watch(settings: Settings, day: SyntheticDay, console: Consol
                     and posted >= day.expected.charge_lines
                     and lines >= 2 * day.expected.charge_lines
                 ):
+                    break
+                await asyncio.sleep(0.5)
+            # Coding and stock movements travel beside the charges; give them the rest of the time.
+            while time.monotonic() < deadline:
+                if reconcile(day, await collect(settings)).balanced:
                     break
                 await asyncio.sleep(0.5)
     finally:
@@ -156,6 +180,21 @@ def reconciliation_table(rec: Reconciliation) -> Table:
         "",
         money(rec.erp_receivables_cents),
         "[green]agree[/]" if ar_ok else "[red]DIFFER[/]",
+    )
+    coded_ok = rec.source_coded_accounts == rec.billing_coded_accounts
+    table.add_row(
+        "coded accounts (BAR)",
+        f"{rec.source_coded_accounts:,}",
+        f"{rec.billing_coded_accounts:,}",
+        "",
+        "[green]agree[/]" if coded_ok else "[red]DIFFER[/]",
+    )
+    table.add_row(
+        f"stock used ({len(rec.source_stock)} items)",
+        format_milli(sum(rec.source_stock.values())),
+        "",
+        format_milli(sum(rec.erp_stock.values())),
+        "[green]agree item by item[/]" if rec.stock_agrees else "[red]DIFFER[/]",
     )
     return table
 

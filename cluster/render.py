@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from cluster.report import StackReport
+from cluster.report import StackReport, format_milli
 
 
 def money(cents: int) -> str:
@@ -45,6 +45,8 @@ def report_tables(report: StackReport) -> list[Table]:
     billing.add_row("amount posted", money(int(report.billing.get("amountCents", 0))))
     for row in report.billing.get("byStatus", []):
         billing.add_row(f"accounts {row.get('status')}", f"{int(row.get('accountCount', 0)):,}")
+    for label, value in report.coding_rows():
+        billing.add_row(label, f"{value:,}")
 
     ledger = Table(title="ERP journal lines by account")
     for col in ("account", "cost centre", "lines", "debit", "credit"):
@@ -65,7 +67,30 @@ def report_tables(report: StackReport) -> list[Table]:
         money(int(report.ledger.get("totalCreditCents", 0))),
         style="bold",
     )
-    return [flow, billing, ledger]
+    inventory = Table(title="ERP inventory by facility and item")
+    for col in ("facility", "item", "movements", "issued", "returned", "net"):
+        inventory.add_column(col, justify="left" if col in ("facility", "item") else "right")
+    for item in report.inventory_rows():
+        inventory.add_row(
+            item.facility,
+            item.item_code,
+            f"{item.movement_count:,}",
+            format_milli(item.issued_milli),
+            format_milli(item.returned_milli),
+            format_milli(item.net_milli),
+        )
+    inventory.add_row(
+        "total",
+        "",
+        f"{int(report.inventory.get('movementCount', 0)):,}",
+        format_milli(int(report.inventory.get("issuedMilli", 0))),
+        format_milli(int(report.inventory.get("returnedMilli", 0))),
+        format_milli(
+            int(report.inventory.get("issuedMilli", 0)) - int(report.inventory.get("returnedMilli", 0))
+        ),
+        style="bold",
+    )
+    return [flow, billing, ledger, inventory]
 
 
 def print_report(report: StackReport, console: Console) -> None:

@@ -1,4 +1,8 @@
-"""Collect the state of a running stack: topic counts, live counters, billing and ledger totals."""
+"""Collect the state of a running stack: topic counts, live counters, billing, ledger and inventory totals.
+
+Totals are kept as the adapters' JSON (camelCase, int64 as strings); the accessors below turn the parts
+`hcsync report` shows into plain numbers and rows.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,31 @@ from streams.stats import Stats
 from streams.topics import TopicNames
 
 
+def _int(values: dict[str, Any], name: str) -> int:
+    """Return a number of a protobuf JSON dict (int64 values arrive as strings), 0 when absent."""
+    return int(values.get(name, 0))
+
+
+def format_milli(milli: int) -> str:
+    """Format a quantity in thousandths of a unit, dropping a zero fraction: 2500 -> 2.5, 3000 -> 3."""
+    sign = "-" if milli < 0 else ""
+    whole, fraction = divmod(abs(milli), 1000)
+    text = f"{whole:,}.{fraction:03d}".rstrip("0").rstrip(".")
+    return f"{sign}{text}"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """Stock moved for one item at one facility."""
+
+    facility: str
+    item_code: str
+    issued_milli: int
+    returned_milli: int
+    net_milli: int
+    movement_count: int
+
+
 @dataclass(slots=True)
 class StackReport:
     """What `hcsync report` prints."""
@@ -29,6 +58,7 @@ class StackReport:
     revenue_account: str
     receivables_account: str
     derived: dict[str, int] = field(default_factory=dict)
+    inventory: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +83,33 @@ class StackReport:
             for row in self.ledger.get("byAccount", [])
             if row.get("account") == self.receivables_account
         )
+
+    def coding_rows(self) -> list[tuple[str, int]]:
+        """Return billing's coding, merge, reversal and supply totals as (label, value) rows."""
+        return [
+            ("coded accounts", _int(self.billing, "codedAccountCount")),
+            ("diagnoses", _int(self.billing, "diagnosisCount")),
+            ("procedures", _int(self.billing, "procedureCount")),
+            ("accounts with a DRG", _int(self.billing, "drgCount")),
+            ("patient merges", _int(self.billing, "mergeCount")),
+            ("accounts moved by merges", _int(self.billing, "mergedAccountCount")),
+            ("reversals and credits", _int(self.billing, "reversalCount")),
+            ("supply charges", _int(self.billing, "supplyChargeCount")),
+        ]
+
+    def inventory_rows(self) -> list[ItemRow]:
+        """Return the inventory totals per facility and item code, as the ERP sorted them."""
+        return [
+            ItemRow(
+                facility=str(row.get("facility", "")),
+                item_code=str(row.get("itemCode", "")),
+                issued_milli=_int(row, "issuedMilli"),
+                returned_milli=_int(row, "returnedMilli"),
+                net_milli=_int(row, "netMilli"),
+                movement_count=_int(row, "movementCount"),
+            )
+            for row in self.inventory.get("byItem", [])
+        ]
 
 
 async def collect(settings: Settings) -> StackReport:
@@ -85,6 +142,9 @@ async def collect(settings: Settings) -> StackReport:
             )
         async with ErpClient(settings) as erp:
             ledger = MessageToDict(await erp.get_ledger_totals(), always_print_fields_with_no_presence=True)
+            inventory = MessageToDict(
+                await erp.get_inventory_totals(), always_print_fields_with_no_presence=True
+            )
     except (RetryableError, NotRetryableError) as exc:
         raise StackError(str(exc)) from None
     report = StackReport(
@@ -94,9 +154,25 @@ async def collect(settings: Settings) -> StackReport:
         ledger=ledger,
         revenue_account=settings.revenue_account,
         receivables_account=settings.receivables_account,
+        inventory=inventory,
     )
-    report.derived = {
+    report.derived = derived(report)
+    return report
+
+
+def derived(report: StackReport) -> dict[str, int]:
+    """Return the plain numbers `--json` adds to the adapters' totals, for scripts that compare runs."""
+    return {
         "revenue_net_cents": report.revenue_net_cents,
         "receivables_net_cents": report.receivables_net_cents,
+        "coded_accounts": _int(report.billing, "codedAccountCount"),
+        "diagnoses": _int(report.billing, "diagnosisCount"),
+        "procedures": _int(report.billing, "procedureCount"),
+        "merges": _int(report.billing, "mergeCount"),
+        "accounts_merged": _int(report.billing, "mergedAccountCount"),
+        "inventory_movements": _int(report.inventory, "movementCount"),
+        "inventory_issued_milli": _int(report.inventory, "issuedMilli"),
+        "inventory_returned_milli": _int(report.inventory, "returnedMilli"),
+        "inventory_net_milli": _int(report.inventory, "issuedMilli")
+        - _int(report.inventory, "returnedMilli"),
     }
-    return report

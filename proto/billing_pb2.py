@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/billing.proto\x12\x11hcsync.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x02\n\x07\x41\x63\x63ount\x12\x14\n\x0c\x65ncounter_id\x18\x01 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x15\n\rpatient_class\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0b\n\x03mrn\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x07 \x01(\t\x12\x12\n\ngiven_name\x18\x08 \x01(\t\x12\x12\n\nbirth_date\x18\t \x01(\t\x12/\n\x0b\x61\x64mitted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdischarged_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x61ttending_provider_id\x18\x0c \x01(\t\x12\x17\n\x0fsource_event_id\x18\r \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0e \x01(\t\"\\\n\x14UpsertAccountRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12+\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x1a.hcsync.billing.v1.Account\"\xc8\x01\n\x15UpsertAccountResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12?\n\x06status\x18\x02 \x01(\x0e\x32/.hcsync.billing.v1.UpsertAccountResponse.Status\x12\x0f\n\x07version\x18\x03 \x01(\x03\"I\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\r\n\tDUPLICATE\x10\x03\"\x99\x03\n\x06\x43harge\x12\x11\n\tcharge_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12\x16\n\x0etransaction_id\x18\x03 \x01(\t\x12\x18\n\x10transaction_type\x18\x04 \x01(\t\x12\x13\n\x0b\x63harge_code\x18\x05 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x10\n\x08quantity\x18\x08 \x01(\x03\x12\x1e\n\x11unit_amount_cents\x18\t \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0c\x61mount_cents\x18\n \x01(\x03\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\x12.\n\nservice_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66\x61\x63ility\x18\r \x01(\t\x12\x12\n\ndepartment\x18\x0e \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0f \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x10 \x01(\tB\x14\n\x12_unit_amount_cents\"Y\n\x12PostChargesRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12*\n\x07\x63harges\x18\x02 \x03(\x0b\x32\x19.hcsync.billing.v1.Charge\"\xca\x01\n\x0c\x43hargeResult\x12\x11\n\tcharge_id\x18\x01 \x01(\t\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32&.hcsync.billing.v1.ChargeResult.Status\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nposting_id\x18\x04 \x01(\t\"K\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\"G\n\x13PostChargesResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.hcsync.billing.v1.ChargeResult\"\x12\n\x10GetTotalsRequest\"M\n\rFacilityTotal\x12\x10\n\x08\x66\x61\x63ility\x18\x01 \x01(\t\x12\x14\n\x0c\x63harge_count\x18\x02 \x01(\x03\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\";\n\x12\x41\x63\x63ountStatusCount\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x15\n\raccount_count\x18\x02 \x01(\x03\"\xc3\x01\n\rBillingTotals\x12\x15\n\raccount_count\x18\x01 \x01(\x03\x12\x14\n\x0c\x63harge_count\x18\x02 \x01(\x03\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x35\n\x0b\x62y_facility\x18\x04 \x03(\x0b\x32 .hcsync.billing.v1.FacilityTotal\x12\x38\n\tby_status\x18\x05 \x03(\x0b\x32%.hcsync.billing.v1.AccountStatusCount2\xa6\x02\n\x0e\x42illingAdapter\x12\x62\n\rUpsertAccount\x12\'.hcsync.billing.v1.UpsertAccountRequest\x1a(.hcsync.billing.v1.UpsertAccountResponse\x12\\\n\x0bPostCharges\x12%.hcsync.billing.v1.PostChargesRequest\x1a&.hcsync.billing.v1.PostChargesResponse\x12R\n\tGetTotals\x12#.hcsync.billing.v1.GetTotalsRequest\x1a .hcsync.billing.v1.BillingTotalsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/billing.proto\x12\x11hcsync.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n\x07\x41\x63\x63ount\x12\x14\n\x0c\x65ncounter_id\x18\x01 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x15\n\rpatient_class\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0b\n\x03mrn\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x07 \x01(\t\x12\x12\n\ngiven_name\x18\x08 \x01(\t\x12\x12\n\nbirth_date\x18\t \x01(\t\x12/\n\x0b\x61\x64mitted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdischarged_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x61ttending_provider_id\x18\x0c \x01(\t\x12\x17\n\x0fsource_event_id\x18\r \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0e \x01(\t\x12\x15\n\rstate_version\x18\x0f \x01(\x03\x12\x1b\n\x13\x61ssigning_authority\x18\x10 \x01(\t\"\\\n\x14UpsertAccountRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12+\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x1a.hcsync.billing.v1.Account\"\xd3\x01\n\x15UpsertAccountResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12?\n\x06status\x18\x02 \x01(\x0e\x32/.hcsync.billing.v1.UpsertAccountResponse.Status\x12\x0f\n\x07version\x18\x03 \x01(\x03\"T\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\r\n\tDUPLICATE\x10\x03\x12\t\n\x05STALE\x10\x04\"\xa5\x04\n\x06\x43harge\x12\x11\n\tcharge_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12\x16\n\x0etransaction_id\x18\x03 \x01(\t\x12\x18\n\x10transaction_type\x18\x04 \x01(\t\x12\x13\n\x0b\x63harge_code\x18\x05 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x10\n\x08quantity\x18\x08 \x01(\x03\x12\x1e\n\x11unit_amount_cents\x18\t \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0c\x61mount_cents\x18\n \x01(\x03\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\x12.\n\nservice_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66\x61\x63ility\x18\r \x01(\t\x12\x12\n\ndepartment\x18\x0e \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0f \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x10 \x01(\t\x12\x16\n\x0eprocedure_code\x18\x11 \x01(\t\x12\x10\n\x08ndc_code\x18\x12 \x01(\t\x12\x11\n\tis_supply\x18\x13 \x01(\x08\x12\x1b\n\x13\x66iller_order_number\x18\x14 \x01(\t\x12\x1c\n\x0funit_cost_cents\x18\x15 \x01(\x03H\x01\x88\x01\x01\x42\x14\n\x12_unit_amount_centsB\x12\n\x10_unit_cost_cents\"Y\n\x12PostChargesRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12*\n\x07\x63harges\x18\x02 \x03(\x0b\x32\x19.hcsync.billing.v1.Charge\"\xca\x01\n\x0c\x43hargeResult\x12\x11\n\tcharge_id\x18\x01 \x01(\t\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32&.hcsync.billing.v1.ChargeResult.Status\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nposting_id\x18\x04 \x01(\t\"K\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\"G\n\x13PostChargesResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.hcsync.billing.v1.ChargeResult\"\xc3\x01\n\tDiagnosis\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x04 \x01(\t\x12\x16\n\x0e\x64iagnosis_type\x18\x05 \x01(\t\x12\x15\n\x08priority\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x30\n\x0c\x64iagnosed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\t_priority\"\xbf\x01\n\tProcedure\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x04 \x01(\t\x12\x30\n\x0cperformed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08priority\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nsurgeon_id\x18\x07 \x01(\tB\x0b\n\t_priority\"n\n\x03\x44rg\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x03 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xab\x02\n\x13UpdateCodingRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12,\n\x08\x63oded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tdiagnoses\x18\x04 \x03(\x0b\x32\x1c.hcsync.billing.v1.Diagnosis\x12\x30\n\nprocedures\x18\x05 \x03(\x0b\x32\x1c.hcsync.billing.v1.Procedure\x12#\n\x03\x64rg\x18\x06 \x01(\x0b\x32\x16.hcsync.billing.v1.Drg\x12\x17\n\x0fsource_event_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\"\xc6\x01\n\x14UpdateCodingResponse\x12\x14\n\x0c\x65ncounter_id\x18\x01 \x01(\t\x12>\n\x06status\x18\x02 \x01(\x0e\x32..hcsync.billing.v1.UpdateCodingResponse.Status\x12\x0f\n\x07version\x18\x03 \x01(\x03\"G\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPLIED\x10\x01\x12\t\n\x05STALE\x10\x02\x12\r\n\tDUPLICATE\x10\x03\"p\n\x07Patient\x12\x0b\n\x03mrn\x18\x01 \x01(\t\x12\x1b\n\x13\x61ssigning_authority\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x12\n\ngiven_name\x18\x04 \x01(\t\x12\x12\n\nbirth_date\x18\x05 \x01(\t\"\xfe\x01\n\x13MergePatientRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tprior_mrn\x18\x02 \x01(\t\x12!\n\x19prior_assigning_authority\x18\x03 \x01(\t\x12\x1c\n\x14prior_account_number\x18\x04 \x01(\t\x12\x1a\n\x12prior_visit_number\x18\x05 \x01(\t\x12-\n\tsurviving\x18\x06 \x01(\x0b\x32\x1a.hcsync.billing.v1.Patient\x12\x17\n\x0fsource_event_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\"\xab\x01\n\x14MergePatientResponse\x12>\n\x06status\x18\x01 \x01(\x0e\x32..hcsync.billing.v1.MergePatientResponse.Status\x12\x16\n\x0e\x61\x63\x63ounts_moved\x18\x02 \x01(\x03\";\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06MERGED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\"\x12\n\x10GetTotalsRequest\"M\n\rFacilityTotal\x12\x10\n\x08\x66\x61\x63ility\x18\x01 \x01(\t\x12\x14\n\x0c\x63harge_count\x18\x02 \x01(\x03\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\";\n\x12\x41\x63\x63ountStatusCount\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x15\n\raccount_count\x18\x02 \x01(\x03\"\xaa\x03\n\rBillingTotals\x12\x15\n\raccount_count\x18\x01 \x01(\x03\x12\x14\n\x0c\x63harge_count\x18\x02 \x01(\x03\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x35\n\x0b\x62y_facility\x18\x04 \x03(\x0b\x32 .hcsync.billing.v1.FacilityTotal\x12\x38\n\tby_status\x18\x05 \x03(\x0b\x32%.hcsync.billing.v1.AccountStatusCount\x12\x1b\n\x13\x63oded_account_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x64iagnosis_count\x18\x07 \x01(\x03\x12\x17\n\x0fprocedure_count\x18\x08 \x01(\x03\x12\x11\n\tdrg_count\x18\t \x01(\x03\x12\x13\n\x0bmerge_count\x18\n \x01(\x03\x12\x1c\n\x14merged_account_count\x18\x0b \x01(\x03\x12\x16\n\x0ereversal_count\x18\x0c \x01(\x03\x12\x1b\n\x13supply_charge_count\x18\r \x01(\x03\x12\x1b\n\x13supply_amount_cents\x18\x0e \x01(\x03\x32\xe8\x03\n\x0e\x42illingAdapter\x12\x62\n\rUpsertAccount\x12\'.hcsync.billing.v1.UpsertAccountRequest\x1a(.hcsync.billing.v1.UpsertAccountResponse\x12\\\n\x0bPostCharges\x12%.hcsync.billing.v1.PostChargesRequest\x1a&.hcsync.billing.v1.PostChargesResponse\x12_\n\x0cUpdateCoding\x12&.hcsync.billing.v1.UpdateCodingRequest\x1a\'.hcsync.billing.v1.UpdateCodingResponse\x12_\n\x0cMergePatient\x12&.hcsync.billing.v1.MergePatientRequest\x1a\'.hcsync.billing.v1.MergePatientResponse\x12R\n\tGetTotals\x12#.hcsync.billing.v1.GetTotalsRequest\x1a .hcsync.billing.v1.BillingTotalsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,51 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.billing_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACCOUNT']._serialized_start=76
-  _globals['_ACCOUNT']._serialized_end=438
-  _globals['_UPSERTACCOUNTREQUEST']._serialized_start=440
-  _globals['_UPSERTACCOUNTREQUEST']._serialized_end=532
-  _globals['_UPSERTACCOUNTRESPONSE']._serialized_start=535
-  _globals['_UPSERTACCOUNTRESPONSE']._serialized_end=735
-  _globals['_UPSERTACCOUNTRESPONSE_STATUS']._serialized_start=662
-  _globals['_UPSERTACCOUNTRESPONSE_STATUS']._serialized_end=735
-  _globals['_CHARGE']._serialized_start=738
-  _globals['_CHARGE']._serialized_end=1147
-  _globals['_POSTCHARGESREQUEST']._serialized_start=1149
-  _globals['_POSTCHARGESREQUEST']._serialized_end=1238
-  _globals['_CHARGERESULT']._serialized_start=1241
-  _globals['_CHARGERESULT']._serialized_end=1443
-  _globals['_CHARGERESULT_STATUS']._serialized_start=1368
-  _globals['_CHARGERESULT_STATUS']._serialized_end=1443
-  _globals['_POSTCHARGESRESPONSE']._serialized_start=1445
-  _globals['_POSTCHARGESRESPONSE']._serialized_end=1516
-  _globals['_GETTOTALSREQUEST']._serialized_start=1518
-  _globals['_GETTOTALSREQUEST']._serialized_end=1536
-  _globals['_FACILITYTOTAL']._serialized_start=1538
-  _globals['_FACILITYTOTAL']._serialized_end=1615
-  _globals['_ACCOUNTSTATUSCOUNT']._serialized_start=1617
-  _globals['_ACCOUNTSTATUSCOUNT']._serialized_end=1676
-  _globals['_BILLINGTOTALS']._serialized_start=1679
-  _globals['_BILLINGTOTALS']._serialized_end=1874
-  _globals['_BILLINGADAPTER']._serialized_start=1877
-  _globals['_BILLINGADAPTER']._serialized_end=2171
+  _globals['_ACCOUNT']._serialized_end=490
+  _globals['_UPSERTACCOUNTREQUEST']._serialized_start=492
+  _globals['_UPSERTACCOUNTREQUEST']._serialized_end=584
+  _globals['_UPSERTACCOUNTRESPONSE']._serialized_start=587
+  _globals['_UPSERTACCOUNTRESPONSE']._serialized_end=798
+  _globals['_UPSERTACCOUNTRESPONSE_STATUS']._serialized_start=714
+  _globals['_UPSERTACCOUNTRESPONSE_STATUS']._serialized_end=798
+  _globals['_CHARGE']._serialized_start=801
+  _globals['_CHARGE']._serialized_end=1350
+  _globals['_POSTCHARGESREQUEST']._serialized_start=1352
+  _globals['_POSTCHARGESREQUEST']._serialized_end=1441
+  _globals['_CHARGERESULT']._serialized_start=1444
+  _globals['_CHARGERESULT']._serialized_end=1646
+  _globals['_CHARGERESULT_STATUS']._serialized_start=1571
+  _globals['_CHARGERESULT_STATUS']._serialized_end=1646
+  _globals['_POSTCHARGESRESPONSE']._serialized_start=1648
+  _globals['_POSTCHARGESRESPONSE']._serialized_end=1719
+  _globals['_DIAGNOSIS']._serialized_start=1722
+  _globals['_DIAGNOSIS']._serialized_end=1917
+  _globals['_PROCEDURE']._serialized_start=1920
+  _globals['_PROCEDURE']._serialized_end=2111
+  _globals['_DRG']._serialized_start=2113
+  _globals['_DRG']._serialized_end=2223
+  _globals['_UPDATECODINGREQUEST']._serialized_start=2226
+  _globals['_UPDATECODINGREQUEST']._serialized_end=2525
+  _globals['_UPDATECODINGRESPONSE']._serialized_start=2528
+  _globals['_UPDATECODINGRESPONSE']._serialized_end=2726
+  _globals['_UPDATECODINGRESPONSE_STATUS']._serialized_start=2655
+  _globals['_UPDATECODINGRESPONSE_STATUS']._serialized_end=2726
+  _globals['_PATIENT']._serialized_start=2728
+  _globals['_PATIENT']._serialized_end=2840
+  _globals['_MERGEPATIENTREQUEST']._serialized_start=2843
+  _globals['_MERGEPATIENTREQUEST']._serialized_end=3097
+  _globals['_MERGEPATIENTRESPONSE']._serialized_start=3100
+  _globals['_MERGEPATIENTRESPONSE']._serialized_end=3271
+  _globals['_MERGEPATIENTRESPONSE_STATUS']._serialized_start=3212
+  _globals['_MERGEPATIENTRESPONSE_STATUS']._serialized_end=3271
+  _globals['_GETTOTALSREQUEST']._serialized_start=3273
+  _globals['_GETTOTALSREQUEST']._serialized_end=3291
+  _globals['_FACILITYTOTAL']._serialized_start=3293
+  _globals['_FACILITYTOTAL']._serialized_end=3370
+  _globals['_ACCOUNTSTATUSCOUNT']._serialized_start=3372
+  _globals['_ACCOUNTSTATUSCOUNT']._serialized_end=3431
+  _globals['_BILLINGTOTALS']._serialized_start=3434
+  _globals['_BILLINGTOTALS']._serialized_end=3860
+  _globals['_BILLINGADAPTER']._serialized_start=3863
+  _globals['_BILLINGADAPTER']._serialized_end=4351
 # @@protoc_insertion_point(module_scope)

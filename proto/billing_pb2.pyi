@@ -44,6 +44,8 @@ class Account(_message.Message):
     ATTENDING_PROVIDER_ID_FIELD_NUMBER: _builtins.int
     SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    STATE_VERSION_FIELD_NUMBER: _builtins.int
+    ASSIGNING_AUTHORITY_FIELD_NUMBER: _builtins.int
     encounter_id: _builtins.str
     """also the account id"""
     facility: _builtins.str
@@ -51,7 +53,7 @@ class Account(_message.Message):
     patient_class: _builtins.str
     """HL7 table 0004 code"""
     status: _builtins.str
-    """registered | admitted | discharged"""
+    """preadmitted | registered | admitted | discharged | closed | cancelled"""
     mrn: _builtins.str
     family_name: _builtins.str
     given_name: _builtins.str
@@ -60,6 +62,12 @@ class Account(_message.Message):
     attending_provider_id: _builtins.str
     source_event_id: _builtins.str
     correlation_id: _builtins.str
+    state_version: _builtins.int
+    """How many events the encounter's state had applied. An upsert with a lower state_version than the
+    stored one is STALE and changes nothing; equal or higher replaces the status (it may move back).
+    """
+    assigning_authority: _builtins.str
+    """PID-3.4: the authority that issued the mrn"""
     @_builtins.property
     def admitted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -81,10 +89,12 @@ class Account(_message.Message):
         attending_provider_id: _builtins.str = ...,
         source_event_id: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
+        state_version: _builtins.int = ...,
+        assigning_authority: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "discharged_at", b"discharged_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "attending_provider_id", b"attending_provider_id", "birth_date", b"birth_date", "correlation_id", b"correlation_id", "department", b"department", "discharged_at", b"discharged_at", "encounter_id", b"encounter_id", "facility", b"facility", "family_name", b"family_name", "given_name", b"given_name", "mrn", b"mrn", "patient_class", b"patient_class", "source_event_id", b"source_event_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "assigning_authority", b"assigning_authority", "attending_provider_id", b"attending_provider_id", "birth_date", b"birth_date", "correlation_id", b"correlation_id", "department", b"department", "discharged_at", b"discharged_at", "encounter_id", b"encounter_id", "facility", b"facility", "family_name", b"family_name", "given_name", b"given_name", "mrn", b"mrn", "patient_class", b"patient_class", "source_event_id", b"source_event_id", "state_version", b"state_version", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -128,6 +138,8 @@ class UpsertAccountResponse(_message.Message):
         UPDATED: UpsertAccountResponse._Status.ValueType  # 2
         DUPLICATE: UpsertAccountResponse._Status.ValueType  # 3
         """the idempotency key was seen before; version is the original one"""
+        STALE: UpsertAccountResponse._Status.ValueType  # 4
+        """the stored account has a higher state_version; nothing changed"""
 
     class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
     STATUS_UNSPECIFIED: UpsertAccountResponse.Status.ValueType  # 0
@@ -135,6 +147,8 @@ class UpsertAccountResponse(_message.Message):
     UPDATED: UpsertAccountResponse.Status.ValueType  # 2
     DUPLICATE: UpsertAccountResponse.Status.ValueType  # 3
     """the idempotency key was seen before; version is the original one"""
+    STALE: UpsertAccountResponse.Status.ValueType  # 4
+    """the stored account has a higher state_version; nothing changed"""
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
@@ -159,7 +173,9 @@ Global___UpsertAccountResponse: _TypeAlias = UpsertAccountResponse  # noqa: Y015
 
 @_typing.final
 class Charge(_message.Message):
-    """One FT1 line. Credits (transaction_type CD) carry a negative amount."""
+    """One FT1 line. Credits (transaction_type CD) carry a negative amount (or zero); a CG charge with a
+    negative amount is a reversal of an earlier charge.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -179,6 +195,11 @@ class Charge(_message.Message):
     DEPARTMENT_FIELD_NUMBER: _builtins.int
     SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    PROCEDURE_CODE_FIELD_NUMBER: _builtins.int
+    NDC_CODE_FIELD_NUMBER: _builtins.int
+    IS_SUPPLY_FIELD_NUMBER: _builtins.int
+    FILLER_ORDER_NUMBER_FIELD_NUMBER: _builtins.int
+    UNIT_COST_CENTS_FIELD_NUMBER: _builtins.int
     charge_id: _builtins.str
     encounter_id: _builtins.str
     transaction_id: _builtins.str
@@ -195,6 +216,16 @@ class Charge(_message.Message):
     department: _builtins.str
     source_event_id: _builtins.str
     correlation_id: _builtins.str
+    procedure_code: _builtins.str
+    """FT1-25 (CPT/HCPCS)"""
+    ndc_code: _builtins.str
+    """FT1-29 NDC of a drug or supply"""
+    is_supply: _builtins.bool
+    """a stock item, also recorded in the ERP's inventory"""
+    filler_order_number: _builtins.str
+    """FT1-23"""
+    unit_cost_cents: _builtins.int
+    """FT1-22"""
     @_builtins.property
     def service_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -216,14 +247,24 @@ class Charge(_message.Message):
         department: _builtins.str = ...,
         source_event_id: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
+        procedure_code: _builtins.str = ...,
+        ndc_code: _builtins.str = ...,
+        is_supply: _builtins.bool = ...,
+        filler_order_number: _builtins.str = ...,
+        unit_cost_cents: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_unit_amount_cents", b"_unit_amount_cents", "service_at", b"service_at", "unit_amount_cents", b"unit_amount_cents"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_unit_amount_cents", b"_unit_amount_cents", "_unit_cost_cents", b"_unit_cost_cents", "service_at", b"service_at", "unit_amount_cents", b"unit_amount_cents", "unit_cost_cents", b"unit_cost_cents"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_unit_amount_cents", b"_unit_amount_cents", "amount_cents", b"amount_cents", "charge_code", b"charge_code", "charge_id", b"charge_id", "code_system", b"code_system", "correlation_id", b"correlation_id", "currency", b"currency", "department", b"department", "description", b"description", "encounter_id", b"encounter_id", "facility", b"facility", "quantity", b"quantity", "service_at", b"service_at", "source_event_id", b"source_event_id", "transaction_id", b"transaction_id", "transaction_type", b"transaction_type", "unit_amount_cents", b"unit_amount_cents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_unit_amount_cents", b"_unit_amount_cents", "_unit_cost_cents", b"_unit_cost_cents", "amount_cents", b"amount_cents", "charge_code", b"charge_code", "charge_id", b"charge_id", "code_system", b"code_system", "correlation_id", b"correlation_id", "currency", b"currency", "department", b"department", "description", b"description", "encounter_id", b"encounter_id", "facility", b"facility", "filler_order_number", b"filler_order_number", "is_supply", b"is_supply", "ndc_code", b"ndc_code", "procedure_code", b"procedure_code", "quantity", b"quantity", "service_at", b"service_at", "source_event_id", b"source_event_id", "transaction_id", b"transaction_id", "transaction_type", b"transaction_type", "unit_amount_cents", b"unit_amount_cents", "unit_cost_cents", b"unit_cost_cents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__unit_amount_cents: _TypeAlias = _typing.Literal["unit_amount_cents"]  # noqa: Y015
     _WhichOneofArgType__unit_amount_cents: _TypeAlias = _typing.Literal["_unit_amount_cents", b"_unit_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__unit_cost_cents: _TypeAlias = _typing.Literal["unit_cost_cents"]  # noqa: Y015
+    _WhichOneofArgType__unit_cost_cents: _TypeAlias = _typing.Literal["_unit_cost_cents", b"_unit_cost_cents"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_amount_cents) -> _WhichOneofReturnType__unit_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_cost_cents) -> _WhichOneofReturnType__unit_cost_cents | None: ...
 
 Global___Charge: _TypeAlias = Charge  # noqa: Y015
 
@@ -322,6 +363,353 @@ class PostChargesResponse(_message.Message):
 Global___PostChargesResponse: _TypeAlias = PostChargesResponse  # noqa: Y015
 
 @_typing.final
+class Diagnosis(_message.Message):
+    """One DG1 segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CODE_SYSTEM_FIELD_NUMBER: _builtins.int
+    DIAGNOSIS_TYPE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    DIAGNOSED_AT_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """DG1-1"""
+    code: _builtins.str
+    """DG1-3.1 (ICD-10-CM)"""
+    description: _builtins.str
+    code_system: _builtins.str
+    diagnosis_type: _builtins.str
+    """DG1-6: A admitting, W working, F final"""
+    priority: _builtins.int
+    """DG1-15: 1 is the principal diagnosis"""
+    @_builtins.property
+    def diagnosed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        code: _builtins.str = ...,
+        description: _builtins.str = ...,
+        code_system: _builtins.str = ...,
+        diagnosis_type: _builtins.str = ...,
+        priority: _builtins.int | None = ...,
+        diagnosed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "diagnosed_at", b"diagnosed_at", "priority", b"priority"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "code", b"code", "code_system", b"code_system", "description", b"description", "diagnosed_at", b"diagnosed_at", "diagnosis_type", b"diagnosis_type", "priority", b"priority", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+
+Global___Diagnosis: _TypeAlias = Diagnosis  # noqa: Y015
+
+@_typing.final
+class Procedure(_message.Message):
+    """One PR1 segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CODE_SYSTEM_FIELD_NUMBER: _builtins.int
+    PERFORMED_AT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SURGEON_ID_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """PR1-1"""
+    code: _builtins.str
+    """PR1-3.1 (CPT, HCPCS, ICD-10-PCS)"""
+    description: _builtins.str
+    code_system: _builtins.str
+    priority: _builtins.int
+    """PR1-14"""
+    surgeon_id: _builtins.str
+    """PR1-11.1"""
+    @_builtins.property
+    def performed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        code: _builtins.str = ...,
+        description: _builtins.str = ...,
+        code_system: _builtins.str = ...,
+        performed_at: _timestamp_pb2.Timestamp | None = ...,
+        priority: _builtins.int | None = ...,
+        surgeon_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "performed_at", b"performed_at", "priority", b"priority"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "code", b"code", "code_system", b"code_system", "description", b"description", "performed_at", b"performed_at", "priority", b"priority", "sequence", b"sequence", "surgeon_id", b"surgeon_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+
+Global___Procedure: _TypeAlias = Procedure  # noqa: Y015
+
+@_typing.final
+class Drg(_message.Message):
+    """The DRG segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CODE_SYSTEM_FIELD_NUMBER: _builtins.int
+    ASSIGNED_AT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """DRG-1.1"""
+    description: _builtins.str
+    code_system: _builtins.str
+    """MS-DRG, APR-DRG..."""
+    @_builtins.property
+    def assigned_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        description: _builtins.str = ...,
+        code_system: _builtins.str = ...,
+        assigned_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "code", b"code", "code_system", b"code_system", "description", b"description"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Drg: _TypeAlias = Drg  # noqa: Y015
+
+@_typing.final
+class UpdateCodingRequest(_message.Message):
+    """The full coding of one encounter as of coded_at: it replaces the stored one, it is not a delta."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    CODED_AT_FIELD_NUMBER: _builtins.int
+    DIAGNOSES_FIELD_NUMBER: _builtins.int
+    PROCEDURES_FIELD_NUMBER: _builtins.int
+    DRG_FIELD_NUMBER: _builtins.int
+    SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    encounter_id: _builtins.str
+    """the account id; the account need not exist yet"""
+    source_event_id: _builtins.str
+    correlation_id: _builtins.str
+    @_builtins.property
+    def coded_at(self) -> _timestamp_pb2.Timestamp:
+        """a coding older than the stored one is STALE"""
+
+    @_builtins.property
+    def diagnoses(self) -> _containers.RepeatedCompositeFieldContainer[Global___Diagnosis]: ...
+    @_builtins.property
+    def procedures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Procedure]: ...
+    @_builtins.property
+    def drg(self) -> Global___Drg:
+        """unset: the encounter has no DRG (any stored one is removed)"""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        coded_at: _timestamp_pb2.Timestamp | None = ...,
+        diagnoses: _abc.Iterable[Global___Diagnosis] | None = ...,
+        procedures: _abc.Iterable[Global___Procedure] | None = ...,
+        drg: Global___Drg | None = ...,
+        source_event_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coded_at", b"coded_at", "drg", b"drg"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coded_at", b"coded_at", "correlation_id", b"correlation_id", "diagnoses", b"diagnoses", "drg", b"drg", "encounter_id", b"encounter_id", "idempotency_key", b"idempotency_key", "procedures", b"procedures", "source_event_id", b"source_event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCodingRequest: _TypeAlias = UpdateCodingRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCodingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[UpdateCodingResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: UpdateCodingResponse._Status.ValueType  # 0
+        APPLIED: UpdateCodingResponse._Status.ValueType  # 1
+        """the stored coding is now this one"""
+        STALE: UpdateCodingResponse._Status.ValueType  # 2
+        """a coding with a later coded_at is stored; nothing changed"""
+        DUPLICATE: UpdateCodingResponse._Status.ValueType  # 3
+        """the idempotency key was seen before; version is the original one"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: UpdateCodingResponse.Status.ValueType  # 0
+    APPLIED: UpdateCodingResponse.Status.ValueType  # 1
+    """the stored coding is now this one"""
+    STALE: UpdateCodingResponse.Status.ValueType  # 2
+    """a coding with a later coded_at is stored; nothing changed"""
+    DUPLICATE: UpdateCodingResponse.Status.ValueType  # 3
+    """the idempotency key was seen before; version is the original one"""
+
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    encounter_id: _builtins.str
+    status: Global___UpdateCodingResponse.Status.ValueType
+    version: _builtins.int
+    """how many times the encounter's coding was replaced"""
+    def __init__(
+        self,
+        *,
+        encounter_id: _builtins.str = ...,
+        status: Global___UpdateCodingResponse.Status.ValueType = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encounter_id", b"encounter_id", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCodingResponse: _TypeAlias = UpdateCodingResponse  # noqa: Y015
+
+@_typing.final
+class Patient(_message.Message):
+    """A patient as billing identifies it. PHI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MRN_FIELD_NUMBER: _builtins.int
+    ASSIGNING_AUTHORITY_FIELD_NUMBER: _builtins.int
+    FAMILY_NAME_FIELD_NUMBER: _builtins.int
+    GIVEN_NAME_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    mrn: _builtins.str
+    assigning_authority: _builtins.str
+    family_name: _builtins.str
+    given_name: _builtins.str
+    birth_date: _builtins.str
+    """YYYY-MM-DD, empty when unknown"""
+    def __init__(
+        self,
+        *,
+        mrn: _builtins.str = ...,
+        assigning_authority: _builtins.str = ...,
+        family_name: _builtins.str = ...,
+        given_name: _builtins.str = ...,
+        birth_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigning_authority", b"assigning_authority", "birth_date", b"birth_date", "family_name", b"family_name", "given_name", b"given_name", "mrn", b"mrn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Patient: _TypeAlias = Patient  # noqa: Y015
+
+@_typing.final
+class MergePatientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PRIOR_MRN_FIELD_NUMBER: _builtins.int
+    PRIOR_ASSIGNING_AUTHORITY_FIELD_NUMBER: _builtins.int
+    PRIOR_ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    PRIOR_VISIT_NUMBER_FIELD_NUMBER: _builtins.int
+    SURVIVING_FIELD_NUMBER: _builtins.int
+    SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    prior_mrn: _builtins.str
+    """MRG-1.1"""
+    prior_assigning_authority: _builtins.str
+    """MRG-1.4; empty matches the mrn under any authority"""
+    prior_account_number: _builtins.str
+    """MRG-3.1, recorded only"""
+    prior_visit_number: _builtins.str
+    """MRG-5.1, recorded only"""
+    source_event_id: _builtins.str
+    correlation_id: _builtins.str
+    @_builtins.property
+    def surviving(self) -> Global___Patient:
+        """PID: the identifier and demographics the accounts move to"""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        prior_mrn: _builtins.str = ...,
+        prior_assigning_authority: _builtins.str = ...,
+        prior_account_number: _builtins.str = ...,
+        prior_visit_number: _builtins.str = ...,
+        surviving: Global___Patient | None = ...,
+        source_event_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["surviving", b"surviving"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "idempotency_key", b"idempotency_key", "prior_account_number", b"prior_account_number", "prior_assigning_authority", b"prior_assigning_authority", "prior_mrn", b"prior_mrn", "prior_visit_number", b"prior_visit_number", "source_event_id", b"source_event_id", "surviving", b"surviving"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergePatientRequest: _TypeAlias = MergePatientRequest  # noqa: Y015
+
+@_typing.final
+class MergePatientResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MergePatientResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: MergePatientResponse._Status.ValueType  # 0
+        MERGED: MergePatientResponse._Status.ValueType  # 1
+        """recorded; accounts upserted later under the prior identifier move too"""
+        DUPLICATE: MergePatientResponse._Status.ValueType  # 2
+        """the idempotency key was seen before; accounts_moved is the original count"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: MergePatientResponse.Status.ValueType  # 0
+    MERGED: MergePatientResponse.Status.ValueType  # 1
+    """recorded; accounts upserted later under the prior identifier move too"""
+    DUPLICATE: MergePatientResponse.Status.ValueType  # 2
+    """the idempotency key was seen before; accounts_moved is the original count"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_MOVED_FIELD_NUMBER: _builtins.int
+    status: Global___MergePatientResponse.Status.ValueType
+    accounts_moved: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: Global___MergePatientResponse.Status.ValueType = ...,
+        accounts_moved: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_moved", b"accounts_moved", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergePatientResponse: _TypeAlias = MergePatientResponse  # noqa: Y015
+
+@_typing.final
 class GetTotalsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -392,9 +780,34 @@ class BillingTotals(_message.Message):
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     BY_FACILITY_FIELD_NUMBER: _builtins.int
     BY_STATUS_FIELD_NUMBER: _builtins.int
+    CODED_ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
+    DIAGNOSIS_COUNT_FIELD_NUMBER: _builtins.int
+    PROCEDURE_COUNT_FIELD_NUMBER: _builtins.int
+    DRG_COUNT_FIELD_NUMBER: _builtins.int
+    MERGE_COUNT_FIELD_NUMBER: _builtins.int
+    MERGED_ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
+    REVERSAL_COUNT_FIELD_NUMBER: _builtins.int
+    SUPPLY_CHARGE_COUNT_FIELD_NUMBER: _builtins.int
+    SUPPLY_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     account_count: _builtins.int
     charge_count: _builtins.int
     amount_cents: _builtins.int
+    coded_account_count: _builtins.int
+    """encounters with a stored coding (the account may not exist yet)"""
+    diagnosis_count: _builtins.int
+    """diagnoses of the current codings"""
+    procedure_count: _builtins.int
+    """procedures of the current codings"""
+    drg_count: _builtins.int
+    """current codings with a DRG"""
+    merge_count: _builtins.int
+    """patient merges recorded"""
+    merged_account_count: _builtins.int
+    """accounts moved by merges (when the merge arrived, or later)"""
+    reversal_count: _builtins.int
+    """charges with a negative amount: CD credits and CG reversals"""
+    supply_charge_count: _builtins.int
+    supply_amount_cents: _builtins.int
     @_builtins.property
     def by_facility(self) -> _containers.RepeatedCompositeFieldContainer[Global___FacilityTotal]: ...
     @_builtins.property
@@ -407,10 +820,19 @@ class BillingTotals(_message.Message):
         amount_cents: _builtins.int = ...,
         by_facility: _abc.Iterable[Global___FacilityTotal] | None = ...,
         by_status: _abc.Iterable[Global___AccountStatusCount] | None = ...,
+        coded_account_count: _builtins.int = ...,
+        diagnosis_count: _builtins.int = ...,
+        procedure_count: _builtins.int = ...,
+        drg_count: _builtins.int = ...,
+        merge_count: _builtins.int = ...,
+        merged_account_count: _builtins.int = ...,
+        reversal_count: _builtins.int = ...,
+        supply_charge_count: _builtins.int = ...,
+        supply_amount_cents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count", "coded_account_count", b"coded_account_count", "diagnosis_count", b"diagnosis_count", "drg_count", b"drg_count", "merge_count", b"merge_count", "merged_account_count", b"merged_account_count", "procedure_count", b"procedure_count", "reversal_count", b"reversal_count", "supply_amount_cents", b"supply_amount_cents", "supply_charge_count", b"supply_charge_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

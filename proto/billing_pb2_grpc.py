@@ -44,6 +44,16 @@ class BillingAdapterStub:
                 request_serializer=proto_dot_billing__pb2.PostChargesRequest.SerializeToString,
                 response_deserializer=proto_dot_billing__pb2.PostChargesResponse.FromString,
                 _registered_method=True)
+        self.UpdateCoding = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/UpdateCoding',
+                request_serializer=proto_dot_billing__pb2.UpdateCodingRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.UpdateCodingResponse.FromString,
+                _registered_method=True)
+        self.MergePatient = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/MergePatient',
+                request_serializer=proto_dot_billing__pb2.MergePatientRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.MergePatientResponse.FromString,
+                _registered_method=True)
         self.GetTotals = channel.unary_unary(
                 '/hcsync.billing.v1.BillingAdapter/GetTotals',
                 request_serializer=proto_dot_billing__pb2.GetTotalsRequest.SerializeToString,
@@ -68,6 +78,20 @@ class BillingAdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCoding(self, request, context):
+        """Replace the coding (diagnoses, procedures, DRG) of one encounter, unless a later coding is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergePatient(self, request, context):
+        """Move every account of a prior patient identifier to the surviving patient (ADT^A40).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTotals(self, request, context):
         """Return reconciliation totals over everything posted so far.
         """
@@ -87,6 +111,16 @@ def add_BillingAdapterServicer_to_server(servicer, server):
                     servicer.PostCharges,
                     request_deserializer=proto_dot_billing__pb2.PostChargesRequest.FromString,
                     response_serializer=proto_dot_billing__pb2.PostChargesResponse.SerializeToString,
+            ),
+            'UpdateCoding': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCoding,
+                    request_deserializer=proto_dot_billing__pb2.UpdateCodingRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.UpdateCodingResponse.SerializeToString,
+            ),
+            'MergePatient': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergePatient,
+                    request_deserializer=proto_dot_billing__pb2.MergePatientRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.MergePatientResponse.SerializeToString,
             ),
             'GetTotals': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTotals,
@@ -148,6 +182,60 @@ class BillingAdapter:
             '/hcsync.billing.v1.BillingAdapter/PostCharges',
             proto_dot_billing__pb2.PostChargesRequest.SerializeToString,
             proto_dot_billing__pb2.PostChargesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCoding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/UpdateCoding',
+            proto_dot_billing__pb2.UpdateCodingRequest.SerializeToString,
+            proto_dot_billing__pb2.UpdateCodingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergePatient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/MergePatient',
+            proto_dot_billing__pb2.MergePatientRequest.SerializeToString,
+            proto_dot_billing__pb2.MergePatientResponse.FromString,
             options,
             channel_credentials,
             insecure,

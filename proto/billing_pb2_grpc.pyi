@@ -39,6 +39,10 @@ class BillingAdapterStub:
     """Create or update the patient account of one encounter."""
     PostCharges: _grpc.UnaryUnaryMultiCallable[_billing_pb2.PostChargesRequest, _billing_pb2.PostChargesResponse]
     """Post charge and credit lines; each line is idempotent on its charge_id."""
+    UpdateCoding: _grpc.UnaryUnaryMultiCallable[_billing_pb2.UpdateCodingRequest, _billing_pb2.UpdateCodingResponse]
+    """Replace the coding (diagnoses, procedures, DRG) of one encounter, unless a later coding is stored."""
+    MergePatient: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MergePatientRequest, _billing_pb2.MergePatientResponse]
+    """Move every account of a prior patient identifier to the surviving patient (ADT^A40)."""
     GetTotals: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]
     """Return reconciliation totals over everything posted so far."""
 
@@ -49,6 +53,10 @@ class BillingAdapterAsyncStub(BillingAdapterStub):
     """Create or update the patient account of one encounter."""
     PostCharges: _aio.UnaryUnaryMultiCallable[_billing_pb2.PostChargesRequest, _billing_pb2.PostChargesResponse]  # type: ignore[assignment]
     """Post charge and credit lines; each line is idempotent on its charge_id."""
+    UpdateCoding: _aio.UnaryUnaryMultiCallable[_billing_pb2.UpdateCodingRequest, _billing_pb2.UpdateCodingResponse]  # type: ignore[assignment]
+    """Replace the coding (diagnoses, procedures, DRG) of one encounter, unless a later coding is stored."""
+    MergePatient: _aio.UnaryUnaryMultiCallable[_billing_pb2.MergePatientRequest, _billing_pb2.MergePatientResponse]  # type: ignore[assignment]
+    """Move every account of a prior patient identifier to the surviving patient (ADT^A40)."""
     GetTotals: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]  # type: ignore[assignment]
     """Return reconciliation totals over everything posted so far."""
 
@@ -68,6 +76,22 @@ class BillingAdapterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.PostChargesResponse, _abc.Awaitable[_billing_pb2.PostChargesResponse]]:
         """Post charge and credit lines; each line is idempotent on its charge_id."""
+
+    @_abc_1.abstractmethod
+    def UpdateCoding(
+        self,
+        request: _billing_pb2.UpdateCodingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.UpdateCodingResponse, _abc.Awaitable[_billing_pb2.UpdateCodingResponse]]:
+        """Replace the coding (diagnoses, procedures, DRG) of one encounter, unless a later coding is stored."""
+
+    @_abc_1.abstractmethod
+    def MergePatient(
+        self,
+        request: _billing_pb2.MergePatientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.MergePatientResponse, _abc.Awaitable[_billing_pb2.MergePatientResponse]]:
+        """Move every account of a prior patient identifier to the surviving patient (ADT^A40)."""
 
     @_abc_1.abstractmethod
     def GetTotals(

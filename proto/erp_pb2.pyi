@@ -263,3 +263,253 @@ class LedgerTotals(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LedgerTotals: _TypeAlias = LedgerTotals  # noqa: Y015
+
+@_typing.final
+class InventoryMovement(_message.Message):
+    """Stock moved out of (issue) or back into (return) a cost centre's inventory because of a patient's
+    care. Like a journal line it names the encounter only by its pseudonym, and the day, not the time.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVEMENT_ID_FIELD_NUMBER: _builtins.int
+    MOVEMENT_TYPE_FIELD_NUMBER: _builtins.int
+    ITEM_CODE_FIELD_NUMBER: _builtins.int
+    CODE_SYSTEM_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    QUANTITY_MILLI_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    COST_CENTRE_FIELD_NUMBER: _builtins.int
+    MOVEMENT_DATE_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_REF_FIELD_NUMBER: _builtins.int
+    SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    movement_id: _builtins.str
+    movement_type: _builtins.str
+    """issue | return"""
+    item_code: _builtins.str
+    code_system: _builtins.str
+    """NDC, RxNorm, LOCAL..."""
+    description: _builtins.str
+    """the item's description; never patient data"""
+    quantity_milli: _builtins.int
+    """thousandths of a unit, above zero"""
+    unit: _builtins.str
+    facility: _builtins.str
+    cost_centre: _builtins.str
+    movement_date: _builtins.str
+    """YYYY-MM-DD"""
+    encounter_ref: _builtins.str
+    """pseudonymous: keyed HMAC of the encounter id"""
+    source_event_id: _builtins.str
+    correlation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        movement_id: _builtins.str = ...,
+        movement_type: _builtins.str = ...,
+        item_code: _builtins.str = ...,
+        code_system: _builtins.str = ...,
+        description: _builtins.str = ...,
+        quantity_milli: _builtins.int = ...,
+        unit: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        cost_centre: _builtins.str = ...,
+        movement_date: _builtins.str = ...,
+        encounter_ref: _builtins.str = ...,
+        source_event_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_system", b"code_system", "correlation_id", b"correlation_id", "cost_centre", b"cost_centre", "description", b"description", "encounter_ref", b"encounter_ref", "facility", b"facility", "item_code", b"item_code", "movement_date", b"movement_date", "movement_id", b"movement_id", "movement_type", b"movement_type", "quantity_milli", b"quantity_milli", "source_event_id", b"source_event_id", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryMovement: _TypeAlias = InventoryMovement  # noqa: Y015
+
+@_typing.final
+class InventoryMovementBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    MOVEMENTS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    idempotency_key: _builtins.str
+    @_builtins.property
+    def movements(self) -> _containers.RepeatedCompositeFieldContainer[Global___InventoryMovement]: ...
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        movements: _abc.Iterable[Global___InventoryMovement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "idempotency_key", b"idempotency_key", "movements", b"movements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryMovementBatch: _TypeAlias = InventoryMovementBatch  # noqa: Y015
+
+@_typing.final
+class MovementAccepted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVEMENT_ID_FIELD_NUMBER: _builtins.int
+    POSTING_ID_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    movement_id: _builtins.str
+    posting_id: _builtins.str
+    duplicate: _builtins.bool
+    """recorded before; posting_id is the original one"""
+    def __init__(
+        self,
+        *,
+        movement_id: _builtins.str = ...,
+        posting_id: _builtins.str = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "movement_id", b"movement_id", "posting_id", b"posting_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MovementAccepted: _TypeAlias = MovementAccepted  # noqa: Y015
+
+@_typing.final
+class MovementRejected(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVEMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    movement_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        movement_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["movement_id", b"movement_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MovementRejected: _TypeAlias = MovementRejected  # noqa: Y015
+
+@_typing.final
+class InventoryAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    @_builtins.property
+    def accepted(self) -> _containers.RepeatedCompositeFieldContainer[Global___MovementAccepted]: ...
+    @_builtins.property
+    def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___MovementRejected]: ...
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        accepted: _abc.Iterable[Global___MovementAccepted] | None = ...,
+        rejected: _abc.Iterable[Global___MovementRejected] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "batch_id", b"batch_id", "rejected", b"rejected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryAck: _TypeAlias = InventoryAck  # noqa: Y015
+
+@_typing.final
+class GetInventoryTotalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInventoryTotalsRequest: _TypeAlias = GetInventoryTotalsRequest  # noqa: Y015
+
+@_typing.final
+class ItemTotal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACILITY_FIELD_NUMBER: _builtins.int
+    ITEM_CODE_FIELD_NUMBER: _builtins.int
+    ISSUED_MILLI_FIELD_NUMBER: _builtins.int
+    RETURNED_MILLI_FIELD_NUMBER: _builtins.int
+    NET_MILLI_FIELD_NUMBER: _builtins.int
+    MOVEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    facility: _builtins.str
+    item_code: _builtins.str
+    issued_milli: _builtins.int
+    returned_milli: _builtins.int
+    net_milli: _builtins.int
+    """issued minus returned: what the facility consumed"""
+    movement_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        facility: _builtins.str = ...,
+        item_code: _builtins.str = ...,
+        issued_milli: _builtins.int = ...,
+        returned_milli: _builtins.int = ...,
+        net_milli: _builtins.int = ...,
+        movement_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facility", b"facility", "issued_milli", b"issued_milli", "item_code", b"item_code", "movement_count", b"movement_count", "net_milli", b"net_milli", "returned_milli", b"returned_milli"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemTotal: _TypeAlias = ItemTotal  # noqa: Y015
+
+@_typing.final
+class InventoryTotals(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    BATCH_COUNT_FIELD_NUMBER: _builtins.int
+    ISSUED_MILLI_FIELD_NUMBER: _builtins.int
+    RETURNED_MILLI_FIELD_NUMBER: _builtins.int
+    BY_ITEM_FIELD_NUMBER: _builtins.int
+    movement_count: _builtins.int
+    batch_count: _builtins.int
+    issued_milli: _builtins.int
+    returned_milli: _builtins.int
+    @_builtins.property
+    def by_item(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemTotal]:
+        """per facility and item code"""
+
+    def __init__(
+        self,
+        *,
+        movement_count: _builtins.int = ...,
+        batch_count: _builtins.int = ...,
+        issued_milli: _builtins.int = ...,
+        returned_milli: _builtins.int = ...,
+        by_item: _abc.Iterable[Global___ItemTotal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_count", b"batch_count", "by_item", b"by_item", "issued_milli", b"issued_milli", "movement_count", b"movement_count", "returned_milli", b"returned_milli"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryTotals: _TypeAlias = InventoryTotals  # noqa: Y015

@@ -44,6 +44,16 @@ class ErpAdapterStub:
                 request_serializer=proto_dot_erp__pb2.GetLedgerTotalsRequest.SerializeToString,
                 response_deserializer=proto_dot_erp__pb2.LedgerTotals.FromString,
                 _registered_method=True)
+        self.PostInventoryMovements = channel.unary_unary(
+                '/hcsync.erp.v1.ErpAdapter/PostInventoryMovements',
+                request_serializer=proto_dot_erp__pb2.InventoryMovementBatch.SerializeToString,
+                response_deserializer=proto_dot_erp__pb2.InventoryAck.FromString,
+                _registered_method=True)
+        self.GetInventoryTotals = channel.unary_unary(
+                '/hcsync.erp.v1.ErpAdapter/GetInventoryTotals',
+                request_serializer=proto_dot_erp__pb2.GetInventoryTotalsRequest.SerializeToString,
+                response_deserializer=proto_dot_erp__pb2.InventoryTotals.FromString,
+                _registered_method=True)
 
 
 class ErpAdapterServicer:
@@ -63,6 +73,21 @@ class ErpAdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PostInventoryMovements(self, request, context):
+        """Record stock issued to or returned from patients; each movement is idempotent on its movement_id,
+        the batch on its key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInventoryTotals(self, request, context):
+        """Return reconciliation totals of the inventory movements.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ErpAdapterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +100,16 @@ def add_ErpAdapterServicer_to_server(servicer, server):
                     servicer.GetLedgerTotals,
                     request_deserializer=proto_dot_erp__pb2.GetLedgerTotalsRequest.FromString,
                     response_serializer=proto_dot_erp__pb2.LedgerTotals.SerializeToString,
+            ),
+            'PostInventoryMovements': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostInventoryMovements,
+                    request_deserializer=proto_dot_erp__pb2.InventoryMovementBatch.FromString,
+                    response_serializer=proto_dot_erp__pb2.InventoryAck.SerializeToString,
+            ),
+            'GetInventoryTotals': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInventoryTotals,
+                    request_deserializer=proto_dot_erp__pb2.GetInventoryTotalsRequest.FromString,
+                    response_serializer=proto_dot_erp__pb2.InventoryTotals.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +166,60 @@ class ErpAdapter:
             '/hcsync.erp.v1.ErpAdapter/GetLedgerTotals',
             proto_dot_erp__pb2.GetLedgerTotalsRequest.SerializeToString,
             proto_dot_erp__pb2.LedgerTotals.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostInventoryMovements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.erp.v1.ErpAdapter/PostInventoryMovements',
+            proto_dot_erp__pb2.InventoryMovementBatch.SerializeToString,
+            proto_dot_erp__pb2.InventoryAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInventoryTotals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.erp.v1.ErpAdapter/GetInventoryTotals',
+            proto_dot_erp__pb2.GetInventoryTotalsRequest.SerializeToString,
+            proto_dot_erp__pb2.InventoryTotals.FromString,
             options,
             channel_credentials,
             insecure,

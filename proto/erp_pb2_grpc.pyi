@@ -41,6 +41,12 @@ class ErpAdapterStub:
     """Post a batch of journal lines; each line is idempotent on its line_id, the batch on its key."""
     GetLedgerTotals: _grpc.UnaryUnaryMultiCallable[_erp_pb2.GetLedgerTotalsRequest, _erp_pb2.LedgerTotals]
     """Return reconciliation totals of the ledger."""
+    PostInventoryMovements: _grpc.UnaryUnaryMultiCallable[_erp_pb2.InventoryMovementBatch, _erp_pb2.InventoryAck]
+    """Record stock issued to or returned from patients; each movement is idempotent on its movement_id,
+    the batch on its key.
+    """
+    GetInventoryTotals: _grpc.UnaryUnaryMultiCallable[_erp_pb2.GetInventoryTotalsRequest, _erp_pb2.InventoryTotals]
+    """Return reconciliation totals of the inventory movements."""
 
 @_typing.type_check_only
 class ErpAdapterAsyncStub(ErpAdapterStub):
@@ -49,6 +55,12 @@ class ErpAdapterAsyncStub(ErpAdapterStub):
     """Post a batch of journal lines; each line is idempotent on its line_id, the batch on its key."""
     GetLedgerTotals: _aio.UnaryUnaryMultiCallable[_erp_pb2.GetLedgerTotalsRequest, _erp_pb2.LedgerTotals]  # type: ignore[assignment]
     """Return reconciliation totals of the ledger."""
+    PostInventoryMovements: _aio.UnaryUnaryMultiCallable[_erp_pb2.InventoryMovementBatch, _erp_pb2.InventoryAck]  # type: ignore[assignment]
+    """Record stock issued to or returned from patients; each movement is idempotent on its movement_id,
+    the batch on its key.
+    """
+    GetInventoryTotals: _aio.UnaryUnaryMultiCallable[_erp_pb2.GetInventoryTotalsRequest, _erp_pb2.InventoryTotals]  # type: ignore[assignment]
+    """Return reconciliation totals of the inventory movements."""
 
 class ErpAdapterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -66,5 +78,23 @@ class ErpAdapterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_erp_pb2.LedgerTotals, _abc.Awaitable[_erp_pb2.LedgerTotals]]:
         """Return reconciliation totals of the ledger."""
+
+    @_abc_1.abstractmethod
+    def PostInventoryMovements(
+        self,
+        request: _erp_pb2.InventoryMovementBatch,
+        context: _ServicerContext,
+    ) -> _typing.Union[_erp_pb2.InventoryAck, _abc.Awaitable[_erp_pb2.InventoryAck]]:
+        """Record stock issued to or returned from patients; each movement is idempotent on its movement_id,
+        the batch on its key.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInventoryTotals(
+        self,
+        request: _erp_pb2.GetInventoryTotalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_erp_pb2.InventoryTotals, _abc.Awaitable[_erp_pb2.InventoryTotals]]:
+        """Return reconciliation totals of the inventory movements."""
 
 def add_ErpAdapterServicer_to_server(servicer: ErpAdapterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -134,7 +134,6 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             # A merge moves billing accounts between patient identifiers; it keeps no encounter state, and
             # billing is idempotent on the command id, so a redelivery is harmless.
             await (await billing.send(key=key, value=merge_command(env).model_dump_json().encode()))
-            await runtime.stats.add({"merges": 1})
             return
         stored = table.get(env.encounter_id)
         state = (

@@ -1,5 +1,10 @@
 """Dispatchers: turn command batches into idempotent gRPC calls on the billing and ERP adapters.
 
+Billing: account upserts, coding updates and patient merges go one call each, in command order (so an
+encounter's upserts and codings reach billing in the order the encounter agent emitted them), then the
+batch's charges in one PostCharges call. ERP: the batch's journal commands in one journal batch, its
+inventory commands in one inventory batch. Every call carries a deterministic idempotency key.
+
 Redis caches the idempotency keys of commands already dispatched so a replayed batch costs no call;
 the adapters' databases still decide (a key evicted from Redis is caught by the unique constraints).
 """
@@ -24,7 +29,18 @@ from canonical import ids
 from canonical.errors import Fault, NotRetryableError
 from canonical.quarantine import ExceptionRecord
 from proto import billing_pb2, erp_pb2
-from streams.commands import JournalCommand, PostChargeCommand, UpsertAccountCommand, billing_command_adapter
+from streams.commands import (
+    BillingCommandT,
+    ErpCommandT,
+    InventoryCommand,
+    JournalCommand,
+    MergePatientCommand,
+    PostChargeCommand,
+    UpdateCodingCommand,
+    UpsertAccountCommand,
+    billing_command_adapter,
+    erp_command_adapter,
+)
 from streams.stats import done_key
 
 DONE_TTL_S = 7 * 24 * 3600
@@ -32,7 +48,24 @@ DONE_TTL_S = 7 * 24 * 3600
 # turned into a request (a value protobuf cannot hold). Retrying them would stall the whole topic.
 LOCAL_FAULTS = (NotRetryableError, ValueError, OverflowError, TypeError)
 log = logging.getLogger(__name__)
-C = TypeVar("C", UpsertAccountCommand | PostChargeCommand, JournalCommand)
+C = TypeVar("C", BillingCommandT, ErpCommandT)
+
+UpsertStatus = billing_pb2.UpsertAccountResponse.Status
+CodingStatus = billing_pb2.UpdateCodingResponse.Status
+MergeStatus = billing_pb2.MergePatientResponse.Status
+ChargeStatus = billing_pb2.ChargeResult.Status
+# Counter of each answer the billing adapter can give, by command kind.
+_UPSERT_COUNTERS = {
+    UpsertStatus.CREATED: "accounts_upserted",
+    UpsertStatus.UPDATED: "accounts_upserted",
+    UpsertStatus.DUPLICATE: "accounts_duplicate",
+    UpsertStatus.STALE: "accounts_stale",
+}
+_CODING_COUNTERS = {
+    CodingStatus.APPLIED: "coding_updates",
+    CodingStatus.DUPLICATE: "coding_duplicate",
+    CodingStatus.STALE: "coding_stale",
+}
 
 
 @dataclass(slots=True)
@@ -113,6 +146,10 @@ class _Dispatcher(ABC, Generic[C]):
     async def _send(self, items: Sequence[tuple[bytes, C]], report: DispatchReport) -> None:
         """Send decoded commands to the adapter, counting and quarantining what it answers."""
 
+    def _encounter_of(self, command: C) -> str | None:
+        """Return the encounter a quarantine record of ``command`` names, when it may name one."""
+        return None
+
     async def dispatch(self, batch: Sequence[bytes]) -> DispatchReport:
         """Dispatch one batch of raw commands; return counters and quarantine records."""
         report = DispatchReport()
@@ -140,14 +177,16 @@ class _Dispatcher(ABC, Generic[C]):
                     rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
                     reason = f"{type(exc).__name__}: {exc}"
                     report.exceptions.append(
-                        _rejection(self.stage, raw, None, reason, rule, cmd.source_event_id)
+                        _rejection(
+                            self.stage, raw, self._encounter_of(cmd), reason, rule, cmd.source_event_id
+                        )
                     )
                     await self._done.mark([cmd.command_id])
         return report
 
 
-class BillingDispatcher(_Dispatcher[UpsertAccountCommand | PostChargeCommand]):
-    """Dispatch billing commands: account upserts first, in order, then the batch's charges in one call."""
+class BillingDispatcher(_Dispatcher[BillingCommandT]):
+    """Dispatch billing commands: upserts, codings and merges in command order, then the charges."""
 
     stage = "billing"
 
@@ -155,70 +194,119 @@ class BillingDispatcher(_Dispatcher[UpsertAccountCommand | PostChargeCommand]):
         super().__init__(redis, prefix)
         self._client = client
 
-    def _decode(self, raw: bytes) -> UpsertAccountCommand | PostChargeCommand:
+    def _decode(self, raw: bytes) -> BillingCommandT:
         return billing_command_adapter.validate_json(raw)
 
-    async def _send(
-        self, items: Sequence[tuple[bytes, UpsertAccountCommand | PostChargeCommand]], report: DispatchReport
-    ) -> None:
-        todo = [cmd for _, cmd in items]
-        raw_by_id = {cmd.command_id: raw for raw, cmd in items}
-        # Accounts before charges: a charge's account upsert always precedes it on its partition, so
-        # doing this batch's upserts first keeps every charge behind its account.
+    def _encounter_of(self, command: BillingCommandT) -> str | None:
+        if isinstance(command, UpsertAccountCommand):
+            return command.encounter.encounter_id
+        if isinstance(command, PostChargeCommand):
+            return command.charge.encounter_id
+        if isinstance(command, UpdateCodingCommand):
+            return command.coding.encounter_id
+        # A merge concerns a patient, not one encounter.
+        return None
+
+    async def _send(self, items: Sequence[tuple[bytes, BillingCommandT]], report: DispatchReport) -> None:
+        # One call per command, in command order: an encounter's upserts and codings keep their order
+        # (billing also orders them itself, by state_version and coded_at, but in order costs nothing).
+        # Charges go last, in one call: a charge's account upsert always precedes it on its partition,
+        # so doing this batch's upserts first keeps every charge behind its account.
         done: list[str] = []
-        for command in todo:
+        for _, command in items:
             if isinstance(command, UpsertAccountCommand):
-                await self._client.upsert_account(
-                    billing_pb2.UpsertAccountRequest(
-                        idempotency_key=command.command_id,
-                        account=convert.account_from(
-                            command.encounter,
-                            command.patient,
-                            command.status.value,
-                            command.source_event_id,
-                            command.correlation_id,
-                        ),
-                    )
-                )
-                report.count("accounts_upserted")
-                done.append(command.command_id)
-        charges = [c for c in todo if isinstance(c, PostChargeCommand)]
+                await self._upsert(command, report)
+            elif isinstance(command, UpdateCodingCommand):
+                await self._update_coding(command, report)
+            elif isinstance(command, MergePatientCommand):
+                await self._merge(command, report)
+            else:
+                continue
+            done.append(command.command_id)
+        await self._done.mark(done)
+        charges = [(raw, c) for raw, c in items if isinstance(c, PostChargeCommand)]
         if charges:
-            response = await self._client.post_charges(
-                billing_pb2.PostChargesRequest(
-                    idempotency_key=ids.derived_id(
-                        "|".join(sorted(c.command_id for c in charges)), "billing.batch"
-                    ),
-                    charges=[
-                        convert.charge_from(c.charge, c.source_event_id, c.correlation_id) for c in charges
-                    ],
-                )
+            await self._post_charges(charges, report)
+
+    async def _upsert(self, command: UpsertAccountCommand, report: DispatchReport) -> None:
+        response = await self._client.upsert_account(
+            billing_pb2.UpsertAccountRequest(
+                idempotency_key=command.command_id,
+                account=convert.account_from(
+                    command.encounter,
+                    command.patient,
+                    command.status.value,
+                    command.source_event_id,
+                    command.correlation_id,
+                    state_version=command.state_version,
+                ),
             )
-            by_charge = {c.charge.charge_id: c for c in charges}
-            for result in response.results:
-                command = by_charge[result.charge_id]
-                done.append(command.command_id)
-                if result.status == billing_pb2.ChargeResult.ACCEPTED:
-                    report.count("charges_posted")
-                elif result.status == billing_pb2.ChargeResult.DUPLICATE:
-                    report.count("charges_duplicate")
-                else:
-                    report.count("charges_rejected")
-                    report.exceptions.append(
-                        _rejection(
-                            "billing",
-                            raw_by_id[command.command_id],
-                            command.charge.encounter_id,
-                            result.reason,
-                            "BILLING-REJECTED",
-                            command.source_event_id,
-                        )
+        )
+        report.count(_UPSERT_COUNTERS.get(response.status, "accounts_upserted"))
+
+    async def _update_coding(self, command: UpdateCodingCommand, report: DispatchReport) -> None:
+        response = await self._client.update_coding(
+            convert.coding_request_from(
+                command.coding,
+                convert.aware_datetime(command.coded_at, "coded_at"),
+                command.command_id,
+                command.source_event_id,
+                command.correlation_id,
+            )
+        )
+        report.count(_CODING_COUNTERS.get(response.status, "coding_updates"))
+
+    async def _merge(self, command: MergePatientCommand, report: DispatchReport) -> None:
+        response = await self._client.merge_patient(
+            convert.merge_request_from(
+                command.merge, command.command_id, command.source_event_id, command.correlation_id
+            )
+        )
+        if response.status == MergeStatus.DUPLICATE:
+            report.count("merges_duplicate")
+        else:
+            report.count("merges")
+            report.count("accounts_merged", response.accounts_moved)
+
+    async def _post_charges(
+        self, items: Sequence[tuple[bytes, PostChargeCommand]], report: DispatchReport
+    ) -> None:
+        charges = [c for _, c in items]
+        raw_by_id = {c.command_id: raw for raw, c in items}
+        response = await self._client.post_charges(
+            billing_pb2.PostChargesRequest(
+                idempotency_key=ids.derived_id(
+                    "|".join(sorted(c.command_id for c in charges)), "billing.batch"
+                ),
+                charges=[convert.charge_from(c.charge, c.source_event_id, c.correlation_id) for c in charges],
+            )
+        )
+        by_charge = {c.charge.charge_id: c for c in charges}
+        done: list[str] = []
+        for result in response.results:
+            command = by_charge[result.charge_id]
+            done.append(command.command_id)
+            if result.status == ChargeStatus.ACCEPTED:
+                report.count("charges_posted")
+            elif result.status == ChargeStatus.DUPLICATE:
+                report.count("charges_duplicate")
+            else:
+                report.count("charges_rejected")
+                report.exceptions.append(
+                    _rejection(
+                        "billing",
+                        raw_by_id[command.command_id],
+                        command.charge.encounter_id,
+                        result.reason,
+                        "BILLING-REJECTED",
+                        command.source_event_id,
                     )
+                )
         await self._done.mark(done)
 
 
-class ErpDispatcher(_Dispatcher[JournalCommand]):
-    """Dispatch journal commands as one journal batch per stream batch."""
+class ErpDispatcher(_Dispatcher[ErpCommandT]):
+    """Dispatch ERP commands: the batch's journals as one journal batch, its inventory as one more."""
 
     stage = "erp"
 
@@ -227,10 +315,20 @@ class ErpDispatcher(_Dispatcher[JournalCommand]):
         self._client = client
         self._currency = currency
 
-    def _decode(self, raw: bytes) -> JournalCommand:
-        return JournalCommand.model_validate_json(raw)
+    def _decode(self, raw: bytes) -> ErpCommandT:
+        return erp_command_adapter.validate_json(raw)
 
-    async def _send(self, items: Sequence[tuple[bytes, JournalCommand]], report: DispatchReport) -> None:
+    async def _send(self, items: Sequence[tuple[bytes, ErpCommandT]], report: DispatchReport) -> None:
+        journals = [(raw, c) for raw, c in items if isinstance(c, JournalCommand)]
+        inventory = [(raw, c) for raw, c in items if isinstance(c, InventoryCommand)]
+        if journals:
+            await self._post_journals(journals, report)
+        if inventory:
+            await self._post_inventory(inventory, report)
+
+    async def _post_journals(
+        self, items: Sequence[tuple[bytes, JournalCommand]], report: DispatchReport
+    ) -> None:
         todo = [cmd for _, cmd in items]
         raw_by_id = {cmd.command_id: raw for raw, cmd in items}
         key = ids.derived_id("|".join(sorted(c.command_id for c in todo)), "erp.batch")
@@ -256,6 +354,38 @@ class ErpDispatcher(_Dispatcher[JournalCommand]):
                         None,
                         f"line {rejected.line_id}: {rejected.reason}",
                         "ERP-REJECTED",
+                        command.source_event_id,
+                    )
+                )
+        await self._done.mark([c.command_id for c in todo])
+
+    async def _post_inventory(
+        self, items: Sequence[tuple[bytes, InventoryCommand]], report: DispatchReport
+    ) -> None:
+        todo = [cmd for _, cmd in items]
+        raw_by_id = {cmd.command_id: raw for raw, cmd in items}
+        key = ids.derived_id("|".join(sorted(c.command_id for c in todo)), "erp.inventory.batch")
+        ack = await self._client.post_inventory_movements(
+            erp_pb2.InventoryMovementBatch(
+                batch_id=key,
+                idempotency_key=key,
+                movements=[convert.inventory_movement_from(m) for c in todo for m in c.movements],
+            )
+        )
+        report.count("inventory_movements", sum(1 for a in ack.accepted if not a.duplicate))
+        report.count("inventory_duplicates", sum(1 for a in ack.accepted if a.duplicate))
+        if ack.rejected:
+            report.count("inventory_rejected", len(ack.rejected))
+            owner = {m.movement_id: c for c in todo for m in c.movements}
+            for rejected in ack.rejected:
+                command = owner[rejected.movement_id]
+                report.exceptions.append(
+                    _rejection(
+                        "erp",
+                        raw_by_id[command.command_id],
+                        None,
+                        rejected.reason,  # it names the movement already
+                        "ERP-INVENTORY-REJECTED",
                         command.source_event_id,
                     )
                 )

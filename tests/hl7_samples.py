@@ -118,7 +118,8 @@ def ras(
     for sub, amount, status in doses:
         completion, _, action = status.partition("^")
         segments.append(
-            f"RXA|0|{sub}|{at}|{at}|{drug}^Heparin 5000 unit/mL^NDC|{amount}|mL^mL|||||||||||||{completion}|{action}"
+            f"RXA|0|{sub}|{at}|{at}|{drug}^Heparin 5000 unit/mL^NDC|{amount}|mL^mL"
+            f"|||||||||||||{completion}|{action}"
         )
     return ("\r".join(segments) + "\r").encode()
 

@@ -1,8 +1,9 @@
 """The billing backend: the interface the BillingAdapter service calls, and its SQL reference implementation.
 
-Every write is idempotent and the database decides: an account upsert is recorded under its
-idempotency key (primary key), a charge under its charge_id (primary key). A replay reads the
-original outcome back instead of writing again, and a lost race on either key reruns the transaction.
+Every write is idempotent and the database decides: an account upsert, a coding update and a patient
+merge are recorded under their idempotency key (primary key), a charge under its charge_id (primary
+key). A replay reads the original outcome back instead of writing again, and a lost race on any key
+reruns the transaction. The tables live in adapters.billing.schema, coding in .coding, merges in .merge.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import uuid
 from collections import Counter
 from typing import Literal, Protocol
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, String, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
 from adapters import (
     distinct,
@@ -25,10 +26,24 @@ from adapters import (
     read_transaction,
     write_transaction,
 )
+from adapters.billing.coding import apply_coding, validate_coding
+from adapters.billing.merge import apply_merge, surviving_identity, validate_merge
+from adapters.billing.schema import (
+    AccountRow,
+    AccountUpsertRow,
+    Base,
+    ChargeRow,
+    CodingRow,
+    DiagnosisRow,
+    MergeRow,
+    ProcedureRow,
+    create_schema,
+    total,
+)
 from canonical.models import EncounterStatus, TransactionType
 from proto import billing_pb2
 
-__all__ = ["BillingBackend", "SqlBillingBackend"]
+__all__ = ["AccountRow", "Base", "BillingBackend", "SqlBillingBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +60,18 @@ _MERGED_TEXT_FIELDS = (
     "attending_provider_id",
     "source_event_id",
     "correlation_id",
+    "assigning_authority",
+)
+# Statuses before a discharge: an account moved back to one of them (a cancelled discharge) has no
+# discharge time unless the request gives one.
+_NOT_DISCHARGED = frozenset(
+    {EncounterStatus.PREADMITTED, EncounterStatus.REGISTERED, EncounterStatus.ADMITTED}
 )
 
 UpsertStatus = billing_pb2.UpsertAccountResponse.Status
 ChargeStatus = billing_pb2.ChargeResult.Status
+CodingStatus = billing_pb2.UpdateCodingResponse.Status
+MergeStatus = billing_pb2.MergePatientResponse.Status
 
 
 class BillingBackend(Protocol):
@@ -62,83 +85,21 @@ class BillingBackend(Protocol):
         """Post charges, one result per charge in request order; a replayed charge_id is a duplicate."""
         ...
 
+    def update_coding(self, request: billing_pb2.UpdateCodingRequest) -> billing_pb2.UpdateCodingResponse:
+        """Replace an encounter's coding unless a later one is stored (STALE); a replayed key is DUPLICATE."""
+        ...
+
+    def merge_patient(self, request: billing_pb2.MergePatientRequest) -> billing_pb2.MergePatientResponse:
+        """Move the prior identifier's accounts to the surviving patient; a replayed key is DUPLICATE."""
+        ...
+
     def totals(self) -> billing_pb2.BillingTotals:
-        """Return reconciliation totals over all accounts and charges."""
+        """Return reconciliation totals over all accounts, charges, codings and merges."""
         ...
 
     def close(self) -> None:
         """Release the backend's connections."""
         ...
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the billing tables."""
-
-    # Cents and counts outgrow 32-bit integers (a PostgreSQL INTEGER) at $21M.
-    type_annotation_map = {int: BigInteger, dt.datetime: DateTime(timezone=True), str: String()}
-
-
-class AccountRow(Base):
-    """A patient account; the account id is the encounter id."""
-
-    __tablename__ = "billing_accounts"
-
-    account_id: Mapped[str] = mapped_column(primary_key=True)
-    facility: Mapped[str]
-    department: Mapped[str]
-    patient_class: Mapped[str]
-    status: Mapped[str] = mapped_column(index=True)
-    mrn: Mapped[str]
-    family_name: Mapped[str]
-    given_name: Mapped[str]
-    birth_date: Mapped[dt.date | None]
-    admitted_at: Mapped[dt.datetime | None]
-    discharged_at: Mapped[dt.datetime | None]
-    attending_provider_id: Mapped[str]
-    source_event_id: Mapped[str]
-    correlation_id: Mapped[str]
-    version: Mapped[int]
-    created_at: Mapped[dt.datetime]
-    updated_at: Mapped[dt.datetime]
-
-
-class AccountUpsertRow(Base):
-    """One applied UpsertAccount call, kept so a replay of its key returns the original version."""
-
-    __tablename__ = "billing_account_upserts"
-
-    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"), index=True)
-    status: Mapped[str]
-    version: Mapped[int]
-    request_digest: Mapped[str]
-    received_at: Mapped[dt.datetime]
-
-
-class ChargeRow(Base):
-    """One posted charge or credit line."""
-
-    __tablename__ = "billing_charges"
-
-    charge_id: Mapped[str] = mapped_column(primary_key=True)
-    posting_id: Mapped[str] = mapped_column(unique=True)
-    encounter_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"), index=True)
-    transaction_id: Mapped[str]
-    transaction_type: Mapped[str]
-    charge_code: Mapped[str]
-    code_system: Mapped[str]
-    description: Mapped[str]
-    quantity: Mapped[int]
-    unit_amount_cents: Mapped[int | None]
-    amount_cents: Mapped[int]
-    currency: Mapped[str]
-    service_at: Mapped[dt.datetime]
-    facility: Mapped[str] = mapped_column(index=True)
-    department: Mapped[str]
-    source_event_id: Mapped[str]
-    correlation_id: Mapped[str]
-    request_key: Mapped[str]
-    posted_at: Mapped[dt.datetime]
 
 
 def _now() -> dt.datetime:
@@ -183,6 +144,8 @@ def _validate_upsert(request: billing_pb2.UpsertAccountRequest) -> None:
             f"must be one of {', '.join(_STATUSES)}, got {account.status!r}",
             request_id=key,
         )
+    if account.state_version < 0:
+        raise invalid_request("account.state_version", "cannot be negative", request_id=key)
     _birth_date(account, key)
 
 
@@ -202,8 +165,7 @@ def _validate_charges(request: billing_pb2.PostChargesRequest) -> None:
                 f"must be CG or CD, got {charge.transaction_type!r}",
                 request_id=key,
             )
-        if charge.transaction_type == TransactionType.CHARGE and charge.amount_cents < 0:
-            raise invalid_request(f"{where}.amount_cents", "a CG charge cannot be negative", request_id=key)
+        # A CG with a negative amount reverses an earlier charge; a CD credit is never positive.
         if charge.transaction_type == TransactionType.CREDIT and charge.amount_cents > 0:
             raise invalid_request(f"{where}.amount_cents", "a CD credit must be negative", request_id=key)
         if not charge.HasField("service_at"):
@@ -211,11 +173,11 @@ def _validate_charges(request: billing_pb2.PostChargesRequest) -> None:
 
 
 class SqlBillingBackend:
-    """The reference billing system: accounts and charges in SQL (SQLite file or PostgreSQL)."""
+    """The reference billing system: accounts, charges, codings and merges in SQL (SQLite or PostgreSQL)."""
 
     def __init__(self, database_url: str) -> None:
         self._engine = open_engine(database_url)
-        Base.metadata.create_all(self._engine)
+        create_schema(self._engine)
 
     def close(self) -> None:
         """Release the backend's connections."""
@@ -253,33 +215,23 @@ class SqlBillingBackend:
         # FOR UPDATE serialises concurrent updates of one account on PostgreSQL; on SQLite the
         # transaction already holds the write lock.
         row = session.get(AccountRow, account.encounter_id, with_for_update=True)
-        if row is None:
-            row = AccountRow(
-                account_id=account.encounter_id,
-                facility=account.facility,
-                department=account.department,
-                patient_class=account.patient_class,
-                status=account.status,
-                mrn=account.mrn,
-                family_name=account.family_name,
-                given_name=account.given_name,
-                birth_date=_birth_date(account, key),
-                admitted_at=_timestamp(account, "admitted_at"),
-                discharged_at=_timestamp(account, "discharged_at"),
-                attending_provider_id=account.attending_provider_id,
-                source_event_id=account.source_event_id,
-                correlation_id=account.correlation_id,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            status = UpsertStatus.CREATED
+        if row is not None and account.state_version < row.state_version:
+            # The encounter agent derives status order-independently and numbers its states; an older
+            # state arriving late must not overwrite a newer one (whichever way the status moved).
+            status = UpsertStatus.STALE
         else:
-            _merge(row, account, key)
-            row.version += 1
-            row.updated_at = now
-            status = UpsertStatus.UPDATED
+            account, merged_by = _under_surviving_identity(session, account)
+            if row is None:
+                row = _account_row(account, key, now)
+                session.add(row)
+                status = UpsertStatus.CREATED
+            else:
+                _merge(row, account, key)
+                row.version += 1
+                row.updated_at = now
+                status = UpsertStatus.UPDATED
+            if merged_by:
+                row.merged_by = merged_by
         session.add(
             AccountUpsertRow(
                 idempotency_key=key,
@@ -347,25 +299,108 @@ class SqlBillingBackend:
         session.flush()
         return response
 
+    def update_coding(self, request: billing_pb2.UpdateCodingRequest) -> billing_pb2.UpdateCodingResponse:
+        """Replace an encounter's coding unless a later one is stored (STALE); a replayed key is DUPLICATE."""
+        validate_coding(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine, lambda session: apply_coding(session, request, digest, _now())
+        )
+        log.info(
+            "coding %s: %s version %d, %d diagnoses, %d procedures",
+            request.idempotency_key,
+            CodingStatus.Name(response.status),
+            response.version,
+            len(request.diagnoses),
+            len(request.procedures),
+        )
+        return response
+
+    def merge_patient(self, request: billing_pb2.MergePatientRequest) -> billing_pb2.MergePatientResponse:
+        """Move the prior identifier's accounts to the surviving patient; a replayed key is DUPLICATE."""
+        validate_merge(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine, lambda session: apply_merge(session, request, digest, _now())
+        )
+        # Both identifiers are PHI: the log names the key and the count only.
+        log.info(
+            "patient merge %s: %s, %d accounts moved",
+            request.idempotency_key,
+            MergeStatus.Name(response.status),
+            response.accounts_moved,
+        )
+        return response
+
     def totals(self) -> billing_pb2.BillingTotals:
-        """Return reconciliation totals over all accounts and charges."""
+        """Return reconciliation totals over all accounts, charges, codings and merges."""
         return read_transaction(self._engine, _totals)
 
 
+def _under_surviving_identity(
+    session: Session, account: billing_pb2.Account
+) -> tuple[billing_pb2.Account, str]:
+    """Return the account as a recorded merge would have left it, and that merge's key (empty: none)."""
+    identity = surviving_identity(session, account.mrn, account.assigning_authority)
+    if identity is None:
+        return account, ""
+    moved = billing_pb2.Account()
+    moved.CopyFrom(account)
+    moved.mrn = identity.mrn
+    moved.assigning_authority = identity.authority
+    # The surviving patient's demographics win; the prior record's are used only where it has none.
+    if identity.family_name:
+        moved.family_name = identity.family_name
+    if identity.given_name:
+        moved.given_name = identity.given_name
+    if identity.birth_date is not None:
+        moved.birth_date = identity.birth_date.isoformat()
+    return moved, identity.merge_key
+
+
+def _account_row(account: billing_pb2.Account, request_id: str, now: dt.datetime) -> AccountRow:
+    """Build the row of a new account."""
+    return AccountRow(
+        account_id=account.encounter_id,
+        facility=account.facility,
+        department=account.department,
+        patient_class=account.patient_class,
+        status=account.status,
+        mrn=account.mrn,
+        assigning_authority=account.assigning_authority,
+        family_name=account.family_name,
+        given_name=account.given_name,
+        birth_date=_birth_date(account, request_id),
+        admitted_at=_timestamp(account, "admitted_at"),
+        discharged_at=_timestamp(account, "discharged_at"),
+        attending_provider_id=account.attending_provider_id,
+        source_event_id=account.source_event_id,
+        correlation_id=account.correlation_id,
+        state_version=account.state_version,
+        merged_by="",
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 def _merge(row: AccountRow, account: billing_pb2.Account, request_id: str) -> None:
-    """Apply an update to an account: status only moves forward, and empty values keep what is stored."""
+    """Apply a current (not stale) update: status as given, and empty values keep what is stored."""
     for name in _MERGED_TEXT_FIELDS:
         value = getattr(account, name)
         if value:
             setattr(row, name, value)
-    # Messages may arrive out of order; a late "admitted" must not reopen a discharged account.
-    if _STATUSES[account.status].rank > _STATUSES[row.status].rank:
-        row.status = account.status
+    # The caller checked state_version, so the status may move backwards (a cancelled discharge).
+    row.status = account.status
+    row.state_version = account.state_version
     birth_date = _birth_date(account, request_id)
     if birth_date is not None:
         row.birth_date = birth_date
     row.admitted_at = _timestamp(account, "admitted_at") or row.admitted_at
-    row.discharged_at = _timestamp(account, "discharged_at") or row.discharged_at
+    if _STATUSES[account.status] in _NOT_DISCHARGED:
+        row.discharged_at = _timestamp(account, "discharged_at")
+    else:
+        row.discharged_at = _timestamp(account, "discharged_at") or row.discharged_at
 
 
 def _charge_row(charge: billing_pb2.Charge, posting_id: str, request_key: str, now: dt.datetime) -> ChargeRow:
@@ -390,6 +425,11 @@ def _charge_row(charge: billing_pb2.Charge, posting_id: str, request_key: str, n
         correlation_id=charge.correlation_id,
         request_key=request_key,
         posted_at=now,
+        procedure_code=charge.procedure_code,
+        ndc_code=charge.ndc_code,
+        is_supply=charge.is_supply,
+        filler_order_number=charge.filler_order_number,
+        unit_cost_cents=charge.unit_cost_cents if charge.HasField("unit_cost_cents") else None,
     )
 
 
@@ -397,13 +437,13 @@ def _totals(session: Session) -> billing_pb2.BillingTotals:
     """Compute billing totals in one snapshot."""
     account_count = session.scalar(select(func.count()).select_from(AccountRow)) or 0
     charge_count, amount_cents = session.execute(
-        select(func.count(), func.coalesce(func.sum(ChargeRow.amount_cents), 0)).select_from(ChargeRow)
+        select(func.count(), total(ChargeRow.amount_cents)).select_from(ChargeRow)
     ).one()
     totals = billing_pb2.BillingTotals(
         account_count=account_count, charge_count=charge_count, amount_cents=amount_cents
     )
     by_facility = session.execute(
-        select(ChargeRow.facility, func.count(), func.coalesce(func.sum(ChargeRow.amount_cents), 0))
+        select(ChargeRow.facility, func.count(), total(ChargeRow.amount_cents))
         .group_by(ChargeRow.facility)
         .order_by(ChargeRow.facility)
     )
@@ -414,4 +454,21 @@ def _totals(session: Session) -> billing_pb2.BillingTotals:
     )
     for status, count in by_status:
         totals.by_status.add(status=status, account_count=count)
+    totals.reversal_count = _count(session, ChargeRow, ChargeRow.amount_cents < 0)
+    supply_count, supply_cents = session.execute(
+        select(func.count(), total(ChargeRow.amount_cents)).where(ChargeRow.is_supply)
+    ).one()
+    totals.supply_charge_count = supply_count
+    totals.supply_amount_cents = supply_cents
+    totals.coded_account_count = _count(session, CodingRow)
+    totals.drg_count = _count(session, CodingRow, CodingRow.drg_code.is_not(None))
+    totals.diagnosis_count = _count(session, DiagnosisRow)
+    totals.procedure_count = _count(session, ProcedureRow)
+    totals.merge_count = _count(session, MergeRow)
+    totals.merged_account_count = _count(session, AccountRow, AccountRow.merged_by != "")
     return totals
+
+
+def _count(session: Session, table: type[Base], *where: ColumnElement[bool]) -> int:
+    """Return the number of rows of ``table`` that satisfy every condition in ``where``."""
+    return session.scalar(select(func.count()).select_from(table).where(*where)) or 0

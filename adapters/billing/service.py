@@ -29,6 +29,18 @@ class BillingService(billing_pb2_grpc.BillingAdapterServicer):
         """Post charge and credit lines, one result per line."""
         return await answer(context, "PostCharges", lambda: self._backend.post_charges(request))
 
+    async def UpdateCoding(
+        self, request: billing_pb2.UpdateCodingRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.UpdateCodingResponse:
+        """Replace the coding of one encounter unless a later coding is stored."""
+        return await answer(context, "UpdateCoding", lambda: self._backend.update_coding(request))
+
+    async def MergePatient(
+        self, request: billing_pb2.MergePatientRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.MergePatientResponse:
+        """Move the accounts of a prior patient identifier to the surviving patient."""
+        return await answer(context, "MergePatient", lambda: self._backend.merge_patient(request))
+
     async def GetTotals(
         self, request: billing_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.BillingTotals:

@@ -3,21 +3,21 @@
 Every write is idempotent and the database decides: a batch is recorded under its idempotency key
 with the ack it got (a replay returns that ack), and a line under its line_id (a replay is accepted as
 a duplicate with the original posting_id). Lines are grouped by source event and each group must
-balance; the accepted lines of one call commit together.
+balance; the accepted lines of one call commit together. Inventory movements (adapters.erp.inventory)
+follow the same rules, each movement judged on its own. The tables live in adapters.erp.schema.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, LargeBinary, String, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from adapters import (
     in_chunks,
@@ -26,6 +26,13 @@ from adapters import (
     read_transaction,
     write_transaction,
 )
+from adapters.erp.inventory import (
+    apply_inventory_batch,
+    inventory_totals,
+    unordered_digest,
+    validate_inventory_batch,
+)
+from adapters.erp.schema import Base, JournalBatchRow, JournalLineRow, total
 from proto import erp_pb2
 
 __all__ = ["ErpBackend", "SqlErpBackend"]
@@ -44,60 +51,17 @@ class ErpBackend(Protocol):
         """Return reconciliation totals of the ledger."""
         ...
 
+    def post_inventory_movements(self, batch: erp_pb2.InventoryMovementBatch) -> erp_pb2.InventoryAck:
+        """Record stock movements; a replayed idempotency key returns the original ack."""
+        ...
+
+    def inventory_totals(self) -> erp_pb2.InventoryTotals:
+        """Return reconciliation totals of the inventory movements."""
+        ...
+
     def close(self) -> None:
         """Release the backend's connections."""
         ...
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the ledger tables."""
-
-    # Cents and counts outgrow 32-bit integers (a PostgreSQL INTEGER) at $21M.
-    type_annotation_map = {
-        int: BigInteger,
-        dt.datetime: DateTime(timezone=True),
-        dt.date: Date,
-        str: String(),
-        bytes: LargeBinary,
-    }
-
-
-class JournalBatchRow(Base):
-    """One processed batch and the ack it got, so a replay of its key returns that same ack."""
-
-    __tablename__ = "erp_journal_batches"
-
-    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
-    batch_id: Mapped[str] = mapped_column(index=True)
-    currency: Mapped[str]
-    line_count: Mapped[int]
-    accepted_count: Mapped[int]
-    rejected_count: Mapped[int]
-    request_digest: Mapped[str]
-    ack: Mapped[bytes]
-    received_at: Mapped[dt.datetime]
-
-
-class JournalLineRow(Base):
-    """One posted general-ledger line. Like the contract, it holds no PHI."""
-
-    __tablename__ = "erp_journal_lines"
-
-    line_id: Mapped[str] = mapped_column(primary_key=True)
-    posting_id: Mapped[str] = mapped_column(unique=True)
-    batch_key: Mapped[str] = mapped_column(ForeignKey("erp_journal_batches.idempotency_key"), index=True)
-    journal_date: Mapped[dt.date]
-    account: Mapped[str] = mapped_column(index=True)
-    cost_centre: Mapped[str]
-    facility: Mapped[str]
-    debit_cents: Mapped[int]
-    credit_cents: Mapped[int]
-    currency: Mapped[str]
-    encounter_ref: Mapped[str] = mapped_column(index=True)
-    source_event_id: Mapped[str] = mapped_column(index=True)
-    correlation_id: Mapped[str]
-    description: Mapped[str]
-    posted_at: Mapped[dt.datetime]
 
 
 @dataclass(slots=True)
@@ -116,17 +80,10 @@ def _now() -> dt.datetime:
 
 def _batch_digest(batch: erp_pb2.JournalBatch) -> str:
     """Return a digest of a batch that ignores the order of its lines, to tell a replay from a reused key."""
-    # A caller that rebuilds a batch may list the same lines in another order; that is still a replay.
     envelope = erp_pb2.JournalBatch(
         batch_id=batch.batch_id, idempotency_key=batch.idempotency_key, currency=batch.currency
     )
-    lines = sorted(line.SerializeToString(deterministic=True) for line in batch.lines)
-    digest = hashlib.sha256(envelope.SerializeToString(deterministic=True))
-    for line in lines:
-        # Length-prefixed, so two different line lists can never concatenate to the same bytes.
-        digest.update(len(line).to_bytes(8, "big"))
-        digest.update(line)
-    return digest.hexdigest()
+    return unordered_digest(envelope, batch.lines)
 
 
 def _validate_batch(batch: erp_pb2.JournalBatch) -> None:
@@ -287,6 +244,31 @@ class SqlErpBackend:
         """Return reconciliation totals of the ledger."""
         return read_transaction(self._engine, _ledger_totals)
 
+    def post_inventory_movements(self, batch: erp_pb2.InventoryMovementBatch) -> erp_pb2.InventoryAck:
+        """Record stock movements; a replayed idempotency key returns the original ack."""
+        validate_inventory_batch(batch)
+        envelope = erp_pb2.InventoryMovementBatch(
+            batch_id=batch.batch_id, idempotency_key=batch.idempotency_key
+        )
+        digest = unordered_digest(envelope, batch.movements)
+        ack = write_transaction(
+            self._engine, lambda session: apply_inventory_batch(session, batch, digest, _now())
+        )
+        log.info(
+            "inventory batch %s (%s): %d movements, %d accepted (%d duplicate), %d rejected",
+            batch.batch_id,
+            batch.idempotency_key,
+            len(batch.movements),
+            len(ack.accepted),
+            sum(1 for movement in ack.accepted if movement.duplicate),
+            len(ack.rejected),
+        )
+        return ack
+
+    def inventory_totals(self) -> erp_pb2.InventoryTotals:
+        """Return reconciliation totals of the inventory movements."""
+        return read_transaction(self._engine, inventory_totals)
+
 
 def _line_row(line: erp_pb2.JournalLine, posting_id: str, batch_key: str, now: dt.datetime) -> JournalLineRow:
     """Build the row of a newly accepted line."""
@@ -314,8 +296,8 @@ def _ledger_totals(session: Session) -> erp_pb2.LedgerTotals:
     line_count, debit, credit = session.execute(
         select(
             func.count(),
-            func.coalesce(func.sum(JournalLineRow.debit_cents), 0),
-            func.coalesce(func.sum(JournalLineRow.credit_cents), 0),
+            total(JournalLineRow.debit_cents),
+            total(JournalLineRow.credit_cents),
         ).select_from(JournalLineRow)
     ).one()
     batch_count = session.scalar(select(func.count()).select_from(JournalBatchRow)) or 0
@@ -326,8 +308,8 @@ def _ledger_totals(session: Session) -> erp_pb2.LedgerTotals:
         select(
             JournalLineRow.account,
             JournalLineRow.cost_centre,
-            func.coalesce(func.sum(JournalLineRow.debit_cents), 0),
-            func.coalesce(func.sum(JournalLineRow.credit_cents), 0),
+            total(JournalLineRow.debit_cents),
+            total(JournalLineRow.credit_cents),
             func.count(),
         )
         .group_by(JournalLineRow.account, JournalLineRow.cost_centre)

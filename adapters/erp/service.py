@@ -28,3 +28,17 @@ class ErpService(erp_pb2_grpc.ErpAdapterServicer):
     ) -> erp_pb2.LedgerTotals:
         """Return reconciliation totals of the ledger."""
         return await answer(context, "GetLedgerTotals", self._backend.ledger_totals)
+
+    async def PostInventoryMovements(
+        self, request: erp_pb2.InventoryMovementBatch, context: grpc.aio.ServicerContext
+    ) -> erp_pb2.InventoryAck:
+        """Record a batch of inventory movements."""
+        return await answer(
+            context, "PostInventoryMovements", lambda: self._backend.post_inventory_movements(request)
+        )
+
+    async def GetInventoryTotals(
+        self, request: erp_pb2.GetInventoryTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> erp_pb2.InventoryTotals:
+        """Return reconciliation totals of the inventory movements."""
+        return await answer(context, "GetInventoryTotals", self._backend.inventory_totals)

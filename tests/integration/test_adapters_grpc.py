@@ -1,5 +1,7 @@
 """The adapters over real gRPC: in-process grpc.aio servers on free ports, SQLite in tmp_path, our clients.
 
+The dispatchers run here too, over the real clients, with the command builders of tests/unit/test_dispatch.
+
 These start only the two adapters, not the embedded stack, so they use none of conftest's fixtures.
 """
 
@@ -24,8 +26,17 @@ import pytest
 from adapters.clients import BillingClient, ErpClient
 from adapters.server import AdapterServer, ServiceName, build_server
 from canonical.errors import NotRetryableError, RetryableError, StackError
+from canonical.models import MovementType
 from cluster.settings import Settings
 from proto import billing_pb2, erp_pb2
+from streams.commands import InventoryCommand
+from streams.dispatch import BillingDispatcher, ErpDispatcher
+from tests.unit.test_dispatch import FakeRedis, stock
+from tests.unit.test_dispatch import charge as dispatch_charge
+from tests.unit.test_dispatch import coding as dispatch_coding
+from tests.unit.test_dispatch import journal as dispatch_journal
+from tests.unit.test_dispatch import merge as dispatch_merge
+from tests.unit.test_dispatch import upsert as dispatch_upsert
 
 ROOT = Path(__file__).resolve().parents[2]
 UpsertStatus = billing_pb2.UpsertAccountResponse.Status
@@ -342,3 +353,226 @@ def test_serve_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def coding_request(
+    key: str, coded_at: dt.datetime, *codes: str, encounter_id: str = "GH:V100"
+) -> billing_pb2.UpdateCodingRequest:
+    request = billing_pb2.UpdateCodingRequest(
+        idempotency_key=key,
+        encounter_id=encounter_id,
+        diagnoses=[billing_pb2.Diagnosis(sequence=n, code=code) for n, code in enumerate(codes, 1)],
+        procedures=[billing_pb2.Procedure(sequence=1, code="0JH606Z")],
+        drg=billing_pb2.Drg(code="291", code_system="MS-DRG"),
+        source_event_id=f"evt-{key}",
+    )
+    request.coded_at.FromDatetime(coded_at)
+    return request
+
+
+def merge_request(
+    key: str, prior: str = "MRN-445566", surviving: str = "MRN-990000"
+) -> billing_pb2.MergePatientRequest:
+    return billing_pb2.MergePatientRequest(
+        idempotency_key=key,
+        prior_mrn=prior,
+        surviving=billing_pb2.Patient(mrn=surviving, family_name="Hopper", given_name="Grace"),
+        source_event_id=f"evt-{key}",
+    )
+
+
+def movement(
+    movement_id: str, item_code: str = "HEP", quantity_milli: int = 2_000, kind: str = "issue"
+) -> erp_pb2.InventoryMovement:
+    return erp_pb2.InventoryMovement(
+        movement_id=movement_id,
+        movement_type=kind,
+        item_code=item_code,
+        quantity_milli=quantity_milli,
+        unit="mL",
+        facility="GH",
+        cost_centre="GH-ICU",
+        movement_date="2025-03-01",
+        encounter_ref="ENC-1",
+        source_event_id=f"evt-{movement_id}",
+    )
+
+
+def test_billing_coding_merge_and_versions_over_grpc(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    coded_at = dt.datetime(2025, 3, 2, 12, 0, tzinfo=dt.UTC)
+    CodingStatus = billing_pb2.UpdateCodingResponse.Status
+    MergeStatus = billing_pb2.MergePatientResponse.Status
+
+    async def scenario() -> None:
+        async with (
+            running("billing", tmp_path) as adapter,
+            BillingClient(adapter_settings(), adapter.address) as client,
+        ):
+            await client.wait_ready(5.0)
+            # Coding and the merge arrive before the account they concern.
+            applied = await client.update_coding(coding_request("d-2", coded_at, "I50.9", "E11.9"))
+            assert (applied.status, applied.version) == (CodingStatus.APPLIED, 1)
+            stale = await client.update_coding(
+                coding_request("d-1", coded_at - dt.timedelta(hours=1), "R07.9")
+            )
+            assert (stale.status, stale.version) == (CodingStatus.STALE, 1)
+            replay = await client.update_coding(coding_request("d-2", coded_at, "I50.9", "E11.9"))
+            assert replay.status == CodingStatus.DUPLICATE
+            merged = await client.merge_patient(merge_request("m-1"))
+            assert (merged.status, merged.accounts_moved) == (MergeStatus.MERGED, 0)
+            assert (await client.merge_patient(merge_request("m-1"))).status == MergeStatus.DUPLICATE
+
+            newer = account_request("k-2", status="discharged")
+            newer.account.state_version = 2
+            assert (await client.upsert_account(newer)).status == UpsertStatus.CREATED
+            older = account_request("k-1", status="admitted")
+            older.account.state_version = 1
+            assert (await client.upsert_account(older)).status == UpsertStatus.STALE
+            back = account_request("k-3", status="admitted")
+            back.account.state_version = 3
+            assert (await client.upsert_account(back)).status == UpsertStatus.UPDATED
+
+            reversal = charge("c-2", -12_500)  # a CG with a negative amount: a reversal
+            posted = await client.post_charges(
+                billing_pb2.PostChargesRequest(idempotency_key="p-1", charges=[charge("c-1"), reversal])
+            )
+            assert [r.status for r in posted.results] == [ChargeStatus.ACCEPTED, ChargeStatus.ACCEPTED]
+
+            with pytest.raises(
+                NotRetryableError, match=r"UpdateCoding.*INVALID_ARGUMENT.*diagnoses\[0\]\.code"
+            ):
+                await client.update_coding(coding_request("d-3", coded_at, ""))
+            with pytest.raises(NotRetryableError, match=r"MergePatient.*INVALID_ARGUMENT.*prior_mrn"):
+                await client.merge_patient(merge_request("m-2", prior=""))
+
+            totals = await client.get_totals()
+            assert (
+                totals.account_count,
+                totals.charge_count,
+                totals.amount_cents,
+                totals.reversal_count,
+            ) == (
+                1,
+                2,
+                0,
+                1,
+            )
+            assert [(s.status, s.account_count) for s in totals.by_status] == [("admitted", 1)]
+            assert (totals.coded_account_count, totals.diagnosis_count, totals.procedure_count) == (1, 2, 1)
+            assert (totals.drg_count, totals.merge_count, totals.merged_account_count) == (1, 1, 1)
+
+    asyncio.run(scenario())
+    for value in ("Hopper", "Grace", "MRN-445566", "MRN-990000", "1906-12-09", "GH:V100"):
+        assert value not in caplog.text
+
+
+def test_erp_inventory_over_grpc(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            running("erp", tmp_path) as adapter,
+            ErpClient(adapter_settings(), adapter.address) as client,
+        ):
+            await client.wait_ready(5.0)
+            batch = erp_pb2.InventoryMovementBatch(
+                batch_id="inv-1",
+                idempotency_key="s-1",
+                movements=[
+                    movement("m-1"),
+                    movement("m-2", kind="return", quantity_milli=500),
+                    movement("m-3", quantity_milli=0),
+                ],
+            )
+            ack = await client.post_inventory_movements(batch)
+            assert [(a.movement_id, a.duplicate) for a in ack.accepted] == [("m-1", False), ("m-2", False)]
+            assert [(r.movement_id, r.reason) for r in ack.rejected] == [
+                ("m-3", "movement m-3: quantity_milli must be above zero, got 0")
+            ]
+            assert await client.post_inventory_movements(batch) == ack
+            again = await client.post_inventory_movements(
+                erp_pb2.InventoryMovementBatch(
+                    batch_id="inv-2", idempotency_key="s-2", movements=[movement("m-1")]
+                )
+            )
+            assert again.accepted[0].duplicate and again.accepted[0].posting_id == ack.accepted[0].posting_id
+
+            with pytest.raises(
+                NotRetryableError, match=r"PostInventoryMovements.*INVALID_ARGUMENT.*batch_id"
+            ):
+                await client.post_inventory_movements(erp_pb2.InventoryMovementBatch(idempotency_key="s-3"))
+
+            totals = await client.get_inventory_totals()
+            assert (
+                totals.movement_count,
+                totals.batch_count,
+                totals.issued_milli,
+                totals.returned_milli,
+            ) == (
+                2,
+                2,
+                2_000,
+                500,
+            )
+            assert [(i.facility, i.item_code, i.net_milli, i.movement_count) for i in totals.by_item] == [
+                ("GH", "HEP", 1_500, 2)
+            ]
+            # The ledger is untouched by inventory.
+            assert (await client.get_ledger_totals()).line_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_dispatchers_over_grpc(tmp_path: Path) -> None:
+    """Both dispatchers with the real clients against real servers; Redis is a dict (a hint only)."""
+    redis = FakeRedis()
+
+    def encoded(*commands: object) -> list[bytes]:
+        return [command.model_dump_json().encode() for command in commands]  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        settings = adapter_settings()
+        async with (
+            running("billing", tmp_path) as billing_adapter,
+            running("erp", tmp_path) as erp_adapter,
+            BillingClient(settings, billing_adapter.address) as billing,
+            ErpClient(settings, erp_adapter.address) as erp,
+        ):
+            to_billing = BillingDispatcher(billing, redis, "t.")  # type: ignore[arg-type]
+            report = await to_billing.dispatch(
+                encoded(
+                    dispatch_merge("m-1"),
+                    dispatch_upsert("u-1"),
+                    dispatch_coding("d-1"),
+                    dispatch_charge("c-1"),
+                )
+            )
+            assert report.exceptions == []
+            assert report.counts == {
+                "dispatch_cache_hits": 0,
+                "merges": 1,
+                "accounts_merged": 0,
+                "accounts_upserted": 1,
+                "coding_updates": 1,
+                "charges_posted": 1,
+            }
+            totals = await billing.get_totals()
+            assert (totals.account_count, totals.merged_account_count, totals.coded_account_count) == (
+                1,
+                1,
+                1,
+            )
+
+            to_erp = ErpDispatcher(erp, redis, "t.", "USD")  # type: ignore[arg-type]
+            report = await to_erp.dispatch(encoded(dispatch_journal("j-1"), dispatch_stock("s-1")))
+            assert report.exceptions == []
+            assert (report.counts["journal_lines_accepted"], report.counts["inventory_movements"]) == (2, 1)
+            inventory = await erp.get_inventory_totals()
+            assert [(i.item_code, i.net_milli) for i in inventory.by_item] == [("HEP", 2_000)]
+
+    asyncio.run(scenario())
+
+
+def dispatch_stock(command_id: str) -> InventoryCommand:
+    return stock(command_id, ("HEP", MovementType.ISSUE, 2_000))

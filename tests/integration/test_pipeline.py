@@ -11,11 +11,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from canonical.quarantine import ExceptionRecord
+from cluster.report import StackReport
 from cluster.send import send_messages
 from cluster.settings import Settings
 from cluster.stack import Stack
 from streams.topics import TopicNames
-from tests.hl7_samples import adt, dft
+from tests.hl7_samples import a40, adt, bar, dft, ras
 from tests.integration.conftest import charges, report_now, settle, wait_until
 
 
@@ -271,3 +272,75 @@ def test_send_over_mllp_waits_for_acks_and_posts(settings: Settings, tmp_path: P
     )
     assert refused.returncode == 1
     assert b"AR" in refused.stderr
+
+
+def _status_counts(report: StackReport) -> dict[str, int]:
+    return {row["status"]: int(row.get("accountCount", 0)) for row in report.billing.get("byStatus", [])}
+
+
+def _stock(report: StackReport, facility: str, item: str) -> int:
+    rows = report.inventory_rows()
+    return sum(row.net_milli for row in rows if (row.facility, row.item_code) == (facility, item))
+
+
+def test_every_financial_message_type_reaches_its_sink(settings: Settings) -> None:
+    """ADT cancel, BAR coding, RAS doses, supply charges and reversals, a merge, and a routed ORU."""
+    before = settle(settings, 1.0)
+    uid = _uid()
+    visit, other = f"V{uid}", f"W{uid}"
+    drug, supply = f"DRUG{uid}", f"SUP{uid}"
+    oru = (
+        f"MSH|^~\\&|LAB|NMH|HCSYNC|HCSYNC|20261120083000||ORU^R01^ORU_R01|L{uid}|P|2.5.1\r"
+        f"PID|1||MRN{uid}^^^NMH^MR||Doe^Jane\rPV1|1|I|MEDSURG^1^A^NMH||||||||||||||||{visit}^^^NMH^VN\r"
+        "OBX|1|NM|2345-7^Glucose^LN||98|mg/dL||||F\r"
+    ).encode()
+    _send(
+        settings,
+        # The cancel of the discharge is sent first: the status must still end "admitted".
+        adt("A13", f"C{uid}", visit, mrn=f"MRN{uid}", at="20261121120000"),
+        adt("A01", f"A{uid}", visit, mrn=f"MRN{uid}", at="20261121080000"),
+        adt("A03", f"X{uid}", visit, mrn=f"MRN{uid}", at="20261121100000", discharge="20261121100000"),
+        bar("P05", f"B{uid}", visit, diagnoses=("I21.4", "E11.9"), procedures=("92928",)),
+        ras(f"S{uid}", visit, [("1", "2.5", "CP"), ("2", "1", "RE")], drug=drug),
+        dft(
+            f"D{uid}",
+            visit,
+            [("CG", supply, "Gauze", 2, "8.00"), ("CG", supply, "Gauze", -1, "4.00")],
+            code_system="SUPPLY",
+        ),
+        adt("A04", f"R{uid}", other, mrn=f"OLD{uid}", patient_class="O"),
+        oru,
+    )
+
+    def arrived() -> bool:
+        now = report_now(settings)
+        return (
+            _stock(now, "NMH", drug) == 2500
+            and _stock(now, "NMH", supply) == 1000
+            and int(now.billing.get("codedAccountCount", 0)) > int(before.billing.get("codedAccountCount", 0))
+            and charges(now)[0] >= charges(before)[0] + 2
+        )
+
+    wait_until("coding, stock and charges", arrived)
+    # The merge goes last, so the account it moves exists (billing also handles the other order).
+    _send(settings, a40(f"M{uid}", f"NEW{uid}", f"OLD{uid}"))
+    wait_until(
+        "the merge",
+        lambda: (
+            int(report_now(settings).billing.get("mergedAccountCount", 0))
+            > int(before.billing.get("mergedAccountCount", 0))
+        ),
+    )
+    after = settle(settings)
+
+    def delta(name: str) -> int:
+        return int(after.billing.get(name, 0)) - int(before.billing.get(name, 0))
+
+    assert (delta("codedAccountCount"), delta("diagnosisCount"), delta("procedureCount")) == (1, 2, 1)
+    assert (delta("mergeCount"), delta("mergedAccountCount")) == (1, 1)
+    statuses = {k: v - _status_counts(before).get(k, 0) for k, v in _status_counts(after).items()}
+    assert statuses.get("admitted", 0) == 1 and statuses.get("discharged", 0) == 0
+    assert charges(after)[1] - charges(before)[1] == 400
+    assert after.counters["ignored"] - before.counters["ignored"] >= 1
+    assert after.counters.get("type:ORU^R01", 0) - before.counters.get("type:ORU^R01", 0) == 1
+    assert _stock(after, "NMH", drug) == 2500 and _stock(after, "NMH", supply) == 1000

@@ -1,4 +1,4 @@
-"""The SQL general ledger: idempotent batches and lines, line validation, per-event balance and totals."""
+"""The SQL ERP backend: idempotent journal batches and lines, per-event balance, inventory, totals."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.convert import journal_line_from
+from adapters import open_engine
+from adapters.convert import inventory_movement_from, journal_line_from
 from adapters.erp.backend import SqlErpBackend
+from adapters.erp.schema import JournalBatchRow, JournalLineRow
 from canonical.errors import InvalidMessageError
-from canonical.models import JournalLine
+from canonical.models import InventoryMovement, JournalLine, MovementType
 from proto import erp_pb2
 
 
@@ -251,3 +253,193 @@ def test_logs_name_batches_and_counts(backend: SqlErpBackend, caplog: pytest.Log
     caplog.set_level(logging.INFO)
     backend.post_journal_batch(batch("b-1", *pair("evt-1", 100)))
     assert "journal batch batch-b-1 (b-1): 2 lines, 2 accepted (0 duplicate), 0 rejected" in caplog.text
+
+
+def movement(
+    movement_id: str,
+    item_code: str = "0409-4888-02",
+    quantity_milli: int = 2_000,
+    *,
+    movement_type: str = "issue",
+    facility: str = "GH",
+    movement_date: str = "2025-03-01",
+) -> erp_pb2.InventoryMovement:
+    return erp_pb2.InventoryMovement(
+        movement_id=movement_id,
+        movement_type=movement_type,
+        item_code=item_code,
+        code_system="NDC",
+        description="Heparin 5000 unit/mL",
+        quantity_milli=quantity_milli,
+        unit="mL",
+        facility=facility,
+        cost_centre=f"{facility}-ICU",
+        movement_date=movement_date,
+        encounter_ref="ENC-0123456789abcdef01234567",
+        source_event_id=f"evt-{movement_id}",
+        correlation_id="corr-1",
+    )
+
+
+def stock(key: str, *movements: erp_pb2.InventoryMovement) -> erp_pb2.InventoryMovementBatch:
+    return erp_pb2.InventoryMovementBatch(batch_id=f"inv-{key}", idempotency_key=key, movements=movements)
+
+
+def test_convert_builds_the_inventory_movement_message() -> None:
+    eastern = dt.timezone(dt.timedelta(hours=-5))
+    canonical = InventoryMovement(
+        movement_id="m-1",
+        movement_type=MovementType.RETURN,
+        item_code="0409-4888-02",
+        code_system="NDC",
+        quantity_milli=500,
+        unit="mL",
+        facility="GH",
+        cost_centre="GH-ICU",
+        # 23:30 local is the next day in UTC; the ERP gets the local day, as journal_date does.
+        occurred_at=dt.datetime(2025, 3, 1, 23, 30, tzinfo=eastern),
+        encounter_ref="ENC-abc",
+        source_event_id="evt-1",
+        correlation_id="corr-1",
+    )
+    message = inventory_movement_from(canonical)
+    assert (message.movement_type, message.quantity_milli, message.movement_date) == (
+        "return",
+        500,
+        "2025-03-01",
+    )
+    assert (message.item_code, message.cost_centre, message.encounter_ref) == (
+        "0409-4888-02",
+        "GH-ICU",
+        "ENC-abc",
+    )
+
+
+def test_movements_are_recorded_and_a_batch_replay_returns_the_original_ack(backend: SqlErpBackend) -> None:
+    ack = backend.post_inventory_movements(stock("s-1", movement("m-1"), movement("m-2", "SUP-9", 1_000)))
+    assert ack.batch_id == "inv-s-1"
+    assert [(a.movement_id, a.duplicate) for a in ack.accepted] == [("m-1", False), ("m-2", False)]
+    assert all(a.posting_id.startswith("IM-") for a in ack.accepted)
+    assert list(ack.rejected) == []
+    assert (
+        backend.post_inventory_movements(stock("s-1", movement("m-2", "SUP-9", 1_000), movement("m-1")))
+        == ack
+    )
+    totals = backend.inventory_totals()
+    assert (totals.movement_count, totals.batch_count) == (2, 1)
+
+
+def test_movements_are_idempotent_across_and_within_batches(backend: SqlErpBackend) -> None:
+    first = backend.post_inventory_movements(stock("s-1", movement("m-1")))
+    again = backend.post_inventory_movements(stock("s-2", movement("m-1"), movement("m-3"), movement("m-3")))
+    assert [(a.movement_id, a.duplicate) for a in again.accepted] == [
+        ("m-1", True),
+        ("m-3", False),
+        ("m-3", True),
+    ]
+    assert again.accepted[0].posting_id == first.accepted[0].posting_id
+    assert again.accepted[2].posting_id == again.accepted[1].posting_id
+    assert backend.inventory_totals().movement_count == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (movement("m-bad", quantity_milli=0), "quantity_milli must be above zero, got 0"),
+        (movement("m-bad", quantity_milli=-500), "quantity_milli must be above zero, got -500"),
+        (movement("m-bad", movement_type="waste"), "movement_type must be issue or return, got 'waste'"),
+        (movement("m-bad", movement_type=""), "movement_type must be issue or return, got ''"),
+        (movement("m-bad", item_code=""), "item_code is empty"),
+        (movement("m-bad", facility=""), "facility is empty"),
+        (
+            movement("m-bad", movement_date="03/01/2025"),
+            "movement_date '03/01/2025' is not a YYYY-MM-DD date",
+        ),
+    ],
+)
+def test_a_bad_movement_is_rejected_alone(
+    backend: SqlErpBackend, bad: erp_pb2.InventoryMovement, reason: str
+) -> None:
+    ack = backend.post_inventory_movements(stock("s-1", movement("m-1"), bad))
+    assert [a.movement_id for a in ack.accepted] == ["m-1"]
+    assert [(r.movement_id, r.reason) for r in ack.rejected] == [("m-bad", f"movement m-bad: {reason}")]
+    assert backend.inventory_totals().movement_count == 1
+    # Nothing of it was stored, so a corrected copy under a new key is recorded normally.
+    fixed = backend.post_inventory_movements(stock("s-2", movement("m-bad")))
+    assert [(a.movement_id, a.duplicate) for a in fixed.accepted] == [("m-bad", False)]
+
+
+@pytest.mark.parametrize(
+    ("field", "request_"),
+    [
+        ("idempotency_key", erp_pb2.InventoryMovementBatch(batch_id="b")),
+        ("batch_id", erp_pb2.InventoryMovementBatch(idempotency_key="k")),
+        ("movements[1].movement_id", stock("k", movement("a"), movement(""))),
+    ],
+)
+def test_a_malformed_inventory_batch_names_the_field(
+    backend: SqlErpBackend, field: str, request_: erp_pb2.InventoryMovementBatch
+) -> None:
+    with pytest.raises(InvalidMessageError) as refused:
+        backend.post_inventory_movements(request_)
+    assert refused.value.fault.field == field
+    assert backend.inventory_totals() == erp_pb2.InventoryTotals()
+
+
+def test_a_reused_inventory_key_with_another_batch_is_refused(backend: SqlErpBackend) -> None:
+    backend.post_inventory_movements(stock("s-1", movement("m-1")))
+    with pytest.raises(InvalidMessageError) as refused:
+        backend.post_inventory_movements(stock("s-1", movement("m-2")))
+    assert refused.value.fault.field == "idempotency_key"
+
+
+def test_inventory_totals_by_facility_and_item(backend: SqlErpBackend) -> None:
+    assert backend.inventory_totals() == erp_pb2.InventoryTotals()
+    backend.post_inventory_movements(
+        stock(
+            "s-1",
+            movement("m-1", "HEP", 2_000),
+            movement("m-2", "HEP", 1_500),
+            movement("m-3", "HEP", 500, movement_type="return"),
+            movement("m-4", "GAUZE", 3_000),
+            movement("m-5", "HEP", 250, facility="NH"),
+        )
+    )
+    totals = backend.inventory_totals()
+    assert (totals.movement_count, totals.batch_count, totals.issued_milli, totals.returned_milli) == (
+        5,
+        1,
+        6_750,
+        500,
+    )
+    assert [
+        (i.facility, i.item_code, i.issued_milli, i.returned_milli, i.net_milli, i.movement_count)
+        for i in totals.by_item
+    ] == [
+        ("GH", "GAUZE", 3_000, 0, 3_000, 1),
+        ("GH", "HEP", 3_500, 500, 3_000, 3),
+        ("NH", "HEP", 250, 0, 250, 1),
+    ]
+    # Inventory is not the ledger: no journal line or batch was posted.
+    assert backend.ledger_totals() == erp_pb2.LedgerTotals()
+
+
+def test_a_ledger_of_the_previous_release_gains_the_inventory_tables(db_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{db_path}")
+    JournalBatchRow.__table__.create(engine)
+    JournalLineRow.__table__.create(engine)
+    engine.dispose()
+    upgraded = SqlErpBackend(f"sqlite:///{db_path}")
+    try:
+        assert upgraded.post_inventory_movements(stock("s-1", movement("m-1"))).accepted[0].duplicate is False
+        assert upgraded.inventory_totals().movement_count == 1
+    finally:
+        upgraded.close()
+
+
+def test_inventory_logs_name_batches_and_counts(
+    backend: SqlErpBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    backend.post_inventory_movements(stock("s-1", movement("m-1"), movement("m-2", quantity_milli=0)))
+    assert "inventory batch inv-s-1 (s-1): 2 movements, 1 accepted (0 duplicate), 1 rejected" in caplog.text

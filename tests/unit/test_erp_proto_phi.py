@@ -6,7 +6,7 @@ import re
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
 
-from canonical.models import Address, Patient
+from canonical.models import Address, InventoryMovement, JournalLine, Patient
 from canonical.phi import phi_fields
 from proto import erp_pb2
 
@@ -42,6 +42,23 @@ ALLOWED_FIELDS = frozenset(
         "total_debit_cents",
         "total_credit_cents",
         "by_account",
+        # InventoryMovement: an item, a quantity, a day and a cost centre; the encounter only as its
+        # pseudonym (encounter_ref, above). The day, not the time: less to link to one patient's stay.
+        "movement_id",
+        "movement_type",
+        "item_code",
+        "code_system",
+        "quantity_milli",
+        "unit",
+        "movement_date",
+        # InventoryMovementBatch, InventoryAck, MovementAccepted, MovementRejected
+        "movements",
+        # InventoryTotals, ItemTotal
+        "movement_count",
+        "issued_milli",
+        "returned_milli",
+        "net_milli",
+        "by_item",
     }
 )
 PHI_PATTERN = re.compile(r"name|mrn|birth|dob|address|phone|ssn", re.IGNORECASE)
@@ -81,9 +98,14 @@ def _erp_fields() -> dict[str, list[FieldDescriptor]]:
 
 def test_every_erp_field_is_allowlisted() -> None:
     fields = _erp_fields()
-    assert {"hcsync.erp.v1.JournalBatch", "hcsync.erp.v1.JournalLine", "hcsync.erp.v1.LedgerTotals"} <= set(
-        fields
-    )
+    assert {
+        "hcsync.erp.v1.JournalBatch",
+        "hcsync.erp.v1.JournalLine",
+        "hcsync.erp.v1.LedgerTotals",
+        "hcsync.erp.v1.InventoryMovementBatch",
+        "hcsync.erp.v1.InventoryAck",
+        "hcsync.erp.v1.InventoryTotals",
+    } <= set(fields)
     unexpected = [
         f"{message}.{field.name}"
         for message, message_fields in fields.items()
@@ -114,3 +136,20 @@ def test_the_encounter_is_only_a_pseudonym() -> None:
     names = {field.name for message_fields in _erp_fields().values() for field in message_fields}
     assert "encounter_ref" in names
     assert not {"encounter_id", "account_number", "patient_id", "visit_number"} & names
+
+
+def test_the_erp_gets_days_never_times() -> None:
+    # Timestamps of care (admission, administration) are finer than the ledger needs and easier to link.
+    timed = [
+        f"{message}.{field.name}"
+        for message, message_fields in _erp_fields().items()
+        for field in message_fields
+        if field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp"
+    ]
+    assert timed == []
+
+
+def test_the_canonical_erp_models_tag_no_phi() -> None:
+    # What the ERP is built from must itself be PHI-free, so no conversion can leak a tagged field.
+    assert not phi_fields(InventoryMovement)
+    assert not phi_fields(JournalLine)

@@ -35,7 +35,11 @@ def test_strict_validation_applies_only_to_the_listed_feeds() -> None:
         outcome = transform_one(NO_EVN, StrictPolicy(feeds=frozenset(feeds)))
         assert outcome.exception is not None and not outcome.events
         record = ExceptionRecord.model_validate_json(outcome.exception)
-        assert (record.rule, record.segment, record.source_message_id) == ("HL7-STRICT-SEGMENT-MISSING", "EVN", "C1")
+        assert (record.rule, record.segment, record.source_message_id) == (
+            "HL7-STRICT-SEGMENT-MISSING",
+            "EVN",
+            "C1",
+        )
         assert base64.b64decode(record.original_b64) == NO_EVN
     assert transform_one(NO_EVN, StrictPolicy(feeds=frozenset({"CERNER", "EPIC^OTHER"}))).events
 

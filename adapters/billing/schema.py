@@ -1,0 +1,236 @@
+"""The billing tables, and the step that brings a database written by an earlier release up to date.
+
+New tables are created; a column added to an existing table since is added with its server default,
+so a previous SQLite or PostgreSQL database opens as it is. Columns are never dropped or retyped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    ColumnExpressionArgument,
+    DateTime,
+    Engine,
+    ForeignKey,
+    String,
+    cast,
+    false,
+    func,
+    inspect,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateColumn
+
+__all__ = [
+    "AccountRow",
+    "AccountUpsertRow",
+    "Base",
+    "ChargeRow",
+    "CodingRow",
+    "CodingUpdateRow",
+    "DiagnosisRow",
+    "MergeRow",
+    "ProcedureRow",
+    "create_schema",
+    "total",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the billing tables."""
+
+    # Cents and counts outgrow 32-bit integers (a PostgreSQL INTEGER) at $21M.
+    type_annotation_map = {int: BigInteger, dt.datetime: DateTime(timezone=True), str: String()}
+
+
+class AccountRow(Base):
+    """A patient account; the account id is the encounter id."""
+
+    __tablename__ = "billing_accounts"
+
+    account_id: Mapped[str] = mapped_column(primary_key=True)
+    facility: Mapped[str]
+    department: Mapped[str]
+    patient_class: Mapped[str]
+    status: Mapped[str] = mapped_column(index=True)
+    mrn: Mapped[str]
+    family_name: Mapped[str]
+    given_name: Mapped[str]
+    birth_date: Mapped[dt.date | None]
+    admitted_at: Mapped[dt.datetime | None]
+    discharged_at: Mapped[dt.datetime | None]
+    attending_provider_id: Mapped[str]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    version: Mapped[int]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    # Added in 1.1: server defaults let an earlier database gain them (see create_schema).
+    assigning_authority: Mapped[str] = mapped_column(server_default="")
+    state_version: Mapped[int] = mapped_column(server_default="0")
+    merged_by: Mapped[str] = mapped_column(server_default="")  # key of the merge that last moved it
+
+
+class AccountUpsertRow(Base):
+    """One applied UpsertAccount call, kept so a replay of its key returns the original version."""
+
+    __tablename__ = "billing_account_upserts"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"), index=True)
+    status: Mapped[str]
+    version: Mapped[int]
+    request_digest: Mapped[str]
+    received_at: Mapped[dt.datetime]
+
+
+class ChargeRow(Base):
+    """One posted charge, credit or reversal line."""
+
+    __tablename__ = "billing_charges"
+
+    charge_id: Mapped[str] = mapped_column(primary_key=True)
+    posting_id: Mapped[str] = mapped_column(unique=True)
+    encounter_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"), index=True)
+    transaction_id: Mapped[str]
+    transaction_type: Mapped[str]
+    charge_code: Mapped[str]
+    code_system: Mapped[str]
+    description: Mapped[str]
+    quantity: Mapped[int]
+    unit_amount_cents: Mapped[int | None]
+    amount_cents: Mapped[int]
+    currency: Mapped[str]
+    service_at: Mapped[dt.datetime]
+    facility: Mapped[str] = mapped_column(index=True)
+    department: Mapped[str]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    request_key: Mapped[str]
+    posted_at: Mapped[dt.datetime]
+    # Added in 1.1.
+    procedure_code: Mapped[str] = mapped_column(server_default="")
+    ndc_code: Mapped[str] = mapped_column(server_default="")
+    is_supply: Mapped[bool] = mapped_column(server_default=false())
+    filler_order_number: Mapped[str] = mapped_column(server_default="")
+    unit_cost_cents: Mapped[int | None]
+
+
+class CodingRow(Base):
+    """The current coding of one encounter. No foreign key: coding may arrive before the account."""
+
+    __tablename__ = "billing_codings"
+
+    encounter_id: Mapped[str] = mapped_column(primary_key=True)
+    coded_at: Mapped[dt.datetime]
+    drg_code: Mapped[str | None]
+    drg_description: Mapped[str]
+    drg_code_system: Mapped[str]
+    drg_assigned_at: Mapped[dt.datetime | None]
+    version: Mapped[int]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    updated_at: Mapped[dt.datetime]
+
+
+class DiagnosisRow(Base):
+    """One diagnosis of an encounter's current coding, at its position in the source's list."""
+
+    __tablename__ = "billing_diagnoses"
+
+    encounter_id: Mapped[str] = mapped_column(ForeignKey("billing_codings.encounter_id"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    sequence: Mapped[int]
+    code: Mapped[str] = mapped_column(index=True)
+    description: Mapped[str]
+    code_system: Mapped[str]
+    diagnosis_type: Mapped[str]
+    priority: Mapped[int | None]
+    diagnosed_at: Mapped[dt.datetime | None]
+
+
+class ProcedureRow(Base):
+    """One procedure of an encounter's current coding, at its position in the source's list."""
+
+    __tablename__ = "billing_procedures"
+
+    encounter_id: Mapped[str] = mapped_column(ForeignKey("billing_codings.encounter_id"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    sequence: Mapped[int]
+    code: Mapped[str] = mapped_column(index=True)
+    description: Mapped[str]
+    code_system: Mapped[str]
+    performed_at: Mapped[dt.datetime | None]
+    priority: Mapped[int | None]
+    surgeon_id: Mapped[str]
+
+
+class CodingUpdateRow(Base):
+    """One UpdateCoding call and its outcome, so a replay of its key is recognised."""
+
+    __tablename__ = "billing_coding_updates"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    encounter_id: Mapped[str] = mapped_column(index=True)
+    status: Mapped[str]
+    version: Mapped[int]
+    request_digest: Mapped[str]
+    received_at: Mapped[dt.datetime]
+
+
+class MergeRow(Base):
+    """One patient merge: kept so accounts upserted later under the prior identifier move too."""
+
+    __tablename__ = "billing_patient_merges"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    prior_mrn: Mapped[str] = mapped_column(index=True)
+    prior_assigning_authority: Mapped[str]
+    prior_account_number: Mapped[str]
+    prior_visit_number: Mapped[str]
+    surviving_mrn: Mapped[str]
+    surviving_assigning_authority: Mapped[str]
+    surviving_family_name: Mapped[str]
+    surviving_given_name: Mapped[str]
+    surviving_birth_date: Mapped[dt.date | None]
+    accounts_moved: Mapped[int]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    request_digest: Mapped[str]
+    received_at: Mapped[dt.datetime]
+
+
+def total(expression: ColumnExpressionArgument[int]) -> ColumnElement[int]:
+    """Return SUM(expression) as a BIGINT, 0 over no rows."""
+    # PostgreSQL sums a BIGINT into NUMERIC, which arrives as a Decimal that protobuf refuses.
+    return cast(func.coalesce(func.sum(expression), 0), BigInteger)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables, and add to existing tables the columns a later release defined."""
+    Base.metadata.create_all(engine)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                # A programming error, caught by the first test that opens an old database.
+                raise RuntimeError(f"{table.name}.{column.name} is NOT NULL without a server default")
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            quoted = engine.dialect.identifier_preparer.quote(table.name)
+            try:
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {ddl}")
+            except DBAPIError:
+                # Another process opening the same database may have added it first.
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+            log.info("added column %s.%s", table.name, column.name)

@@ -1,0 +1,492 @@
+"""The dispatchers: every command kind to its RPC, order, counters, quarantine, cache and retry behaviour.
+
+The clients here call the real SQL backends in this process (an InvalidMessageError becomes the
+NotRetryableError the gRPC client raises for INVALID_ARGUMENT), and Redis is a dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf.message import Message
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from adapters.billing.backend import SqlBillingBackend
+from adapters.erp.backend import SqlErpBackend
+from canonical.errors import InvalidMessageError, NotRetryableError, RetryableError
+from canonical.models import (
+    Charge,
+    CodingUpdate,
+    Diagnosis,
+    Encounter,
+    EncounterStatus,
+    InventoryMovement,
+    JournalLine,
+    MovementType,
+    Patient,
+    PatientClass,
+    PatientMerge,
+    TransactionType,
+)
+from canonical.quarantine import ExceptionRecord
+from streams.commands import (
+    InventoryCommand,
+    JournalCommand,
+    MergePatientCommand,
+    PostChargeCommand,
+    UpdateCodingCommand,
+    UpsertAccountCommand,
+)
+from streams.dispatch import BillingDispatcher, DispatchReport, ErpDispatcher
+from streams.stats import done_key
+
+PREFIX = "t."
+WHEN = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
+PATIENT = Patient(mrn="MRN-1", family_name="Lovelace", given_name="Ada")
+
+
+class FakeRedis:
+    """The two calls the done-cache makes, over a dict; ``down`` makes every call fail."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.down = False
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        if self.down:
+            raise RedisConnectionError("down")
+        return [self.data.get(key) for key in keys]
+
+    def pipeline(self, transaction: bool = False) -> FakePipeline:
+        return FakePipeline(self)
+
+
+class FakePipeline:
+    def __init__(self, redis: FakeRedis) -> None:
+        self._redis = redis
+        self._sets: list[tuple[str, bytes]] = []
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def set(self, key: str, value: bytes, ex: int | None = None) -> None:
+        self._sets.append((key, value))
+
+    async def execute(self) -> None:
+        if self._redis.down:
+            raise RedisConnectionError("down")
+        self._redis.data.update(self._sets)
+
+
+class InProcess:
+    """A client surface over a backend: records each call as (rpc, key); ``fail`` by key or rpc name."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.fail: dict[str, Exception] = {}
+
+    async def _call(self, rpc: str, key: str, work: Callable[[Any], Message], request: Message) -> Any:
+        self.calls.append((rpc, key))
+        for name in (key, rpc):
+            if name in self.fail:
+                raise self.fail[name]
+        try:
+            return work(request)
+        except InvalidMessageError as exc:
+            raise NotRetryableError(f"{rpc}: INVALID_ARGUMENT: {exc}") from exc
+
+    def rpcs(self) -> list[str]:
+        return [rpc for rpc, _ in self.calls]
+
+
+class Billing(InProcess):
+    def __init__(self, backend: SqlBillingBackend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    async def upsert_account(self, req: Any) -> Any:
+        return await self._call("UpsertAccount", req.idempotency_key, self.backend.upsert_account, req)
+
+    async def post_charges(self, req: Any) -> Any:
+        return await self._call("PostCharges", req.idempotency_key, self.backend.post_charges, req)
+
+    async def update_coding(self, req: Any) -> Any:
+        return await self._call("UpdateCoding", req.idempotency_key, self.backend.update_coding, req)
+
+    async def merge_patient(self, req: Any) -> Any:
+        return await self._call("MergePatient", req.idempotency_key, self.backend.merge_patient, req)
+
+
+class Erp(InProcess):
+    def __init__(self, backend: SqlErpBackend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    async def post_journal_batch(self, req: Any) -> Any:
+        return await self._call("PostJournalBatch", req.idempotency_key, self.backend.post_journal_batch, req)
+
+    async def post_inventory_movements(self, req: Any) -> Any:
+        return await self._call(
+            "PostInventoryMovements", req.idempotency_key, self.backend.post_inventory_movements, req
+        )
+
+
+@pytest.fixture
+def redis() -> FakeRedis:
+    return FakeRedis()
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Iterator[Billing]:
+    backend = SqlBillingBackend(f"sqlite:///{tmp_path / 'billing.db'}")
+    try:
+        yield Billing(backend)
+    finally:
+        backend.close()
+
+
+@pytest.fixture
+def erp(tmp_path: Path) -> Iterator[Erp]:
+    backend = SqlErpBackend(f"sqlite:///{tmp_path / 'erp.db'}")
+    try:
+        yield Erp(backend)
+    finally:
+        backend.close()
+
+
+def run_billing(client: Billing, redis: FakeRedis, *commands: Any) -> DispatchReport:
+    dispatcher = BillingDispatcher(client, redis, PREFIX)  # type: ignore[arg-type]
+    return asyncio.run(
+        dispatcher.dispatch([c if isinstance(c, bytes) else c.model_dump_json().encode() for c in commands])
+    )
+
+
+def run_erp(client: Erp, redis: FakeRedis, *commands: Any) -> DispatchReport:
+    dispatcher = ErpDispatcher(client, redis, PREFIX, "USD")  # type: ignore[arg-type]
+    return asyncio.run(dispatcher.dispatch([c.model_dump_json().encode() for c in commands]))
+
+
+def records(report: DispatchReport) -> list[ExceptionRecord]:
+    return [ExceptionRecord.model_validate_json(raw) for raw in report.exceptions]
+
+
+def upsert(
+    cid: str,
+    encounter_id: str = "GH:V1",
+    status: EncounterStatus = EncounterStatus.ADMITTED,
+    version: int = 1,
+    patient: Patient = PATIENT,
+) -> UpsertAccountCommand:
+    encounter = Encounter(
+        encounter_id=encounter_id, facility="GH", department="ICU", patient_class=PatientClass.INPATIENT
+    )
+    return UpsertAccountCommand(
+        command_id=cid,
+        encounter=encounter,
+        patient=patient,
+        status=status,
+        state_version=version,
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def charge(cid: str, encounter_id: str = "GH:V1", amount_cents: int = 1_000) -> PostChargeCommand:
+    return PostChargeCommand(
+        command_id=cid,
+        charge=Charge(
+            charge_id=f"ch-{cid}",
+            encounter_id=encounter_id,
+            transaction_type=TransactionType.CHARGE,
+            charge_code="99213",
+            amount_cents=amount_cents,
+            service_at=WHEN,
+            facility="GH",
+        ),
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def coding(
+    cid: str, coded_at: str = "2025-03-02T12:00:00+00:00", encounter_id: str = "GH:V1", code: str = "I50.9"
+) -> UpdateCodingCommand:
+    return UpdateCodingCommand(
+        command_id=cid,
+        coding=CodingUpdate(encounter_id=encounter_id, diagnoses=(Diagnosis(sequence=1, code=code),)),
+        coded_at=coded_at,
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def merge(cid: str, prior: str = "MRN-1", surviving: str = "MRN-2") -> MergePatientCommand:
+    return MergePatientCommand(
+        command_id=cid,
+        merge=PatientMerge(surviving=Patient(mrn=surviving, family_name="Byron"), prior_mrn=prior),
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def journal(cid: str, cents: int = 1_000) -> JournalCommand:
+    def leg(side: str, account: str, debit: int, credit: int) -> JournalLine:
+        return JournalLine(
+            line_id=f"{cid}-{side}",
+            journal_date=WHEN.date(),
+            account=account,
+            debit_cents=debit,
+            credit_cents=credit,
+            encounter_ref="ENC-1",
+            source_event_id=f"evt-{cid}",
+            correlation_id="corr",
+        )
+
+    return JournalCommand(
+        command_id=cid,
+        lines=(leg("dr", "1200", cents, 0), leg("cr", "4000", 0, cents)),
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def stock(cid: str, *items: tuple[str, MovementType, int]) -> InventoryCommand:
+    return InventoryCommand(
+        command_id=cid,
+        movements=tuple(
+            InventoryMovement(
+                movement_id=f"{cid}-{n}",
+                movement_type=kind,
+                item_code=item,
+                quantity_milli=quantity,
+                facility="GH",
+                cost_centre="GH-ICU",
+                occurred_at=WHEN,
+                encounter_ref="ENC-1",
+                source_event_id=f"evt-{cid}",
+                correlation_id="corr",
+            )
+            for n, (item, kind, quantity) in enumerate(items)
+        ),
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def test_every_billing_kind_goes_to_its_rpc_in_command_order(billing: Billing, redis: FakeRedis) -> None:
+    report = run_billing(
+        billing,
+        redis,
+        charge("c-1"),
+        upsert("u-1", version=1),
+        coding("d-1"),
+        merge("m-1"),
+        upsert("u-2", status=EncounterStatus.DISCHARGED, version=2),
+        coding("d-2", "2025-03-02T13:00:00+00:00", code="I10"),
+    )
+    # Upserts, codings and merges one by one in command order; the charges after them in one call.
+    assert billing.calls == [
+        ("UpsertAccount", "u-1"),
+        ("UpdateCoding", "d-1"),
+        ("MergePatient", "m-1"),
+        ("UpsertAccount", "u-2"),
+        ("UpdateCoding", "d-2"),
+        ("PostCharges", billing.calls[-1][1]),
+    ]
+    assert report.exceptions == []
+    assert report.counts == {
+        "dispatch_cache_hits": 0,
+        "accounts_upserted": 2,
+        "coding_updates": 2,
+        "merges": 1,
+        "accounts_merged": 1,
+        "charges_posted": 1,
+    }
+    totals = billing.backend.totals()
+    assert (totals.account_count, totals.charge_count, totals.diagnosis_count, totals.merge_count) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert [(s.status, s.account_count) for s in totals.by_status] == [("discharged", 1)]
+    # Every command is remembered as dispatched.
+    for cid in ("c-1", "u-1", "d-1", "m-1", "u-2", "d-2"):
+        assert done_key(PREFIX, cid) in redis.data
+
+
+def test_a_replayed_batch_is_answered_from_the_cache(billing: Billing, redis: FakeRedis) -> None:
+    batch = (upsert("u-1"), coding("d-1"), merge("m-1"), charge("c-1"))
+    run_billing(billing, redis, *batch)
+    billing.calls.clear()
+    report = run_billing(billing, redis, *batch)
+    assert billing.calls == []
+    assert report.counts == {"dispatch_cache_hits": 4}
+
+
+def test_without_the_cache_the_adapters_answer_duplicate(billing: Billing, redis: FakeRedis) -> None:
+    batch = (upsert("u-1"), coding("d-1"), merge("m-1"), charge("c-1"))
+    run_billing(billing, redis, *batch)
+    redis.data.clear()
+    redis.down = True  # a hint only: without it every command is asked again, and nothing is posted twice
+    report = run_billing(billing, redis, *batch)
+    assert report.counts == {
+        "dispatch_cache_hits": 0,
+        "accounts_duplicate": 1,
+        "coding_duplicate": 1,
+        "merges_duplicate": 1,
+        "charges_duplicate": 1,
+    }
+    assert billing.backend.totals().charge_count == 1
+
+
+def test_stale_upserts_and_codings_are_counted_not_quarantined(billing: Billing, redis: FakeRedis) -> None:
+    run_billing(billing, redis, upsert("u-2", status=EncounterStatus.DISCHARGED, version=2), coding("d-2"))
+    report = run_billing(
+        billing, redis, upsert("u-1", version=1), coding("d-1", "2025-03-02T11:00:00+00:00", code="R07.9")
+    )
+    assert report.exceptions == []
+    assert report.counts == {"dispatch_cache_hits": 0, "accounts_stale": 1, "coding_stale": 1}
+
+
+def test_a_merge_before_the_account_still_moves_it(billing: Billing, redis: FakeRedis) -> None:
+    run_billing(billing, redis, merge("m-1"))
+    run_billing(billing, redis, upsert("u-1"))
+    assert billing.backend.totals().merged_account_count == 1
+
+
+def test_a_refused_command_is_quarantined_alone(billing: Billing, redis: FakeRedis) -> None:
+    bad_merge = merge("m-bad", prior="MRN-1", surviving="MRN-1")  # merging a patient into itself
+    report = run_billing(billing, redis, upsert("u-1"), bad_merge, coding("d-1"), charge("c-1"))
+    [record] = records(report)
+    assert (record.stage, record.rule, record.source_message_id) == (
+        "billing",
+        "ADAPTER-REFUSED",
+        "evt-m-bad",
+    )
+    assert "MergePatient: INVALID_ARGUMENT" in record.reason and "surviving.mrn" in record.reason
+    assert record.original == bad_merge.model_dump_json().encode()
+    # The rest of the batch went through, and the refused command is not asked again.
+    totals = billing.backend.totals()
+    assert (totals.account_count, totals.coded_account_count, totals.charge_count, totals.merge_count) == (
+        1,
+        1,
+        1,
+        0,
+    )
+    assert done_key(PREFIX, "m-bad") in redis.data
+
+
+def test_a_coding_without_a_utc_offset_is_unsendable(billing: Billing, redis: FakeRedis) -> None:
+    report = run_billing(billing, redis, coding("d-1", "2025-03-02T12:00:00"), upsert("u-1"))
+    [record] = records(report)
+    assert (record.rule, record.encounter_id) == ("COMMAND-UNSENDABLE", "GH:V1")
+    assert "coded_at: '2025-03-02T12:00:00' has no UTC offset" in record.reason
+    assert billing.backend.totals().account_count == 1
+
+
+def test_a_charge_without_an_account_is_quarantined(billing: Billing, redis: FakeRedis) -> None:
+    report = run_billing(billing, redis, charge("c-1", encounter_id="GH:V404"))
+    [record] = records(report)
+    assert (record.rule, record.encounter_id, record.reason) == (
+        "BILLING-REJECTED",
+        "GH:V404",
+        "message evt-c-1: [BILLING-REJECTED] no account for encounter GH:V404",
+    )
+    assert report.counts["charges_rejected"] == 1
+
+
+def test_an_undecodable_command_is_quarantined(billing: Billing, redis: FakeRedis) -> None:
+    report = run_billing(billing, redis, b'{"kind": "refund_everyone", "command_id": "x"}', upsert("u-1"))
+    [record] = records(report)
+    assert record.rule == "COMMAND-INVALID"
+    assert billing.rpcs() == ["UpsertAccount"]
+
+
+def test_a_transient_failure_propagates_for_a_whole_batch_retry(billing: Billing, redis: FakeRedis) -> None:
+    billing.fail["d-1"] = RetryableError("UpdateCoding: UNAVAILABLE")
+    with pytest.raises(RetryableError):
+        run_billing(billing, redis, upsert("u-1"), coding("d-1"), charge("c-1"))
+    # What went before was sent (and is idempotent); nothing after it was.
+    assert billing.rpcs() == ["UpsertAccount", "UpdateCoding"]
+    del billing.fail["d-1"]
+    report = run_billing(billing, redis, upsert("u-1"), coding("d-1"), charge("c-1"))
+    assert report.counts["coding_updates"] == 1 and report.counts["charges_posted"] == 1
+
+
+def test_erp_sends_journals_and_inventory_in_their_own_batches(erp: Erp, redis: FakeRedis) -> None:
+    report = run_erp(
+        erp,
+        redis,
+        journal("j-1"),
+        stock("s-1", ("HEP", MovementType.ISSUE, 2_000), ("HEP", MovementType.RETURN, 500)),
+        journal("j-2", 250),
+        stock("s-2", ("GAUZE", MovementType.ISSUE, 1_000)),
+    )
+    assert erp.rpcs() == ["PostJournalBatch", "PostInventoryMovements"]
+    assert report.exceptions == []
+    assert report.counts == {
+        "dispatch_cache_hits": 0,
+        "journal_lines_accepted": 4,
+        "journal_lines_duplicate": 0,
+        "inventory_movements": 3,
+        "inventory_duplicates": 0,
+    }
+    totals = erp.backend.inventory_totals()
+    assert [(i.item_code, i.net_milli) for i in totals.by_item] == [("GAUZE", 1_000), ("HEP", 1_500)]
+
+    # The same movements in another batch (a replay after a Redis loss) are duplicates, not new stock.
+    redis.data.clear()
+    again = run_erp(
+        erp, redis, stock("s-1", ("HEP", MovementType.ISSUE, 2_000), ("HEP", MovementType.RETURN, 500))
+    )
+    assert (again.counts["inventory_movements"], again.counts["inventory_duplicates"]) == (0, 2)
+    assert erp.backend.inventory_totals().movement_count == 3
+
+
+def test_a_rejected_movement_is_quarantined_with_its_command(erp: Erp, redis: FakeRedis) -> None:
+    good = stock("s-1", ("HEP", MovementType.ISSUE, 2_000))
+    # The canonical model allows an empty facility; the ERP contract does not.
+    bad = stock("s-2", ("GAUZE", MovementType.ISSUE, 1_000))
+    bad = bad.model_copy(update={"movements": (bad.movements[0].model_copy(update={"facility": ""}),)})
+    report = run_erp(erp, redis, good, bad)
+    [record] = records(report)
+    assert (record.stage, record.rule, record.source_message_id) == (
+        "erp",
+        "ERP-INVENTORY-REJECTED",
+        "evt-s-2",
+    )
+    assert record.reason == "message evt-s-2: [ERP-INVENTORY-REJECTED] movement s-2-0: facility is empty"
+    assert record.original == bad.model_dump_json().encode()
+    assert (report.counts["inventory_movements"], report.counts["inventory_rejected"]) == (1, 1)
+    # Answered for good: marked done, so the next replay does not ask again.
+    assert done_key(PREFIX, "s-2") in redis.data
+
+
+def test_an_erp_transient_failure_propagates_and_what_went_before_stays_done(
+    erp: Erp, redis: FakeRedis
+) -> None:
+    erp.fail["PostInventoryMovements"] = RetryableError("PostInventoryMovements: UNAVAILABLE")
+    with pytest.raises(RetryableError):
+        run_erp(erp, redis, journal("j-1"), stock("s-1", ("HEP", MovementType.ISSUE, 2_000)))
+    assert erp.rpcs() == ["PostJournalBatch", "PostInventoryMovements"]
+    assert done_key(PREFIX, "j-1") in redis.data
+    assert done_key(PREFIX, "s-1") not in redis.data
+
+
+def test_an_erp_refusal_quarantines_the_command_at_fault(erp: Erp, redis: FakeRedis) -> None:
+    erp.fail["PostInventoryMovements"] = NotRetryableError(
+        "PostInventoryMovements: INVALID_ARGUMENT: batch_id"
+    )
+    report = run_erp(erp, redis, journal("j-1"), stock("s-1", ("HEP", MovementType.ISSUE, 2_000)))
+    [record] = records(report)
+    assert (record.rule, record.source_message_id) == ("ADAPTER-REFUSED", "evt-s-1")
+    assert erp.backend.ledger_totals().line_count == 2

@@ -25,7 +25,7 @@ class StrictPolicy:
 
     feeds: frozenset[str] = frozenset()
     max_bytes: int = 1_048_576
-    max_elements: int = 1_000
+    max_elements: int = 900  # the default of HCSYNC_STRICT_VALIDATION_MAX_ELEMENTS
 
     def applies(self, msg: Hl7Message) -> bool:
         """True when the message's feed (MSH-3.1, or MSH-3.1^MSH-4.1) is validated strictly."""

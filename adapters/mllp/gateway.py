@@ -6,8 +6,10 @@ settled:
 1. The frame is parsed with the fast parser; bytes that cannot be read get AR (CR in enhanced mode) with an
    ERR naming the fault, and nothing is written. So does a message without MSH-10, since duplicates are
    recognised by it.
-2. With ``mllp_strict_validation``, hl7apy validates the structure; a failure gets AE (CE) with hl7apy's
-   error text, and nothing is written.
+2. With ``mllp_strict_validation``, hl7apy validates the structure (:mod:`canonical.hl7v2.strict`); a
+   failure gets AE (CE) with hl7apy's error text, and nothing is written. A message over
+   ``strict_validation_max_bytes`` or ``strict_validation_max_elements`` gets AE (CE) HL7-STRICT-TOO-LARGE
+   without being validated, which bounds the time one validation takes.
 3. The ACK store in Redis, ``<prefix>hcsync:mllp:ack:<sender>|<control id>``, is asked whether this
    message was committed before; if so the stored ACK is answered again, byte for byte, and nothing is
    written. The same holds for a resend that arrives while the first copy is still being committed.
@@ -36,9 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
-import re
 import ssl
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -47,44 +49,23 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.exceptions import (
-    InvalidDataType,
-    InvalidDateFormat,
-    InvalidDateOffset,
-    InvalidMicrosecondsPrecision,
-    MaxLengthReached,
-    OperationNotAllowed,
-    UnsupportedVersion,
-)
-from hl7apy.parser import parse_message as hl7apy_parse_message
 from redis.exceptions import RedisError
 
 from adapters.mllp.ack import Outcome, ack_code, build_ack, header_of
 from adapters.mllp.framing import FrameTooLargeError, MllpDecoder, encode
 from canonical.errors import ConfigurationError, DecodeError, Fault
 from canonical.hl7v2.parser import Hl7Message, parse_message
+from canonical.hl7v2.strict import strict_fault
 from cluster.send import keyed
 from cluster.settings import Settings
 from streams.topics import TopicNames
 
-__all__ = ["GatewayCounters", "MllpGateway", "ack_store_key", "server_tls_context", "strict_fault"]
+__all__ = ["GatewayCounters", "MllpGateway", "ack_store_key", "server_tls_context"]
 
 log = logging.getLogger(__name__)
 
 _READ_BYTES = 65_536
 _ACK_KEY_PREFIX = "hcsync:mllp:ack:"
-_MISSING_CHILD = re.compile(r"Missing required child (\w+)\.(\w+)")
-_SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
-_FIELD_NAME = re.compile(r"([A-Z0-9]{3})_(\d+)")
-_DATATYPE_ERRORS = (
-    ValueError,
-    InvalidDataType,
-    InvalidDateFormat,
-    InvalidDateOffset,
-    InvalidMicrosecondsPrecision,
-    MaxLengthReached,
-)
 
 
 @dataclass(slots=True)
@@ -145,55 +126,6 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
             f"(HCSYNC_MLLP_TLS_CERT_FILE, HCSYNC_MLLP_TLS_KEY_FILE): {exc}"
         ) from exc
     return context
-
-
-def strict_fault(msg: Hl7Message) -> Fault | None:
-    """Validate a message's structure with hl7apy; return the fault, or None when it is valid."""
-    try:
-        # msg.text is the decoded message with CR between segments, whatever the sender used.
-        hl7apy_parse_message(
-            msg.text,
-            validation_level=VALIDATION_LEVEL.STRICT,
-            find_groups=True,
-            force_validation=True,
-        )
-    except Exception as exc:
-        # hl7apy reports bad input with its own exceptions, ValueError and others; each one is a refusal.
-        return _strict_fault(msg, exc)
-    return None
-
-
-def _strict_fault(msg: Hl7Message, exc: Exception) -> Fault:
-    """Turn an hl7apy validation error into a fault that locates it where the text allows."""
-    text = str(exc) or type(exc).__name__
-    rule = "HL7-STRICT-STRUCTURE"
-    segment = field = ""
-    missing = _MISSING_CHILD.search(text)
-    if isinstance(exc, UnsupportedVersion):
-        rule, segment, field = "HL7-STRICT-VERSION", "MSH", "MSH-12"
-    elif missing:
-        parent, child = missing.groups()
-        named_field = _FIELD_NAME.fullmatch(child)
-        if named_field and named_field.group(1) == parent:
-            rule, segment, field = "HL7-STRICT-FIELD-MISSING", parent, f"{parent}-{int(named_field.group(2))}"
-        elif _SEGMENT_NAME.fullmatch(child):
-            rule, segment = "HL7-STRICT-SEGMENT-MISSING", child
-    elif isinstance(exc, _DATATYPE_ERRORS) or text.startswith("Datatype"):
-        rule = "HL7-STRICT-DATATYPE"
-    elif isinstance(exc, OperationNotAllowed) and not msg.message_structure:
-        text += (
-            "; hl7apy needs MSH-9.3 (message structure) when the trigger event shares a structure, "
-            "e.g. ADT^A04^ADT_A01"
-        )
-    found = msg.segment(segment) if segment else None
-    return Fault(
-        rule=rule,
-        reason=f"hl7apy strict validation: {text}",
-        message_id=msg.control_id,
-        segment=segment,
-        field=field,
-        position=found.index if found is not None else None,
-    )
 
 
 class MllpGateway:
@@ -409,7 +341,13 @@ class MllpGateway:
             return self._refuse(conn, msg, frame, Outcome.REJECT, fault)
         if self._validator is not None:
             loop = asyncio.get_running_loop()
-            strict = await loop.run_in_executor(self._validator, strict_fault, msg)
+            validate = functools.partial(
+                strict_fault,
+                msg,
+                max_bytes=self.settings.strict_validation_max_bytes,
+                max_elements=self.settings.strict_validation_max_elements,
+            )
+            strict = await loop.run_in_executor(self._validator, validate)
             if strict is not None:
                 return self._refuse(conn, msg, frame, Outcome.ERROR, strict)
         return await self._commit_once(conn, msg, frame)
@@ -447,7 +385,7 @@ class MllpGateway:
             log.warning(
                 "ack store unavailable (%s): control id %s is committed without a duplicate check",
                 type(exc).__name__,
-                msg.control_id,
+                _shown(msg.control_id),
             )
             stored = None
         if stored is not None:
@@ -462,7 +400,7 @@ class MllpGateway:
             log.warning(
                 "mllp connection %d: control id %s not committed, broker error %s",
                 conn.number,
-                msg.control_id,
+                _shown(msg.control_id),
                 type(exc).__name__,
             )
             fault = Fault(
@@ -482,10 +420,10 @@ class MllpGateway:
             log.warning(
                 "ack store unavailable (%s): a resend of control id %s would be committed again",
                 type(exc).__name__,
-                msg.control_id,
+                _shown(msg.control_id),
             )
         self.counters.acked += 1
-        log.debug("mllp connection %d: control id %s committed", conn.number, msg.control_id)
+        log.debug("mllp connection %d: control id %s committed", conn.number, _shown(msg.control_id))
         return _Reply(ack or None), ack
 
     def _duplicate(self, conn: _Connection, msg: Hl7Message, stored: bytes) -> _Reply:
@@ -494,7 +432,7 @@ class MllpGateway:
         log.info(
             "mllp connection %d: control id %s is a resend, answering the stored ack",
             conn.number,
-            msg.control_id,
+            _shown(msg.control_id),
         )
         return _Reply(stored or None)
 
@@ -504,7 +442,8 @@ class MllpGateway:
         """Answer a message that is not committed: AE/AR, CE/CR, or nothing when MSH-15 says so."""
         self.counters.rejected += 1
         control_id = msg.control_id if msg is not None else ""
-        log.info("mllp connection %d: refused control id %s: %s", conn.number, control_id or "?", fault.rule)
+        shown = _shown(control_id) or "?"
+        log.info("mllp connection %d: refused control id %s: %s", conn.number, shown, fault.rule)
         code = ack_code(msg, outcome)
         if code is None:
             return _Reply(None)
@@ -516,6 +455,11 @@ class MllpGateway:
         """Answer a frame over the size limit, naming the message when its MSH was received."""
         self.counters.frames += 1
         return self._refuse(conn, header_of(exc.head), exc.head, Outcome.REJECT, exc.fault)
+
+
+def _shown(control_id: str) -> str:
+    """Render a control id for a log line: as sent when printable, else escaped (a CR could forge a line)."""
+    return control_id if control_id.isprintable() else ascii(control_id)
 
 
 def _peer(peer: object) -> str:

@@ -10,15 +10,18 @@ The function is pure: no I/O, no event loop, no state beyond hl7apy's cached ref
 runs it in a thread and a Ray actor may call it directly (it pickles by reference).
 """
 
-# Measured on the 2-core development machine (hl7apy 1.3.5, Python 3.11, references already loaded), with
-# tests/unit/test_hl7v2_strict.py::test_worst_case_at_the_default_caps_is_bounded (-s prints the time):
-# - the costliest element found is a repetition of a short value (PV1-17, PV1-8, PID-6 of an ADT^A01):
-#   0.3 to 0.47 ms each, against 0.1 to 0.27 ms for fields, components and whole segments;
-# - such a message at exactly 1,000 elements (2.1 KB) takes 0.32 to 0.41 s, at 2,000 elements 0.77 to 0.85 s;
+# Measured on the 2-core development machine (hl7apy 1.3.5, Python 3.11, CPU time of the validating thread,
+# so other processes do not count), with tests/unit/test_hl7v2_strict.py::
+# test_worst_case_at_the_default_caps_is_bounded (pytest -s prints the time) and a search over every field
+# of EVN, PID, PV1, NK1, PV2, DG1, AL1, IN1, GT1 (ADT^A01) and PID, PV1, ORC, OBR, OBX (ORU^R01):
+# - the costliest elements are repetitions of a short value (ORU PV1-7, PID-5, PID-6; ADT PV1-17, NK1-4):
+#   about 0.35 ms each, against about 0.1 ms for the fields and components of ordinary messages;
+# - the worst message at 800 elements took 0.19 to 0.30 s, at 900 0.22 to 0.34 s, at 1,000 0.25 to 0.38 s,
+#   at 2,000 about 0.8 s (wall time on a loaded machine: up to 0.47 s at 900);
 # - bytes cost little: 1,000 elements carrying 0.9 to 3.5 MB of text took 12 to 15 ms;
-# - the first message of a version or structure pays 50 to 80 ms more while hl7apy loads its reference.
-# Hence the defaults in cluster/settings.py: 1,000 elements (every corpus message has at most 806) and
-# 1 MiB, so one validation stays under 0.5 s. Time is roughly linear in elements: halve the cap to halve it.
+# - the first message of a version or structure pays about 0.06 s more while hl7apy loads its reference.
+# Hence the defaults in cluster/settings.py: 900 elements, so one validation stays under 0.4 s even cold
+# (every corpus message has at most 806), and 1 MiB. Time is about linear in elements.
 
 from __future__ import annotations
 

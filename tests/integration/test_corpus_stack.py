@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
 
 from canonical.envelope import EventEnvelope, MessageReceipt
 from canonical.errors import MessageError
@@ -106,10 +107,13 @@ def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings
     }
     records = [ExceptionRecord.model_validate_json(v) for v in _read(settings, names.exceptions)]
     quarantined = {base64.b64decode(r.original_b64): r for r in records if r.stage == "ingest"}
-    sources = {
-        (e.source_sender, e.source_message_id)
-        for e in (EventEnvelope.model_validate_json(v) for v in _read(settings, names.events))
-    }
+    sources = set()
+    for value in _read(settings, names.events):
+        try:  # other tests put poison records here on purpose
+            event = EventEnvelope.model_validate_json(value)
+        except ValidationError:
+            continue
+        sources.add((event.source_sender, event.source_message_id))
     for raw in messages:
         outcome = expected[raw]
         if outcome == "routed":

@@ -309,17 +309,69 @@ def test_strict_validation_answers_ae_with_the_hl7apy_error(settings: Settings) 
         f"MSH|^~\\&|EPIC|NMH|HCSYNC|HCSYNC|20261120083000||ADT^A01^ADT_A01|{cid}|P|2.5\r"
         "PID|1||MRN1^^^NMH^MR||Doe^Jane\rPV1|1|I\r"
     ).encode()
+    # 20 KB, 10,000 repetitions of PID-3: 3.1 s in hl7apy, so refused before it without being validated.
+    bomb_id = _cid()
+    bomb = _message(bomb_id).replace(b"MRN001^^^NMH^MR", b"~".join([b"1"] * 10_000))
     valid = _message()
 
     async def scenario() -> None:
         async with _gateway(settings, mllp_strict_validation=True) as gateway:
             refused, accepted = await send_mllp(HOST, gateway.bound_port, [no_evn, valid])
+            started = time.monotonic()
+            (too_large,) = await send_mllp(HOST, gateway.bound_port, [bomb])
+            too_large_s = time.monotonic() - started
         assert (refused.code, refused.control_id) == ("AE", cid)
         assert "Missing required child ADT_A01.EVN" in refused.text
         err = parse_message(refused.raw).segment("ERR")
         assert err is not None and err.get(2) == "EVN" and err.get(3, 1) == "100"
         assert accepted.code == "AA"
-        assert (await _raw_records(settings, {keyed(no_evn)}))[keyed(no_evn)] == []
+        assert (too_large.code, too_large.control_id) == ("AE", bomb_id)
+        assert "HL7-STRICT-TOO-LARGE" in too_large.text and "without being validated" in too_large.text
+        err = parse_message(too_large.raw).segment("ERR")
+        assert err is not None and err.get(2, 0).split("^") == ["PID", "1", "3"]
+        assert too_large_s < 1.0
+        records = await _raw_records(settings, {keyed(no_evn), keyed(bomb)})
+        assert records == {keyed(no_evn): [], keyed(bomb): []}
+
+    asyncio.run(scenario())
+
+
+def test_strict_validation_caps_are_settings(settings: Settings) -> None:
+    # The sample ADT has about a hundred elements and 330 bytes: caps of 50 elements or 100 bytes refuse it.
+    small = _message()
+
+    async def scenario() -> None:
+        async with _gateway(
+            settings, mllp_strict_validation=True, strict_validation_max_elements=50
+        ) as gateway:
+            (by_elements,) = await send_mllp(HOST, gateway.bound_port, [small])
+        async with _gateway(
+            settings, mllp_strict_validation=True, strict_validation_max_bytes=100
+        ) as gateway:
+            (by_bytes,) = await send_mllp(HOST, gateway.bound_port, [small])
+        assert by_elements.code == "AE" and "more than the 50 strict validation accepts" in by_elements.text
+        assert by_bytes.code == "AE" and "more than the 100 strict validation accepts" in by_bytes.text
+        assert (await _raw_records(settings, {keyed(small)}))[keyed(small)] == []
+
+    asyncio.run(scenario())
+
+
+def test_control_characters_in_msh10_are_echoed_exactly(settings: Settings) -> None:
+    cid = _cid()
+    # MSH-10 holds a CR and an LF as escapes, and a tab and a 0x01 as raw bytes.
+    raw = _message(cid).replace(cid.encode(), cid.encode() + b"\\X0D\\\\.br\\\t\x01", 1)
+    sent_id = parse_message(raw).control_id
+    assert sent_id == cid + "\r\n\t\x01"
+
+    async def scenario() -> None:
+        async with _gateway(settings) as gateway:
+            # send_mllp itself refuses an ACK whose MSA-2 is not the message's MSH-10.
+            first, again = await send_mllp(HOST, gateway.bound_port, [raw, raw])
+            assert gateway.counters.acked == 1 and gateway.counters.duplicates == 1
+        assert (first.code, first.control_id) == ("AA", sent_id)
+        assert again.raw == first.raw
+        assert b"\\X0D\\\\X0A\\\\X09\\\\X01\\" in first.raw
+        assert (await _raw_records(settings, {keyed(raw)}))[keyed(raw)] == [raw]
 
     asyncio.run(scenario())
 

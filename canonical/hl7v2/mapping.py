@@ -619,48 +619,46 @@ def _map_dft(r: _Reader, out: _Emitter) -> None:
         )
 
 
-def _map_rde(r: _Reader, out: _Emitter) -> None:
+def _map_orders(
+    r: _Reader,
+    out: _Emitter,
+    name: str,
+    event_of: Callable[[Segment | None, Segment, Encounter], tuple[EventType, Payload]],
+    missing: Fault,
+) -> None:
+    """Emit one event per ``name`` segment (RXE, RXA), each read with the ORC that precedes it."""
     encounter = _encounter(r)
-    rxes = 0
+    position = 0
     orc: Segment | None = None
     for seg in r.msg.segments:
         if seg.name == "ORC":
             orc = seg
-        elif seg.name == "RXE":
-            order = _medication_order(r, orc, seg, encounter)
-            out.emit(
-                rxes,
-                encounter.encounter_id,
-                EventType.MEDICATION_ORDERED,
-                MedicationOrderPayload(order=order, encounter=encounter),
-            )
-            rxes += 1
-    if not rxes:
-        raise InvalidMessageError(
-            r.fault(None, "RXE", "", "HL7-RXE-MISSING", "RDE^O11 carries no RXE segment")
-        )
+        elif seg.name == name:
+            event_type, payload = event_of(orc, seg, encounter)
+            out.emit(position, encounter.encounter_id, event_type, payload)
+            position += 1
+    if not position:
+        raise InvalidMessageError(missing)
+
+
+def _map_rde(r: _Reader, out: _Emitter) -> None:
+    def ordered(orc: Segment | None, rxe: Segment, encounter: Encounter) -> tuple[EventType, Payload]:
+        order = _medication_order(r, orc, rxe, encounter)
+        return EventType.MEDICATION_ORDERED, MedicationOrderPayload(order=order, encounter=encounter)
+
+    missing = r.fault(None, "RXE", "", "HL7-RXE-MISSING", "RDE^O11 carries no RXE segment")
+    _map_orders(r, out, "RXE", ordered, missing)
 
 
 def _map_ras(r: _Reader, out: _Emitter) -> None:
-    encounter = _encounter(r)
-    rxas = 0
-    orc: Segment | None = None
-    for seg in r.msg.segments:
-        if seg.name == "ORC":
-            orc = seg
-        elif seg.name == "RXA":
-            given = _administration(r, orc, seg, encounter)
-            out.emit(
-                rxas,
-                encounter.encounter_id,
-                EventType.MEDICATION_ADMINISTERED,
-                MedicationAdministrationPayload(administration=given, encounter=encounter),
-            )
-            rxas += 1
-    if not rxas:
-        raise InvalidMessageError(
-            r.fault(None, "RXA", "", "HL7-RXA-MISSING", "RAS^O17 carries no RXA segment")
+    def given(orc: Segment | None, rxa: Segment, encounter: Encounter) -> tuple[EventType, Payload]:
+        dose = _administration(r, orc, rxa, encounter)
+        return EventType.MEDICATION_ADMINISTERED, MedicationAdministrationPayload(
+            administration=dose, encounter=encounter
         )
+
+    missing = r.fault(None, "RXA", "", "HL7-RXA-MISSING", "RAS^O17 carries no RXA segment")
+    _map_orders(r, out, "RXA", given, missing)
 
 
 def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) -> list[EventEnvelope]:

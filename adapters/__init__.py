@@ -9,6 +9,7 @@ backend failures to gRPC status codes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import logging
 import traceback
@@ -32,7 +33,9 @@ __all__ = [
     "in_chunks",
     "invalid_request",
     "open_engine",
+    "optional_datetime",
     "read_transaction",
+    "request_date",
     "write_transaction",
 ]
 
@@ -55,6 +58,25 @@ _REQUEST_RULE = "adapter.request"
 def invalid_request(field: str, reason: str, *, request_id: str = "") -> InvalidMessageError:
     """Return the error for a request that breaks the adapter contract at ``field``."""
     return InvalidMessageError(Fault(rule=_REQUEST_RULE, reason=reason, message_id=request_id, field=field))
+
+
+def request_date(value: str, field: str, request_id: str) -> dt.date | None:
+    """Parse a YYYY-MM-DD field of a request; empty is unknown. The error names the field, never the value
+    (dates of birth are PHI)."""
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise invalid_request(field, "is not a YYYY-MM-DD date", request_id=request_id) from None
+
+
+def optional_datetime(message: Message, name: str) -> dt.datetime | None:
+    """Return a Timestamp field of ``message`` as an aware UTC datetime, or None when it is unset."""
+    if not message.HasField(name):
+        return None
+    value: dt.datetime = getattr(message, name).ToDatetime(dt.UTC)
+    return value
 
 
 def fingerprint(message: Message) -> str:

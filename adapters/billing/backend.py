@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import Counter
-from typing import Literal, Protocol
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -23,7 +23,9 @@ from adapters import (
     in_chunks,
     invalid_request,
     open_engine,
+    optional_datetime,
     read_transaction,
+    request_date,
     write_transaction,
 )
 from adapters.billing.coding import apply_coding, validate_coding
@@ -108,22 +110,7 @@ def _now() -> dt.datetime:
 
 def _birth_date(account: billing_pb2.Account, request_id: str) -> dt.date | None:
     """Parse the account's birth date; an empty one is unknown."""
-    if not account.birth_date:
-        return None
-    try:
-        return dt.date.fromisoformat(account.birth_date)
-    except ValueError:
-        # The value is PHI, so the message names the field but never repeats it.
-        raise invalid_request(
-            "account.birth_date", "is not a YYYY-MM-DD date", request_id=request_id
-        ) from None
-
-
-def _timestamp(
-    account: billing_pb2.Account, name: Literal["admitted_at", "discharged_at"]
-) -> dt.datetime | None:
-    """Return an account timestamp as an aware UTC datetime, or None when the request leaves it unset."""
-    return getattr(account, name).ToDatetime(dt.UTC) if account.HasField(name) else None
+    return request_date(account.birth_date, "account.birth_date", request_id)
 
 
 def _validate_upsert(request: billing_pb2.UpsertAccountRequest) -> None:
@@ -371,8 +358,8 @@ def _account_row(account: billing_pb2.Account, request_id: str, now: dt.datetime
         family_name=account.family_name,
         given_name=account.given_name,
         birth_date=_birth_date(account, request_id),
-        admitted_at=_timestamp(account, "admitted_at"),
-        discharged_at=_timestamp(account, "discharged_at"),
+        admitted_at=optional_datetime(account, "admitted_at"),
+        discharged_at=optional_datetime(account, "discharged_at"),
         attending_provider_id=account.attending_provider_id,
         source_event_id=account.source_event_id,
         correlation_id=account.correlation_id,
@@ -396,11 +383,11 @@ def _merge(row: AccountRow, account: billing_pb2.Account, request_id: str) -> No
     birth_date = _birth_date(account, request_id)
     if birth_date is not None:
         row.birth_date = birth_date
-    row.admitted_at = _timestamp(account, "admitted_at") or row.admitted_at
+    row.admitted_at = optional_datetime(account, "admitted_at") or row.admitted_at
     if _STATUSES[account.status] in _NOT_DISCHARGED:
-        row.discharged_at = _timestamp(account, "discharged_at")
+        row.discharged_at = optional_datetime(account, "discharged_at")
     else:
-        row.discharged_at = _timestamp(account, "discharged_at") or row.discharged_at
+        row.discharged_at = optional_datetime(account, "discharged_at") or row.discharged_at
 
 
 def _charge_row(charge: billing_pb2.Charge, posting_id: str, request_key: str, now: dt.datetime) -> ChargeRow:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request
+from adapters import invalid_request, optional_datetime
 from adapters.billing.schema import CodingRow, CodingUpdateRow, DiagnosisRow, ProcedureRow
 from proto import billing_pb2
 
@@ -25,11 +24,6 @@ CodingStatus = billing_pb2.UpdateCodingResponse.Status
 def as_utc(value: dt.datetime) -> dt.datetime:
     """Return ``value`` as an aware UTC datetime; a naive one (SQLite drops the zone) is taken as UTC."""
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _when(present: bool, value: Timestamp) -> dt.datetime | None:
-    """Return a Timestamp field as an aware UTC datetime, or None when the request leaves it unset."""
-    return value.ToDatetime(dt.UTC) if present else None
 
 
 def validate_coding(request: billing_pb2.UpdateCodingRequest) -> None:
@@ -109,7 +103,7 @@ def _fill(
     row.drg_code = request.drg.code if has_drg else None
     row.drg_description = request.drg.description if has_drg else ""
     row.drg_code_system = request.drg.code_system if has_drg else ""
-    row.drg_assigned_at = _when(request.drg.HasField("assigned_at"), request.drg.assigned_at)
+    row.drg_assigned_at = optional_datetime(request.drg, "assigned_at")
     row.version += 1
     row.source_event_id = request.source_event_id
     row.correlation_id = request.correlation_id
@@ -127,7 +121,7 @@ def _diagnosis_rows(request: billing_pb2.UpdateCodingRequest) -> list[DiagnosisR
             code_system=diagnosis.code_system,
             diagnosis_type=diagnosis.diagnosis_type,
             priority=diagnosis.priority if diagnosis.HasField("priority") else None,
-            diagnosed_at=_when(diagnosis.HasField("diagnosed_at"), diagnosis.diagnosed_at),
+            diagnosed_at=optional_datetime(diagnosis, "diagnosed_at"),
         )
         for position, diagnosis in enumerate(request.diagnoses)
     ]
@@ -142,7 +136,7 @@ def _procedure_rows(request: billing_pb2.UpdateCodingRequest) -> list[ProcedureR
             code=procedure.code,
             description=procedure.description,
             code_system=procedure.code_system,
-            performed_at=_when(procedure.HasField("performed_at"), procedure.performed_at),
+            performed_at=optional_datetime(procedure, "performed_at"),
             priority=procedure.priority if procedure.HasField("priority") else None,
             surgeon_id=procedure.surgeon_id,
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request
+from adapters import invalid_request, request_date
 from adapters.billing.schema import AccountRow, MergeRow
 from proto import billing_pb2
 
@@ -52,16 +52,6 @@ class Identity:
         )
 
 
-def _birth_date(value: str, field: str, request_id: str) -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        # The value is PHI, so the message names the field but never repeats it.
-        raise invalid_request(field, "is not a YYYY-MM-DD date", request_id=request_id) from None
-
-
 def validate_merge(request: billing_pb2.MergePatientRequest) -> None:
     """Refuse a MergePatient request that breaks the contract, naming the field."""
     key = request.idempotency_key
@@ -73,7 +63,7 @@ def validate_merge(request: billing_pb2.MergePatientRequest) -> None:
         raise invalid_request("surviving", "is missing", request_id=key)
     if not request.surviving.mrn:
         raise invalid_request("surviving.mrn", "is empty", request_id=key)
-    _birth_date(request.surviving.birth_date, "surviving.birth_date", key)
+    request_date(request.surviving.birth_date, "surviving.birth_date", key)
     surviving_authority = request.surviving.assigning_authority or request.prior_assigning_authority
     if (request.surviving.mrn, surviving_authority) == (request.prior_mrn, request.prior_assigning_authority):
         raise invalid_request("surviving.mrn", "is the prior identifier: nothing to merge", request_id=key)
@@ -152,7 +142,7 @@ def apply_merge(
         authority=surviving.assigning_authority or request.prior_assigning_authority,
         family_name=surviving.family_name,
         given_name=surviving.given_name,
-        birth_date=_birth_date(surviving.birth_date, "surviving.birth_date", key),
+        birth_date=request_date(surviving.birth_date, "surviving.birth_date", key),
         merge_key=key,
     )
     # The surviving patient may itself have been merged into another already (merges arrive in any order).
@@ -175,7 +165,7 @@ def apply_merge(
             surviving_assigning_authority=surviving.assigning_authority,
             surviving_family_name=surviving.family_name,
             surviving_given_name=surviving.given_name,
-            surviving_birth_date=_birth_date(surviving.birth_date, "surviving.birth_date", key),
+            surviving_birth_date=request_date(surviving.birth_date, "surviving.birth_date", key),
             accounts_moved=len(accounts),
             source_event_id=request.source_event_id,
             correlation_id=request.correlation_id,

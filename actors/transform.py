@@ -32,7 +32,7 @@ class StrictPolicy:
         if not self.feeds:
             return False
         app = msg.sending_application
-        return "*" in self.feeds or app in self.feeds or f"{app}^{msg.sending_facility}" in self.feeds
+        return "*" in self.feeds or app in self.feeds or msg.sender in self.feeds
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +67,7 @@ class TransformResult:
 
 
 def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: str | None) -> bytes:
-    sender = f"{msg.sending_application}^{msg.sending_facility}" if msg is not None else ""
-    key = ids.message_key(sender, msg.control_id) if msg is not None else ""
+    key = ids.message_key(msg.sender, msg.control_id) if msg is not None else ""
     record = ExceptionRecord.from_fault(
         fault,
         record_id=ids.derived_id(base64.b64encode(raw).decode("ascii"), f"quarantine|ingest|{fault.rule}"),
@@ -104,19 +103,18 @@ def transform_one(raw: bytes, strict: StrictPolicy = StrictPolicy()) -> Outcome:
         return Outcome(
             exception=_quarantine(raw, fault, msg, (encounter_id_of(msg) if msg is not None else None))
         )
-    message_type = f"{msg.message_type}^{msg.trigger_event}" if msg.trigger_event else msg.message_type
+    message_type = msg.event_code
     if not events:
-        sender = f"{msg.sending_application}^{msg.sending_facility}"
         encounter_id = encounter_id_of(msg)
         receipt = MessageReceipt(
-            source_sender=sender,
+            source_sender=msg.sender,
             source_message_id=msg.control_id,
             source_message_type=message_type,
             version=msg.version,
             encounter_id=encounter_id,
             original_b64=base64.b64encode(raw).decode("ascii"),
         )
-        key = encounter_id or ids.message_key(sender, msg.control_id)
+        key = encounter_id or ids.message_key(msg.sender, msg.control_id)
         return Outcome(routed=(key, receipt.model_dump_json().encode("utf-8")), message_type=message_type)
     return Outcome(
         events=tuple((e.encounter_id, e.model_dump_json().encode("utf-8")) for e in events),

@@ -23,7 +23,7 @@ def keyed(raw: bytes) -> bytes:
         msg = parse_message(raw)
     except DecodeError:
         return b"undecodable|" + hashlib.sha256(raw).hexdigest().encode()
-    return ids.message_key(f"{msg.sending_application}^{msg.sending_facility}", msg.control_id).encode()
+    return ids.message_key(msg.sender, msg.control_id).encode()
 
 
 def messages_of(paths: Iterable[Path]) -> list[bytes]:

@@ -125,10 +125,6 @@ class _Reader:
         return self.convert(seg, f"{seg.name}-{number}", raw, lambda v: parse_dtm(v, self.tz), "HL7-DTM")
 
 
-def _sender(msg: Hl7Message) -> str:
-    return f"{msg.sending_application}^{msg.sending_facility}"
-
-
 def _patient(r: _Reader, pid: Segment | None = None) -> Patient:
     pid = pid if pid is not None else r.require_segment("PID")
     mrn = pid.get(3).strip()
@@ -508,13 +504,11 @@ class _Emitter:
 
     def __init__(self, r: _Reader, occurred_at: dt.datetime) -> None:
         msg = r.msg
-        self.sender = _sender(msg)
+        self.sender = msg.sender
         self.msg = msg
         self.occurred_at = occurred_at
         self.correlation = ids.correlation_id(self.sender, msg.control_id)
-        self.message_type = (
-            f"{msg.message_type}^{msg.trigger_event}" if msg.trigger_event else msg.message_type
-        )
+        self.message_type = msg.event_code
         self.events: list[EventEnvelope] = []
 
     def event_id(self, position: int) -> str:

@@ -255,6 +255,17 @@ class Hl7Message:
         return self.segments[0].get(4, 1)
 
     @property
+    def sender(self) -> str:
+        """Return MSH-3.1 '^' MSH-4.1: the feed a message came from, as ids and broker keys name it."""
+        return f"{self.sending_application}^{self.sending_facility}"
+
+    @property
+    def event_code(self) -> str:
+        """Return MSH-9.1 '^' MSH-9.2, e.g. "ADT^A02" (just "ADT" when the trigger is absent)."""
+        trigger = self.trigger_event
+        return f"{self.message_type}^{trigger}" if trigger else self.message_type
+
+    @property
     def message_datetime(self) -> str:
         """Return MSH-7.1 as sent (an HL7 DTM string)."""
         return self.segments[0].get(7, 1)

@@ -124,5 +124,5 @@ def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings
             assert record.rule != "INTERNAL" and record.reason, (record.rule, record.reason)
         else:
             msg = parse_message(raw)
-            assert (f"{msg.sending_application}^{msg.sending_facility}", msg.control_id) in sources
+            assert (msg.sender, msg.control_id) in sources
     assert stack.check() == [], "a component died while it read the corpus"

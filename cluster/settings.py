@@ -108,10 +108,16 @@ class Settings(BaseSettings):
     billing_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the run.")
     erp_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the run.")
 
-    # Finance.
+    # Finance. Accounts and ERP dimensions come from master data (charge codes, legal entities, items).
     currency: str = "USD"
-    receivables_account: str = "1200"
-    revenue_account: str = "4000"
+    masterdata_dir: Path | None = Field(
+        None,
+        description=(
+            "Master-data directory (manifest.yaml and one CSV per domain) loaded into Redis at start when "
+            "Redis holds no version yet; the embedded stack defaults to the shipped demo set. A loaded "
+            "version is never replaced this way: use `hcsync masterdata load`."
+        ),
+    )
     encounter_ref_key: SecretStr = Field(
         SecretStr(DEMO_ENCOUNTER_REF_KEY), description="HMAC key for pseudonymous encounter references."
     )

@@ -193,11 +193,26 @@ class Stack:
                     f"{component.name}: port {port} is already in use; stop what holds it or set {setting}"
                 )
         try:
+            if self.settings.redis_url is not None:
+                self._seed_masterdata()
             for component in plan:
                 self._start_one(component, env)
+                if component.name == "redis":
+                    self._seed_masterdata()
         except BaseException:
             self.stop()
             raise
+
+    def _seed_masterdata(self) -> None:
+        """Load master data when Redis has none: HCSYNC_MASTERDATA_DIR, else (embedded Redis) the demo set."""
+        from actors.masterdata import MasterDataStore, seed
+        from cluster.masterdata import DEMO_DIR
+
+        s = self.settings
+        directory = s.masterdata_dir or (DEMO_DIR if s.redis_url is None else None)
+        if directory is None:
+            return
+        seed(MasterDataStore.from_url(s.redis, s.topic_prefix), directory, by="hcsync stack start")
 
     def _start_one(self, component: Component, env: dict[str, str]) -> None:
         component.log_path = self.run_dir / f"{component.name}.log"

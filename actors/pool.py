@@ -1,7 +1,8 @@
-"""The Ray transform pool: stateless actors that canonicalise batches, called round-robin with a bound.
+"""The Ray transform pool: actors that canonicalise and enrich batches, called round-robin with a bound.
 
-The actors hold no state and have no side effects, so Ray may restart a dead actor and retry its batch
-(max_restarts, max_task_retries) without any risk of a duplicate effect downstream.
+The actors have no side effects and hold nothing but a cache of the master data in force (re-read from
+Redis when its version changes), so Ray may restart a dead actor and retry its batch (max_restarts,
+max_task_retries) without any risk of a duplicate effect downstream.
 """
 
 from __future__ import annotations
@@ -12,33 +13,49 @@ from typing import Any
 
 import ray
 
+from actors.masterdata import MasterDataCache, MasterDataStore
 from actors.transform import TransformBatch, TransformResult, transform_batch
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
 class TransformActor:
-    """A Ray actor that runs the pure transform step."""
+    """A Ray actor that runs the pure transform step with the master data in force."""
+
+    def __init__(self, redis_url: str, key_prefix: str) -> None:
+        self._masterdata = MasterDataCache(MasterDataStore.from_url(redis_url, key_prefix))
 
     def ping(self) -> str:
         """Answer once the actor process is up (used for readiness)."""
         return ray.get_runtime_context().get_node_id()
 
     def transform(self, batch: TransformBatch) -> TransformResult:
-        """Canonicalise one batch."""
-        return transform_batch(batch)
+        """Canonicalise and enrich one batch (MasterDataUnavailable if no master data is loaded)."""
+        return transform_batch(batch, self._masterdata.current())
 
 
 class TransformPool:
     """A fixed set of transform actors with a bound on the batches in flight."""
 
-    def __init__(self, replicas: int, *, max_in_flight: int | None = None, num_cpus: float = 0.5) -> None:
+    def __init__(
+        self,
+        replicas: int,
+        *,
+        redis_url: str,
+        key_prefix: str = "",
+        max_in_flight: int | None = None,
+        num_cpus: float = 0.5,
+    ) -> None:
         self._num_cpus = num_cpus
+        self._redis_url = redis_url
+        self._key_prefix = key_prefix
         self._actors: list[Any] = [self._spawn() for _ in range(replicas)]
         self._cycle = itertools.cycle(range(replicas))
         self._slots = asyncio.Semaphore(max_in_flight or 2 * replicas)
 
     def _spawn(self) -> Any:
-        return TransformActor.options(num_cpus=self._num_cpus).remote()  # type: ignore[attr-defined]
+        return TransformActor.options(num_cpus=self._num_cpus).remote(  # type: ignore[attr-defined]
+            self._redis_url, self._key_prefix
+        )
 
     @property
     def replicas(self) -> int:

@@ -1,7 +1,9 @@
-"""The transform step, free of Ray: raw source messages in, canonical events or quarantine records out.
+"""The transform step, free of Ray: raw source messages in, enriched canonical events or quarantine
+records out.
 
-A bad message never raises out of here: it becomes an ExceptionRecord carrying its original bytes, and
-the rest of the batch goes on.
+Each message is parsed, optionally validated strictly, mapped to canonical events and enriched with its
+ERP dimensions from master data (actors.enrich). A bad message never raises out of here: it becomes an
+ExceptionRecord carrying its original bytes, and the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import base64
 import datetime as dt
 from dataclasses import dataclass
 
+from actors.enrich import enrich
 from canonical import ids
 from canonical.envelope import MessageReceipt
 from canonical.errors import DecodeError, Fault, InvalidMessageError, MessageError
@@ -17,6 +20,7 @@ from canonical.hl7v2.mapping import canonicalize, encounter_id_of
 from canonical.hl7v2.parser import Hl7Message, parse_message
 from canonical.hl7v2.strict import strict_fault
 from canonical.quarantine import ExceptionRecord
+from canonical.reference import MasterDataSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class TransformResult:
     """One outcome per input message, in the same order."""
 
     outcomes: tuple[Outcome, ...]
+    masterdata_version: str = ""
 
 
 def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: str | None) -> bytes:
@@ -80,8 +85,14 @@ def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: 
     return record.model_dump_json().encode("utf-8")
 
 
-def transform_one(raw: bytes, strict: StrictPolicy = StrictPolicy()) -> Outcome:
-    """Canonicalise one message; every failure becomes a quarantine record, never an exception."""
+def transform_one(
+    raw: bytes, strict: StrictPolicy = StrictPolicy(), masterdata: MasterDataSet | None = None
+) -> Outcome:
+    """Canonicalise and enrich one message; every failure becomes a quarantine record, never an exception.
+
+    ``masterdata`` None maps without enrichment (offline tools and mapping tests); the actor pool always
+    passes the set in force, so nothing reaches billing or the ERP without its dimensions.
+    """
     msg: Hl7Message | None = None
     try:
         msg = parse_message(raw)
@@ -90,6 +101,8 @@ def transform_one(raw: bytes, strict: StrictPolicy = StrictPolicy()) -> Outcome:
             if fault is not None:
                 raise InvalidMessageError(fault)
         events = canonicalize(msg)
+        if masterdata is not None and events:
+            events = enrich(msg, events, masterdata)
     except MessageError as exc:
         return Outcome(
             exception=_quarantine(raw, exc.fault, msg, (encounter_id_of(msg) if msg is not None else None))
@@ -122,9 +135,12 @@ def transform_one(raw: bytes, strict: StrictPolicy = StrictPolicy()) -> Outcome:
     )
 
 
-def transform_batch(batch: TransformBatch) -> TransformResult:
-    """Canonicalise a batch, one outcome per message in order."""
-    return TransformResult(outcomes=tuple(transform_one(raw, batch.strict) for raw in batch.messages))
+def transform_batch(batch: TransformBatch, masterdata: MasterDataSet | None = None) -> TransformResult:
+    """Canonicalise and enrich a batch, one outcome per message in order."""
+    return TransformResult(
+        outcomes=tuple(transform_one(raw, batch.strict, masterdata) for raw in batch.messages),
+        masterdata_version=masterdata.version if masterdata is not None else "",
+    )
 
 
 __all__ = [

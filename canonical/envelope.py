@@ -17,9 +17,12 @@ from canonical.models import (
     Patient,
     PatientMerge,
 )
+from canonical.phi import PhiField
 
 # 1.1 added event types, payloads and optional fields; every 1.0 document is still a valid 1.1 document.
-SCHEMA_VERSION = "1.1"
+# 1.2 added the optional ERP dimensions of an event (master-data enrichment) and more contract models.
+# See docs/schema-compatibility.md.
+SCHEMA_VERSION = "1.2"
 
 
 class EventType(StrEnum):
@@ -112,6 +115,28 @@ Payload = Annotated[
 ]
 
 
+class ErpDimensions(CanonicalModel):
+    """Where an event lands in the ERP, resolved from master data by the transform actors. No PHI.
+
+    Set on every event of an encounter (the encounter's facility and department) and, for charges and
+    medication doses, from the line's own facility and department, charge code and item.
+    """
+
+    masterdata_version: str = Field(
+        min_length=1, description="Master-data version the event was enriched with"
+    )
+    legal_entity: str = Field(min_length=1, description="Legal entity of the facility")
+    business_unit: str = Field(min_length=1, description="Business unit of the facility")
+    cost_centre: str = Field("", description="Cost centre of the department; empty when none was sent")
+    department: str = Field("", description="Department code the point of care or department resolved to")
+    receivables_account: str = Field("", description="Legal entity's receivables account (charges)")
+    revenue_account: str = Field("", description="Charge code's revenue account (charges)")
+    inventory_account: str = Field("", description="Item's inventory GL account (supplies and doses)")
+    unit_cost_cents: int | None = Field(
+        None, ge=0, description="Item's standard unit cost (supplies and doses)"
+    )
+
+
 class EventEnvelope(CanonicalModel):
     """One canonical event with the provenance needed to trace it back to its source message."""
 
@@ -131,6 +156,9 @@ class EventEnvelope(CanonicalModel):
     occurred_at: AwareDatetime = Field(description="EVN-2, else MSH-7")
     schema_version: str = SCHEMA_VERSION
     payload: Payload
+    dimensions: ErpDimensions | None = Field(
+        None, description="ERP dimensions from master data; set by enrichment before billing and ERP see it"
+    )
 
 
 class MessageReceipt(CanonicalModel):
@@ -146,4 +174,4 @@ class MessageReceipt(CanonicalModel):
     source_message_type: str = Field(description="MSH-9.1 '^' MSH-9.2, e.g. ORU^R01")
     version: str = Field("", description="MSH-12 HL7 version")
     encounter_id: str | None = Field(None, description="PV1-19 encounter id, when the message has one")
-    original_b64: str = Field(description="The message exactly as received, base64")
+    original_b64: str = PhiField(description="The message exactly as received, base64 (PHI: raw message)")

@@ -22,6 +22,7 @@ class Fault:
     field: str = ""
     position: int | None = None
     found: str = ""
+    hint: str = ""  # what to do about it, for rules whose fix is known (master data)
 
     def describe(self) -> str:
         """Render the fault as one line: message, segment, field, position, rule and reason."""

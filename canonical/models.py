@@ -266,11 +266,22 @@ class InventoryMovement(CanonicalModel):
     quantity_milli: int = Field(gt=0, description="Quantity in thousandths of a unit, always positive")
     unit: str = Field("", description="Unit of measure")
     facility: str
-    cost_centre: str = Field("", description="Consuming cost centre (facility-department)")
+    cost_centre: str = Field("", description="Consuming cost centre (master data: the department's)")
+    legal_entity: str = Field("", description="Legal entity that owns the stock (master data)")
+    business_unit: str = Field("", description="Business unit of the consuming facility (master data)")
+    inventory_account: str = Field("", description="Item master GL account the stock is held in")
+    unit_cost_cents: int | None = Field(None, ge=0, description="Item master standard cost per unit")
     occurred_at: AwareDatetime
     encounter_ref: str = Field(description="Keyed HMAC of the encounter id (pseudonymous)")
     source_event_id: str
     correlation_id: str
+
+    @property
+    def value_cents(self) -> int | None:
+        """Standard-cost value of the movement, rounded half up to the cent (None when not costed)."""
+        if self.unit_cost_cents is None:
+            return None
+        return (self.quantity_milli * self.unit_cost_cents + 500) // 1000
 
 
 class PatientMerge(CanonicalModel):
@@ -291,6 +302,8 @@ class JournalLine(CanonicalModel):
     account: str = Field(min_length=1, description="GL account")
     cost_centre: str = Field("", description="Cost centre dimension")
     facility: str = Field("", description="Facility dimension")
+    legal_entity: str = Field("", description="Legal entity dimension (the books the line belongs to)")
+    business_unit: str = Field("", description="Business unit dimension")
     debit_cents: int = Field(0, ge=0)
     credit_cents: int = Field(0, ge=0)
     currency: str = "USD"

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field, ValidationError
 
 from canonical.errors import Fault
 from canonical.models import CanonicalModel
+from canonical.phi import PhiField
 
 
 class ExceptionRecord(CanonicalModel):
@@ -27,7 +28,8 @@ class ExceptionRecord(CanonicalModel):
     field: str = ""
     position: int | None = None
     found: str = ""
-    original_b64: str = Field(description="Original bytes, base64")
+    fix_hint: str = Field("", description="How to fix the cause before a replay, when the rule knows it")
+    original_b64: str = PhiField(description="Original bytes, base64 (PHI: the raw message)")
     recorded_at: AwareDatetime
 
     @classmethod
@@ -42,6 +44,7 @@ class ExceptionRecord(CanonicalModel):
                 "field": fault.field,
                 "position": fault.position,
                 "found": fault.found,
+                "fix_hint": fault.hint,
                 **fields,
             }
         )

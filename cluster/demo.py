@@ -68,7 +68,7 @@ def reconcile(day: SyntheticDay, report: StackReport) -> Reconciliation:
     revenue_lines = sum(
         int(row.get("lineCount", 0))
         for row in report.ledger.get("byAccount", [])
-        if row.get("account") == report.revenue_account
+        if row.get("account") in report.revenue_accounts
     )
     return Reconciliation(
         source_lines=day.expected.charge_lines,

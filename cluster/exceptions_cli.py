@@ -225,7 +225,7 @@ def show(
     fields.add_column(style="bold", no_wrap=True)
     fields.add_column()
     for name, value in item.model_dump().items():
-        if name == "reason":
+        if name in ("reason", "fix_hint"):
             continue
         shown = _when(value) if isinstance(value, dt.datetime) else "" if value is None else str(value)
         fields.add_row(name, escape(shown))
@@ -233,6 +233,10 @@ def show(
     out.print()
     out.print("[bold]reason[/]")
     out.print(escape(item.reason), soft_wrap=True)
+    if item.fix_hint:
+        out.print()
+        out.print("[bold]how to fix[/]")
+        out.print(escape(item.fix_hint), soft_wrap=True)
     out.print()
     out.print(f"[bold]original[/] ({item.original_size} bytes)")
     # Written as is, not through rich: the message must not be wrapped or read as markup.

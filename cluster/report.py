@@ -6,6 +6,7 @@ Totals are kept as the adapters' JSON (camelCase, int64 as strings); the accesso
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,8 +15,10 @@ from aiokafka.errors import KafkaError
 from google.protobuf.json_format import MessageToDict
 from redis.exceptions import RedisError
 
+from actors.masterdata import MasterDataStore
 from adapters.clients import BillingClient, ErpClient
 from canonical.errors import NotRetryableError, RetryableError, StackError
+from canonical.reference import AccountType
 from cluster.kafka import topic_counts
 from cluster.settings import Settings
 from streams.stats import Stats
@@ -55,8 +58,10 @@ class StackReport:
     counters: dict[str, int]
     billing: dict[str, Any]
     ledger: dict[str, Any]
-    revenue_account: str
-    receivables_account: str
+    # Classified by the master data in force: revenue accounts, and each legal entity's receivables.
+    revenue_accounts: list[str]
+    receivables_accounts: list[str]
+    masterdata_version: str = ""
     derived: dict[str, int] = field(default_factory=dict)
     inventory: dict[str, Any] = field(default_factory=dict)
 
@@ -73,7 +78,7 @@ class StackReport:
         return sum(
             int(row.get("creditCents", 0)) - int(row.get("debitCents", 0))
             for row in self.ledger.get("byAccount", [])
-            if row.get("account") == self.revenue_account
+            if row.get("account") in self.revenue_accounts
         )
 
     @property
@@ -81,7 +86,7 @@ class StackReport:
         return sum(
             int(row.get("debitCents", 0)) - int(row.get("creditCents", 0))
             for row in self.ledger.get("byAccount", [])
-            if row.get("account") == self.receivables_account
+            if row.get("account") in self.receivables_accounts
         )
 
     def coding_rows(self) -> list[tuple[str, int]]:
@@ -131,6 +136,9 @@ async def collect(settings: Settings) -> StackReport:
     client = aioredis.Redis.from_url(settings.redis)
     try:
         counters = await Stats(client, settings.topic_prefix).read()
+        masterdata = await asyncio.to_thread(
+            MasterDataStore.from_url(settings.redis, settings.topic_prefix).current
+        )
     except RedisError as exc:
         raise StackError(f"redis at {settings.redis} unreachable (HCSYNC_REDIS_URL): {exc}") from None
     finally:
@@ -152,8 +160,15 @@ async def collect(settings: Settings) -> StackReport:
         counters=counters,
         billing=billing_totals,
         ledger=ledger,
-        revenue_account=settings.revenue_account,
-        receivables_account=settings.receivables_account,
+        revenue_accounts=sorted(
+            a.account for a in masterdata.accounts if a.account_type is AccountType.REVENUE
+        )
+        if masterdata is not None
+        else [],
+        receivables_accounts=sorted({e.receivables_account for e in masterdata.legal_entities})
+        if masterdata is not None
+        else [],
+        masterdata_version=masterdata.version if masterdata is not None else "",
         inventory=inventory,
     )
     report.derived = derived(report)

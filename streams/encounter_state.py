@@ -182,12 +182,12 @@ def _movement(
     description: str,
     unit: str,
     facility: str,
-    department: str,
     occurred_at: dt.datetime,
 ) -> InventoryCommand | None:
     """Return the inventory command of a signed quantity (positive: issued), None for zero."""
     if quantity_milli == 0:
         return None
+    dims = rules.dimensions(env)
     movement = InventoryMovement(
         movement_id=ids.derived_id(env.event_id, "erp.inventory"),
         movement_type=MovementType.ISSUE if quantity_milli > 0 else MovementType.RETURN,
@@ -197,9 +197,13 @@ def _movement(
         quantity_milli=abs(quantity_milli),
         unit=unit,
         facility=facility,
-        cost_centre=rules.cost_centre_of(facility, department),
+        cost_centre=dims.cost_centre,
+        legal_entity=dims.legal_entity,
+        business_unit=dims.business_unit,
+        inventory_account=dims.inventory_account,
+        unit_cost_cents=dims.unit_cost_cents,
         occurred_at=occurred_at,
-        encounter_ref=ids.encounter_ref(env.encounter_id, rules.encounter_ref_key),
+        encounter_ref=rules.encounter_ref(env.encounter_id),
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
     )
@@ -232,7 +236,7 @@ def _charge_commands(
         erp.append(
             JournalCommand(
                 command_id=ids.derived_id(env.event_id, "erp.journal"),
-                lines=rules.journal_lines(charge, env.event_id, env.correlation_id),
+                lines=rules.journal_lines(charge, rules.dimensions(env), env.event_id, env.correlation_id),
                 source_event_id=env.event_id,
                 correlation_id=env.correlation_id,
             )
@@ -248,7 +252,6 @@ def _charge_commands(
             description=charge.description,
             unit="",
             facility=charge.facility,
-            department=charge.department,
             occurred_at=charge.service_at,
         )
         if stock is not None:
@@ -321,7 +324,6 @@ def _apply_dose(
         description=given.medication_name,
         unit=given.units,
         facility=given.facility,
-        department=given.department,
         occurred_at=given.administered_at,
     )
     doses = {**state.doses, given.administration_id: Dose(as_of=env.occurred_at, consumed_milli=target)}

@@ -45,6 +45,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     tuple_,
     update,
 )
@@ -134,6 +135,7 @@ class QuarantineRow(Base):
     field: Mapped[str]
     position: Mapped[int | None] = mapped_column(Integer)
     found: Mapped[str] = mapped_column(Text)
+    fix_hint: Mapped[str] = mapped_column(Text, default="", server_default="")
     original: Mapped[bytes] = mapped_column(LargeBinary)
     recorded_at: Mapped[dt.datetime]
     first_seen_at: Mapped[dt.datetime]
@@ -174,6 +176,7 @@ class QuarantineItem(BaseModel):
     field: str
     position: int | None
     found: str
+    fix_hint: str = ""
     original_size: int
     recorded_at: AwareDatetime
     first_seen_at: AwareDatetime
@@ -199,6 +202,7 @@ def _item(row: QuarantineRow) -> QuarantineItem:
         field=row.field,
         position=row.position,
         found=row.found,
+        fix_hint=row.fix_hint or "",
         original_size=len(row.original),
         recorded_at=row.recorded_at,
         first_seen_at=row.first_seen_at,
@@ -237,6 +241,7 @@ def _new_row(record: ExceptionRecord) -> QuarantineRow:
         field=_text(record.field),
         position=record.position,
         found=_text(record.found),
+        fix_hint=_text(record.fix_hint),
         original=record.original,
         recorded_at=at,
         first_seen_at=at,
@@ -261,6 +266,7 @@ def _repeat(row: QuarantineRow, record: ExceptionRecord) -> None:
         row.recorded_at = at
         row.reason = _text(record.reason)
         row.found = _text(record.found)
+        row.fix_hint = _text(record.fix_hint)
         if record.encounter_id and not row.encounter_id:
             row.encounter_id = _text(record.encounter_id)
     if _reopens(row, at):
@@ -280,7 +286,15 @@ def _reopens(row: QuarantineRow, at: dt.datetime) -> bool:
 
 def _migrate(engine: Engine) -> None:
     """Create what is missing; give the items of an older database the occurrences it could recognise."""
-    had_occurrences = inspect(engine).has_table(OccurrenceRow.__tablename__)
+    inspector = inspect(engine)
+    had_occurrences = inspector.has_table(OccurrenceRow.__tablename__)
+    if inspector.has_table(QuarantineRow.__tablename__):
+        columns = {column["name"] for column in inspector.get_columns(QuarantineRow.__tablename__)}
+        if "fix_hint" not in columns:
+            # Added with master-data rules; an older database gets the column, empty for its items.
+            with engine.begin() as connection:
+                table = QuarantineRow.__tablename__
+                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN fix_hint TEXT NOT NULL DEFAULT ''"))
     Base.metadata.create_all(engine)
     if had_occurrences:
         return

@@ -85,7 +85,7 @@ def bar(
 
 
 def rde(
-    control_id: str, visit: str, *, order: str = "ORD1", drug: str = "00409-4888", facility: str = "NMH"
+    control_id: str, visit: str, *, order: str = "ORD1", drug: str = "00409-4888-01", facility: str = "NMH"
 ) -> bytes:
     """Return an RDE^O11 with one verified order."""
     segments = [
@@ -104,7 +104,7 @@ def ras(
     doses: list[tuple[str, str, str]],
     *,
     order: str = "ORD1",
-    drug: str = "00409-4888",
+    drug: str = "00409-4888-01",
     facility: str = "NMH",
     at: str = "20261120110000",
 ) -> bytes:

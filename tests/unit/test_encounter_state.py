@@ -7,7 +7,6 @@ import itertools
 import pytest
 
 from canonical.envelope import EventEnvelope
-from canonical.hl7v2.mapping import canonicalize
 from canonical.models import EncounterStatus, MovementType
 from streams.commands import (
     InventoryCommand,
@@ -19,14 +18,15 @@ from streams.commands import (
 from streams.encounter_state import EncounterState, apply_event, merge_command
 from streams.posting import PostingRules
 from tests.hl7_samples import a40, adt, bar, dft, ras, rde
+from tests.masterdata import cost_centre, demo_set, enriched
 
-RULES = PostingRules(receivables_account="1200", revenue_account="4000", encounter_ref_key=b"k")
+RULES = PostingRules(encounter_ref_key=b"k")
 
 
 def _run(state: EncounterState, raw: bytes) -> tuple[EncounterState, list[object], list[JournalCommand]]:
     billing: list[object] = []
     erp: list[JournalCommand] = []
-    for event in canonicalize(raw):
+    for event in enriched(raw):
         t = apply_event(state, event, RULES)
         state = t.state
         billing.extend(t.billing)
@@ -40,7 +40,8 @@ def test_admit_then_charges() -> None:
     assert state.status is EncounterStatus.ADMITTED
     assert [type(c) for c in billing] == [UpsertAccountCommand]
     state, billing, erp = _run(
-        state, dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00"), ("CG", "1", "X", 2, "5.00")])
+        state,
+        dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00"), ("CG", "36415", "Venipuncture", 2, "5.00")]),
     )
     assert [type(c) for c in billing] == [PostChargeCommand, PostChargeCommand]
     assert len(erp) == 2
@@ -52,7 +53,7 @@ def test_duplicate_event_has_no_effect() -> None:
     message = dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00")])
     state, billing, _ = _run(state, message)
     assert len(billing) == 1
-    [event] = canonicalize(message)
+    [event] = enriched(message)
     again = apply_event(state, event, RULES)
     assert again.duplicate and not again.billing and not again.erp and again.state == state
 
@@ -96,15 +97,18 @@ def test_journal_lines_balance_and_carry_no_phi() -> None:
         for phi in ("Doe", "Jane", "MRN001", "1980", "Springfield", "NMH:V1"):
             assert phi not in text
     credit = erp[1]
-    revenue = next(line for line in credit.lines if line.account == "4000")
-    assert revenue.debit_cents == 400 and revenue.cost_centre == "NMH-MEDSURG"
+    code = demo_set().charge_code("99283")
+    assert code is not None
+    revenue = next(line for line in credit.lines if line.account == code.revenue_account)
+    assert revenue.debit_cents == 400 and revenue.cost_centre == cost_centre("NMH", "MEDSURG")
+    assert revenue.legal_entity and revenue.business_unit
 
 
 # --- order independence, cancels, coding, doses, supplies, merges --------------------------------------
 
 
 def _events(*messages: bytes) -> list[EventEnvelope]:
-    return [event for raw in messages for event in canonicalize(raw)]
+    return [event for raw in messages for event in enriched(raw)]
 
 
 def _final(events: list[EventEnvelope]) -> tuple[EncounterState, list[object], list[object]]:
@@ -185,12 +189,15 @@ def test_doses_move_stock_by_the_difference_in_any_order() -> None:
         movements = [m for c in erp if isinstance(c, InventoryCommand) for m in c.movements]
         net = sum(m.quantity_milli * (1 if m.movement_type is MovementType.ISSUE else -1) for m in movements)
         assert net == expected_milli
-        assert all(m.item_code == "00409-4888" and m.cost_centre == "NMH-MEDSURG" for m in movements)
+        assert all(
+            m.item_code == "00409-4888-01" and m.cost_centre == cost_centre("NMH", "MEDSURG")
+            for m in movements
+        )
         assert all(m.encounter_ref and "V1" not in m.encounter_ref for m in movements)
 
 
 def test_supply_charge_issues_stock_and_its_reversal_returns_it() -> None:
-    lines = [("CG", "S100", "Gauze", 2, "8.00"), ("CG", "S100", "Gauze", -2, "8.00")]
+    lines = [("CG", "SUP1001", "IV start kit", 2, "8.00"), ("CG", "SUP1001", "IV start kit", -2, "8.00")]
     _, billing, erp = _final(_events(adt("A01", "A1", "V1"), dft("D1", "V1", lines, code_system="SUPPLY")))
     assert [type(c) for c in billing] == [UpsertAccountCommand, PostChargeCommand, PostChargeCommand]
     stock = [m for c in erp if isinstance(c, InventoryCommand) for m in c.movements]
@@ -208,7 +215,7 @@ def test_medication_order_is_recorded_without_commands() -> None:
 
 
 def test_merge_becomes_a_billing_command_not_encounter_state() -> None:
-    [event] = canonicalize(a40("M1", "MRN002", "MRN001"))
+    [event] = enriched(a40("M1", "MRN002", "MRN001"))
     command = merge_command(event)
     assert command.merge.prior_mrn == "MRN001" and command.command_id == merge_command(event).command_id
     with pytest.raises(ValueError, match="merge"):
@@ -233,5 +240,5 @@ def test_a_cancelled_discharge_clears_the_discharge_time() -> None:
 
 
 def test_a_zero_amount_credit_is_a_credit_event() -> None:
-    [event] = canonicalize(dft("D0", "V1", [("CD", "99211", "Waived", 1, "0.00")]))
+    [event] = enriched(dft("D0", "V1", [("CD", "99211", "Waived", 1, "0.00")]))
     assert event.event_type.value == "charge.credited"

@@ -140,7 +140,7 @@ def test_rde_maps_the_verified_order() -> None:
     assert (order.order_id, order.order_control, order.medication_code, order.code_system) == (
         "ORD1",
         "NW",
-        "00409-4888",
+        "00409-4888-01",
         "NDC",
     )
     assert (order.give_amount, order.give_units, order.dispense_amount) == ("1", "mL", "10")

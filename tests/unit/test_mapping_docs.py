@@ -32,7 +32,7 @@ DOCS = ROOT / "docs" / "mappings"
 INDEX = DOCS / "hl7v2.md"
 MAPPER = ROOT / "canonical" / "hl7v2" / "mapping.py"
 # One page per message family, besides the index.
-PAGES = ("adt.md", "bar.md", "dft.md", "rde.md", "ras.md")
+PAGES = ("adt.md", "bar.md", "dft.md", "rde.md", "ras.md", "enrichment.md")
 
 RULE = re.compile(r"\bHL7-[A-Z0-9]+(?:-[A-Z0-9]+)*")
 SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
@@ -61,6 +61,7 @@ FULLY_DOCUMENTED = (
     "MessageReceipt",
     "InventoryMovement",
     "JournalLine",
+    "ErpDimensions",
 )
 
 
@@ -435,3 +436,14 @@ def test_event_types_are_event_types_and_all_documented() -> None:
 )
 def test_rule_matching(text: str, rule: str, expected: bool) -> None:
     assert _mapper_rules().raises(text) is expected, rule
+
+
+def test_master_data_rules_are_documented_both_ways() -> None:
+    from actors.enrich import RULES as MD_RULES
+
+    text = (DOCS / "enrichment.md").read_text("utf-8")
+    documented = set(re.findall(r"\bMD-[A-Z]+(?:-[A-Z]+)*", text))
+    assert documented == set(MD_RULES), (
+        f"only in the docs: {sorted(documented - set(MD_RULES))}; "
+        f"only in actors/enrich.py: {sorted(set(MD_RULES) - documented)}"
+    )

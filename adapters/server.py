@@ -22,6 +22,7 @@ from adapters.billing.service import BillingService
 from adapters.erp.backend import SqlErpBackend
 from adapters.erp.service import ErpService
 from canonical.errors import StackError
+from cluster.logmask import install
 from cluster.settings import Settings, get_settings
 from proto import billing_pb2_grpc, erp_pb2_grpc
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.port is not None:
         port_field = "billing_port" if args.service == "billing" else "erp_port"
         settings = settings.model_copy(update={port_field: args.port})
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     service: ServiceName = "billing" if args.service == "billing" else "erp"
     asyncio.run(serve(service, settings, args.database_url or default_database_url(service, settings)))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
 import time
@@ -18,20 +17,21 @@ from canonical.errors import HcsyncError, MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
 from cluster.exceptions_cli import exceptions_app
+from cluster.logmask import install
+from cluster.masterdata_cli import masterdata_app
+from cluster.schema_cli import register as register_schema
 from cluster.settings import Settings, get_settings
 
 app = typer.Typer(help="hcsync: keep the EHR, billing and the ERP in sync.", no_args_is_help=True)
 app.add_typer(exceptions_app, name="exceptions", help="Find, fix and replay quarantined messages.")
+app.add_typer(masterdata_app, name="masterdata", help="Validate, compare, load and roll back master data.")
+register_schema(app)
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    install(settings.log_level)  # root logging to stderr, every handler masking PHI
 
 
 def _run_dir(settings: Settings) -> Path:

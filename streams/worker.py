@@ -15,8 +15,10 @@ import ray
 import redis.asyncio as aioredis
 from faust.worker import Worker
 
+from actors.masterdata import MasterDataStore, seed
 from actors.pool import TransformPool
 from adapters.clients import BillingClient, ErpClient
+from cluster.logmask import mask_all_handlers
 from cluster.settings import Settings
 from streams.app import Runtime, build_app
 from streams.dispatch import BillingDispatcher, ErpDispatcher
@@ -34,8 +36,13 @@ class _ReadyWorker(Worker):
         super().__init__(*args, **kwargs)
         self._ready_file = ready_file
 
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        mask_all_handlers()  # Faust replaced the root's handlers (only with override_logging)
+
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        mask_all_handlers()  # handlers Ray, Faust or aiokafka added since cluster.cli installed logging
         self._ready_file.write_text("ready\n")
         log.info("worker ready")
 
@@ -75,8 +82,17 @@ def init_ray(settings: Settings, run_dir: Path | None = None) -> None:
 
 def run_worker(settings: Settings, run_dir: Path) -> int:
     """Run the worker until it is told to stop; return the exit code."""
+    if settings.masterdata_dir is not None:
+        # A deployment's own set, loaded only when Redis has none (never replacing a version in force).
+        seed(
+            MasterDataStore.from_url(settings.redis, settings.topic_prefix),
+            settings.masterdata_dir,
+            by="worker",
+        )
     init_ray(settings, run_dir)
-    pool = TransformPool(settings.transform_replicas)
+    pool = TransformPool(
+        settings.transform_replicas, redis_url=settings.redis, key_prefix=settings.topic_prefix
+    )
     nodes = pool.wait_ready(timeout_s=settings.ready_timeout_s)
     log.info("transform pool ready: %d replicas on nodes %s", pool.replicas, sorted(set(nodes)))
     # The Faust worker runs on this loop; create the async clients on it.
@@ -92,8 +108,6 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
         stats=Stats(redis_client, settings.topic_prefix),
         quarantine=QuarantineStore(default_quarantine_url(settings.model_copy(update={"run_dir": run_dir}))),
         rules=PostingRules(
-            receivables_account=settings.receivables_account,
-            revenue_account=settings.revenue_account,
             encounter_ref_key=settings.encounter_ref_key.get_secret_value().encode(),
             currency=settings.currency,
         ),

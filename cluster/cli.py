@@ -163,13 +163,36 @@ def send(
 
 
 @app.command()
-def parse(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)]) -> None:
+def parse(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    masterdata: Annotated[
+        Path | None,
+        typer.Option(
+            "--masterdata",
+            exists=True,
+            file_okay=False,
+            help="Also enrich with this master-data directory, as the transform actors do (MD- rules).",
+        ),
+    ] = None,
+) -> None:
     """Print the canonical events of HL7 files as JSON lines; errors go to stderr (exit 1)."""
+    from actors.enrich import enrich
+    from canonical.hl7v2.parser import parse_message
+    from canonical.reference_files import MasterDataFileError, read_set
+
+    try:
+        data = read_set(masterdata) if masterdata is not None else None
+    except MasterDataFileError as exc:
+        err_console.print(f"[red]master data not usable[/]: {exc}")
+        raise typer.Exit(2) from None
     failures = 0
     for path in files:
         for index, raw in enumerate(split_messages(path.read_bytes()), 1):
             try:
-                events = canonicalize(raw)
+                msg = parse_message(raw)
+                events = canonicalize(msg)
+                if data is not None:
+                    events = enrich(msg, events, data)
             except MessageError as exc:
                 failures += 1
                 sys.stderr.write(f"{path}#{index}: {exc}\n")

@@ -37,6 +37,19 @@ def test_parse_reports_errors_and_exits_1(tmp_path: Path) -> None:
     assert json.loads(result.stdout.splitlines()[0])["event_type"] == "encounter.registered"
 
 
+def test_parse_with_master_data_enriches_and_names_the_md_rule(tmp_path: Path) -> None:
+    from cluster.masterdata import DEMO_DIR
+
+    path = tmp_path / "day.hl7"
+    good = dft("D1", "V1", [("CG", "99283", "ED", 1, "10.00")])
+    path.write_bytes(good + dft("D2", "V1", [("CG", "99499", "Unlisted", 1, "10.00")]))
+    result = CliRunner().invoke(app, ["parse", str(path), "--masterdata", str(DEMO_DIR)])
+    assert result.exit_code == 1
+    [event] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert event["dimensions"]["revenue_account"] and event["dimensions"]["cost_centre"]
+    assert "message D2" in result.stderr and "MD-CHARGE-CODE-UNMAPPED" in result.stderr
+
+
 def _corpus() -> Path:
     root = Path(
         os.environ.get("HCSYNC_CORPUS_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus")

@@ -217,6 +217,8 @@ def journal_line_from(line: JournalLine) -> erp_pb2.JournalLine:
         account=line.account,
         cost_centre=line.cost_centre,
         facility=line.facility,
+        legal_entity=line.legal_entity,
+        business_unit=line.business_unit,
         debit_cents=line.debit_cents,
         credit_cents=line.credit_cents,
         currency=line.currency,
@@ -229,7 +231,7 @@ def journal_line_from(line: JournalLine) -> erp_pb2.JournalLine:
 
 def inventory_movement_from(movement: InventoryMovement) -> erp_pb2.InventoryMovement:
     """Build the ERP inventory movement of a canonical one; no PHI, and the day only, not the time."""
-    return erp_pb2.InventoryMovement(
+    message = erp_pb2.InventoryMovement(
         movement_id=movement.movement_id,
         movement_type=movement.movement_type.value,
         item_code=movement.item_code,
@@ -239,9 +241,16 @@ def inventory_movement_from(movement: InventoryMovement) -> erp_pb2.InventoryMov
         unit=movement.unit,
         facility=movement.facility,
         cost_centre=movement.cost_centre,
+        legal_entity=movement.legal_entity,
+        business_unit=movement.business_unit,
+        inventory_account=movement.inventory_account,
         # The local day of the movement, as journal_date is the local day of the charge.
         movement_date=movement.occurred_at.date().isoformat(),
         encounter_ref=movement.encounter_ref,
         source_event_id=movement.source_event_id,
         correlation_id=movement.correlation_id,
     )
+    # Optional on the wire too, so an item without a standard cost is not mistaken for a free one.
+    if movement.unit_cost_cents is not None:
+        message.unit_cost_cents = movement.unit_cost_cents
+    return message

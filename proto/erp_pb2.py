@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fproto/erp.proto\x12\rhcsync.erp.v1\"\x86\x02\n\x0bJournalLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x14\n\x0cjournal_date\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12\x13\n\x0b\x63ost_centre\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_cents\x18\x06 \x01(\x03\x12\x14\n\x0c\x63redit_cents\x18\x07 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x15\n\rencounter_ref\x18\t \x01(\t\x12\x17\n\x0fsource_event_id\x18\n \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\"v\n\x0cJournalBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12)\n\x05lines\x18\x04 \x03(\x0b\x32\x1a.hcsync.erp.v1.JournalLine\"F\n\x0cLineAccepted\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x12\n\nposting_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"/\n\x0cLineRejected\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"|\n\nJournalAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\x0b\x32\x1b.hcsync.erp.v1.LineAccepted\x12-\n\x08rejected\x18\x03 \x03(\x0b\x32\x1b.hcsync.erp.v1.LineRejected\"\x18\n\x16GetLedgerTotalsRequest\"s\n\x0c\x41\x63\x63ountTotal\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x13\n\x0b\x63ost_centre\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_cents\x18\x03 \x01(\x03\x12\x14\n\x0c\x63redit_cents\x18\x04 \x01(\x03\x12\x12\n\nline_count\x18\x05 \x01(\x03\"\x9f\x01\n\x0cLedgerTotals\x12\x12\n\nline_count\x18\x01 \x01(\x03\x12\x13\n\x0b\x62\x61tch_count\x18\x02 \x01(\x03\x12\x19\n\x11total_debit_cents\x18\x03 \x01(\x03\x12\x1a\n\x12total_credit_cents\x18\x04 \x01(\x03\x12/\n\nby_account\x18\x05 \x03(\x0b\x32\x1b.hcsync.erp.v1.AccountTotal\"\xa8\x02\n\x11InventoryMovement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x15\n\rmovement_type\x18\x02 \x01(\t\x12\x11\n\titem_code\x18\x03 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x16\n\x0equantity_milli\x18\x06 \x01(\x03\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x08 \x01(\t\x12\x13\n\x0b\x63ost_centre\x18\t \x01(\t\x12\x15\n\rmovement_date\x18\n \x01(\t\x12\x15\n\rencounter_ref\x18\x0b \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\r \x01(\t\"x\n\x16InventoryMovementBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x33\n\tmovements\x18\x03 \x03(\x0b\x32 .hcsync.erp.v1.InventoryMovement\"N\n\x10MovementAccepted\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x12\n\nposting_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"7\n\x10MovementRejected\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x86\x01\n\x0cInventoryAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x31\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\x0b\x32\x1f.hcsync.erp.v1.MovementAccepted\x12\x31\n\x08rejected\x18\x03 \x03(\x0b\x32\x1f.hcsync.erp.v1.MovementRejected\"\x1b\n\x19GetInventoryTotalsRequest\"\x89\x01\n\tItemTotal\x12\x10\n\x08\x66\x61\x63ility\x18\x01 \x01(\t\x12\x11\n\titem_code\x18\x02 \x01(\t\x12\x14\n\x0cissued_milli\x18\x03 \x01(\x03\x12\x16\n\x0ereturned_milli\x18\x04 \x01(\x03\x12\x11\n\tnet_milli\x18\x05 \x01(\x03\x12\x16\n\x0emovement_count\x18\x06 \x01(\x03\"\x97\x01\n\x0fInventoryTotals\x12\x16\n\x0emovement_count\x18\x01 \x01(\x03\x12\x13\n\x0b\x62\x61tch_count\x18\x02 \x01(\x03\x12\x14\n\x0cissued_milli\x18\x03 \x01(\x03\x12\x16\n\x0ereturned_milli\x18\x04 \x01(\x03\x12)\n\x07\x62y_item\x18\x05 \x03(\x0b\x32\x18.hcsync.erp.v1.ItemTotal2\xed\x02\n\nErpAdapter\x12J\n\x10PostJournalBatch\x12\x1b.hcsync.erp.v1.JournalBatch\x1a\x19.hcsync.erp.v1.JournalAck\x12U\n\x0fGetLedgerTotals\x12%.hcsync.erp.v1.GetLedgerTotalsRequest\x1a\x1b.hcsync.erp.v1.LedgerTotals\x12\\\n\x16PostInventoryMovements\x12%.hcsync.erp.v1.InventoryMovementBatch\x1a\x1b.hcsync.erp.v1.InventoryAck\x12^\n\x12GetInventoryTotals\x12(.hcsync.erp.v1.GetInventoryTotalsRequest\x1a\x1e.hcsync.erp.v1.InventoryTotalsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fproto/erp.proto\x12\rhcsync.erp.v1\"\xb3\x02\n\x0bJournalLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x14\n\x0cjournal_date\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12\x13\n\x0b\x63ost_centre\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_cents\x18\x06 \x01(\x03\x12\x14\n\x0c\x63redit_cents\x18\x07 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x15\n\rencounter_ref\x18\t \x01(\t\x12\x17\n\x0fsource_event_id\x18\n \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x14\n\x0clegal_entity\x18\r \x01(\t\x12\x15\n\rbusiness_unit\x18\x0e \x01(\t\"v\n\x0cJournalBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12)\n\x05lines\x18\x04 \x03(\x0b\x32\x1a.hcsync.erp.v1.JournalLine\"F\n\x0cLineAccepted\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x12\n\nposting_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"/\n\x0cLineRejected\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"|\n\nJournalAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\x0b\x32\x1b.hcsync.erp.v1.LineAccepted\x12-\n\x08rejected\x18\x03 \x03(\x0b\x32\x1b.hcsync.erp.v1.LineRejected\"\x18\n\x16GetLedgerTotalsRequest\"\x89\x01\n\x0c\x41\x63\x63ountTotal\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x13\n\x0b\x63ost_centre\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_cents\x18\x03 \x01(\x03\x12\x14\n\x0c\x63redit_cents\x18\x04 \x01(\x03\x12\x12\n\nline_count\x18\x05 \x01(\x03\x12\x14\n\x0clegal_entity\x18\x06 \x01(\t\"\x9f\x01\n\x0cLedgerTotals\x12\x12\n\nline_count\x18\x01 \x01(\x03\x12\x13\n\x0b\x62\x61tch_count\x18\x02 \x01(\x03\x12\x19\n\x11total_debit_cents\x18\x03 \x01(\x03\x12\x1a\n\x12total_credit_cents\x18\x04 \x01(\x03\x12/\n\nby_account\x18\x05 \x03(\x0b\x32\x1b.hcsync.erp.v1.AccountTotal\"\xa2\x03\n\x11InventoryMovement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x15\n\rmovement_type\x18\x02 \x01(\t\x12\x11\n\titem_code\x18\x03 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x16\n\x0equantity_milli\x18\x06 \x01(\x03\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x08 \x01(\t\x12\x13\n\x0b\x63ost_centre\x18\t \x01(\t\x12\x15\n\rmovement_date\x18\n \x01(\t\x12\x15\n\rencounter_ref\x18\x0b \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\r \x01(\t\x12\x14\n\x0clegal_entity\x18\x0e \x01(\t\x12\x15\n\rbusiness_unit\x18\x0f \x01(\t\x12\x19\n\x11inventory_account\x18\x10 \x01(\t\x12\x1c\n\x0funit_cost_cents\x18\x11 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_unit_cost_cents\"x\n\x16InventoryMovementBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x33\n\tmovements\x18\x03 \x03(\x0b\x32 .hcsync.erp.v1.InventoryMovement\"N\n\x10MovementAccepted\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x12\n\nposting_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"7\n\x10MovementRejected\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x86\x01\n\x0cInventoryAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x31\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\x0b\x32\x1f.hcsync.erp.v1.MovementAccepted\x12\x31\n\x08rejected\x18\x03 \x03(\x0b\x32\x1f.hcsync.erp.v1.MovementRejected\"\x1b\n\x19GetInventoryTotalsRequest\"\x9e\x01\n\tItemTotal\x12\x10\n\x08\x66\x61\x63ility\x18\x01 \x01(\t\x12\x11\n\titem_code\x18\x02 \x01(\t\x12\x14\n\x0cissued_milli\x18\x03 \x01(\x03\x12\x16\n\x0ereturned_milli\x18\x04 \x01(\x03\x12\x11\n\tnet_milli\x18\x05 \x01(\x03\x12\x16\n\x0emovement_count\x18\x06 \x01(\x03\x12\x13\n\x0bvalue_cents\x18\x07 \x01(\x03\"l\n\x0c\x41\x63\x63ountValue\x12\x14\n\x0clegal_entity\x18\x01 \x01(\t\x12\x19\n\x11inventory_account\x18\x02 \x01(\t\x12\x13\n\x0bvalue_cents\x18\x03 \x01(\x03\x12\x16\n\x0emovement_count\x18\x04 \x01(\x03\"\xe7\x01\n\x0fInventoryTotals\x12\x16\n\x0emovement_count\x18\x01 \x01(\x03\x12\x13\n\x0b\x62\x61tch_count\x18\x02 \x01(\x03\x12\x14\n\x0cissued_milli\x18\x03 \x01(\x03\x12\x16\n\x0ereturned_milli\x18\x04 \x01(\x03\x12)\n\x07\x62y_item\x18\x05 \x03(\x0b\x32\x18.hcsync.erp.v1.ItemTotal\x12\x13\n\x0bvalue_cents\x18\x06 \x01(\x03\x12\x39\n\x14\x62y_inventory_account\x18\x07 \x03(\x0b\x32\x1b.hcsync.erp.v1.AccountValue2\xed\x02\n\nErpAdapter\x12J\n\x10PostJournalBatch\x12\x1b.hcsync.erp.v1.JournalBatch\x1a\x19.hcsync.erp.v1.JournalAck\x12U\n\x0fGetLedgerTotals\x12%.hcsync.erp.v1.GetLedgerTotalsRequest\x1a\x1b.hcsync.erp.v1.LedgerTotals\x12\\\n\x16PostInventoryMovements\x12%.hcsync.erp.v1.InventoryMovementBatch\x1a\x1b.hcsync.erp.v1.InventoryAck\x12^\n\x12GetInventoryTotals\x12(.hcsync.erp.v1.GetInventoryTotalsRequest\x1a\x1e.hcsync.erp.v1.InventoryTotalsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,37 +32,39 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.erp_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOURNALLINE']._serialized_start=35
-  _globals['_JOURNALLINE']._serialized_end=297
-  _globals['_JOURNALBATCH']._serialized_start=299
-  _globals['_JOURNALBATCH']._serialized_end=417
-  _globals['_LINEACCEPTED']._serialized_start=419
-  _globals['_LINEACCEPTED']._serialized_end=489
-  _globals['_LINEREJECTED']._serialized_start=491
-  _globals['_LINEREJECTED']._serialized_end=538
-  _globals['_JOURNALACK']._serialized_start=540
-  _globals['_JOURNALACK']._serialized_end=664
-  _globals['_GETLEDGERTOTALSREQUEST']._serialized_start=666
-  _globals['_GETLEDGERTOTALSREQUEST']._serialized_end=690
-  _globals['_ACCOUNTTOTAL']._serialized_start=692
-  _globals['_ACCOUNTTOTAL']._serialized_end=807
-  _globals['_LEDGERTOTALS']._serialized_start=810
-  _globals['_LEDGERTOTALS']._serialized_end=969
-  _globals['_INVENTORYMOVEMENT']._serialized_start=972
-  _globals['_INVENTORYMOVEMENT']._serialized_end=1268
-  _globals['_INVENTORYMOVEMENTBATCH']._serialized_start=1270
-  _globals['_INVENTORYMOVEMENTBATCH']._serialized_end=1390
-  _globals['_MOVEMENTACCEPTED']._serialized_start=1392
-  _globals['_MOVEMENTACCEPTED']._serialized_end=1470
-  _globals['_MOVEMENTREJECTED']._serialized_start=1472
-  _globals['_MOVEMENTREJECTED']._serialized_end=1527
-  _globals['_INVENTORYACK']._serialized_start=1530
-  _globals['_INVENTORYACK']._serialized_end=1664
-  _globals['_GETINVENTORYTOTALSREQUEST']._serialized_start=1666
-  _globals['_GETINVENTORYTOTALSREQUEST']._serialized_end=1693
-  _globals['_ITEMTOTAL']._serialized_start=1696
-  _globals['_ITEMTOTAL']._serialized_end=1833
-  _globals['_INVENTORYTOTALS']._serialized_start=1836
-  _globals['_INVENTORYTOTALS']._serialized_end=1987
-  _globals['_ERPADAPTER']._serialized_start=1990
-  _globals['_ERPADAPTER']._serialized_end=2355
+  _globals['_JOURNALLINE']._serialized_end=342
+  _globals['_JOURNALBATCH']._serialized_start=344
+  _globals['_JOURNALBATCH']._serialized_end=462
+  _globals['_LINEACCEPTED']._serialized_start=464
+  _globals['_LINEACCEPTED']._serialized_end=534
+  _globals['_LINEREJECTED']._serialized_start=536
+  _globals['_LINEREJECTED']._serialized_end=583
+  _globals['_JOURNALACK']._serialized_start=585
+  _globals['_JOURNALACK']._serialized_end=709
+  _globals['_GETLEDGERTOTALSREQUEST']._serialized_start=711
+  _globals['_GETLEDGERTOTALSREQUEST']._serialized_end=735
+  _globals['_ACCOUNTTOTAL']._serialized_start=738
+  _globals['_ACCOUNTTOTAL']._serialized_end=875
+  _globals['_LEDGERTOTALS']._serialized_start=878
+  _globals['_LEDGERTOTALS']._serialized_end=1037
+  _globals['_INVENTORYMOVEMENT']._serialized_start=1040
+  _globals['_INVENTORYMOVEMENT']._serialized_end=1458
+  _globals['_INVENTORYMOVEMENTBATCH']._serialized_start=1460
+  _globals['_INVENTORYMOVEMENTBATCH']._serialized_end=1580
+  _globals['_MOVEMENTACCEPTED']._serialized_start=1582
+  _globals['_MOVEMENTACCEPTED']._serialized_end=1660
+  _globals['_MOVEMENTREJECTED']._serialized_start=1662
+  _globals['_MOVEMENTREJECTED']._serialized_end=1717
+  _globals['_INVENTORYACK']._serialized_start=1720
+  _globals['_INVENTORYACK']._serialized_end=1854
+  _globals['_GETINVENTORYTOTALSREQUEST']._serialized_start=1856
+  _globals['_GETINVENTORYTOTALSREQUEST']._serialized_end=1883
+  _globals['_ITEMTOTAL']._serialized_start=1886
+  _globals['_ITEMTOTAL']._serialized_end=2044
+  _globals['_ACCOUNTVALUE']._serialized_start=2046
+  _globals['_ACCOUNTVALUE']._serialized_end=2154
+  _globals['_INVENTORYTOTALS']._serialized_start=2157
+  _globals['_INVENTORYTOTALS']._serialized_end=2388
+  _globals['_ERPADAPTER']._serialized_start=2391
+  _globals['_ERPADAPTER']._serialized_end=2756
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,12 @@ This contract carries NO protected health information: no names, medical record 
 dates of birth, addresses or phone numbers. The encounter is only a pseudonymous encounter_ref
 (a keyed HMAC). tests/unit/test_erp_proto_phi.py enforces an allowlist of field names.
 Money is an int64 number of cents.
+
+Every journal line and inventory movement carries the ERP dimensions master data gave it: the legal
+entity whose books it belongs to (required: a line or movement without one is rejected, and the lines
+of one source event must balance within each legal entity) and the business unit. Movements also carry
+the item's inventory account and standard unit cost, so the ERP values stock: issued minus returned,
+at standard cost, per facility and item, in total and per inventory account.
 """
 
 from collections import abc as _abc
@@ -42,6 +48,8 @@ class JournalLine(_message.Message):
     SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    LEGAL_ENTITY_FIELD_NUMBER: _builtins.int
+    BUSINESS_UNIT_FIELD_NUMBER: _builtins.int
     line_id: _builtins.str
     journal_date: _builtins.str
     """YYYY-MM-DD"""
@@ -58,6 +66,10 @@ class JournalLine(_message.Message):
     correlation_id: _builtins.str
     description: _builtins.str
     """charge code and description; never patient data"""
+    legal_entity: _builtins.str
+    """master data: the books the line belongs to; required"""
+    business_unit: _builtins.str
+    """master data"""
     def __init__(
         self,
         *,
@@ -73,10 +85,12 @@ class JournalLine(_message.Message):
         source_event_id: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
         description: _builtins.str = ...,
+        legal_entity: _builtins.str = ...,
+        business_unit: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "correlation_id", b"correlation_id", "cost_centre", b"cost_centre", "credit_cents", b"credit_cents", "currency", b"currency", "debit_cents", b"debit_cents", "description", b"description", "encounter_ref", b"encounter_ref", "facility", b"facility", "journal_date", b"journal_date", "line_id", b"line_id", "source_event_id", b"source_event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "business_unit", b"business_unit", "correlation_id", b"correlation_id", "cost_centre", b"cost_centre", "credit_cents", b"credit_cents", "currency", b"currency", "debit_cents", b"debit_cents", "description", b"description", "encounter_ref", b"encounter_ref", "facility", b"facility", "journal_date", b"journal_date", "legal_entity", b"legal_entity", "line_id", b"line_id", "source_event_id", b"source_event_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -203,6 +217,8 @@ Global___GetLedgerTotalsRequest: _TypeAlias = GetLedgerTotalsRequest  # noqa: Y0
 
 @_typing.final
 class AccountTotal(_message.Message):
+    """Totals of the lines of one legal entity, account and cost centre."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_FIELD_NUMBER: _builtins.int
@@ -210,11 +226,13 @@ class AccountTotal(_message.Message):
     DEBIT_CENTS_FIELD_NUMBER: _builtins.int
     CREDIT_CENTS_FIELD_NUMBER: _builtins.int
     LINE_COUNT_FIELD_NUMBER: _builtins.int
+    LEGAL_ENTITY_FIELD_NUMBER: _builtins.int
     account: _builtins.str
     cost_centre: _builtins.str
     debit_cents: _builtins.int
     credit_cents: _builtins.int
     line_count: _builtins.int
+    legal_entity: _builtins.str
     def __init__(
         self,
         *,
@@ -223,10 +241,11 @@ class AccountTotal(_message.Message):
         debit_cents: _builtins.int = ...,
         credit_cents: _builtins.int = ...,
         line_count: _builtins.int = ...,
+        legal_entity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "cost_centre", b"cost_centre", "credit_cents", b"credit_cents", "debit_cents", b"debit_cents", "line_count", b"line_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "cost_centre", b"cost_centre", "credit_cents", b"credit_cents", "debit_cents", b"debit_cents", "legal_entity", b"legal_entity", "line_count", b"line_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -246,7 +265,9 @@ class LedgerTotals(_message.Message):
     total_debit_cents: _builtins.int
     total_credit_cents: _builtins.int
     @_builtins.property
-    def by_account(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountTotal]: ...
+    def by_account(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountTotal]:
+        """per legal entity, account and cost centre"""
+
     def __init__(
         self,
         *,
@@ -285,6 +306,10 @@ class InventoryMovement(_message.Message):
     ENCOUNTER_REF_FIELD_NUMBER: _builtins.int
     SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    LEGAL_ENTITY_FIELD_NUMBER: _builtins.int
+    BUSINESS_UNIT_FIELD_NUMBER: _builtins.int
+    INVENTORY_ACCOUNT_FIELD_NUMBER: _builtins.int
+    UNIT_COST_CENTS_FIELD_NUMBER: _builtins.int
     movement_id: _builtins.str
     movement_type: _builtins.str
     """issue | return"""
@@ -304,6 +329,16 @@ class InventoryMovement(_message.Message):
     """pseudonymous: keyed HMAC of the encounter id"""
     source_event_id: _builtins.str
     correlation_id: _builtins.str
+    legal_entity: _builtins.str
+    """master data: the entity that owns the stock; required"""
+    business_unit: _builtins.str
+    """master data: of the consuming facility"""
+    inventory_account: _builtins.str
+    """item master: the GL account the stock is held in"""
+    unit_cost_cents: _builtins.int
+    """Item master standard cost per unit, in cents, at least zero; unset when the item is not costed
+    (its movements then count in quantities but add no value).
+    """
     def __init__(
         self,
         *,
@@ -320,12 +355,18 @@ class InventoryMovement(_message.Message):
         encounter_ref: _builtins.str = ...,
         source_event_id: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
+        legal_entity: _builtins.str = ...,
+        business_unit: _builtins.str = ...,
+        inventory_account: _builtins.str = ...,
+        unit_cost_cents: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_unit_cost_cents", b"_unit_cost_cents", "unit_cost_cents", b"unit_cost_cents"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_system", b"code_system", "correlation_id", b"correlation_id", "cost_centre", b"cost_centre", "description", b"description", "encounter_ref", b"encounter_ref", "facility", b"facility", "item_code", b"item_code", "movement_date", b"movement_date", "movement_id", b"movement_id", "movement_type", b"movement_type", "quantity_milli", b"quantity_milli", "source_event_id", b"source_event_id", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_unit_cost_cents", b"_unit_cost_cents", "business_unit", b"business_unit", "code_system", b"code_system", "correlation_id", b"correlation_id", "cost_centre", b"cost_centre", "description", b"description", "encounter_ref", b"encounter_ref", "facility", b"facility", "inventory_account", b"inventory_account", "item_code", b"item_code", "legal_entity", b"legal_entity", "movement_date", b"movement_date", "movement_id", b"movement_id", "movement_type", b"movement_type", "quantity_milli", b"quantity_milli", "source_event_id", b"source_event_id", "unit", b"unit", "unit_cost_cents", b"unit_cost_cents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__unit_cost_cents: _TypeAlias = _typing.Literal["unit_cost_cents"]  # noqa: Y015
+    _WhichOneofArgType__unit_cost_cents: _TypeAlias = _typing.Literal["_unit_cost_cents", b"_unit_cost_cents"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_cost_cents) -> _WhichOneofReturnType__unit_cost_cents | None: ...
 
 Global___InventoryMovement: _TypeAlias = InventoryMovement  # noqa: Y015
 
@@ -455,6 +496,7 @@ class ItemTotal(_message.Message):
     RETURNED_MILLI_FIELD_NUMBER: _builtins.int
     NET_MILLI_FIELD_NUMBER: _builtins.int
     MOVEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    VALUE_CENTS_FIELD_NUMBER: _builtins.int
     facility: _builtins.str
     item_code: _builtins.str
     issued_milli: _builtins.int
@@ -462,6 +504,10 @@ class ItemTotal(_message.Message):
     net_milli: _builtins.int
     """issued minus returned: what the facility consumed"""
     movement_count: _builtins.int
+    value_cents: _builtins.int
+    """Net value at standard cost, issued minus returned. Each movement is valued on its own as
+    quantity_milli * unit_cost_cents / 1000 rounded half up to the cent; uncosted movements add zero.
+    """
     def __init__(
         self,
         *,
@@ -471,14 +517,46 @@ class ItemTotal(_message.Message):
         returned_milli: _builtins.int = ...,
         net_milli: _builtins.int = ...,
         movement_count: _builtins.int = ...,
+        value_cents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["facility", b"facility", "issued_milli", b"issued_milli", "item_code", b"item_code", "movement_count", b"movement_count", "net_milli", b"net_milli", "returned_milli", b"returned_milli"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facility", b"facility", "issued_milli", b"issued_milli", "item_code", b"item_code", "movement_count", b"movement_count", "net_milli", b"net_milli", "returned_milli", b"returned_milli", "value_cents", b"value_cents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ItemTotal: _TypeAlias = ItemTotal  # noqa: Y015
+
+@_typing.final
+class AccountValue(_message.Message):
+    """The net value of the stock moved out of one legal entity's inventory account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEGAL_ENTITY_FIELD_NUMBER: _builtins.int
+    INVENTORY_ACCOUNT_FIELD_NUMBER: _builtins.int
+    VALUE_CENTS_FIELD_NUMBER: _builtins.int
+    MOVEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    legal_entity: _builtins.str
+    inventory_account: _builtins.str
+    value_cents: _builtins.int
+    """issued minus returned, at standard cost"""
+    movement_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        legal_entity: _builtins.str = ...,
+        inventory_account: _builtins.str = ...,
+        value_cents: _builtins.int = ...,
+        movement_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inventory_account", b"inventory_account", "legal_entity", b"legal_entity", "movement_count", b"movement_count", "value_cents", b"value_cents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountValue: _TypeAlias = AccountValue  # noqa: Y015
 
 @_typing.final
 class InventoryTotals(_message.Message):
@@ -489,13 +567,21 @@ class InventoryTotals(_message.Message):
     ISSUED_MILLI_FIELD_NUMBER: _builtins.int
     RETURNED_MILLI_FIELD_NUMBER: _builtins.int
     BY_ITEM_FIELD_NUMBER: _builtins.int
+    VALUE_CENTS_FIELD_NUMBER: _builtins.int
+    BY_INVENTORY_ACCOUNT_FIELD_NUMBER: _builtins.int
     movement_count: _builtins.int
     batch_count: _builtins.int
     issued_milli: _builtins.int
     returned_milli: _builtins.int
+    value_cents: _builtins.int
+    """net value at standard cost over every movement: issued minus returned"""
     @_builtins.property
     def by_item(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemTotal]:
         """per facility and item code"""
+
+    @_builtins.property
+    def by_inventory_account(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountValue]:
+        """per legal entity and inventory account"""
 
     def __init__(
         self,
@@ -505,10 +591,12 @@ class InventoryTotals(_message.Message):
         issued_milli: _builtins.int = ...,
         returned_milli: _builtins.int = ...,
         by_item: _abc.Iterable[Global___ItemTotal] | None = ...,
+        value_cents: _builtins.int = ...,
+        by_inventory_account: _abc.Iterable[Global___AccountValue] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_count", b"batch_count", "by_item", b"by_item", "issued_milli", b"issued_milli", "movement_count", b"movement_count", "returned_milli", b"returned_milli"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_count", b"batch_count", "by_inventory_account", b"by_inventory_account", "by_item", b"by_item", "issued_milli", b"issued_milli", "movement_count", b"movement_count", "returned_milli", b"returned_milli", "value_cents", b"value_cents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,6 +7,12 @@ This contract carries NO protected health information: no names, medical record 
 dates of birth, addresses or phone numbers. The encounter is only a pseudonymous encounter_ref
 (a keyed HMAC). tests/unit/test_erp_proto_phi.py enforces an allowlist of field names.
 Money is an int64 number of cents.
+
+Every journal line and inventory movement carries the ERP dimensions master data gave it: the legal
+entity whose books it belongs to (required: a line or movement without one is rejected, and the lines
+of one source event must balance within each legal entity) and the business unit. Movements also carry
+the item's inventory account and standard unit cost, so the ERP values stock: issued minus returned,
+at standard cost, per facility and item, in total and per inventory account.
 """
 
 from collections import abc as _abc

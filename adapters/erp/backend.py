@@ -2,9 +2,11 @@
 
 Every write is idempotent and the database decides: a batch is recorded under its idempotency key
 with the ack it got (a replay returns that ack), and a line under its line_id (a replay is accepted as
-a duplicate with the original posting_id). Lines are grouped by source event and each group must
-balance; the accepted lines of one call commit together. Inventory movements (adapters.erp.inventory)
-follow the same rules, each movement judged on its own. The tables live in adapters.erp.schema.
+a duplicate with the original posting_id). Every line must name its legal entity (master data enriches
+it upstream). Lines are grouped by source event and each group must balance within each legal entity, so
+no event posts across entities without its own balancing lines; the accepted lines of one call commit
+together. Inventory movements (adapters.erp.inventory) follow the same rules, each movement judged on its
+own. The tables live in adapters.erp.schema; create_schema brings an older database up to date.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from adapters.erp.inventory import (
     unordered_digest,
     validate_inventory_batch,
 )
-from adapters.erp.schema import Base, JournalBatchRow, JournalLineRow, total
+from adapters.erp.schema import JournalBatchRow, JournalLineRow, create_schema, total
 from proto import erp_pb2
 
 __all__ = ["ErpBackend", "SqlErpBackend"]
@@ -107,6 +109,8 @@ def _line_fault(line: erp_pb2.JournalLine, currency: str) -> str:
         return f"line {line.line_id}: needs exactly one of debit_cents or credit_cents above zero"
     if not line.account:
         return f"line {line.line_id}: account is empty"
+    if not line.legal_entity.strip():
+        return f"line {line.line_id}: legal_entity is empty: the line was not enriched with master data"
     if line.currency != currency:
         return f"line {line.line_id}: currency {line.currency!r} does not match batch currency {currency!r}"
     if not line.source_event_id:
@@ -132,15 +136,36 @@ def _group_faults(lines: list[erp_pb2.JournalLine], currency: str) -> dict[str, 
             for line_id, fault in own.items():
                 faults[line_id] = fault or f"event {event_id}: rejected with invalid line {bad[0]}"
             continue
-        debit = sum(line.debit_cents for line in members)
-        credit = sum(line.credit_cents for line in members)
-        if debit != credit:
-            reason = (
-                f"event {event_id} does not balance: debit {debit} != credit {credit} {currency} cents "
-                f"over {len(members)} lines"
-            )
+        if reason := _imbalance(event_id, members, currency):
             faults.update(dict.fromkeys(own, reason))
     return faults
+
+
+def _imbalance(event_id: str, members: list[erp_pb2.JournalLine], currency: str) -> str:
+    """Return why the well-formed lines of one event do not balance, or an empty string when they do."""
+    debit = sum(line.debit_cents for line in members)
+    credit = sum(line.credit_cents for line in members)
+    if debit != credit:
+        return (
+            f"event {event_id} does not balance: debit {debit} != credit {credit} {currency} cents "
+            f"over {len(members)} lines"
+        )
+    # Each legal entity keeps its own books: an event balanced only across entities would silently post
+    # an inter-company amount that neither entity's ledger explains.
+    by_entity: dict[str, list[erp_pb2.JournalLine]] = defaultdict(list)
+    for line in members:
+        by_entity[line.legal_entity].append(line)
+    for entity, lines in sorted(by_entity.items()):
+        entity_debit = sum(line.debit_cents for line in lines)
+        entity_credit = sum(line.credit_cents for line in lines)
+        if entity_debit != entity_credit:
+            return (
+                f"event {event_id} does not balance within legal entity {entity}: debit {entity_debit} != "
+                f"credit {entity_credit} {currency} cents over {len(lines)} lines (it balances only across "
+                f"legal entities {', '.join(sorted(by_entity))}; inter-company postings need balancing "
+                "lines in each entity)"
+            )
+    return ""
 
 
 class SqlErpBackend:
@@ -148,7 +173,7 @@ class SqlErpBackend:
 
     def __init__(self, database_url: str) -> None:
         self._engine = open_engine(database_url)
-        Base.metadata.create_all(self._engine)
+        create_schema(self._engine)
 
     def close(self) -> None:
         """Release the backend's connections."""
@@ -280,6 +305,8 @@ def _line_row(line: erp_pb2.JournalLine, posting_id: str, batch_key: str, now: d
         account=line.account,
         cost_centre=line.cost_centre,
         facility=line.facility,
+        legal_entity=line.legal_entity,
+        business_unit=line.business_unit,
         debit_cents=line.debit_cents,
         credit_cents=line.credit_cents,
         currency=line.currency,
@@ -304,19 +331,22 @@ def _ledger_totals(session: Session) -> erp_pb2.LedgerTotals:
     totals = erp_pb2.LedgerTotals(
         line_count=line_count, batch_count=batch_count, total_debit_cents=debit, total_credit_cents=credit
     )
+    row = JournalLineRow
     by_account = session.execute(
         select(
-            JournalLineRow.account,
-            JournalLineRow.cost_centre,
-            total(JournalLineRow.debit_cents),
-            total(JournalLineRow.credit_cents),
+            row.legal_entity,
+            row.account,
+            row.cost_centre,
+            total(row.debit_cents),
+            total(row.credit_cents),
             func.count(),
         )
-        .group_by(JournalLineRow.account, JournalLineRow.cost_centre)
-        .order_by(JournalLineRow.account, JournalLineRow.cost_centre)
+        .group_by(row.legal_entity, row.account, row.cost_centre)
+        .order_by(row.legal_entity, row.account, row.cost_centre)
     )
-    for account, cost_centre, account_debit, account_credit, count in by_account:
+    for legal_entity, account, cost_centre, account_debit, account_credit, count in by_account:
         totals.by_account.add(
+            legal_entity=legal_entity,
             account=account,
             cost_centre=cost_centre,
             debit_cents=account_debit,

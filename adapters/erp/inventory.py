@@ -2,7 +2,14 @@
 
 A batch is recorded under its idempotency key with the ack it got (a replay returns that ack), and a
 movement under its movement_id (a replay is accepted as a duplicate with the original posting_id).
-Each movement is judged on its own: a malformed one is rejected with a reason, the others commit.
+Each movement is judged on its own: a malformed one is rejected with a reason, the others commit. A
+movement must name the legal entity that owns the stock (master data enriches it upstream).
+
+Stock is valued at the item master's standard cost: each movement is worth quantity_milli *
+unit_cost_cents / 1000, rounded half up to the cent once, when it is recorded (as canonical
+InventoryMovement.value_cents does). A movement without a unit cost is not costed and adds no value.
+Totals give the net value, issued minus returned, per facility and item, overall and per legal entity
+and inventory account.
 """
 
 from __future__ import annotations
@@ -21,9 +28,24 @@ from adapters.erp.schema import InventoryBatchRow, InventoryMovementRow, total
 from canonical.models import MovementType
 from proto import erp_pb2
 
-__all__ = ["apply_inventory_batch", "inventory_totals", "unordered_digest", "validate_inventory_batch"]
+__all__ = [
+    "apply_inventory_batch",
+    "inventory_totals",
+    "movement_fault",
+    "movement_value",
+    "unordered_digest",
+    "validate_inventory_batch",
+]
 
 _MOVEMENT_TYPES = {kind.value for kind in MovementType}
+_INT64_MAX = 2**63 - 1
+
+
+def movement_value(movement: erp_pb2.InventoryMovement) -> int:
+    """Return the standard-cost value of a movement in cents, rounded half up; 0 when it is not costed."""
+    if not movement.HasField("unit_cost_cents"):
+        return 0
+    return (movement.quantity_milli * movement.unit_cost_cents + 500) // 1000
 
 
 def unordered_digest(envelope: Message, items: Iterable[Message]) -> str:
@@ -62,6 +84,14 @@ def movement_fault(movement: erp_pb2.InventoryMovement) -> str:
         return f"{where}: quantity_milli must be above zero, got {movement.quantity_milli}"
     if not movement.facility:
         return f"{where}: facility is empty"
+    if not movement.legal_entity.strip():
+        return f"{where}: legal_entity is empty: the movement was not enriched with master data"
+    if movement.HasField("unit_cost_cents"):
+        if movement.unit_cost_cents < 0:
+            return f"{where}: unit_cost_cents cannot be negative, got {movement.unit_cost_cents}"
+        if movement_value(movement) > _INT64_MAX:
+            cost = movement.unit_cost_cents
+            return f"{where}: quantity_milli {movement.quantity_milli} at {cost} cents a unit overflows int64"
     try:
         dt.date.fromisoformat(movement.movement_date)
     except ValueError:
@@ -152,6 +182,11 @@ def _movement_row(
         unit=movement.unit,
         facility=movement.facility,
         cost_centre=movement.cost_centre,
+        legal_entity=movement.legal_entity,
+        business_unit=movement.business_unit,
+        inventory_account=movement.inventory_account,
+        unit_cost_cents=movement.unit_cost_cents if movement.HasField("unit_cost_cents") else None,
+        value_cents=movement_value(movement),
         movement_date=dt.date.fromisoformat(movement.movement_date),
         encounter_ref=movement.encounter_ref,
         source_event_id=movement.source_event_id,
@@ -165,8 +200,16 @@ def inventory_totals(session: Session) -> erp_pb2.InventoryTotals:
     row = InventoryMovementRow
     issued = total(case((row.movement_type == MovementType.ISSUE.value, row.quantity_milli), else_=0))
     returned = total(case((row.movement_type == MovementType.RETURN.value, row.quantity_milli), else_=0))
-    count, issued_milli, returned_milli = session.execute(
-        select(func.count(), issued, returned).select_from(row)
+    # Net value: an issue takes stock out of the inventory account, a return puts it back.
+    value = total(
+        case(
+            (row.movement_type == MovementType.ISSUE.value, row.value_cents),
+            (row.movement_type == MovementType.RETURN.value, -row.value_cents),
+            else_=0,
+        )
+    )
+    count, issued_milli, returned_milli, value_cents = session.execute(
+        select(func.count(), issued, returned, value).select_from(row)
     ).one()
     batch_count = session.scalar(select(func.count()).select_from(InventoryBatchRow)) or 0
     totals = erp_pb2.InventoryTotals(
@@ -174,13 +217,14 @@ def inventory_totals(session: Session) -> erp_pb2.InventoryTotals:
         batch_count=batch_count,
         issued_milli=issued_milli,
         returned_milli=returned_milli,
+        value_cents=value_cents,
     )
     by_item = session.execute(
-        select(row.facility, row.item_code, issued, returned, func.count())
+        select(row.facility, row.item_code, issued, returned, value, func.count())
         .group_by(row.facility, row.item_code)
         .order_by(row.facility, row.item_code)
     )
-    for facility, item_code, item_issued, item_returned, item_count in by_item:
+    for facility, item_code, item_issued, item_returned, item_value, item_count in by_item:
         totals.by_item.add(
             facility=facility,
             item_code=item_code,
@@ -188,5 +232,18 @@ def inventory_totals(session: Session) -> erp_pb2.InventoryTotals:
             returned_milli=item_returned,
             net_milli=item_issued - item_returned,
             movement_count=item_count,
+            value_cents=item_value,
+        )
+    by_account = session.execute(
+        select(row.legal_entity, row.inventory_account, value, func.count())
+        .group_by(row.legal_entity, row.inventory_account)
+        .order_by(row.legal_entity, row.inventory_account)
+    )
+    for legal_entity, inventory_account, account_value, account_count in by_account:
+        totals.by_inventory_account.add(
+            legal_entity=legal_entity,
+            inventory_account=inventory_account,
+            value_cents=account_value,
+            movement_count=account_count,
         )
     return totals

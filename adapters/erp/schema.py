@@ -1,11 +1,16 @@
 """The ERP tables: journal batches and lines of the general ledger, inventory batches and movements.
 
 Like the contract, no table holds PHI: the encounter is only its keyed pseudonym (encounter_ref).
+
+create_schema brings a database written by an earlier release up to date: new tables are created, and a
+column added to an existing table since is added with its server default, so a previous SQLite or
+PostgreSQL database opens as it is. Columns are never dropped or retyped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from sqlalchemy import (
     BigInteger,
@@ -13,15 +18,29 @@ from sqlalchemy import (
     ColumnExpressionArgument,
     Date,
     DateTime,
+    Engine,
     ForeignKey,
     LargeBinary,
     String,
     cast,
     func,
+    inspect,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateColumn
 
-__all__ = ["Base", "InventoryBatchRow", "InventoryMovementRow", "JournalBatchRow", "JournalLineRow", "total"]
+__all__ = [
+    "Base",
+    "InventoryBatchRow",
+    "InventoryMovementRow",
+    "JournalBatchRow",
+    "JournalLineRow",
+    "create_schema",
+    "total",
+]
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -73,6 +92,10 @@ class JournalLineRow(Base):
     correlation_id: Mapped[str]
     description: Mapped[str]
     posted_at: Mapped[dt.datetime]
+    # Added with master-data enrichment: server defaults let an earlier database gain them (see
+    # create_schema). Lines posted before have an empty legal entity; new lines never do.
+    legal_entity: Mapped[str] = mapped_column(server_default="")
+    business_unit: Mapped[str] = mapped_column(server_default="")
 
 
 class InventoryBatchRow(Base):
@@ -91,7 +114,8 @@ class InventoryBatchRow(Base):
 
 
 class InventoryMovementRow(Base):
-    """One recorded stock movement; quantity_milli is always positive, movement_type gives the sign."""
+    """One recorded stock movement; quantity_milli and value_cents are never negative, movement_type gives
+    the sign."""
 
     __tablename__ = "erp_inventory_movements"
 
@@ -111,9 +135,40 @@ class InventoryMovementRow(Base):
     source_event_id: Mapped[str] = mapped_column(index=True)
     correlation_id: Mapped[str]
     posted_at: Mapped[dt.datetime]
+    # Added with master-data enrichment and stock valuation (see create_schema). Movements recorded
+    # before are uncosted: an empty legal entity and account, no unit cost, a value of zero.
+    legal_entity: Mapped[str] = mapped_column(server_default="")
+    business_unit: Mapped[str] = mapped_column(server_default="")
+    inventory_account: Mapped[str] = mapped_column(server_default="")
+    unit_cost_cents: Mapped[int | None]  # NULL: not costed
+    # quantity_milli * unit_cost_cents / 1000 rounded half up, fixed when recorded; 0 when not costed.
+    value_cents: Mapped[int] = mapped_column(server_default="0")
 
 
 def total(expression: ColumnExpressionArgument[int]) -> ColumnElement[int]:
     """Return SUM(expression) as a BIGINT, 0 over no rows."""
     # PostgreSQL sums a BIGINT into NUMERIC, which arrives as a Decimal that protobuf refuses.
     return cast(func.coalesce(func.sum(expression), 0), BigInteger)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables, and add to existing tables the columns a later release defined."""
+    Base.metadata.create_all(engine)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                # A programming error, caught by the first test that opens an old database.
+                raise RuntimeError(f"{table.name}.{column.name} is NOT NULL without a server default")
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            quoted = engine.dialect.identifier_preparer.quote(table.name)
+            try:
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {ddl}")
+            except DBAPIError:
+                # Another process opening the same database may have added it first.
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+            log.info("added column %s.%s", table.name, column.name)

@@ -114,6 +114,8 @@ def journal_batch(key: str, event: str, debit: int, credit: int) -> erp_pb2.Jour
             line_id=f"{event}-{side}",
             journal_date="2025-03-01",
             account=account,
+            legal_entity="GH-LE",
+            business_unit="GH-ACUTE",
             debit_cents=debit_cents,
             credit_cents=credit_cents,
             currency="USD",
@@ -238,6 +240,10 @@ def test_erp_replays_return_the_original_ack(tmp_path: Path) -> None:
             totals = await client.get_ledger_totals()
             assert (totals.line_count, totals.batch_count) == (2, 3)
             assert totals.total_debit_cents == totals.total_credit_cents == 500
+            assert [(a.legal_entity, a.account, a.line_count) for a in totals.by_account] == [
+                ("GH-LE", "1200", 1),
+                ("GH-LE", "4000", 1),
+            ]
 
     asyncio.run(scenario())
 
@@ -382,9 +388,13 @@ def merge_request(
 
 
 def movement(
-    movement_id: str, item_code: str = "HEP", quantity_milli: int = 2_000, kind: str = "issue"
+    movement_id: str,
+    item_code: str = "HEP",
+    quantity_milli: int = 2_000,
+    kind: str = "issue",
+    unit_cost_cents: int | None = 125,
 ) -> erp_pb2.InventoryMovement:
-    return erp_pb2.InventoryMovement(
+    message = erp_pb2.InventoryMovement(
         movement_id=movement_id,
         movement_type=kind,
         item_code=item_code,
@@ -392,10 +402,16 @@ def movement(
         unit="mL",
         facility="GH",
         cost_centre="GH-ICU",
+        legal_entity="GH-LE",
+        business_unit="GH-ACUTE",
+        inventory_account="1400",
         movement_date="2025-03-01",
         encounter_ref="ENC-1",
         source_event_id=f"evt-{movement_id}",
     )
+    if unit_cost_cents is not None:
+        message.unit_cost_cents = unit_cost_cents
+    return message
 
 
 def test_billing_coding_merge_and_versions_over_grpc(
@@ -518,6 +534,12 @@ def test_erp_inventory_over_grpc(tmp_path: Path) -> None:
             assert [(i.facility, i.item_code, i.net_milli, i.movement_count) for i in totals.by_item] == [
                 ("GH", "HEP", 1_500, 2)
             ]
+            # 2.000 mL issued at 1.25 (2.50), 0.500 returned (0.625, rounded half up to 0.63).
+            assert (totals.value_cents, totals.by_item[0].value_cents) == (187, 187)
+            assert [
+                (a.legal_entity, a.inventory_account, a.value_cents, a.movement_count)
+                for a in totals.by_inventory_account
+            ] == [("GH-LE", "1400", 187, 2)]
             # The ledger is untouched by inventory.
             assert (await client.get_ledger_totals()).line_count == 0
 
@@ -565,14 +587,24 @@ def test_dispatchers_over_grpc(tmp_path: Path) -> None:
             )
 
             to_erp = ErpDispatcher(erp, redis, "t.", "USD")  # type: ignore[arg-type]
-            report = await to_erp.dispatch(encoded(dispatch_journal("j-1"), dispatch_stock("s-1")))
+            journal = dispatch_journal("j-1")
+            report = await to_erp.dispatch(encoded(journal, dispatch_stock("s-1")))
             assert report.exceptions == []
             assert (report.counts["journal_lines_accepted"], report.counts["inventory_movements"]) == (2, 1)
             inventory = await erp.get_inventory_totals()
             assert [(i.item_code, i.net_milli) for i in inventory.by_item] == [("HEP", 2_000)]
+            assert inventory.value_cents == 250
+            ledger = await erp.get_ledger_totals()
+            assert {a.legal_entity for a in ledger.by_account} == {
+                line.legal_entity for line in journal.lines
+            }
 
     asyncio.run(scenario())
 
 
 def dispatch_stock(command_id: str) -> InventoryCommand:
-    return stock(command_id, ("HEP", MovementType.ISSUE, 2_000))
+    """The dispatch test's stock command, its movements costed by the item master."""
+    command = stock(command_id, ("HEP", MovementType.ISSUE, 2_000))
+    enrichment = {"inventory_account": "1400", "unit_cost_cents": 125}
+    movements = tuple(moved.model_copy(update=enrichment) for moved in command.movements)
+    return command.model_copy(update={"movements": movements})

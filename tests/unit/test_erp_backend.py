@@ -13,7 +13,7 @@ import pytest
 from adapters import open_engine
 from adapters.convert import inventory_movement_from, journal_line_from
 from adapters.erp.backend import SqlErpBackend
-from adapters.erp.schema import JournalBatchRow, JournalLineRow
+from adapters.erp.schema import Base, JournalBatchRow, JournalLineRow
 from canonical.errors import InvalidMessageError
 from canonical.models import InventoryMovement, JournalLine, MovementType
 from proto import erp_pb2
@@ -28,6 +28,7 @@ def line(
     account: str = "1200",
     cost_centre: str = "ICU",
     currency: str = "USD",
+    legal_entity: str = "GH-LE",
 ) -> erp_pb2.JournalLine:
     return erp_pb2.JournalLine(
         line_id=line_id,
@@ -35,6 +36,8 @@ def line(
         account=account,
         cost_centre=cost_centre,
         facility="GH",
+        legal_entity=legal_entity,
+        business_unit="GH-ACUTE",
         debit_cents=debit,
         credit_cents=credit,
         currency=currency,
@@ -45,11 +48,11 @@ def line(
     )
 
 
-def pair(event: str, cents: int) -> list[erp_pb2.JournalLine]:
+def pair(event: str, cents: int, legal_entity: str = "GH-LE") -> list[erp_pb2.JournalLine]:
     """Return the balanced receivable/revenue pair of one charge event."""
     return [
-        line(f"{event}-dr", event, debit=cents, account="1200"),
-        line(f"{event}-cr", event, credit=cents, account="4000"),
+        line(f"{event}-dr", event, debit=cents, account="1200", legal_entity=legal_entity),
+        line(f"{event}-cr", event, credit=cents, account="4000", legal_entity=legal_entity),
     ]
 
 
@@ -78,6 +81,8 @@ def test_convert_builds_the_journal_line_message() -> None:
         account="1200",
         cost_centre="ICU",
         facility="GH",
+        legal_entity="GH-LE",
+        business_unit="GH-ACUTE",
         debit_cents=12_500,
         encounter_ref="ENC-abc",
         source_event_id="evt-1",
@@ -87,6 +92,7 @@ def test_convert_builds_the_journal_line_message() -> None:
     message = journal_line_from(canonical)
     assert (message.journal_date, message.debit_cents, message.credit_cents) == ("2025-03-01", 12_500, 0)
     assert (message.currency, message.encounter_ref) == ("USD", "ENC-abc")
+    assert (message.legal_entity, message.business_unit) == ("GH-LE", "GH-ACUTE")
 
 
 def test_a_balanced_batch_is_posted_and_its_replay_returns_the_original_ack(backend: SqlErpBackend) -> None:
@@ -150,6 +156,11 @@ def test_an_unbalanced_event_is_rejected_whole_and_the_rest_commits(backend: Sql
         (line("evt-1-cr", "evt-1", credit=-100), "cannot be negative"),
         (line("evt-1-cr", "evt-1", credit=100, account=""), "account is empty"),
         (line("evt-1-cr", "evt-1", credit=100, currency="EUR"), "does not match batch currency 'USD'"),
+        (
+            line("evt-1-cr", "evt-1", credit=100, legal_entity=""),
+            "line evt-1-cr: legal_entity is empty: the line was not enriched with master data",
+        ),
+        (line("evt-1-cr", "evt-1", credit=100, legal_entity="  "), "legal_entity is empty"),
     ],
 )
 def test_an_invalid_line_takes_its_event_down_with_it(
@@ -235,6 +246,66 @@ def test_ledger_totals_by_account(backend: SqlErpBackend) -> None:
     ]
 
 
+def test_an_event_balanced_only_across_legal_entities_is_rejected_whole(backend: SqlErpBackend) -> None:
+    # Receivable in one entity's books, revenue in another's: it balances overall, but neither ledger does.
+    cross = [
+        line("evt-2-dr", "evt-2", debit=1_000, legal_entity="GH-LE"),
+        line("evt-2-cr", "evt-2", credit=600, account="4000", legal_entity="GH-LE"),
+        line("evt-2-ic", "evt-2", credit=400, account="4000", legal_entity="NH-LE"),
+    ]
+    ack = backend.post_journal_batch(batch("b-1", *pair("evt-1", 300), *cross))
+    assert [a.line_id for a in ack.accepted] == ["evt-1-dr", "evt-1-cr"]
+    reasons = {r.line_id: r.reason for r in ack.rejected}
+    assert list(reasons) == ["evt-2-dr", "evt-2-cr", "evt-2-ic"]
+    assert len(set(reasons.values())) == 1
+    reason = reasons["evt-2-dr"]
+    assert "event evt-2 does not balance within legal entity GH-LE: debit 1000 != credit 600" in reason
+    assert "balances only across legal entities GH-LE, NH-LE" in reason
+    totals = backend.ledger_totals()
+    assert (totals.line_count, totals.total_debit_cents, totals.total_credit_cents) == (2, 300, 300)
+    # The replay of the batch is the same rejection, not a second judgement.
+    assert backend.post_journal_batch(batch("b-1", *pair("evt-1", 300), *cross)) == ack
+
+
+def test_an_event_balanced_within_each_legal_entity_posts(backend: SqlErpBackend) -> None:
+    # An inter-company event with its due-to/due-from lines balances in both entities' books.
+    both = [
+        line("evt-1-dr", "evt-1", debit=1_000, legal_entity="GH-LE"),
+        line("evt-1-due-from", "evt-1", credit=1_000, account="1900", legal_entity="GH-LE"),
+        line("evt-1-due-to", "evt-1", debit=1_000, account="2900", legal_entity="NH-LE"),
+        line("evt-1-cr", "evt-1", credit=1_000, account="4000", legal_entity="NH-LE"),
+    ]
+    ack = backend.post_journal_batch(batch("b-1", *both))
+    assert list(ack.rejected) == []
+    assert len(ack.accepted) == 4
+
+
+def test_ledger_totals_by_legal_entity_account_and_cost_centre(backend: SqlErpBackend) -> None:
+    backend.post_journal_batch(
+        batch("b-1", *pair("evt-1", 1_000), *pair("evt-2", 250, "NH-LE"), *pair("evt-3", 50, "NH-LE"))
+    )
+    totals = backend.ledger_totals()
+    assert (totals.line_count, totals.total_debit_cents, totals.total_credit_cents) == (6, 1_300, 1_300)
+    assert [
+        (a.legal_entity, a.account, a.cost_centre, a.debit_cents, a.credit_cents, a.line_count)
+        for a in totals.by_account
+    ] == [
+        ("GH-LE", "1200", "ICU", 1_000, 0, 1),
+        ("GH-LE", "4000", "ICU", 0, 1_000, 1),
+        ("NH-LE", "1200", "ICU", 300, 0, 2),
+        ("NH-LE", "4000", "ICU", 0, 300, 2),
+    ]
+
+
+def test_posted_lines_keep_their_dimensions(backend: SqlErpBackend, db_path: Path) -> None:
+    backend.post_journal_batch(batch("b-1", *pair("evt-1", 100)))
+    with sqlite3.connect(db_path) as raw:
+        rows = raw.execute(
+            "SELECT line_id, legal_entity, business_unit FROM erp_journal_lines ORDER BY line_id"
+        ).fetchall()
+    assert rows == [("evt-1-cr", "GH-LE", "GH-ACUTE"), ("evt-1-dr", "GH-LE", "GH-ACUTE")]
+
+
 def test_state_survives_a_restart(db_path: Path) -> None:
     first = SqlErpBackend(f"sqlite:///{db_path}")
     ack = first.post_journal_batch(batch("b-1", *pair("evt-1", 100)))
@@ -263,8 +334,11 @@ def movement(
     movement_type: str = "issue",
     facility: str = "GH",
     movement_date: str = "2025-03-01",
+    legal_entity: str = "GH-LE",
+    inventory_account: str = "1400",
+    unit_cost_cents: int | None = None,
 ) -> erp_pb2.InventoryMovement:
-    return erp_pb2.InventoryMovement(
+    message = erp_pb2.InventoryMovement(
         movement_id=movement_id,
         movement_type=movement_type,
         item_code=item_code,
@@ -278,7 +352,13 @@ def movement(
         encounter_ref="ENC-0123456789abcdef01234567",
         source_event_id=f"evt-{movement_id}",
         correlation_id="corr-1",
+        legal_entity=legal_entity,
+        business_unit=f"{facility}-ACUTE",
+        inventory_account=inventory_account,
     )
+    if unit_cost_cents is not None:
+        message.unit_cost_cents = unit_cost_cents
+    return message
 
 
 def stock(key: str, *movements: erp_pb2.InventoryMovement) -> erp_pb2.InventoryMovementBatch:
@@ -296,6 +376,10 @@ def test_convert_builds_the_inventory_movement_message() -> None:
         unit="mL",
         facility="GH",
         cost_centre="GH-ICU",
+        legal_entity="GH-LE",
+        business_unit="GH-ACUTE",
+        inventory_account="1400",
+        unit_cost_cents=0,
         # 23:30 local is the next day in UTC; the ERP gets the local day, as journal_date does.
         occurred_at=dt.datetime(2025, 3, 1, 23, 30, tzinfo=eastern),
         encounter_ref="ENC-abc",
@@ -313,6 +397,17 @@ def test_convert_builds_the_inventory_movement_message() -> None:
         "GH-ICU",
         "ENC-abc",
     )
+    assert (message.legal_entity, message.business_unit, message.inventory_account) == (
+        "GH-LE",
+        "GH-ACUTE",
+        "1400",
+    )
+    # A standard cost of zero is a cost (a free item), not a missing one.
+    assert message.HasField("unit_cost_cents") and message.unit_cost_cents == 0
+    uncosted = inventory_movement_from(canonical.model_copy(update={"unit_cost_cents": None}))
+    assert not uncosted.HasField("unit_cost_cents")
+    costed = inventory_movement_from(canonical.model_copy(update={"unit_cost_cents": 1_234}))
+    assert (costed.HasField("unit_cost_cents"), costed.unit_cost_cents) == (True, 1_234)
 
 
 def test_movements_are_recorded_and_a_batch_replay_returns_the_original_ack(backend: SqlErpBackend) -> None:
@@ -351,6 +446,15 @@ def test_movements_are_idempotent_across_and_within_batches(backend: SqlErpBacke
         (movement("m-bad", movement_type=""), "movement_type must be issue or return, got ''"),
         (movement("m-bad", item_code=""), "item_code is empty"),
         (movement("m-bad", facility=""), "facility is empty"),
+        (
+            movement("m-bad", legal_entity=""),
+            "legal_entity is empty: the movement was not enriched with master data",
+        ),
+        (movement("m-bad", unit_cost_cents=-1), "unit_cost_cents cannot be negative, got -1"),
+        (
+            movement("m-bad", quantity_milli=2**62, unit_cost_cents=10_000),
+            f"quantity_milli {2**62} at 10000 cents a unit overflows int64",
+        ),
         (
             movement("m-bad", movement_date="03/01/2025"),
             "movement_date '03/01/2025' is not a YYYY-MM-DD date",
@@ -424,10 +528,97 @@ def test_inventory_totals_by_facility_and_item(backend: SqlErpBackend) -> None:
     assert backend.ledger_totals() == erp_pb2.LedgerTotals()
 
 
+def test_inventory_is_valued_at_standard_cost_issued_minus_returned(backend: SqlErpBackend) -> None:
+    backend.post_inventory_movements(
+        stock(
+            "s-1",
+            # 2.000 mL at 1.25 a mL: 2.50.
+            movement("m-1", "HEP", 2_000, unit_cost_cents=125),
+            # 0.500 mL back: 0.625 rounds half up to 0.63 (per movement, when recorded).
+            movement("m-2", "HEP", 500, movement_type="return", unit_cost_cents=125),
+            # 1.500 at 0.03: 0.045 rounds half up to 0.05; 0.499 at 0.01 rounds down to 0.00.
+            movement("m-3", "GAUZE", 1_500, unit_cost_cents=3, inventory_account="1410"),
+            movement("m-4", "GAUZE", 499, unit_cost_cents=1, inventory_account="1410"),
+            # Not costed: counted in quantities and movements, no value.
+            movement("m-5", "SUP-9", 4_000, inventory_account=""),
+            # Another entity's stock, costed at zero: a free item.
+            movement("m-6", "HEP", 1_000, facility="NH", legal_entity="NH-LE", unit_cost_cents=0),
+        )
+    )
+    totals = backend.inventory_totals()
+    assert (totals.movement_count, totals.value_cents) == (6, 250 - 63 + 5 + 0)
+    assert [
+        (i.facility, i.item_code, i.net_milli, i.value_cents, i.movement_count) for i in totals.by_item
+    ] == [
+        ("GH", "GAUZE", 1_999, 5, 2),
+        ("GH", "HEP", 1_500, 187, 2),
+        ("GH", "SUP-9", 4_000, 0, 1),
+        ("NH", "HEP", 1_000, 0, 1),
+    ]
+    assert [
+        (a.legal_entity, a.inventory_account, a.value_cents, a.movement_count)
+        for a in totals.by_inventory_account
+    ] == [
+        ("GH-LE", "", 0, 1),
+        ("GH-LE", "1400", 187, 2),
+        ("GH-LE", "1410", 5, 2),
+        ("NH-LE", "1400", 0, 1),
+    ]
+
+
+def test_a_return_above_the_issues_values_negative(backend: SqlErpBackend) -> None:
+    backend.post_inventory_movements(
+        stock("s-1", movement("m-1", "HEP", 3_000, movement_type="return", unit_cost_cents=1_001))
+    )
+    totals = backend.inventory_totals()
+    # 3.000 at 10.01 = 30.03, returned: stock came back into the account.
+    assert (totals.value_cents, totals.by_item[0].value_cents, totals.by_item[0].net_milli) == (
+        -3_003,
+        -3_003,
+        -3_000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("quantity_milli", "unit_cost_cents"),
+    [(1, 499), (1, 500), (1, 501), (1_500, 3), (333, 3), (2_500, 1), (7_777, 12_345), (1_000, 0)],
+)
+def test_the_recorded_value_is_the_canonical_value(
+    backend: SqlErpBackend, quantity_milli: int, unit_cost_cents: int
+) -> None:
+    canonical = InventoryMovement(
+        movement_id="m-1",
+        movement_type=MovementType.ISSUE,
+        item_code="HEP",
+        quantity_milli=quantity_milli,
+        facility="GH",
+        legal_entity="GH-LE",
+        unit_cost_cents=unit_cost_cents,
+        occurred_at=dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC),
+        encounter_ref="ENC-abc",
+        source_event_id="evt-1",
+        correlation_id="corr-1",
+    )
+    backend.post_inventory_movements(stock("s-1", inventory_movement_from(canonical)))
+    assert backend.inventory_totals().value_cents == canonical.value_cents
+
+
+def test_movements_keep_their_dimensions_and_cost(backend: SqlErpBackend, db_path: Path) -> None:
+    backend.post_inventory_movements(
+        stock("s-1", movement("m-1", unit_cost_cents=125), movement("m-2", "SUP-9", inventory_account=""))
+    )
+    with sqlite3.connect(db_path) as raw:
+        rows = raw.execute(
+            "SELECT movement_id, legal_entity, business_unit, inventory_account, unit_cost_cents, "
+            "value_cents FROM erp_inventory_movements ORDER BY movement_id"
+        ).fetchall()
+    assert rows == [("m-1", "GH-LE", "GH-ACUTE", "1400", 125, 250), ("m-2", "GH-LE", "GH-ACUTE", "", None, 0)]
+
+
 def test_a_ledger_of_the_previous_release_gains_the_inventory_tables(db_path: Path) -> None:
     engine = open_engine(f"sqlite:///{db_path}")
-    JournalBatchRow.__table__.create(engine)
-    JournalLineRow.__table__.create(engine)
+    for row in (JournalBatchRow, JournalLineRow):
+        Base.metadata.tables[row.__tablename__].create(engine)
     engine.dispose()
     upgraded = SqlErpBackend(f"sqlite:///{db_path}")
     try:
@@ -443,3 +634,90 @@ def test_inventory_logs_name_batches_and_counts(
     caplog.set_level(logging.INFO)
     backend.post_inventory_movements(stock("s-1", movement("m-1"), movement("m-2", quantity_milli=0)))
     assert "inventory batch inv-s-1 (s-1): 2 movements, 1 accepted (0 duplicate), 1 rejected" in caplog.text
+
+
+# The ERP tables as the release before master-data enrichment created them, with a line pair and a
+# movement posted then.
+_ERP_BEFORE_DIMENSIONS = (
+    """CREATE TABLE erp_journal_batches (
+        idempotency_key VARCHAR NOT NULL, batch_id VARCHAR NOT NULL, currency VARCHAR NOT NULL,
+        line_count BIGINT NOT NULL, accepted_count BIGINT NOT NULL, rejected_count BIGINT NOT NULL,
+        request_digest VARCHAR NOT NULL, ack BLOB NOT NULL, received_at DATETIME NOT NULL,
+        PRIMARY KEY (idempotency_key))""",
+    """CREATE TABLE erp_journal_lines (
+        line_id VARCHAR NOT NULL, posting_id VARCHAR NOT NULL, batch_key VARCHAR NOT NULL,
+        journal_date DATE NOT NULL, account VARCHAR NOT NULL, cost_centre VARCHAR NOT NULL,
+        facility VARCHAR NOT NULL, debit_cents BIGINT NOT NULL, credit_cents BIGINT NOT NULL,
+        currency VARCHAR NOT NULL, encounter_ref VARCHAR NOT NULL, source_event_id VARCHAR NOT NULL,
+        correlation_id VARCHAR NOT NULL, description VARCHAR NOT NULL, posted_at DATETIME NOT NULL,
+        PRIMARY KEY (line_id), UNIQUE (posting_id),
+        FOREIGN KEY(batch_key) REFERENCES erp_journal_batches (idempotency_key))""",
+    """CREATE TABLE erp_inventory_batches (
+        idempotency_key VARCHAR NOT NULL, batch_id VARCHAR NOT NULL, movement_count BIGINT NOT NULL,
+        accepted_count BIGINT NOT NULL, rejected_count BIGINT NOT NULL, request_digest VARCHAR NOT NULL,
+        ack BLOB NOT NULL, received_at DATETIME NOT NULL, PRIMARY KEY (idempotency_key))""",
+    """CREATE TABLE erp_inventory_movements (
+        movement_id VARCHAR NOT NULL, posting_id VARCHAR NOT NULL, batch_key VARCHAR NOT NULL,
+        movement_type VARCHAR NOT NULL, item_code VARCHAR NOT NULL, code_system VARCHAR NOT NULL,
+        description VARCHAR NOT NULL, quantity_milli BIGINT NOT NULL, unit VARCHAR NOT NULL,
+        facility VARCHAR NOT NULL, cost_centre VARCHAR NOT NULL, movement_date DATE NOT NULL,
+        encounter_ref VARCHAR NOT NULL, source_event_id VARCHAR NOT NULL, correlation_id VARCHAR NOT NULL,
+        posted_at DATETIME NOT NULL, PRIMARY KEY (movement_id), UNIQUE (posting_id),
+        FOREIGN KEY(batch_key) REFERENCES erp_inventory_batches (idempotency_key))""",
+    """INSERT INTO erp_journal_batches VALUES ('b-old', 'batch-b-old', 'USD', 2, 2, 0, 'digest', X'',
+        '2025-03-01 09:00:00')""",
+    """INSERT INTO erp_journal_lines VALUES ('evt-0-dr', 'GL-old-dr', 'b-old', '2025-03-01', '1200', 'ICU',
+        'GH', 700, 0, 'USD', 'ENC-1', 'evt-0', 'corr-0', '', '2025-03-01 09:00:00')""",
+    """INSERT INTO erp_journal_lines VALUES ('evt-0-cr', 'GL-old-cr', 'b-old', '2025-03-01', '4000', 'ICU',
+        'GH', 0, 700, 'USD', 'ENC-1', 'evt-0', 'corr-0', '', '2025-03-01 09:00:00')""",
+    """INSERT INTO erp_inventory_batches VALUES ('s-old', 'inv-s-old', 1, 1, 0, 'digest', X'',
+        '2025-03-01 09:00:00')""",
+    """INSERT INTO erp_inventory_movements VALUES ('m-old', 'IM-old', 's-old', 'issue', 'HEP', 'NDC', '',
+        2000, 'mL', 'GH', 'GH-ICU', '2025-03-01', 'ENC-1', 'evt-m-old', 'corr-0', '2025-03-01 09:00:00')""",
+)
+
+
+def test_a_ledger_without_dimensions_opens_and_gains_the_new_columns(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        for statement in _ERP_BEFORE_DIMENSIONS:
+            raw.execute(statement)
+    upgraded = SqlErpBackend(f"sqlite:///{db_path}")
+    try:
+        # What was posted before keeps its place, under an empty legal entity, and is not costed.
+        ledger = upgraded.ledger_totals()
+        assert [(a.legal_entity, a.account, a.line_count) for a in ledger.by_account] == [
+            ("", "1200", 1),
+            ("", "4000", 1),
+        ]
+        inventory = upgraded.inventory_totals()
+        assert (inventory.movement_count, inventory.issued_milli, inventory.value_cents) == (1, 2_000, 0)
+        assert [
+            (a.legal_entity, a.inventory_account, a.movement_count) for a in inventory.by_inventory_account
+        ] == [("", "", 1)]
+        # The old postings are still the postings of record, and new ones carry their dimensions.
+        replay = upgraded.post_journal_batch(batch("b-1", *pair("evt-0", 700), *pair("evt-1", 100)))
+        assert [(a.line_id, a.posting_id, a.duplicate) for a in replay.accepted[:2]] == [
+            ("evt-0-dr", "GL-old-dr", True),
+            ("evt-0-cr", "GL-old-cr", True),
+        ]
+        moved = upgraded.post_inventory_movements(
+            stock("s-1", movement("m-old"), movement("m-1", unit_cost_cents=100))
+        )
+        assert [(a.posting_id, a.duplicate) for a in moved.accepted] == [
+            ("IM-old", True),
+            (moved.accepted[1].posting_id, False),
+        ]
+        assert [(a.legal_entity, a.account, a.line_count) for a in upgraded.ledger_totals().by_account] == [
+            ("", "1200", 1),
+            ("", "4000", 1),
+            ("GH-LE", "1200", 1),
+            ("GH-LE", "4000", 1),
+        ]
+        assert upgraded.inventory_totals().value_cents == 200  # 2.000 units at 1.00
+    finally:
+        upgraded.close()
+    # Opening it again finds nothing left to add.
+    SqlErpBackend(f"sqlite:///{db_path}").close()
+    with sqlite3.connect(db_path) as raw:
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(erp_inventory_movements)")}
+    assert {"legal_entity", "business_unit", "inventory_account", "unit_cost_cents", "value_cents"} <= columns

@@ -26,6 +26,10 @@ ALLOWED_FIELDS = frozenset(
         "source_event_id",
         "correlation_id",
         "description",
+        # JournalLine, InventoryMovement, AccountTotal, AccountValue: master-data dimensions of the
+        # organisation (the books, the business unit), never of the patient.
+        "legal_entity",
+        "business_unit",
         # JournalBatch
         "batch_id",
         "idempotency_key",
@@ -51,6 +55,9 @@ ALLOWED_FIELDS = frozenset(
         "quantity_milli",
         "unit",
         "movement_date",
+        # InventoryMovement: the item master's GL account and standard cost, the same for every patient.
+        "inventory_account",
+        "unit_cost_cents",
         # InventoryMovementBatch, InventoryAck, MovementAccepted, MovementRejected
         "movements",
         # InventoryTotals, ItemTotal
@@ -59,6 +66,9 @@ ALLOWED_FIELDS = frozenset(
         "returned_milli",
         "net_milli",
         "by_item",
+        # InventoryTotals, ItemTotal, AccountValue: stock valued at standard cost
+        "value_cents",
+        "by_inventory_account",
     }
 )
 PHI_PATTERN = re.compile(r"name|mrn|birth|dob|address|phone|ssn", re.IGNORECASE)
@@ -105,6 +115,7 @@ def test_every_erp_field_is_allowlisted() -> None:
         "hcsync.erp.v1.InventoryMovementBatch",
         "hcsync.erp.v1.InventoryAck",
         "hcsync.erp.v1.InventoryTotals",
+        "hcsync.erp.v1.AccountValue",
     } <= set(fields)
     unexpected = [
         f"{message}.{field.name}"

@@ -18,6 +18,7 @@ from cluster.stack import Stack
 from streams.topics import TopicNames
 from tests.hl7_samples import a40, adt, bar, dft, ras
 from tests.integration.conftest import charges, report_now, settle, wait_until
+from tests.masterdata import demo_set
 
 
 def _uid() -> str:
@@ -290,7 +291,9 @@ def test_every_financial_message_type_reaches_its_sink(settings: Settings) -> No
     before = settle(settings, 1.0)
     uid = _uid()
     visit, other = f"V{uid}", f"W{uid}"
-    drug, supply = f"DRUG{uid}", f"SUP{uid}"
+    # Items of the shipped item master: other tests use them too, so stock is compared as a change.
+    drug, supply = "00409-4888-01", "SUP1004"
+    drug_before, supply_before = _stock(before, "NMH", drug), _stock(before, "NMH", supply)
     oru = (
         f"MSH|^~\\&|LAB|NMH|HCSYNC|HCSYNC|20261120083000||ORU^R01^ORU_R01|L{uid}|P|2.5.1\r"
         f"PID|1||MRN{uid}^^^NMH^MR||Doe^Jane\rPV1|1|I|MEDSURG^1^A^NMH||||||||||||||||{visit}^^^NMH^VN\r"
@@ -307,7 +310,7 @@ def test_every_financial_message_type_reaches_its_sink(settings: Settings) -> No
         dft(
             f"D{uid}",
             visit,
-            [("CG", supply, "Gauze", 2, "8.00"), ("CG", supply, "Gauze", -1, "4.00")],
+            [("CG", supply, "Dressing", 2, "8.00"), ("CG", supply, "Dressing", -1, "4.00")],
             code_system="SUPPLY",
         ),
         adt("A04", f"R{uid}", other, mrn=f"OLD{uid}", patient_class="O"),
@@ -317,8 +320,8 @@ def test_every_financial_message_type_reaches_its_sink(settings: Settings) -> No
     def arrived() -> bool:
         now = report_now(settings)
         return (
-            _stock(now, "NMH", drug) == 2500
-            and _stock(now, "NMH", supply) == 1000
+            _stock(now, "NMH", drug) - drug_before == 2500
+            and _stock(now, "NMH", supply) - supply_before == 1000
             and int(now.billing.get("codedAccountCount", 0)) > int(before.billing.get("codedAccountCount", 0))
             and charges(now)[0] >= charges(before)[0] + 2
         )
@@ -345,4 +348,17 @@ def test_every_financial_message_type_reaches_its_sink(settings: Settings) -> No
     assert charges(after)[1] - charges(before)[1] == 400
     assert after.counters["ignored"] - before.counters["ignored"] >= 1
     assert after.counters.get("type:ORU^R01", 0) - before.counters.get("type:ORU^R01", 0) == 1
-    assert _stock(after, "NMH", drug) == 2500 and _stock(after, "NMH", supply) == 1000
+    assert _stock(after, "NMH", drug) - drug_before == 2500
+    assert _stock(after, "NMH", supply) - supply_before == 1000
+    # Valued at the item master's standard cost, each movement rounded half up to the cent.
+    costs = {code: demo_set().item(code) for code in (drug, supply)}
+    assert all(item is not None for item in costs.values())
+
+    def value(milli: int, code: str) -> int:
+        item = costs[code]
+        assert item is not None
+        return (milli * item.unit_cost_cents + 500) // 1000
+
+    expected_value = value(2500, drug) + value(2000, supply) - value(1000, supply)
+    valued = int(after.inventory.get("valueCents", 0)) - int(before.inventory.get("valueCents", 0))
+    assert valued == expected_value

@@ -87,7 +87,7 @@ def _record(stage: str, original: bytes, encounter_id: str | None, rule: str) ->
 def _account_command(raw_adt: bytes) -> UpsertAccountCommand:
     """Return the account upsert the encounter agent would send for an ADT: a valid billing command."""
     [event] = canonicalize(raw_adt)
-    rules = PostingRules(receivables_account="1200", revenue_account="4000", encounter_ref_key=b"test")
+    rules = PostingRules(encounter_ref_key=b"test")
     command = apply_event(EncounterState(encounter_id=event.encounter_id), event, rules).billing[0]
     assert isinstance(command, UpsertAccountCommand)
     return command

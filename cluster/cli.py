@@ -227,12 +227,16 @@ def demo(
     encounters: Annotated[int, typer.Option(min=1, help="Encounters in the synthetic day.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 7,
     timeout_s: Annotated[float, typer.Option(help="How long to wait for the pipeline to drain.")] = 600.0,
+    late_charges: Annotated[
+        int,
+        typer.Option(min=0, help="Late charges with an unmapped code for the governance act (0: skip it)."),
+    ] = 3,
 ) -> None:
     """Start the embedded stack, replay a synthetic hospital day, reconcile and stop."""
     from cluster.demo import run_demo
 
     settings = get_settings()
-    ok = run_demo(settings, encounters, seed, timeout_s, console)
+    ok = run_demo(settings, encounters, seed, timeout_s, console, late_charges)
     raise typer.Exit(0 if ok else 1)
 
 

@@ -1,9 +1,16 @@
 """`hcsync demo`: start the embedded stack, replay a synthetic hospital day, reconcile, stop.
 
-The demo passes only if the source charge total (what the generated DFT messages carry) equals the
-billing total and the ERP revenue total, every charge line reached both, every coded account reached
-billing, and the stock the ERP recorded as used equals, item by item, what the supply charges and
-medication administrations of the day consumed.
+The stack runs on the shipped demo master data (cluster/masterdata/demo), which gives every posting its
+legal entity, business unit, cost centre and revenue account. After the day, a governance act sends late
+charges with a code the charge master lacks: they are quarantined, the mapping is loaded as a new
+master-data version while the stack runs, and the replayed charges post exactly once
+(cluster/demo_governance.py).
+
+The demo passes only if the source charge total (what the generated DFT messages carry, late charges
+included) equals the billing total and the ERP revenue total, every charge line reached both, every
+coded account reached billing, the stock the ERP recorded as used equals, item by item, what the supply
+charges and medication administrations of the day consumed, and the governance act posted each late
+charge once.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cluster.demo_governance import GovernanceResult, run_governance
 from cluster.kafka import producer
 from cluster.render import money, print_report
 from cluster.report import StackReport, collect, format_milli
@@ -25,6 +33,7 @@ from cluster.send import keyed
 from cluster.settings import Settings
 from cluster.stack import Stack
 from cluster.synth import SyntheticDay, generate_day
+from streams.quarantine_store import QuarantineStore
 from streams.stats import Stats
 from streams.topics import TopicNames
 
@@ -45,6 +54,13 @@ class Reconciliation:
     # Stock used by (facility, item code), thousandths of a unit.
     source_stock: dict[tuple[str, str], int] = field(default_factory=dict)
     erp_stock: dict[tuple[str, str], int] = field(default_factory=dict)
+    # The governance act: late charges quarantined, then replayed after the master-data fix, once.
+    governance: GovernanceResult | None = None
+
+    @property
+    def governance_ok(self) -> bool:
+        g = self.governance
+        return g is None or (len(g.quarantined) == g.lines and g.replayed == g.lines and g.posted_once)
 
     @property
     def stock_agrees(self) -> bool:
@@ -60,24 +76,30 @@ class Reconciliation:
             == self.erp_receivables_cents
             and self.source_coded_accounts == self.billing_coded_accounts
             and self.stock_agrees
+            and self.governance_ok
         )
 
 
-def reconcile(day: SyntheticDay, report: StackReport) -> Reconciliation:
-    """Compare the generated day with what billing and the ERP hold."""
+def reconcile(
+    day: SyntheticDay, report: StackReport, governance: GovernanceResult | None = None
+) -> Reconciliation:
+    """Compare the generated day (and the late charges of the governance act) with billing and the ERP."""
+    late_lines = governance.lines if governance is not None else 0
+    late_cents = governance.cents if governance is not None else 0
     revenue_lines = sum(
         int(row.get("lineCount", 0))
         for row in report.ledger.get("byAccount", [])
         if row.get("account") in report.revenue_accounts
     )
     return Reconciliation(
-        source_lines=day.expected.charge_lines,
+        source_lines=day.expected.charge_lines + late_lines,
         billing_lines=int(report.billing.get("chargeCount", 0)),
         erp_revenue_lines=revenue_lines,
-        source_cents=day.expected.net_charge_cents,
+        source_cents=day.expected.net_charge_cents + late_cents,
         billing_cents=int(report.billing.get("amountCents", 0)),
         erp_revenue_cents=report.revenue_net_cents,
         erp_receivables_cents=report.receivables_net_cents,
+        governance=governance,
         source_coded_accounts=day.expected.bar_messages,
         billing_coded_accounts=int(report.billing.get("codedAccountCount", 0)),
         source_stock={key: milli for key, milli in day.expected.stock_milli_by_item.items() if milli},
@@ -196,11 +218,27 @@ def reconciliation_table(rec: Reconciliation) -> Table:
         format_milli(sum(rec.erp_stock.values())),
         "[green]agree item by item[/]" if rec.stock_agrees else "[red]DIFFER[/]",
     )
+    g = rec.governance
+    if g is not None:
+        table.add_row(
+            f"late charges ({g.version_before} -> {g.version_after})",
+            f"{g.lines:,} quarantined",
+            f"{g.replayed:,} replayed",
+            f"+{g.charges_after_second_replay - g.charges_after_replay:,} on a 2nd replay",
+            "[green]posted once[/]" if rec.governance_ok else "[red]DIFFER[/]",
+        )
     return table
 
 
-def run_demo(settings: Settings, encounters: int, seed: int, timeout_s: float, console: Console) -> bool:
-    """Run the whole demo; return True when the totals agree."""
+def run_demo(
+    settings: Settings,
+    encounters: int,
+    seed: int,
+    timeout_s: float,
+    console: Console,
+    late_charges: int = 3,
+) -> bool:
+    """Run the whole demo (the governance act too, unless ``late_charges`` is 0); True when totals agree."""
     started = time.monotonic()
     day = generate_day(encounters=encounters, seed=seed)
     run_dir = new_run_dir(settings, "demo")
@@ -209,13 +247,22 @@ def run_demo(settings: Settings, encounters: int, seed: int, timeout_s: float, c
     with console.status("starting broker, Redis, adapters, Ray and the Faust worker..."):
         stack.start()
     console.print(f"stack ready in {time.monotonic() - started:.1f}s")
+    governance: GovernanceResult | None = None
     try:
         asyncio.run(_send_and_watch(settings, day, console, timeout_s))
+        if late_charges:
+            store = QuarantineStore(f"sqlite:///{run_dir / 'quarantine.db'}")
+            try:
+                governance = asyncio.run(
+                    run_governance(settings, day, run_dir, store, console, count=late_charges)
+                )
+            finally:
+                store.close()
         report = asyncio.run(collect(settings))
     finally:
         with console.status("stopping the stack..."):
             stack.stop()
-    rec = reconcile(day, report)
+    rec = reconcile(day, report, governance)
     console.print(summary_table(day, report, rec, time.monotonic() - started))
     print_report(report, console)
     console.print(reconciliation_table(rec))

@@ -16,7 +16,8 @@ def money(cents: int) -> str:
 
 def report_tables(report: StackReport) -> list[Table]:
     """Return the tables of `hcsync report`."""
-    flow = Table(title="Pipeline", show_header=True)
+    version = report.masterdata_version or "none loaded"
+    flow = Table(title=f"Pipeline (master data {version})", show_header=True)
     flow.add_column("what")
     flow.add_column("count", justify="right")
     rows = [
@@ -48,11 +49,12 @@ def report_tables(report: StackReport) -> list[Table]:
     for label, value in report.coding_rows():
         billing.add_row(label, f"{value:,}")
 
-    ledger = Table(title="ERP journal lines by account")
-    for col in ("account", "cost centre", "lines", "debit", "credit"):
+    ledger = Table(title="ERP journal lines by legal entity, account and cost centre")
+    for col in ("legal entity", "account", "cost centre", "lines", "debit", "credit"):
         ledger.add_column(col, justify="right" if col in ("lines", "debit", "credit") else "left")
     for row in report.ledger.get("byAccount", []):
         ledger.add_row(
+            str(row.get("legalEntity", "")),
             str(row.get("account", "")),
             str(row.get("costCentre", "")),
             f"{int(row.get('lineCount', 0)):,}",
@@ -62,13 +64,14 @@ def report_tables(report: StackReport) -> list[Table]:
     ledger.add_row(
         "total",
         "",
+        "",
         f"{int(report.ledger.get('lineCount', 0)):,}",
         money(int(report.ledger.get("totalDebitCents", 0))),
         money(int(report.ledger.get("totalCreditCents", 0))),
         style="bold",
     )
     inventory = Table(title="ERP inventory by facility and item")
-    for col in ("facility", "item", "movements", "issued", "returned", "net"):
+    for col in ("facility", "item", "movements", "issued", "returned", "net", "value"):
         inventory.add_column(col, justify="left" if col in ("facility", "item") else "right")
     for item in report.inventory_rows():
         inventory.add_row(
@@ -78,6 +81,7 @@ def report_tables(report: StackReport) -> list[Table]:
             format_milli(item.issued_milli),
             format_milli(item.returned_milli),
             format_milli(item.net_milli),
+            money(item.value_cents),
         )
     inventory.add_row(
         "total",
@@ -88,6 +92,7 @@ def report_tables(report: StackReport) -> list[Table]:
         format_milli(
             int(report.inventory.get("issuedMilli", 0)) - int(report.inventory.get("returnedMilli", 0))
         ),
+        money(int(report.inventory.get("valueCents", 0))),
         style="bold",
     )
     return [flow, billing, ledger, inventory]

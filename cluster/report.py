@@ -48,6 +48,7 @@ class ItemRow:
     returned_milli: int
     net_milli: int
     movement_count: int
+    value_cents: int = 0  # net value at the item master's standard cost
 
 
 @dataclass(slots=True)
@@ -112,6 +113,7 @@ class StackReport:
                 returned_milli=_int(row, "returnedMilli"),
                 net_milli=_int(row, "netMilli"),
                 movement_count=_int(row, "movementCount"),
+                value_cents=_int(row, "valueCents"),
             )
             for row in self.inventory.get("byItem", [])
         ]
@@ -190,4 +192,5 @@ def derived(report: StackReport) -> dict[str, int]:
         "inventory_returned_milli": _int(report.inventory, "returnedMilli"),
         "inventory_net_milli": _int(report.inventory, "issuedMilli")
         - _int(report.inventory, "returnedMilli"),
+        "inventory_value_cents": _int(report.inventory, "valueCents"),
     }

@@ -1,13 +1,16 @@
 """Enrichment, free of Ray: give each canonical event its ERP dimensions from master data, or refuse it.
 
-A message is a transaction: if any of its events breaks a master-data rule, the whole message is
+Postings are charges and medication doses (they reach the ledger or the stock); the other events of an
+encounter (ADT, coding, orders) only need their codes to be known, so a discharge from a closed unit
+still goes through. A message is a transaction: if any of its events breaks a rule, the whole message is
 quarantined (with its original bytes) before anything reaches billing or the ERP, and a replay after the
 master data is fixed posts all of it. The rules, each with a fix hint for the integration engineer:
 
-    MD-FACILITY-UNKNOWN      the facility is not in facilities.csv (or is inactive)
-    MD-DEPARTMENT-UNKNOWN    the department or point of care is not in departments.csv / locations.csv,
-                             is inactive, or a charge or dose names none at all
-    MD-COST-CENTRE-INACTIVE  the department's cost centre is closed
+    MD-FACILITY-UNKNOWN      the facility is not in facilities.csv; for a posting, also when the
+                             facility, its legal entity or its business unit is inactive
+    MD-DEPARTMENT-UNKNOWN    the department or point of care is in neither departments.csv nor
+                             locations.csv; for a posting, also when it is inactive or none is named
+    MD-COST-CENTRE-INACTIVE  a posting's department has a closed cost centre
     MD-CHARGE-CODE-UNMAPPED  the charge code is not in charge_codes.csv (or is inactive)
     MD-ITEM-UNKNOWN          a supply charge or a dose names an item not in items.csv (or inactive)
     MD-ACCOUNT-NOT-IN-COA    a revenue, receivables or inventory account is not an active account of
@@ -30,7 +33,7 @@ from canonical.envelope import (
 )
 from canonical.errors import Fault, InvalidMessageError
 from canonical.hl7v2.parser import Hl7Message, Segment
-from canonical.reference import Department, MasterDataSet
+from canonical.reference import Department, Location, MasterDataSet
 
 RULES = {
     "MD-FACILITY-UNKNOWN": "add the facility to facilities.csv (with its legal entity and business unit)",
@@ -83,6 +86,11 @@ class _Enricher:
             )
         )
 
+    def line(self, name: str, position: int) -> Segment | None:
+        """Return the segment an event was mapped from: its FT1 or RXA by ordinal (the event position)."""
+        segments = self.msg.segments_named(name)
+        return segments[position] if position < len(segments) else None
+
     def pv1(self, encounter_id: str) -> Segment | None:
         """Return the PV1 of an encounter (BAR carries one per visit), else the first PV1."""
         segments = self.msg.segments_named("PV1")
@@ -109,48 +117,83 @@ class _Enricher:
         line: Segment | None,
         field: int,
         encounter_id: str,
-        need_department: bool,
+        posts: bool,
     ) -> ErpDimensions:
-        """Resolve facility and department to legal entity, business unit and cost centre."""
+        """Resolve facility and department to legal entity, business unit and cost centre.
+
+        Unknown codes stop every event. Inactive records (a closed unit, cost centre or company) and a
+        missing department stop only events that post (charges, doses): a discharge or a cancellation
+        from a closed unit must still go through, and gets no cost centre.
+        """
+        facility_at = self.where(line, field, 4, encounter_id)
         facility = self.data.facility(facility_code)
-        if facility is None or not facility.active:
-            state = "inactive" if facility is not None else "not in the master data"
+        if facility is None:
             raise self.fail(
                 "MD-FACILITY-UNKNOWN",
-                self.where(line, field, 4, encounter_id),
-                f"facility {facility_code} is {state}",
+                facility_at,
+                f"facility {facility_code} is not in the master data",
                 facility_code,
             )
+        entity = self.data.legal_entity(facility.legal_entity)
+        unit = self.data.business_unit(facility.business_unit)
+        assert entity is not None and unit is not None  # a loaded set is consistent
+        if posts:
+            for kind, record in (("facility", facility), ("legal entity", entity), ("business unit", unit)):
+                if not record.active:
+                    raise self.fail(
+                        "MD-FACILITY-UNKNOWN",
+                        facility_at,
+                        f"{kind} {record.key} of facility {facility_code} is inactive",
+                        facility_code,
+                    )
+        department_at = self.where(line, field, 1, encounter_id)
         department: Department | None = None
+        open_for_posting = True
         if department_code:
-            department = self.data.department(facility_code, department_code)
-            if department is None or not department.active:
-                state = "inactive" if department is not None else "neither a department nor a location"
+            department = self.data.get("departments", facility_code, department_code)
+            location: Location | None = None
+            if department is None:
+                location = self.data.get("locations", facility_code, department_code)
+                if location is not None:
+                    department = self.data.get("departments", facility_code, location.department)
+            if department is None:
                 raise self.fail(
                     "MD-DEPARTMENT-UNKNOWN",
-                    self.where(line, field, 1, encounter_id),
-                    f"{department_code} of facility {facility_code} is {state}",
+                    department_at,
+                    f"{department_code} of facility {facility_code} is neither a department nor a location",
                     department_code,
                 )
-        elif need_department:
+            closed = [r for r in (location, department) if r is not None and not r.active]
+            if closed and posts:
+                what = "location" if isinstance(closed[0], Location) else "department"
+                raise self.fail(
+                    "MD-DEPARTMENT-UNKNOWN",
+                    department_at,
+                    f"{what} {closed[0].code} of facility {facility_code} is inactive",
+                    department_code,
+                )
+            open_for_posting = not closed
+        elif posts:
             raise self.fail(
                 "MD-DEPARTMENT-UNKNOWN",
-                self.where(line, field, 1, encounter_id),
+                department_at,
                 "no department: the line and PV1-3.1 are both empty, so there is no cost centre to post to",
                 "",
             )
         cost_centre = ""
         if department is not None:
             centre = self.data.cost_centre(department.cost_centre)
-            if centre is None or not centre.active:
+            assert centre is not None  # a loaded set is consistent
+            if not centre.active and posts:
                 raise self.fail(
                     "MD-COST-CENTRE-INACTIVE",
-                    self.where(line, field, 1, encounter_id),
-                    f"cost centre {department.cost_centre} of department {department.code} "
-                    f"({facility_code}) is inactive",
+                    department_at,
+                    f"cost centre {centre.code} of department {department.code} ({facility_code}) "
+                    "is inactive",
                     department_code,
                 )
-            cost_centre = centre.code
+            if centre.active and open_for_posting:
+                cost_centre = centre.code
         return ErpDimensions(
             masterdata_version=self.data.version,
             legal_entity=facility.legal_entity,
@@ -178,15 +221,14 @@ class _Enricher:
 
     def charge(self, env: EventEnvelope, payload: ChargePayload) -> ErpDimensions:
         charge = payload.charge
-        ft1s = self.msg.segments_named("FT1")
-        ft1 = ft1s[env.source_position] if env.source_position < len(ft1s) else None
+        ft1 = self.line("FT1", env.source_position)
         dims = self.organisation(
             charge.facility,
             charge.department,
             line=ft1,
             field=13,
             encounter_id=charge.encounter_id,
-            need_department=True,
+            posts=True,
         )
         code_at = _Where("FT1", "FT1-7.1", ft1.index if ft1 is not None else None)
         entry = self.data.charge_code(charge.charge_code)
@@ -208,8 +250,8 @@ class _Enricher:
                 "receivables_account": self.account(
                     entity.receivables_account,
                     f"receivables account of legal entity {entity.code}",
-                    code_at,
-                    entry.code,
+                    self.where(ft1, 13, 4, charge.encounter_id),
+                    entity.code,
                 ),
             }
         )
@@ -217,15 +259,14 @@ class _Enricher:
 
     def dose(self, env: EventEnvelope, payload: MedicationAdministrationPayload) -> ErpDimensions:
         given = payload.administration
-        rxas = self.msg.segments_named("RXA")
-        rxa = rxas[env.source_position] if env.source_position < len(rxas) else None
+        rxa = self.line("RXA", env.source_position)
         dims = self.organisation(
             given.facility,
             given.department,
             line=rxa,
             field=11,
             encounter_id=given.encounter_id,
-            need_department=True,
+            posts=True,
         )
         return self.item(
             given.medication_code,
@@ -250,7 +291,7 @@ class _Enricher:
                 line=None,
                 field=3,
                 encounter_id=encounter.encounter_id,
-                need_department=False,
+                posts=False,
             )
         return env.model_copy(update={"dimensions": dims})
 

@@ -403,10 +403,22 @@ class MasterDataSet(CanonicalModel):
                     f"not {facility.legal_entity}",
                 )
         for department in self.departments:
-            if self.facility(department.facility) is None:
+            home = self.facility(department.facility)
+            if home is None:
                 bad("departments", department.key, f"facility {department.facility} is unknown")
-            if self.cost_centre(department.cost_centre) is None:
+            dept_centre = self.cost_centre(department.cost_centre)
+            if dept_centre is None:
                 bad("departments", department.key, f"cost_centre {department.cost_centre} is unknown")
+            elif home is not None:
+                # Revenue is credited in the facility's books: its cost centre must be in the same ones.
+                owner = self.business_unit(dept_centre.business_unit)
+                if owner is not None and owner.legal_entity != home.legal_entity:
+                    bad(
+                        "departments",
+                        department.key,
+                        f"cost_centre {dept_centre.code} belongs to legal entity {owner.legal_entity}, "
+                        f"not to {home.legal_entity} of facility {home.code}",
+                    )
         for location in self.locations:
             if self.get("departments", location.facility, location.department) is None:
                 bad(

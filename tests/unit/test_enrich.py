@@ -110,9 +110,11 @@ def test_unknown_facility() -> None:
     assert fault.message_id == "A1" and "facilities.csv" in fault.hint and "replay" in fault.hint
 
 
-def test_inactive_facility() -> None:
-    fault = _fault(adt("A01", "A1", "V1"), _deactivated("facilities", "NMH")).fault
-    assert fault.rule == "MD-FACILITY-UNKNOWN" and "inactive" in fault.reason
+def test_an_inactive_facility_stops_postings_only() -> None:
+    closed = _deactivated("facilities", "NMH")
+    fault = _fault(dft("D1", "V1", [("CG", "80053", "CMP", 1, "98.00")]), closed).fault
+    assert (fault.rule, fault.field) == ("MD-FACILITY-UNKNOWN", "FT1-13.4") and "inactive" in fault.reason
+    assert enriched(adt("A03", "A3", "V1", discharge="20261121100000"), closed)[0].dimensions is not None
 
 
 def test_unknown_department_on_a_charge_names_ft1_13() -> None:
@@ -191,5 +193,55 @@ def test_the_charge_payload_is_left_as_mapped() -> None:
     assert rich.model_copy(update={"dimensions": None}) == plain
 
 
-def test_every_rule_has_a_fix_hint() -> None:
-    assert all(hint for hint in RULES.values())
+def test_each_hint_names_its_rule_in_the_replay_command() -> None:
+    faults = [
+        _fault(adt("A01", "A1", "V1", facility="ZZH")).fault,
+        _fault(dft("D1", "V1", [("CG", "99499", "Unlisted", 1, "10.00")])).fault,
+    ]
+    for fault in faults:
+        assert fault.hint.startswith(RULES[fault.rule]) and f"--rule {fault.rule}" in fault.hint
+
+
+CHARGE = [("CG", "80053", "CMP", 1, "98.00")]
+
+
+def test_a_discharge_from_a_closed_unit_goes_through_without_a_cost_centre() -> None:
+    [env] = enriched(adt("A03", "A3", "V1", dept="PEDS", discharge="20261121100000"))
+    assert env.dimensions is not None and env.dimensions.department == "PEDS"
+    assert env.dimensions.cost_centre == "" and env.dimensions.legal_entity
+
+
+def test_an_inactive_department_stops_postings_only() -> None:
+    closed = _deactivated("departments", "NMH|MEDSURG")
+    fault = _fault(dft("D1", "V1", CHARGE), closed).fault
+    assert (fault.rule, fault.field) == ("MD-DEPARTMENT-UNKNOWN", "FT1-13.1") and "inactive" in fault.reason
+    [env] = enriched(adt("A11", "A1", "V1"), closed)
+    assert env.dimensions is not None and env.dimensions.cost_centre == ""
+
+
+def test_an_inactive_location_stops_postings() -> None:
+    location = next(loc for loc in demo_set().locations if loc.facility == "NMH" and loc.active)
+    closed = _deactivated("locations", location.key)
+    fault = _fault(dft("D1", "V1", CHARGE, dept=location.code), closed).fault
+    assert fault.rule == "MD-DEPARTMENT-UNKNOWN" and f"location {location.code}" in fault.reason
+
+
+@pytest.mark.parametrize("domain", ["legal_entities", "business_units"])
+def test_an_inactive_company_or_business_unit_stops_postings(domain: str) -> None:
+    facility = demo_set().facility("NMH")
+    assert facility is not None
+    key = facility.legal_entity if domain == "legal_entities" else facility.business_unit
+    closed = _deactivated(domain, key)
+    fault = _fault(dft("D1", "V1", CHARGE), closed).fault
+    assert fault.rule == "MD-FACILITY-UNKNOWN" and key in fault.reason and "inactive" in fault.reason
+    assert enriched(adt("A01", "A1", "V1"), closed)[0].dimensions is not None
+
+
+def test_an_inactive_receivables_account_is_located_at_the_facility() -> None:
+    facility = demo_set().facility("NMH")
+    assert facility is not None
+    entity = demo_set().legal_entity(facility.legal_entity)
+    assert entity is not None
+    fault = _fault(dft("D1", "V1", CHARGE), _deactivated("accounts", entity.receivables_account)).fault
+    assert fault.rule == "MD-ACCOUNT-NOT-IN-COA"
+    assert (fault.segment, fault.field, fault.found) == ("FT1", "FT1-13.4", entity.code)

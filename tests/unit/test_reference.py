@@ -134,3 +134,20 @@ def test_diff_against_nothing_adds_everything() -> None:
     changes = diff_sets(None, data)
     assert len(changes) == sum(data.counts().values()) + len(data.manifest.registry)
     assert {c.change for c in changes} == {"added"}
+
+
+def test_a_department_cost_centre_must_be_in_its_facility_books() -> None:
+    data = demo_set()
+    department = next(d for d in data.departments if d.facility == "NMH")
+    facility = data.facility("NMH")
+    assert facility is not None
+    foreign = next(
+        c
+        for c in data.cost_centres
+        if (unit := data.business_unit(c.business_unit)) is not None
+        and unit.legal_entity != facility.legal_entity
+    )
+    reasons = [
+        p.reason for p in _with(data, "departments", department.key, cost_centre=foreign.code).problems()
+    ]
+    assert any(f"cost_centre {foreign.code} belongs to legal entity" in r for r in reasons)

@@ -8,6 +8,8 @@ import hashlib
 
 from pydantic import AwareDatetime, Field, ValidationError
 
+from canonical import ids
+from canonical.envelope import EventEnvelope
 from canonical.errors import Fault
 from canonical.models import CanonicalModel
 from canonical.phi import PhiField
@@ -80,3 +82,32 @@ def failure_record(stage: str, value: bytes, rule: str, exc: Exception) -> bytes
     """Return the JSON quarantine record of an item whose processing kept failing."""
     reason = f"{stage}: {type(exc).__name__}: {exc}"
     return _record_json(stage, value, rule, reason, stage.encode() + b"|" + rule.encode() + b"|")
+
+
+def unenriched_record(event: EventEnvelope) -> bytes:
+    """Return the quarantine record of a posting that carries no master-data dimensions.
+
+    Such an event was written before enrichment existed (schema below 1.2). Replaying the record gives the
+    same event, so the fix is to send its source message again: it is enriched on the way in, and its
+    event id is the same, so it posts once.
+    """
+    value = event.model_dump_json().encode("utf-8")
+    record = ExceptionRecord(
+        record_id=hashlib.sha256(b"encounters|ENCOUNTER-NOT-ENRICHED|" + value).hexdigest()[:32],
+        stage="encounters",
+        message_key=ids.message_key(event.source_sender, event.source_message_id),
+        source_message_id=event.source_message_id,
+        encounter_id=event.encounter_id,
+        rule="ENCOUNTER-NOT-ENRICHED",
+        reason=(
+            f"event {event.event_id} ({event.event_type.value}, schema {event.schema_version}) has no ERP "
+            "dimensions: it was mapped before master-data enrichment and cannot post"
+        ),
+        fix_hint=(
+            f"send message {event.source_message_id} from {event.source_sender} again (hcsync send FILE, "
+            "or from the EHR): it is enriched on the way in and posts once"
+        ),
+        original_b64=base64.b64encode(value).decode("ascii"),
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    return record.model_dump_json().encode("utf-8")

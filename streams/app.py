@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from actors.pool import TransformPool
 from actors.transform import StrictPolicy, TransformBatch, TransformResult
 from canonical.envelope import EventEnvelope, MergePayload
-from canonical.quarantine import failure_record, poison_record
+from canonical.quarantine import failure_record, poison_record, unenriched_record
 from cluster.settings import Settings
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.encounter_state import EncounterState, apply_event, merge_command
@@ -152,8 +152,14 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             pending.append(await billing.send(key=key, value=command.model_dump_json().encode()))
         for journal in transition.erp:
             pending.append(await erp.send(key=key, value=journal.model_dump_json().encode()))
+        for refused in transition.unenriched:
+            pending.append(await exceptions.send(value=unenriched_record(refused)))
         # Delivered, not just queued: otherwise the changelog write below could reach the broker first.
         await asyncio.gather(*pending)
+        if transition.unenriched:
+            await runtime.stats.add({"quarantined": len(transition.unenriched)})
+        if transition.unenriched and transition.state == state:
+            return  # nothing else changed: a lone posting without dimensions leaves no trace in the state
         table[env.encounter_id] = transition.state.model_dump(mode="json")
         if transition.held or transition.released or transition.stale:
             await runtime.stats.add(

@@ -152,6 +152,9 @@ class Transition:
     held: bool = False
     released: int = 0
     stale: bool = False
+    # Postings that carry no master-data dimensions (written before enrichment existed): they cannot post
+    # and are not marked processed, so a re-sent source message, enriched this time, still posts.
+    unenriched: list[EventEnvelope] = field(default_factory=list)
 
 
 def _merge_encounter(old: Encounter | None, new: Encounter) -> Encounter:
@@ -274,6 +277,8 @@ def _apply_charge(
     state: EncounterState, env: EventEnvelope, processed: tuple[str, ...], rules: PostingRules
 ) -> Transition:
     assert isinstance(env.payload, ChargePayload)
+    if env.dimensions is None:
+        return Transition(state=state, unenriched=[env])
     if state.status is None:
         held = state.model_copy(
             update={"processed_event_ids": processed, "held_charges": (*state.held_charges, env)}
@@ -310,6 +315,8 @@ def _apply_dose(
     state: EncounterState, env: EventEnvelope, processed: tuple[str, ...], rules: PostingRules
 ) -> Transition:
     assert isinstance(env.payload, MedicationAdministrationPayload)
+    if env.dimensions is None:
+        return Transition(state=state, unenriched=[env])
     given = env.payload.administration
     before = state.doses.get(given.administration_id)
     if before is not None and env.occurred_at < before.as_of:
@@ -384,11 +391,15 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
     transition = Transition(state=state, billing=[account], stale=not newer)
     released = []
     for waiting in state.held_charges:
+        if waiting.dimensions is None:
+            transition.unenriched.append(waiting)
+            continue
         post, erp = _charge_commands(waiting, rules)
         transition.billing.append(post)
         transition.erp.extend(erp)
         released.append(_ref(post.charge))
     transition.released = len(released)
+    refused = {waiting.event_id for waiting in transition.unenriched}
     transition.state = state.model_copy(
         update={
             "status": status,
@@ -396,7 +407,7 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
             "encounter": encounter,
             "patient": patient,
             "snapshot_at": snapshot_at,
-            "processed_event_ids": processed,
+            "processed_event_ids": tuple(i for i in processed if i not in refused),
             "held_charges": (),
             "charges": (*state.charges, *released),
         }

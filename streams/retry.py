@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from canonical.errors import NotRetryableError
+
 log = logging.getLogger(__name__)
 
 MAX_DELAY_S = 15.0
@@ -33,7 +35,7 @@ async def retry(
 
     Without ``attempts`` it retries until it succeeds (an outage of Ray, the broker or an adapter must
     delay work, not drop it). With ``attempts`` it calls ``on_give_up`` after the last failure, so one
-    poison item cannot stall everything behind it.
+    poison item cannot stall everything behind it; a NotRetryableError goes to ``on_give_up`` at once.
     """
     delay_s = 0.5
     tried = 0
@@ -44,7 +46,8 @@ async def retry(
             raise
         except Exception as exc:
             tried += 1
-            if attempts is not None and tried >= attempts and on_give_up is not None:
+            hopeless = isinstance(exc, NotRetryableError)  # the same failure on every attempt
+            if on_give_up is not None and (hopeless or (attempts is not None and tried >= attempts)):
                 log.error("%s failed %d times (%s); quarantined", what, tried, describe(exc))
                 await on_give_up(exc)
                 return None

@@ -21,6 +21,7 @@ from tests.hl7_samples import a40, adt, bar, dft, ras, rde
 from tests.masterdata import cost_centre, demo_set, enriched
 
 RULES = PostingRules(encounter_ref_key=b"k")
+LINES = [("CG", "99283", "ED visit", 1, "450.00")]
 
 
 def _run(state: EncounterState, raw: bytes) -> tuple[EncounterState, list[object], list[JournalCommand]]:
@@ -242,3 +243,28 @@ def test_a_cancelled_discharge_clears_the_discharge_time() -> None:
 def test_a_zero_amount_credit_is_a_credit_event() -> None:
     [event] = enriched(dft("D0", "V1", [("CD", "99211", "Waived", 1, "0.00")]))
     assert event.event_type.value == "charge.credited"
+
+
+def test_a_posting_without_dimensions_is_refused_and_not_marked_processed() -> None:
+    """An event mapped before enrichment existed cannot post; a re-sent, enriched copy still can."""
+    state, _, _ = _run(EncounterState(encounter_id="NMH:V1"), adt("A01", "A1", "V1"))
+    [bare] = [e.model_copy(update={"dimensions": None}) for e in enriched(dft("D1", "V1", LINES))]
+    refused = apply_event(state, bare, RULES)
+    assert refused.unenriched == [bare] and refused.state == state and not refused.billing and not refused.erp
+    [rich] = enriched(dft("D1", "V1", LINES))
+    posted = apply_event(state, rich, RULES)
+    assert [type(c) for c in posted.billing] == [PostChargeCommand] and len(posted.erp) == 1
+
+
+def test_a_held_charge_without_dimensions_does_not_block_the_registration() -> None:
+    # A table row written before the upgrade: its held charge has no dimensions.
+    [bare] = [e.model_copy(update={"dimensions": None}) for e in enriched(dft("D1", "V1", LINES))]
+    state = EncounterState(encounter_id="NMH:V1", processed_event_ids=(bare.event_id,), held_charges=(bare,))
+    [rich] = enriched(dft("D2", "V1", LINES))
+    state = apply_event(state, rich, RULES).state
+    assert len(state.held_charges) == 2
+    [admit] = enriched(adt("A01", "A1", "V1"))
+    t = apply_event(state, admit, RULES)
+    assert t.unenriched == [bare] and t.released == 1 and t.state.status is EncounterStatus.ADMITTED
+    assert [type(c) for c in t.billing] == [UpsertAccountCommand, PostChargeCommand]
+    assert bare.event_id not in t.state.processed_event_ids and rich.event_id in t.state.processed_event_ids

@@ -50,3 +50,21 @@ def test_cancellation_is_not_swallowed() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(retry("cancelled", cancelled))
+
+
+def test_a_not_retryable_failure_is_given_up_at_once() -> None:
+    from canonical.errors import NotRetryableError
+
+    calls = 0
+    given_up: list[Exception] = []
+
+    async def hopeless() -> None:
+        nonlocal calls
+        calls += 1
+        raise NotRetryableError("will never post")
+
+    async def give_up(exc: Exception) -> None:
+        given_up.append(exc)
+
+    assert asyncio.run(retry("hopeless", hopeless, attempts=5, on_give_up=give_up)) is None
+    assert calls == 1 and len(given_up) == 1

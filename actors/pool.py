@@ -15,6 +15,7 @@ import ray
 
 from actors.masterdata import MasterDataCache, MasterDataStore
 from actors.transform import TransformBatch, TransformResult, transform_batch
+from cluster.logmask import mask_all_handlers
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -22,6 +23,7 @@ class TransformActor:
     """A Ray actor that runs the pure transform step with the master data in force."""
 
     def __init__(self, redis_url: str, key_prefix: str) -> None:
+        mask_all_handlers()  # the actor's process logs through Ray's handlers: mask PHI there too
         self._masterdata = MasterDataCache(MasterDataStore.from_url(redis_url, key_prefix))
 
     def ping(self) -> str:

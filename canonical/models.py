@@ -123,7 +123,7 @@ class Encounter(CanonicalModel):
     patient_class: PatientClass = Field(PatientClass.UNKNOWN, description="PV1-2 patient class")
     hospital_service: str = Field("", description="PV1-10 hospital service")
     attending_provider_id: str = Field("", description="PV1-7.1 attending doctor id (NPI)")
-    account_number: str = Field("", description="PID-18.1 patient account number")
+    account_number: str = PhiField(default="", description="PID-18.1 patient account number")
     admitted_at: AwareDatetime | None = Field(None, description="PV1-44 admit date/time")
     discharged_at: AwareDatetime | None = Field(None, description="PV1-45 discharge date/time")
 
@@ -290,7 +290,7 @@ class PatientMerge(CanonicalModel):
     surviving: Patient
     prior_mrn: str = PhiField(description="MRG-1.1 prior patient identifier")
     prior_assigning_authority: str = Field("", description="MRG-1.4 authority of the prior identifier")
-    prior_account_number: str = Field("", description="MRG-3.1 prior patient account number")
+    prior_account_number: str = PhiField(default="", description="MRG-3.1 prior patient account number")
     prior_visit_number: str = Field("", description="MRG-5.1 prior visit number")
 
 

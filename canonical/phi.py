@@ -10,9 +10,9 @@ PHI_KEY = "phi"
 MASK = "***"
 
 
-def PhiField(*, description: str, default: Any = ...) -> Any:
-    """Declare a model field that holds protected health information."""
-    return Field(default, description=description, json_schema_extra={PHI_KEY: True})
+def PhiField(*, description: str, default: Any = ..., **constraints: Any) -> Any:
+    """Declare a model field that holds protected health information (constraints as for Field)."""
+    return Field(default, description=description, json_schema_extra={PHI_KEY: True}, **constraints)
 
 
 def phi_fields(model: type[BaseModel]) -> frozenset[str]:

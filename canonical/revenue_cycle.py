@@ -152,7 +152,7 @@ class Claim(CanonicalModel):
     line a procedure code; a replacement or void names the payer's claim it replaces (REF*F8).
     """
 
-    claim_id: str = Field(min_length=1, max_length=38, description="CLM01 patient control number")
+    claim_id: str = PhiField(min_length=1, max_length=38, description="CLM01 patient control number")
     encounter_id: str = Field(
         min_length=1, description="Encounter the claim bills (PV1-19); not itself an 837 element"
     )
@@ -302,7 +302,7 @@ class RemittanceClaim(CanonicalModel):
     adjustments, but the guide does not require it, so it is not checked.
     """
 
-    claim_id: str = Field(min_length=1, description="CLP01 patient control number (the 837's CLM01)")
+    claim_id: str = PhiField(min_length=1, description="CLP01 patient control number (the 837's CLM01)")
     status: ClaimStatus = Field(description="CLP02 claim status code")
     charge_cents: int = Field(
         description="CLP03 total claim charge amount, in cents (negative in a reversal)"

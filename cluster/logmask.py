@@ -49,10 +49,8 @@ import logging
 import re
 import sys
 
-from pydantic import BaseModel
-
-from canonical import models
 from canonical.phi import MASK, phi_fields
+from canonical.schema import EXPORTED
 
 __all__ = ["LOG_FORMAT", "PhiMaskingFilter", "attach", "install", "mask_all_handlers", "mask_text"]
 
@@ -87,10 +85,10 @@ _DATE_REPR = r"datetime\.(?:date|datetime)\([^)\n]*\)"
 
 
 def _phi_names() -> frozenset[str]:
+    """Every field name tagged PHI in any model of the canonical contract (canonical.schema.EXPORTED)."""
     names = {"ssn", "dob", "date_of_birth"}
-    for value in vars(models).values():
-        if isinstance(value, type) and issubclass(value, BaseModel):
-            names |= phi_fields(value)
+    for model in EXPORTED.values():
+        names |= phi_fields(model)
     return frozenset(names)
 
 

@@ -293,3 +293,15 @@ def test_install_configures_root_logging_and_masks_every_handler(capsys: pytest.
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
         other.removeHandler(own)
+
+
+def test_every_phi_field_of_the_contract_is_masked_by_name() -> None:
+    from canonical.phi import phi_fields
+    from canonical.schema import EXPORTED
+    from cluster.logmask import mask_text
+
+    names = set().union(*(phi_fields(model) for model in EXPORTED.values()))
+    assert {"member_id", "subscriber_family_name", "account_number", "claim_id"} <= names
+    for name in names:
+        assert "Quixlotl" not in mask_text(f"Model({name}='Quixlotl', other=1)"), name
+        assert "Quixlotl" not in mask_text(f'{{"{name}": "Quixlotl"}}'), name

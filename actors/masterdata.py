@@ -9,8 +9,10 @@ Keys (``<p>`` is the deployment's topic prefix):
 
 A load writes the set, its metadata and the new ``current`` in one MULTI/EXEC transaction: a reader sees
 the old version or the new one, never a half-loaded set. A version's content is immutable: loading the
-same version with different content is refused (bump the version in manifest.yaml). Readers check
-``current`` before each batch and re-read the set only when it changed.
+same version with different content is refused (bump the version in manifest.yaml); loading a version
+whose set was lost (evicted or flushed) writes it again. Readers check ``current`` before each batch and
+re-read the set only when it changed. Run Redis with ``maxmemory-policy noeviction`` (or a memory limit
+that master data never meets): an evicted set stops enrichment until it is loaded again.
 """
 
 from __future__ import annotations
@@ -122,14 +124,17 @@ class MasterDataStore:
                 )
             before = pipe.get(current_key)
             previous = None if before is None else _text(before)
+            has_set = bool(pipe.exists(set_key))
             outcome["previous"] = previous
             outcome["changed"] = previous != version
-            if previous == version:
+            if previous == version and has_set:
                 return
             now = dt.datetime.now(dt.UTC).isoformat()
             pipe.multi()
-            if known is None:
+            if not has_set:
+                # A new version, or one whose set was lost (evicted, flushed): the same content again.
                 pipe.set(set_key, blob)
+            if known is None:
                 pipe.hset(
                     meta_key,
                     mapping={
@@ -139,12 +144,14 @@ class MasterDataStore:
                         "counts": json.dumps(data.counts()),
                     },
                 )
+            if previous == version:
+                return  # only the lost set was restored
             pipe.set(current_key, version)
             entry = {"version": version, "digest": digest, "at": now, "by": loaded_by, "previous": previous}
             pipe.lpush(self._key("history"), json.dumps(entry))
             pipe.ltrim(self._key("history"), 0, HISTORY_KEEP - 1)
 
-        self._redis.transaction(write, meta_key, current_key)
+        self._redis.transaction(write, meta_key, current_key, set_key)
         return LoadResult(version, digest, outcome.get("previous"), bool(outcome.get("changed")))
 
     def activate(self, version: str, *, by: str) -> LoadResult:

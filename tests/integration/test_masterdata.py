@@ -118,10 +118,10 @@ def test_activate_rolls_back_and_history_records_it(store: MasterDataStore) -> N
 
 
 def test_readers_never_see_a_half_loaded_version(store: MasterDataStore) -> None:
-    """Two versions are loaded over and over while readers follow the pointer: every read finds a whole set
-    whose version is the pointer's."""
+    """New versions are loaded one after another while readers follow the pointer: every read finds a
+    whole set whose version is the pointer's, and whose content is that version's."""
     base = demo_set()
-    versions = [_version(base, f"flip-{n}", payers=base.payers[n:]) for n in range(2)]
+    payers = len(base.payers)
     stop = threading.Event()
     seen: list[str] = []
     broken: list[str] = []
@@ -132,11 +132,9 @@ def test_readers_never_see_a_half_loaded_version(store: MasterDataStore) -> None
             if version is None:
                 continue
             data = store.get(version)
-            if (
-                data is None
-                or data.version != version
-                or len(data.payers) != len(base.payers) - int(version[-1])
-            ):
+            # Version n keeps payers[n % 5:], so a set with another version's content is caught too.
+            n = int(version.rsplit("-", 1)[1])
+            if data is None or data.version != version or len(data.payers) != payers - n % 5:
                 broken.append(version)
             seen.append(version)
 
@@ -144,15 +142,23 @@ def test_readers_never_see_a_half_loaded_version(store: MasterDataStore) -> None
     for thread in threads:
         thread.start()
     try:
-        for data in versions:
-            store.load(data, loaded_by="test")
-        for n in range(40):
-            store.activate(versions[n % 2].version, by="test")
+        for n in range(30):
+            store.load(_version(base, f"load-{n}", payers=base.payers[n % 5 :]), loaded_by="test")
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-    assert not broken and {"flip-0", "flip-1"} <= set(seen)
+    assert not broken and len(set(seen)) > 5
+
+
+def test_a_lost_set_is_written_again_by_the_next_load(store: MasterDataStore) -> None:
+    data = demo_set()
+    store.load(data, loaded_by="test")
+    store._redis.delete(store._key("set", data.version))  # evicted or flushed
+    assert store.current_version() == data.version and store.current() is None
+    result = store.load(data, loaded_by="test")
+    assert not result.changed and store.current() == data
+    assert [entry["version"] for entry in store.history()] == [data.version]
 
 
 def test_the_actor_cache_follows_the_version_in_force(store: MasterDataStore, redis_url: str) -> None:

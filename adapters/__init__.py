@@ -19,15 +19,18 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import BigInteger, ColumnElement, Engine, MetaData, cast, create_engine, event, func, inspect
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateColumn
+from sqlalchemy.sql import ColumnExpressionArgument
 
 from canonical.errors import ConfigurationError, Fault, InvalidMessageError
 
 __all__ = [
     "answer",
+    "create_schema",
     "distinct",
     "fingerprint",
     "in_chunks",
@@ -36,6 +39,7 @@ __all__ = [
     "optional_datetime",
     "read_transaction",
     "request_date",
+    "total",
     "write_transaction",
 ]
 
@@ -183,3 +187,36 @@ async def answer(context: grpc.aio.ServicerContext, rpc: str, work: Callable[[],
         )
         await context.abort(grpc.StatusCode.INTERNAL, f"{rpc}: internal error ({type(exc).__name__})")
     raise AssertionError("unreachable: context.abort always raises")
+
+
+def total(expression: ColumnExpressionArgument[int]) -> ColumnElement[int]:
+    """Return SUM(expression) as a BIGINT, 0 over no rows."""
+    # PostgreSQL sums a BIGINT into NUMERIC, which arrives as a Decimal that protobuf refuses.
+    return cast(func.coalesce(func.sum(expression), 0), BigInteger)
+
+
+def create_schema(engine: Engine, metadata: MetaData) -> None:
+    """Create missing tables, and add to existing tables the columns a later release defined.
+
+    A column added after a table's first release needs a server default (or must be nullable), so the
+    rows of an older database get a value. Safe when several processes open the same database at once.
+    """
+    metadata.create_all(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                # A programming error, caught by the first test that opens an old database.
+                raise RuntimeError(f"{table.name}.{column.name} is NOT NULL without a server default")
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            quoted = engine.dialect.identifier_preparer.quote(table.name)
+            try:
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {ddl}")
+            except DBAPIError:
+                # Another process opening the same database may have added it first.
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+            log.info("added column %s.%s", table.name, column.name)

@@ -45,7 +45,6 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
-    text,
     tuple_,
     update,
 )
@@ -53,7 +52,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from adapters import distinct, in_chunks, open_engine, read_transaction, write_transaction
+from adapters import create_schema, distinct, in_chunks, open_engine, read_transaction, write_transaction
 from canonical.quarantine import ExceptionRecord
 from cluster.settings import Settings
 
@@ -286,16 +285,8 @@ def _reopens(row: QuarantineRow, at: dt.datetime) -> bool:
 
 def _migrate(engine: Engine) -> None:
     """Create what is missing; give the items of an older database the occurrences it could recognise."""
-    inspector = inspect(engine)
-    had_occurrences = inspector.has_table(OccurrenceRow.__tablename__)
-    if inspector.has_table(QuarantineRow.__tablename__):
-        columns = {column["name"] for column in inspector.get_columns(QuarantineRow.__tablename__)}
-        if "fix_hint" not in columns:
-            # Added with master-data rules; an older database gets the column, empty for its items.
-            with engine.begin() as connection:
-                table = QuarantineRow.__tablename__
-                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN fix_hint TEXT NOT NULL DEFAULT ''"))
-    Base.metadata.create_all(engine)
+    had_occurrences = inspect(engine).has_table(OccurrenceRow.__tablename__)
+    create_schema(engine, Base.metadata)  # new tables, and columns a later release added (fix_hint)
     if had_occurrences:
         return
 

@@ -14,21 +14,17 @@ import logging
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
-    ColumnExpressionArgument,
     Date,
     DateTime,
     Engine,
     ForeignKey,
     LargeBinary,
     String,
-    cast,
-    func,
-    inspect,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.schema import CreateColumn
+
+from adapters import create_schema as migrate
+from adapters import total
 
 __all__ = [
     "Base",
@@ -145,30 +141,6 @@ class InventoryMovementRow(Base):
     value_cents: Mapped[int] = mapped_column(server_default="0")
 
 
-def total(expression: ColumnExpressionArgument[int]) -> ColumnElement[int]:
-    """Return SUM(expression) as a BIGINT, 0 over no rows."""
-    # PostgreSQL sums a BIGINT into NUMERIC, which arrives as a Decimal that protobuf refuses.
-    return cast(func.coalesce(func.sum(expression), 0), BigInteger)
-
-
 def create_schema(engine: Engine) -> None:
     """Create missing tables, and add to existing tables the columns a later release defined."""
-    Base.metadata.create_all(engine)
-    for table in Base.metadata.sorted_tables:
-        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable and column.server_default is None:
-                # A programming error, caught by the first test that opens an old database.
-                raise RuntimeError(f"{table.name}.{column.name} is NOT NULL without a server default")
-            ddl = CreateColumn(column).compile(dialect=engine.dialect)
-            quoted = engine.dialect.identifier_preparer.quote(table.name)
-            try:
-                with engine.begin() as connection:
-                    connection.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {ddl}")
-            except DBAPIError:
-                # Another process opening the same database may have added it first.
-                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
-                    raise
-            log.info("added column %s.%s", table.name, column.name)
+    migrate(engine, Base.metadata)

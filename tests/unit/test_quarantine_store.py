@@ -294,6 +294,7 @@ def test_a_database_of_the_previous_schema_opens_and_keeps_its_items(tmp_path: P
                 1,
             )
             assert reopened.original("r1") == b"MSH"
+            assert item.fix_hint == ""  # a column added with master-data rules
             assert reopened.occurrences("r1") == [T0, T0 + dt.timedelta(hours=1)]
         finally:
             reopened.close()
@@ -465,3 +466,14 @@ def test_agent_stores_records_retries_and_keeps_undecodable_ones(tmp_path: Path)
         assert junk.recorded_at == dt.datetime.fromtimestamp(written, dt.UTC)
     finally:
         store.close()
+
+
+def test_the_fix_hint_is_kept_and_follows_the_latest_failure(store: QuarantineStore) -> None:
+    hinted = record("h1").model_copy(update={"fix_hint": "add the charge code"})
+    store.add([hinted])
+    item = store.get("h1")
+    assert item is not None and item.fix_hint == "add the charge code"
+    later = record("h1", at=T0 + dt.timedelta(hours=1)).model_copy(update={"fix_hint": "add the account"})
+    store.add([later])
+    item = store.get("h1")
+    assert item is not None and item.fix_hint == "add the account"

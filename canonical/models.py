@@ -90,6 +90,11 @@ class ActionCode(StrEnum):
     NO_CHANGE = "X"
 
 
+def stock_value_cents(quantity_milli: int, unit_cost_cents: int) -> int:
+    """Return the standard-cost value of a quantity (thousandths of a unit) in cents, rounded half up."""
+    return (quantity_milli * unit_cost_cents + 500) // 1000
+
+
 class Address(CanonicalModel):
     """A postal address (PID-11); every part is PHI."""
 
@@ -279,9 +284,11 @@ class InventoryMovement(CanonicalModel):
     @property
     def value_cents(self) -> int | None:
         """Standard-cost value of the movement, rounded half up to the cent (None when not costed)."""
-        if self.unit_cost_cents is None:
-            return None
-        return (self.quantity_milli * self.unit_cost_cents + 500) // 1000
+        return (
+            None
+            if self.unit_cost_cents is None
+            else stock_value_cents(self.quantity_milli, self.unit_cost_cents)
+        )
 
 
 class PatientMerge(CanonicalModel):

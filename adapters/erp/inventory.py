@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from adapters import in_chunks, invalid_request
 from adapters.erp.schema import InventoryBatchRow, InventoryMovementRow, total
-from canonical.models import MovementType
+from canonical.models import MovementType, stock_value_cents
 from proto import erp_pb2
 
 __all__ = [
@@ -45,7 +45,7 @@ def movement_value(movement: erp_pb2.InventoryMovement) -> int:
     """Return the standard-cost value of a movement in cents, rounded half up; 0 when it is not costed."""
     if not movement.HasField("unit_cost_cents"):
         return 0
-    return (movement.quantity_milli * movement.unit_cost_cents + 500) // 1000
+    return stock_value_cents(movement.quantity_milli, movement.unit_cost_cents)
 
 
 def unordered_digest(envelope: Message, items: Iterable[Message]) -> str:

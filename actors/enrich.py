@@ -219,17 +219,19 @@ class _Enricher:
             update={"inventory_account": inventory, "unit_cost_cents": item.unit_cost_cents}
         )
 
+    def posting(
+        self, env: EventEnvelope, name: str, field: int, facility: str, department: str
+    ) -> tuple[Segment | None, ErpDimensions]:
+        """Return the FT1 or RXA a posting came from and the organisation dimensions of its line."""
+        line = self.line(name, env.source_position)
+        dims = self.organisation(
+            facility, department, line=line, field=field, encounter_id=env.encounter_id, posts=True
+        )
+        return line, dims
+
     def charge(self, env: EventEnvelope, payload: ChargePayload) -> ErpDimensions:
         charge = payload.charge
-        ft1 = self.line("FT1", env.source_position)
-        dims = self.organisation(
-            charge.facility,
-            charge.department,
-            line=ft1,
-            field=13,
-            encounter_id=charge.encounter_id,
-            posts=True,
-        )
+        ft1, dims = self.posting(env, "FT1", 13, charge.facility, charge.department)
         code_at = _Where("FT1", "FT1-7.1", ft1.index if ft1 is not None else None)
         entry = self.data.charge_code(charge.charge_code)
         if entry is None or not entry.active:
@@ -250,7 +252,7 @@ class _Enricher:
                 "receivables_account": self.account(
                     entity.receivables_account,
                     f"receivables account of legal entity {entity.code}",
-                    self.where(ft1, 13, 4, charge.encounter_id),
+                    self.where(ft1, 13, 4, env.encounter_id),
                     entity.code,
                 ),
             }
@@ -259,15 +261,7 @@ class _Enricher:
 
     def dose(self, env: EventEnvelope, payload: MedicationAdministrationPayload) -> ErpDimensions:
         given = payload.administration
-        rxa = self.line("RXA", env.source_position)
-        dims = self.organisation(
-            given.facility,
-            given.department,
-            line=rxa,
-            field=11,
-            encounter_id=given.encounter_id,
-            posts=True,
-        )
+        rxa, dims = self.posting(env, "RXA", 11, given.facility, given.department)
         return self.item(
             given.medication_code,
             _Where("RXA", "RXA-5.1", rxa.index if rxa is not None else None),

@@ -68,7 +68,6 @@ class TransformResult:
     """One outcome per input message, in the same order."""
 
     outcomes: tuple[Outcome, ...]
-    masterdata_version: str = ""
 
 
 def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: str | None) -> bytes:
@@ -138,8 +137,7 @@ def transform_one(
 def transform_batch(batch: TransformBatch, masterdata: MasterDataSet | None = None) -> TransformResult:
     """Canonicalise and enrich a batch, one outcome per message in order."""
     return TransformResult(
-        outcomes=tuple(transform_one(raw, batch.strict, masterdata) for raw in batch.messages),
-        masterdata_version=masterdata.version if masterdata is not None else "",
+        outcomes=tuple(transform_one(raw, batch.strict, masterdata) for raw in batch.messages)
     )
 
 

@@ -1,14 +1,20 @@
-"""The Ray transform pool: actors that canonicalise and enrich batches, called round-robin with a bound.
+"""The Ray transform pool: actors that canonicalise and enrich batches, with a bound on work in flight.
 
 The actors have no side effects and hold nothing but a cache of the master data in force (re-read from
 Redis when its version changes), so Ray may restart a dead actor and retry its batch (max_restarts,
 max_task_retries) without any risk of a duplicate effect downstream.
+
+The pool can be resized while it works (:meth:`TransformPool.resize`): new actors join the rotation once
+they answer, and an actor that leaves finishes the batches it holds before it is killed, so a resize never
+loses or repeats a batch. The bound on batches in flight follows the size (``in_flight_per_replica`` per
+actor).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -16,6 +22,8 @@ import ray
 from actors.masterdata import MasterDataCache, MasterDataStore
 from actors.transform import TransformBatch, TransformResult, transform_batch
 from cluster.logmask import mask_all_handlers
+
+log = logging.getLogger(__name__)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -27,7 +35,7 @@ class TransformActor:
         self._masterdata = MasterDataCache(MasterDataStore.from_url(redis_url, key_prefix))
 
     def ping(self) -> str:
-        """Answer once the actor process is up (used for readiness)."""
+        """Answer once the actor process is up (used for readiness): the id of the node it runs on."""
         return ray.get_runtime_context().get_node_id()
 
     def transform(self, batch: TransformBatch) -> TransformResult:
@@ -35,8 +43,18 @@ class TransformActor:
         return transform_batch(batch, self._masterdata.current())
 
 
+@dataclass(slots=True)
+class _Member:
+    """One actor of the pool and what it is doing."""
+
+    actor: Any
+    node_id: str
+    in_flight: int = 0
+    leaving: bool = False
+
+
 class TransformPool:
-    """A fixed set of transform actors with a bound on the batches in flight."""
+    """A resizable set of transform actors with a bound on the batches in flight."""
 
     def __init__(
         self,
@@ -44,15 +62,21 @@ class TransformPool:
         *,
         redis_url: str,
         key_prefix: str = "",
-        max_in_flight: int | None = None,
+        in_flight_per_replica: int = 2,
         num_cpus: float = 0.5,
     ) -> None:
+        if replicas < 1:
+            raise ValueError(f"a pool needs at least one replica, not {replicas}")
         self._num_cpus = num_cpus
         self._redis_url = redis_url
         self._key_prefix = key_prefix
-        self._actors: list[Any] = [self._spawn() for _ in range(replicas)]
-        self._cycle = itertools.cycle(range(replicas))
-        self._slots = asyncio.Semaphore(max_in_flight or 2 * replicas)
+        self._per_replica = in_flight_per_replica
+        self._pending = [self._spawn() for _ in range(replicas)]
+        self._members: list[_Member] = []
+        self._in_flight = 0
+        self._turn = 0
+        self._changed: asyncio.Condition | None = None  # made on the event loop that uses the pool
+        self._resizing = asyncio.Lock()
 
     def _spawn(self) -> Any:
         return TransformActor.options(num_cpus=self._num_cpus).remote(  # type: ignore[attr-defined]
@@ -60,23 +84,102 @@ class TransformPool:
         )
 
     @property
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    @property
     def replicas(self) -> int:
-        return len(self._actors)
+        """Actors in the rotation (leaving ones excluded)."""
+        return sum(not m.leaving for m in self._members) or len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def nodes(self) -> list[str]:
+        """The node id of each actor in the rotation."""
+        return [m.node_id for m in self._members if not m.leaving]
 
     def wait_ready(self, timeout_s: float) -> list[str]:
-        """Block until every actor answers; return the node id each one runs on."""
-        nodes: list[str] = ray.get([actor.ping.remote() for actor in self._actors], timeout=timeout_s)
+        """Block until the first actors answer; return the node id each one runs on."""
+        nodes: list[str] = ray.get([actor.ping.remote() for actor in self._pending], timeout=timeout_s)
+        self._members = [_Member(actor, node) for actor, node in zip(self._pending, nodes, strict=True)]
+        self._pending = []
         return nodes
 
+    def _limit(self) -> int:
+        return self._per_replica * max(1, self.replicas)
+
+    def _pick(self) -> _Member:
+        active = [m for m in self._members if not m.leaving]
+        # Round robin, skipping ahead to the least busy actor when the next one is busier.
+        self._turn = (self._turn + 1) % len(active)
+        candidate = active[self._turn]
+        least = min(active, key=lambda m: m.in_flight)
+        return least if least.in_flight < candidate.in_flight else candidate
+
     async def transform(self, batch: TransformBatch) -> TransformResult:
-        """Send a batch to the next actor and await its result, never exceeding the in-flight bound."""
-        async with self._slots:
-            actor = self._actors[next(self._cycle) % len(self._actors)]
-            result: TransformResult = await actor.transform.remote(batch)
+        """Send a batch to an actor and await its result, never exceeding the in-flight bound."""
+        condition = self._condition
+        async with condition:
+            await condition.wait_for(lambda: self._in_flight < self._limit())
+            member = self._pick()
+            member.in_flight += 1
+            self._in_flight += 1
+        try:
+            result: TransformResult = await member.actor.transform.remote(batch)
             return result
+        finally:
+            async with condition:
+                member.in_flight -= 1
+                self._in_flight -= 1
+                if member.leaving and member.in_flight == 0:
+                    self._retire(member)
+                condition.notify_all()
+
+    def _retire(self, member: _Member) -> None:
+        self._members.remove(member)
+        ray.kill(member.actor)
+
+    async def resize(self, replicas: int, *, ready_timeout_s: float = 60.0) -> tuple[int, int]:
+        """Grow or shrink the rotation to ``replicas`` actors; return (before, after).
+
+        New actors join once they answer a ping. Leaving actors take no new batch and are killed when the
+        batches they hold are done.
+        """
+        if replicas < 1:
+            raise ValueError(f"a pool needs at least one replica, not {replicas}")
+        async with self._resizing:
+            before = self.replicas
+            if replicas > before:
+                fresh = [self._spawn() for _ in range(replicas - before)]
+                nodes = await asyncio.wait_for(
+                    asyncio.gather(*(actor.ping.remote() for actor in fresh)), ready_timeout_s
+                )
+                joining = [_Member(actor, node) for actor, node in zip(fresh, nodes, strict=True)]
+            async with self._condition:
+                if replicas > before:
+                    self._members.extend(joining)
+                else:
+                    active = sorted((m for m in self._members if not m.leaving), key=lambda m: m.in_flight)
+                    for member in active[: before - replicas]:
+                        member.leaving = True
+                        if member.in_flight == 0:
+                            self._retire(member)
+                self._condition.notify_all()
+            after = self.replicas
+        if after != before:
+            log.info("transform pool resized from %d to %d replicas on nodes %s", before, after, self.nodes)
+        return before, after
 
     def shutdown(self) -> None:
         """Kill the actors."""
-        for actor in self._actors:
+        for member in self._members:
+            ray.kill(member.actor)
+        for actor in self._pending:
             ray.kill(actor)
-        self._actors.clear()
+        self._members.clear()
+        self._pending.clear()

@@ -83,7 +83,14 @@ class Settings(BaseSettings):
     )
 
     # Actor pool and batching.
-    transform_replicas: PositiveInt = 2
+    transform_replicas: PositiveInt = Field(2, description="Transform actors per worker at start.")
+    transform_min_replicas: PositiveInt = Field(1, description="Fewest actors `hcsync scale` may ask for.")
+    transform_max_replicas: PositiveInt = Field(
+        8, description="Most actors per worker `hcsync scale` may ask for."
+    )
+    scale_check_interval_s: PositiveFloat = Field(
+        1.0, description="How often each worker reads the replica count asked for and reports its pool."
+    )
     transform_batch_size: PositiveInt = 500
     transform_batch_window_s: PositiveFloat = 0.2
     strict_validation_feeds: list[str] = Field(

@@ -12,6 +12,7 @@ is acknowledged only once fully handled, so every stage is at-least-once and the
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -32,8 +33,11 @@ from streams.posting import PostingRules
 from streams.quarantine_agent import register_quarantine_agent
 from streams.quarantine_store import QuarantineStore
 from streams.retry import retry
+from streams.scaling import PoolController
 from streams.stats import MESSAGE_TYPE_PREFIX, Stats
 from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -47,6 +51,7 @@ class Runtime:
     stats: Stats
     rules: PostingRules
     quarantine: QuarantineStore
+    scaling: PoolController | None = None  # follows `hcsync scale`; None in tests that drive the pool
 
 
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
@@ -206,6 +211,17 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         """Send journal commands to the ErpAdapter as journal batches, idempotently."""
         async for batch in stream.take(settings.dispatch_batch_size, within=settings.dispatch_batch_window_s):
             await retry("erp dispatch", dispatch_erp, batch)
+
+    controller = runtime.scaling
+    if controller is not None:
+
+        @app.timer(interval=settings.scale_check_interval_s, name="scale-transform")  # type: ignore[untyped-decorator]
+        async def follow_scale() -> None:
+            """Resize this worker's pool to the replicas asked for; report what it runs."""
+            try:
+                await controller.tick()
+            except Exception as exc:  # a failed resize must not stop the timer; the next tick retries
+                log.warning("pool not resized (%s: %s)", type(exc).__name__, exc)
 
     register_quarantine_agent(app, exceptions, runtime.quarantine)
     return app

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from faust.worker import Worker
 
 from actors.masterdata import MasterDataStore, seed
 from actors.pool import TransformPool
+from actors.scaling import ScaleSignals
 from adapters.clients import BillingClient, ErpClient
 from cluster.logmask import mask_all_handlers
 from cluster.settings import Settings
@@ -24,6 +27,7 @@ from streams.app import Runtime, build_app
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.posting import PostingRules
 from streams.quarantine_store import QuarantineStore, default_quarantine_url
+from streams.scaling import PoolController
 from streams.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -107,6 +111,13 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
         erp=ErpDispatcher(ErpClient(settings), redis_client, namespace, settings.currency),
         stats=Stats(redis_client, settings.topic_prefix),
         quarantine=QuarantineStore(default_quarantine_url(settings.model_copy(update={"run_dir": run_dir}))),
+        scaling=PoolController(
+            pool,
+            ScaleSignals.from_url(settings.redis, settings.topic_prefix),
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+            min_replicas=settings.transform_min_replicas,
+            max_replicas=settings.transform_max_replicas,
+        ),
         rules=PostingRules(
             encounter_ref_key=settings.encounter_ref_key.get_secret_value().encode(),
             currency=settings.currency,

@@ -19,6 +19,7 @@ from canonical.hl7v2.parser import split_messages
 from cluster.exceptions_cli import exceptions_app
 from cluster.logmask import install
 from cluster.masterdata_cli import masterdata_app
+from cluster.scale_cli import register as register_scale
 from cluster.schema_cli import register as register_schema
 from cluster.settings import Settings, get_settings
 
@@ -26,6 +27,7 @@ app = typer.Typer(help="hcsync: keep the EHR, billing and the ERP in sync.", no_
 app.add_typer(exceptions_app, name="exceptions", help="Find, fix and replay quarantined messages.")
 app.add_typer(masterdata_app, name="masterdata", help="Validate, compare, load and roll back master data.")
 register_schema(app)
+register_scale(app)
 console = Console()
 err_console = Console(stderr=True)
 

@@ -49,7 +49,18 @@ def producer(settings: Settings) -> AIOKafkaProducer:
 
 
 async def topic_counts(settings: Settings, topics: Iterable[str], timeout_s: float = 5.0) -> dict[str, int]:
-    """Return the number of records written to each topic (the sum of partition high watermarks).
+    """Return the number of records written to each topic (the sum of partition high watermarks)."""
+    wanted = list(topics)
+    counts = dict.fromkeys(wanted, 0)
+    for tp, end in (await high_watermarks(settings, wanted, timeout_s)).items():
+        counts[tp.topic] += end
+    return counts
+
+
+async def high_watermarks(
+    settings: Settings, topics: Iterable[str], timeout_s: float = 5.0
+) -> dict[TopicPartition, int]:
+    """Return the high watermark (the end offset) of every partition of ``topics``.
 
     The high watermark is read from fetch responses, not from ListOffsets: the embedded Tansu broker
     answers ListOffsets with a wrong end offset when a produce request carried several records (measured
@@ -58,17 +69,15 @@ async def topic_counts(settings: Settings, topics: Iterable[str], timeout_s: flo
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     try:
         await consumer.start()
-        wanted = list(topics)
         tps: list[TopicPartition] = []
-        for topic in wanted:
+        for topic in topics:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(topic) or set()
             tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
-        counts = dict.fromkeys(wanted, 0)
         if not tps:
-            return counts
+            return {}
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = asyncio.get_running_loop().time() + timeout_s
@@ -77,8 +86,29 @@ async def topic_counts(settings: Settings, topics: Iterable[str], timeout_s: flo
                 missing = [f"{tp.topic}[{tp.partition}]" for tp in tps if consumer.highwater(tp) is None]
                 raise StackError(f"no high watermark from the broker for {', '.join(missing)}")
             await consumer.getmany(timeout_ms=200, max_records=1)
-        for tp in tps:
-            counts[tp.topic] += consumer.highwater(tp) or 0
-        return counts
+        return {tp: consumer.highwater(tp) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(
+    settings: Settings, group_id: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Return the offsets a consumer group committed (the next offset it will read); absent: none yet.
+
+    Read through a consumer of the group that joins nothing (no subscription, so no rebalance): the
+    embedded Tansu broker's answer to the admin client's OffsetFetch does not decode, the consumer's does.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        out: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            offset = await consumer.committed(tp)
+            if offset is not None and offset >= 0:
+                out[tp] = offset
+        return out
     finally:
         await consumer.stop()

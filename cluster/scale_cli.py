@@ -1,0 +1,127 @@
+"""`hcsync scale transform --replicas N` and `hcsync status`: the SRE's commands for a surge."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import socket
+import sys
+import time
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from actors.scaling import ScaleSignals
+from canonical.errors import HcsyncError
+from cluster.settings import get_settings
+from cluster.status import Status, collect_status
+
+__all__ = ["register", "scale_app"]
+
+scale_app = typer.Typer(help="Change the size of a running system's pools.", no_args_is_help=True)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[red]{message}[/]")
+    return typer.Exit(code)
+
+
+@scale_app.command("transform")
+def scale_transform(
+    replicas: Annotated[int, typer.Option("--replicas", "-n", min=1, help="Transform actors per worker.")],
+    reason: Annotated[str, typer.Option(help="Why, for the scaling history.")] = "",
+    wait_s: Annotated[
+        float, typer.Option(min=0, help="How long to wait for every worker to run the new size (0: do not).")
+    ] = 60.0,
+) -> None:
+    """Ask every worker's transform pool to run N actors; wait until they all do."""
+    settings = get_settings()
+    low, high = settings.transform_min_replicas, settings.transform_max_replicas
+    if not low <= replicas <= high:
+        raise _fail(
+            f"--replicas {replicas} is outside {low}..{high} "
+            "(HCSYNC_TRANSFORM_MIN_REPLICAS, HCSYNC_TRANSFORM_MAX_REPLICAS)"
+        )
+    signals = ScaleSignals.from_url(settings.redis, settings.topic_prefix)
+    try:
+        signals.request(replicas, by=f"{getpass.getuser()}@{socket.gethostname()}", reason=reason)
+    except redis.RedisError as exc:
+        raise _fail(f"cannot reach redis at {settings.redis}: {exc}") from None
+    console.print(f"asked every worker for {replicas} transform replica(s)")
+    if wait_s == 0:
+        return
+    deadline = time.monotonic() + wait_s
+    with console.status("waiting for the workers..."):
+        while True:
+            pools = signals.reports()
+            if pools and all(pool.replicas == replicas for pool in pools):
+                break
+            if time.monotonic() > deadline:
+                shown = ", ".join(f"{p.worker}: {p.replicas}" for p in pools) or "no worker reporting"
+                raise _fail(f"not every worker runs {replicas} replica(s) after {wait_s:.0f}s ({shown})", 1)
+            time.sleep(0.5)
+    nodes = sorted({node for pool in pools for node in pool.nodes})
+    console.print(
+        f"{len(pools)} worker(s) run {replicas} replica(s) each, {replicas * len(pools)} actor(s) "
+        f"on {len(nodes)} Ray node(s)"
+    )
+
+
+def _tables(status: Status) -> list[Table]:
+    pools = Table(title=f"Transform pools (asked for: {status.desired or 'configured size'})")
+    for column in ("worker", "replicas", "in flight", "Ray nodes", "reported"):
+        pools.add_column(column, justify="right" if column in ("replicas", "in flight") else "left")
+    for pool in status.pools:
+        nodes = ", ".join(sorted({node[:12] for node in pool.nodes}))
+        pools.add_row(pool.worker, str(pool.replicas), str(pool.in_flight), nodes, pool.at[11:19])
+    pools.add_row("total", str(status.replicas), "", "", "", style="bold")
+
+    lag = Table(title=f"Consumer lag (group {status.group})")
+    for column in ("topic", "partition", "end offset", "committed", "lag"):
+        lag.add_column(column, justify="left" if column == "topic" else "right")
+    for row in status.lag:
+        committed = "-" if row.committed is None else f"{row.committed:,}"
+        lag.add_row(row.topic, str(row.partition), f"{row.end_offset:,}", committed, f"{row.lag:,}")
+    lag.add_row("total", "", "", "", f"{status.total_lag:,}", style="bold")
+
+    flow = Table(title=f"Throughput over {status.sample_s:.1f}s")
+    flow.add_column("what")
+    flow.add_column("value", justify="right")
+    flow.add_row("messages/s through the pool", f"{status.messages_per_s:,.1f}")
+    flow.add_row("canonical events/s", f"{status.events_per_s:,.1f}")
+    flow.add_row("postings/s (charges, journal lines, stock)", f"{status.postings_per_s:,.1f}")
+    flow.add_row("error rate (quarantined / messages)", f"{status.error_rate:.2%}")
+    for name, value in status.totals.items():
+        flow.add_row(f"total {name}", f"{value:,}")
+    return [pools, lag, flow]
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    sample_s: Annotated[
+        float, typer.Option(min=0.1, help="How long to sample the counters for rates.")
+    ] = 2.0,
+) -> None:
+    """Show replicas, lag per topic and partition, throughput and error rate of a running system."""
+    settings = get_settings()
+    try:
+        result = asyncio.run(collect_status(settings, sample_s))
+    except HcsyncError as exc:
+        raise _fail(f"cannot read the system: {exc}") from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+        return
+    for table in _tables(result):
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `scale` and `status` to the hcsync command line."""
+    app.add_typer(scale_app, name="scale", help="Change the size of a running system's pools.")
+    app.command("status")(status)

@@ -1,0 +1,99 @@
+"""Scaling on the running stack: `hcsync scale transform` resizes the worker's Ray pool while messages
+flow, nothing is lost or posted twice across a resize, and `hcsync status` shows replicas, lag per topic
+and partition, throughput and error rate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from actors.scaling import ScaleSignals
+from cluster.cli import app
+from cluster.send import send_messages
+from cluster.settings import Settings, get_settings
+from cluster.stack import settings_env
+from cluster.status import CONSUMED
+from tests.hl7_samples import adt, dft
+from tests.integration.conftest import charges, report_now, settle, wait_until
+
+
+def _cli(settings: Settings, *args: str, code: int = 0) -> str:
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, list(args), env=settings_env(settings))
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == code, result.output
+    return result.stdout
+
+
+def _replicas(settings: Settings) -> list[int]:
+    return [pool.replicas for pool in ScaleSignals.from_url(settings.redis, settings.topic_prefix).reports()]
+
+
+@pytest.fixture
+def restore_size(settings: Settings) -> Iterator[None]:
+    """Give the pool its configured size back, whatever the test did."""
+    yield
+    _cli(settings, "scale", "transform", "--replicas", str(settings.transform_replicas))
+
+
+def _day(uid: str, encounters: int) -> tuple[list[bytes], int, int]:
+    messages: list[bytes] = []
+    for n in range(encounters):
+        visit = f"S{uid}{n:03d}"
+        messages.append(adt("A04", f"A{visit}", visit, patient_class="E", dept="ED"))
+        messages.append(dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "450.00")], dept="ED"))
+    return messages, encounters, encounters * 45_000
+
+
+def test_status_shows_pools_lag_and_rates(settings: Settings) -> None:
+    wait_until("the worker to report its pool", lambda: _replicas(settings) == [settings.transform_replicas])
+    doc = json.loads(_cli(settings, "status", "--json", "--sample-s", "0.5"))
+    assert doc["replicas"] == settings.transform_replicas and len(doc["pools"]) == 1
+    assert len(doc["pools"][0]["nodes"]) == settings.transform_replicas
+    rows = {(row["topic"], row["partition"]) for row in doc["lag"]}
+    assert rows == {(topic, p) for topic in CONSUMED for p in range(settings.topic_partitions)}
+    assert all(row["lag"] >= 0 for row in doc["lag"])
+    assert {"messages_per_s", "events_per_s", "postings_per_s", "error_rate", "sample_s"} <= set(doc)
+    table = _cli(settings, "status", "--sample-s", "0.2")
+    assert "Transform pools" in table and "Consumer lag" in table and "error rate" in table
+
+
+def test_a_resize_while_messages_flow_loses_and_repeats_nothing(
+    settings: Settings, restore_size: None
+) -> None:
+    before = settle(settings, 1.0)
+    messages, count, cents = _day(uuid.uuid4().hex[:6].upper(), 60)
+
+    shown = _cli(settings, "scale", "transform", "--replicas", "3", "--reason", "test surge")
+    assert "run 3 replica(s) each" in shown and _replicas(settings) == [3]
+    asyncio.run(send_messages(settings, messages[: len(messages) // 2]))
+    # Shrink while the first half is being transformed, then send the rest to the smaller pool.
+    assert "run 1 replica(s) each" in _cli(settings, "scale", "transform", "--replicas", "1")
+    asyncio.run(send_messages(settings, messages[len(messages) // 2 :]))
+
+    expected = (charges(before)[0] + count, charges(before)[1] + cents)
+    wait_until("every charge of the surge", lambda: charges(report_now(settings)) == expected, timeout_s=120)
+    after = settle(settings)
+    assert charges(after) == expected, "a charge was lost or posted twice across the resize"
+    assert after.counters["raw_in"] - before.counters["raw_in"] == len(messages)
+
+    def drained() -> bool:
+        doc = json.loads(_cli(settings, "status", "--json", "--sample-s", "0.1"))
+        return int(doc["lag_by_topic"]["raw.hl7v2"]) == 0
+
+    wait_until("the raw topic's lag to be committed back to zero", drained, timeout_s=60)
+    history = ScaleSignals.from_url(settings.redis, settings.topic_prefix).history()
+    assert [entry["replicas"] for entry in history[:2]] == [1, 3] and history[1]["reason"] == "test surge"
+
+
+def test_the_bounds_are_enforced(settings: Settings) -> None:
+    out = CliRunner().invoke(app, ["scale", "transform", "--replicas", "99"], env=settings_env(settings))
+    get_settings.cache_clear()
+    assert out.exit_code == 2 and "HCSYNC_TRANSFORM_MAX_REPLICAS" in out.stderr

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from canonical.errors import HcsyncError
 from canonical.hl7v2.parser import split_messages
+from cluster.console import fail, stdout_console
 from cluster.settings import get_settings
 from streams.quarantine_store import (
     STATUSES,
@@ -40,23 +40,8 @@ exceptions_app = typer.Typer(
     help="Find, inspect, fix and replay quarantined messages (the quarantine store).",
     no_args_is_help=True,
 )
-# soft_wrap: a one-line error stays one line, whatever the width, so it can be read and grepped.
-err_console = Console(stderr=True, soft_wrap=True)
-# Piped output is read by tools and people alike: wide enough that no record id is ever cut.
-_PIPE_WIDTH = 200
-
 _STATUS_CHOICES = (*STATUSES, "all")
 _COUNT_FIELDS: tuple[CountField, ...] = get_args(CountField)
-
-
-def _console() -> Console:
-    """Return a console for stdout: the terminal's width, or a wide one when piped."""
-    return Console(width=None if sys.stdout.isatty() else _PIPE_WIDTH)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]{escape(message)}[/]")
-    return typer.Exit(code)
 
 
 @contextmanager
@@ -67,7 +52,7 @@ def _store() -> Iterator[QuarantineStore]:
     # Opening a missing SQLite file would create it (and its folder, perhaps runs/latest) and then show
     # nothing; say where we looked instead.
     if path is not None and not path.is_file():
-        raise _fail(
+        raise fail(
             f"no quarantine store at {path}: start the stack (`hcsync up`) "
             "or point HCSYNC_QUARANTINE_DATABASE_URL (or HCSYNC_RUN_DIR) at one"
         )
@@ -176,7 +161,7 @@ def list_items(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
 ) -> None:
     """List quarantined items, most recently seen first."""
-    out = _console()
+    out = stdout_console()
     wanted = _status(status)
     after, before = _time(since, "--since"), _time(until, "--until")
     with _store() as store:
@@ -207,11 +192,11 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, the original base64-encoded.")] = False,
 ) -> None:
     """Show one quarantined item: where and why it failed, and its original message."""
-    out = _console()
+    out = stdout_console()
     with _store() as store:
         item = store.get(record_id)
         if item is None:
-            raise _fail(f"no quarantined item {record_id!r}", 1)
+            raise fail(f"no quarantined item {record_id!r}", 1)
         original = store.original(record_id)
     if raw:
         sys.stdout.buffer.write(original)
@@ -250,7 +235,7 @@ def _fixed_message(path: Path, stage: str) -> bytes:
         return data
     messages = split_messages(data)
     if len(messages) != 1:
-        raise _fail(f"{path} holds {len(messages)} HL7 messages; a fixed message replaces exactly one")
+        raise fail(f"{path} holds {len(messages)} HL7 messages; a fixed message replaces exactly one")
     return messages[0]
 
 
@@ -327,24 +312,24 @@ def replay_items(
     """
     from streams.replay import REPLAYABLE_STAGES, ReplayError, plan_replay, publish
 
-    out = _console()
+    out = stdout_console()
     ids = list(record_ids or [])
     filters = (stage, rule, sender, encounter, message_id, since, until, status)
     by_filter = any(value is not None for value in filters) or all_open
     if ids and by_filter:
-        raise _fail(
+        raise fail(
             "give record ids or a filter (--stage, --rule, --sender, --encounter, --message-id, --since, "
             "--until, --status, --all-open), not both"
         )
     if not ids and not by_filter:
-        raise _fail(
+        raise fail(
             "give record ids, a filter (--stage, --rule, --sender, --encounter, --message-id, --since, "
             "--until, --status) or --all-open"
         )
     if with_file is not None and len(ids) != 1:
-        raise _fail("--with-file replays exactly one record id")
+        raise fail("--with-file replays exactly one record id")
     if all_open and status not in (None, "open"):
-        raise _fail(f"--all-open replays open items; it cannot go with --status {status}")
+        raise fail(f"--all-open replays open items; it cannot go with --status {status}")
     wanted = _status(status or "open")
     after, before = _time(since, "--since"), _time(until, "--until")
     settings = get_settings()
@@ -354,7 +339,7 @@ def replay_items(
             if with_file is not None:
                 item = store.get(ids[0])
                 if item is None:
-                    raise _fail(f"no quarantined item {ids[0]!r}", 1)
+                    raise fail(f"no quarantined item {ids[0]!r}", 1)
                 replacement = _fixed_message(with_file, item.stage)
         else:
             matched = store.list(
@@ -380,7 +365,7 @@ def replay_items(
         try:
             planned = plan_replay(settings, store, ids, replacement=replacement)
         except ReplayError as exc:
-            raise _fail(f"replay refused: {exc}", 1) from None
+            raise fail(f"replay refused: {exc}", 1) from None
         if dry_run:
             out.print(_plan_table(planned, f"Would replay {len(planned)} item(s) ({_stages(planned)})"))
             out.print(f"dry run: nothing was sent to {settings.bootstrap}")
@@ -391,7 +376,7 @@ def replay_items(
         try:
             report = asyncio.run(publish(settings, store, planned))
         except HcsyncError as exc:
-            raise _fail(f"replay failed: {exc}") from None
+            raise fail(f"replay failed: {exc}") from None
     stages = ", ".join(f"{name} {count}" for name, count in sorted(report.by_stage.items()))
     out.print(f"replayed {report.total} item(s) ({stages}) on {settings.bootstrap}")
     for record_id in report.replayed:
@@ -403,14 +388,14 @@ def resolve(
     record_ids: Annotated[list[str], typer.Argument(help="Record ids to mark resolved.")],
 ) -> None:
     """Mark items as resolved without replaying them."""
-    out = _console()
+    out = stdout_console()
     with _store() as store:
         unknown = [record_id for record_id in dict.fromkeys(record_ids) if store.get(record_id) is None]
         known = [record_id for record_id in record_ids if record_id not in unknown]
         marked = store.mark_resolved(known)
     out.print(f"resolved {marked} item(s)")
     if unknown:
-        raise _fail(f"unknown record id(s): {', '.join(unknown)}", 1)
+        raise fail(f"unknown record id(s): {', '.join(unknown)}", 1)
 
 
 @exceptions_app.command()
@@ -418,7 +403,7 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Count quarantined items by stage, rule and status."""
-    out = _console()
+    out = stdout_console()
     with _store() as store:
         counts = {name: store.counts_by(name) for name in _COUNT_FIELDS}
     if as_json:

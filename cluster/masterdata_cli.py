@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import redis
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,6 +17,7 @@ from actors.masterdata import MasterDataConflict, MasterDataStore
 from canonical.errors import ConfigurationError
 from canonical.reference import DOMAINS, MasterDataSet, RecordChange, diff_sets
 from canonical.reference_files import MasterDataFileError, read_set
+from cluster.console import err_console, fail, operator, stdout_console
 from cluster.settings import get_settings
 
 __all__ = ["masterdata_app"]
@@ -28,17 +26,11 @@ masterdata_app = typer.Typer(
     help="Validate, compare, load and roll back master data (versioned, loaded atomically into Redis).",
     no_args_is_help=True,
 )
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, soft_wrap=True)
+console = stdout_console()
 
 Directory = Annotated[
     Path, typer.Argument(exists=True, file_okay=False, help="Master-data directory (manifest.yaml + CSVs).")
 ]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]{escape(message)}[/]")
-    return typer.Exit(code)
 
 
 def _store() -> MasterDataStore:
@@ -75,10 +67,6 @@ def _counts_table(data: MasterDataSet) -> Table:
     return table
 
 
-def _by(what: str) -> str:
-    return f"{what} by {getpass.getuser()}@{socket.gethostname()}"
-
-
 @masterdata_app.command()
 def validate(directory: Directory) -> None:
     """Check a master-data directory: every row, every reference, every account (exit 1 on problems)."""
@@ -104,7 +92,7 @@ def _resolve(ref: str | None, store: MasterDataStore | None) -> tuple[str, Maste
     if ref is not None and not ref.startswith("redis:"):
         path = Path(ref)
         if not path.is_dir():
-            raise _fail(f"{ref} is not a directory (give a directory or redis:VERSION)")
+            raise fail(f"{ref} is not a directory (give a directory or redis:VERSION)")
         return str(path), _read(path)
     assert store is not None
     version = ref.removeprefix("redis:") if ref is not None else store.current_version()
@@ -112,7 +100,7 @@ def _resolve(ref: str | None, store: MasterDataStore | None) -> tuple[str, Maste
         return "(none loaded)", None
     data = store.get(version)
     if data is None:
-        raise _fail(f"master data version {version} is not loaded in Redis")
+        raise fail(f"master data version {version} is not loaded in Redis")
     return f"redis:{version}", data
 
 
@@ -134,7 +122,7 @@ def diff(
         new_label, new_set = _resolve(new, store)
         old_label, old_set = _resolve(against, store)
     except redis.RedisError as exc:
-        raise _fail(f"cannot read Redis: {exc}") from None
+        raise fail(f"cannot read Redis: {exc}") from None
     assert new_set is not None
     changes = diff_sets(old_set, new_set)
     if as_json:
@@ -166,11 +154,11 @@ def load(
                 console.print(_changes_table(changes, label, data.version))
             console.print(f"dry run: {len(changes)} change(s); nothing loaded")
             return
-        result = store.load(data, loaded_by=_by("hcsync masterdata load"))
+        result = store.load(data, loaded_by=f"{'hcsync masterdata load'} by {operator()}")
     except MasterDataConflict as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     except (redis.RedisError, ConfigurationError) as exc:
-        raise _fail(f"not loaded: {exc}") from None
+        raise fail(f"not loaded: {exc}") from None
     if not result.changed:
         console.print(f"master data {result.version} is already in force (digest {result.digest[:12]})")
         return
@@ -184,9 +172,9 @@ def load(
 def activate(version: Annotated[str, typer.Argument(help="A version loaded before.")]) -> None:
     """Put a version loaded earlier back in force (a rollback), atomically."""
     try:
-        result = _store().activate(version, by=_by("hcsync masterdata activate"))
+        result = _store().activate(version, by=f"{'hcsync masterdata activate'} by {operator()}")
     except (redis.RedisError, ConfigurationError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     state = "is now in force" if result.changed else "was already in force"
     console.print(f"master data {result.version} {state} (previous {result.previous or 'none'})")
 
@@ -199,7 +187,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         versions = store.versions()
         history = store.history()
     except redis.RedisError as exc:
-        raise _fail(f"cannot read Redis: {exc}") from None
+        raise fail(f"cannot read Redis: {exc}") from None
     if as_json:
         doc: dict[str, Any] = {
             "current": next((v.version for v in versions if v.current), None),

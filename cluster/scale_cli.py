@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
-import socket
 import sys
 import time
 from typing import Annotated
 
 import redis
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from actors.scaling import ScaleSignals
 from canonical.errors import HcsyncError
+from cluster.console import fail, operator, stdout_console
 from cluster.settings import get_settings
 from cluster.status import Status, collect_status
 
 __all__ = ["register", "scale_app"]
 
 scale_app = typer.Typer(help="Change the size of a running system's pools.", no_args_is_help=True)
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]{message}[/]")
-    return typer.Exit(code)
+console = stdout_console()
 
 
 @scale_app.command("transform")
@@ -44,15 +36,15 @@ def scale_transform(
     settings = get_settings()
     low, high = settings.transform_min_replicas, settings.transform_max_replicas
     if not low <= replicas <= high:
-        raise _fail(
+        raise fail(
             f"--replicas {replicas} is outside {low}..{high} "
             "(HCSYNC_TRANSFORM_MIN_REPLICAS, HCSYNC_TRANSFORM_MAX_REPLICAS)"
         )
     signals = ScaleSignals.from_url(settings.redis, settings.topic_prefix)
     try:
-        signals.request(replicas, by=f"{getpass.getuser()}@{socket.gethostname()}", reason=reason)
+        signals.request(replicas, by=operator(), reason=reason)
     except redis.RedisError as exc:
-        raise _fail(f"cannot reach redis at {settings.redis}: {exc}") from None
+        raise fail(f"cannot reach redis at {settings.redis}: {exc}") from None
     console.print(f"asked every worker for {replicas} transform replica(s)")
     if wait_s == 0:
         return
@@ -64,7 +56,7 @@ def scale_transform(
                 break
             if time.monotonic() > deadline:
                 shown = ", ".join(f"{p.worker}: {p.replicas}" for p in pools) or "no worker reporting"
-                raise _fail(f"not every worker runs {replicas} replica(s) after {wait_s:.0f}s ({shown})", 1)
+                raise fail(f"not every worker runs {replicas} replica(s) after {wait_s:.0f}s ({shown})", 1)
             time.sleep(0.5)
     nodes = sorted({node for pool in pools for node in pool.nodes})
     console.print(
@@ -113,7 +105,7 @@ def status(
     try:
         result = asyncio.run(collect_status(settings, sample_s))
     except HcsyncError as exc:
-        raise _fail(f"cannot read the system: {exc}") from None
+        raise fail(f"cannot read the system: {exc}") from None
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
         return

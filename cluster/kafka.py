@@ -1,4 +1,5 @@
-"""Kafka helpers used by the CLI and the stack: topics, a producer, offsets."""
+"""Kafka helpers used by the CLI and the stack: topics, a producer, offsets, and the errors that name an
+unreachable broker or Redis."""
 
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return missing
     finally:
         await admin.close()
+
+
+def broker_unreachable(settings: Settings, exc: Exception) -> StackError:
+    """Return the error a command raises when the broker cannot be reached, naming the setting."""
+    return StackError(f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}")
+
+
+def redis_unreachable(settings: Settings, exc: Exception) -> StackError:
+    """Return the error a command raises when Redis cannot be reached, naming the setting."""
+    return StackError(f"redis at {settings.redis} unreachable (HCSYNC_REDIS_URL): {exc}")
 
 
 def producer(settings: Settings) -> AIOKafkaProducer:

@@ -19,7 +19,7 @@ from actors.masterdata import MasterDataStore
 from adapters.clients import BillingClient, ErpClient
 from canonical.errors import NotRetryableError, RetryableError, StackError
 from canonical.reference import AccountType
-from cluster.kafka import topic_counts
+from cluster.kafka import broker_unreachable, redis_unreachable, topic_counts
 from cluster.settings import Settings
 from streams.stats import Stats
 from streams.topics import TopicNames
@@ -132,9 +132,7 @@ async def collect(settings: Settings) -> StackReport:
     try:
         counts = await topic_counts(settings, logical.values())
     except KafkaError as exc:
-        raise StackError(
-            f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}"
-        ) from None
+        raise broker_unreachable(settings, exc) from None
     client = aioredis.Redis.from_url(settings.redis)
     try:
         counters = await Stats(client, settings.topic_prefix).read()
@@ -142,7 +140,7 @@ async def collect(settings: Settings) -> StackReport:
             MasterDataStore.from_url(settings.redis, settings.topic_prefix).current
         )
     except RedisError as exc:
-        raise StackError(f"redis at {settings.redis} unreachable (HCSYNC_REDIS_URL): {exc}") from None
+        raise redis_unreachable(settings, exc) from None
     finally:
         await client.aclose()
     try:

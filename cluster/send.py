@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from canonical import ids
 from canonical.errors import DecodeError, Fault, InvalidMessageError, StackError
 from canonical.hl7v2.parser import parse_message, split_messages
-from cluster.kafka import producer
+from cluster.kafka import broker_unreachable, producer
 from cluster.settings import Settings
 from streams.topics import TopicNames
 
@@ -52,9 +52,7 @@ async def send_messages(settings: Settings, messages: list[bytes]) -> int:
         futures = [await prod.send(topic, value=raw, key=keyed(raw)) for raw in messages]
         await asyncio.gather(*futures)
     except KafkaConnectionError as exc:
-        raise StackError(
-            f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}"
-        ) from None
+        raise broker_unreachable(settings, exc) from None
     except KafkaError as exc:
         raise StackError(f"the broker at {settings.bootstrap} refused a message: {exc!r}") from None
     finally:

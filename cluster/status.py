@@ -19,8 +19,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from actors.scaling import PoolReport, ScaleSignals
-from canonical.errors import StackError
-from cluster.kafka import committed_offsets, high_watermarks
+from cluster.kafka import broker_unreachable, committed_offsets, high_watermarks, redis_unreachable
 from cluster.settings import Settings
 from streams.stats import Stats
 from streams.topics import ALL, TopicNames
@@ -97,13 +96,11 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
             ends = await high_watermarks(settings, [names[t] for t in CONSUMED])
             committed = await committed_offsets(settings, group, ends)
         except KafkaError as exc:
-            raise StackError(
-                f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc}"
-            ) from None
+            raise broker_unreachable(settings, exc) from None
         await asyncio.sleep(max(0.0, sample_s - (time.monotonic() - started)))
         after, elapsed = await stats.read(), time.monotonic() - started
     except RedisError as exc:
-        raise StackError(f"redis at {settings.redis} unreachable (HCSYNC_REDIS_URL): {exc}") from None
+        raise redis_unreachable(settings, exc) from None
     finally:
         await client.aclose()
     logical = {names[t]: t for t in CONSUMED}

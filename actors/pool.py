@@ -7,13 +7,18 @@ max_task_retries) without any risk of a duplicate effect downstream.
 The pool can be resized while it works (:meth:`TransformPool.resize`): new actors join the rotation once
 they answer, and an actor that leaves finishes the batches it holds before it is killed, so a resize never
 loses or repeats a batch. The bound on batches in flight follows the size (``in_flight_per_replica`` per
-actor).
+actor), and the pool measures the share of time it spent at that bound (:meth:`TransformPool.saturation`):
+the autoscaler adds actors only when the pool itself is what holds the stream back.
+
+Actors are placed with Ray's SPREAD strategy, so on a multi-node cluster the pool uses every node rather
+than filling the node its worker runs on first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,11 +82,14 @@ class TransformPool:
         self._turn = 0
         self._changed: asyncio.Condition | None = None  # made on the event loop that uses the pool
         self._resizing = asyncio.Lock()
+        # Time at the in-flight bound since the last reading of saturation().
+        self._meter_since = self._meter_mark = time.monotonic()
+        self._full_s = 0.0
 
     def _spawn(self) -> Any:
-        return TransformActor.options(num_cpus=self._num_cpus).remote(  # type: ignore[attr-defined]
-            self._redis_url, self._key_prefix
-        )
+        return TransformActor.options(  # type: ignore[attr-defined]
+            num_cpus=self._num_cpus, scheduling_strategy="SPREAD"
+        ).remote(self._redis_url, self._key_prefix)
 
     @property
     def _condition(self) -> asyncio.Condition:
@@ -110,8 +118,29 @@ class TransformPool:
         self._pending = []
         return nodes
 
-    def _limit(self) -> int:
+    @property
+    def capacity(self) -> int:
+        """The bound on batches in flight: ``in_flight_per_replica`` per actor in the rotation."""
         return self._per_replica * max(1, self.replicas)
+
+    def _limit(self) -> int:
+        return self.capacity
+
+    def _meter(self) -> None:
+        """Account the time since the last change of ``in_flight`` (call before changing it)."""
+        now = time.monotonic()
+        if self._in_flight >= self._limit():
+            self._full_s += now - self._meter_mark
+        self._meter_mark = now
+
+    def saturation(self) -> float:
+        """Share of the time since the previous call that the pool spent at its in-flight bound (0..1)."""
+        self._meter()
+        now = time.monotonic()
+        elapsed = now - self._meter_since
+        share = self._full_s / elapsed if elapsed > 0 else 0.0
+        self._meter_since, self._full_s = now, 0.0
+        return min(1.0, share)
 
     def _pick(self) -> _Member:
         active = [m for m in self._members if not m.leaving]
@@ -127,6 +156,7 @@ class TransformPool:
         async with condition:
             await condition.wait_for(lambda: self._in_flight < self._limit())
             member = self._pick()
+            self._meter()
             member.in_flight += 1
             self._in_flight += 1
         try:
@@ -134,6 +164,7 @@ class TransformPool:
             return result
         finally:
             async with condition:
+                self._meter()
                 member.in_flight -= 1
                 self._in_flight -= 1
                 if member.leaving and member.in_flight == 0:
@@ -161,6 +192,7 @@ class TransformPool:
                 )
                 joining = [_Member(actor, node) for actor, node in zip(fresh, nodes, strict=True)]
             async with self._condition:
+                self._meter()  # the bound changes below
                 if replicas > before:
                     self._members.extend(joining)
                 else:

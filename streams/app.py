@@ -1,6 +1,6 @@
 """Build the Faust app: topics, the encounter table and the four agents.
 
-    raw.hl7v2 --ingest (batches to the Ray pool)--> events.canonical | exceptions
+    raw.hl7v2 --ingest (batches to the Ray pool, several in flight)--> events.canonical | exceptions
     events.canonical --encounters (table: state, processed ids)--> commands.billing | commands.erp
     commands.billing --billing dispatcher (gRPC)--> BillingAdapter
     commands.erp --ERP dispatcher (gRPC)--> ErpAdapter
@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import EventT
 from pydantic import ValidationError
 
 from actors.pool import TransformPool
@@ -29,6 +30,7 @@ from canonical.quarantine import failure_record, poison_record, unenriched_recor
 from cluster.settings import Settings
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.encounter_state import EncounterState, apply_event, merge_command
+from streams.pipeline import OrderedPipeline
 from streams.posting import PostingRules
 from streams.quarantine_agent import register_quarantine_agent
 from streams.quarantine_store import QuarantineStore
@@ -52,6 +54,8 @@ class Runtime:
     rules: PostingRules
     quarantine: QuarantineStore
     scaling: PoolController | None = None  # follows `hcsync scale`; None in tests that drive the pool
+    # The ingest pipeline, set once the ingest agent runs (its depth is a scaling signal).
+    ingest: OrderedPipeline[list[EventT[bytes]], TransformResult] | None = None
 
 
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
@@ -96,12 +100,14 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     # Every agent hands its whole unit of work to _with_retry: an exception escaping the loop would end
     # the agent, and Faust would still acknowledge the batch it was holding, losing it.
 
-    async def route_batch(batch: list[bytes]) -> None:
-        result: TransformResult = await runtime.pool.transform(
-            TransformBatch(messages=tuple(batch), strict=strict)
-        )
+    async def start_batch(records: list[EventT[bytes]]) -> TransformResult:
+        batch = TransformBatch(messages=tuple(record.value for record in records), strict=strict)
+        result: TransformResult = await retry("ingest transform", runtime.pool.transform, batch)
+        return result
+
+    async def route_result(result: TransformResult, raw_in: int) -> None:
         pending: list[Awaitable[Any]] = []
-        counts = {"raw_in": len(batch), "mapped": 0, "events_out": 0, "quarantined": 0, "ignored": 0}
+        counts = {"raw_in": raw_in, "mapped": 0, "events_out": 0, "quarantined": 0, "ignored": 0}
         for outcome in result.outcomes:
             for key, value in outcome.events:
                 pending.append(await events.send(key=key.encode(), value=value))
@@ -122,9 +128,28 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
 
     @app.agent(raw, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        """Canonicalise raw HL7 in batches on the Ray pool; route events and quarantine records."""
-        async for batch in stream.take(batch_size, within=window_s):
-            await retry("ingest batch", route_batch, batch)
+        """Canonicalise raw HL7 in batches on the Ray pool; route events and quarantine records.
+
+        Several batches are transformed at once (up to twice the pool's in-flight bound are taken), and
+        their results are routed one batch at a time in the order the batches were read; each record is
+        acknowledged only once its batch's outputs are on the broker.
+        """
+
+        async def finish(records: list[EventT[bytes]], result: TransformResult) -> None:
+            await retry("ingest routing", route_result, result, len(records))
+            for record in records:
+                await stream.ack(record)
+
+        pipeline: OrderedPipeline[list[EventT[bytes]], TransformResult] = OrderedPipeline(
+            start_batch, finish, depth=lambda: 2 * runtime.pool.capacity
+        )
+        runtime.ingest = pipeline
+        try:
+            # noack_take (records acknowledged by finish, not by the stream) is on Stream, not StreamT.
+            async for taken in cast(faust.Stream[bytes], stream).noack_take(batch_size, within=window_s):
+                await pipeline.put(cast(list[EventT[bytes]], taken))
+        finally:
+            await pipeline.close()
 
     async def apply_one(value: bytes) -> None:
         try:

@@ -187,9 +187,14 @@ class TransformPool:
             before = self.replicas
             if replicas > before:
                 fresh = [self._spawn() for _ in range(replicas - before)]
-                nodes = await asyncio.wait_for(
-                    asyncio.gather(*(actor.ping.remote() for actor in fresh)), ready_timeout_s
-                )
+                try:
+                    nodes = await asyncio.wait_for(
+                        asyncio.gather(*(actor.ping.remote() for actor in fresh)), ready_timeout_s
+                    )
+                except BaseException:
+                    for actor in fresh:  # never joined: nothing was sent to them
+                        ray.kill(actor)
+                    raise
                 joining = [_Member(actor, node) for actor, node in zip(fresh, nodes, strict=True)]
             async with self._condition:
                 self._meter()  # the bound changes below

@@ -1,7 +1,9 @@
 """Scaling signals in Redis: the replica count an SRE asked for, and what each worker's pool runs.
 
-    <p>hcsync:scale:transform:desired      the replicas asked for, per worker pool (`hcsync scale`)
-    <p>hcsync:scale:transform:history      list (newest first) of requests: replicas, by, at, reason
+    <p>hcsync:scale:transform:desired      a pinned replica count (`hcsync scale transform --replicas N`),
+                                           or "auto" (`--auto`); absent: HCSYNC_TRANSFORM_AUTOSCALE decides
+    <p>hcsync:scale:transform:history      list (newest first) of requests and autoscaler decisions:
+                                           replicas, by, at, reason
     <p>hcsync:scale:transform:worker:<id>  each worker's report (JSON, expires when the worker is gone)
 
 A worker applies the desired count to its own pool (each Faust worker process holds one pool), so with
@@ -14,12 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
 REPORT_TTL_S = 15
 HISTORY_KEEP = 100
+AUTO = "auto"
+
+Wanted = int | Literal["auto"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,10 @@ class PoolReport:
     in_flight: int
     nodes: list[str] = field(default_factory=list)
     at: str = ""
+    mode: str = ""  # "manual" (pinned), "auto" (the autoscaler decides) or "fixed" (the configured size)
+    lag: int = 0  # raw-topic records of this worker's partitions not yet committed
+    saturation: float = 0.0  # share of the last tick the pool spent at its in-flight bound
+    pending_batches: int = 0  # batches the ingest pipeline has taken and not yet routed
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -53,19 +62,31 @@ class ScaleSignals:
         client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         return cls(client, prefix)
 
-    def desired(self) -> int | None:
-        """Return the replicas asked for, None when nobody asked (the worker keeps its configured size)."""
+    def desired(self) -> Wanted:
+        """Return the pinned replica count, "auto", or None when nobody asked (the settings decide)."""
         value = self._redis.get(self._base + "desired")
-        return None if value is None else int(_text(value))
+        if value is None:
+            return None
+        text = _text(value)
+        return "auto" if text == AUTO else int(text)
 
-    def request(self, replicas: int, *, by: str, reason: str) -> None:
-        """Ask every worker's pool to run ``replicas`` actors, and record who asked and why."""
-        entry = {"replicas": replicas, "by": by, "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()}
+    def request(self, replicas: int | Literal["auto"], *, by: str, reason: str) -> None:
+        """Pin every worker's pool to ``replicas`` actors (or hand it to the autoscaler); record why."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(self._base + "desired", replicas)
+        self._record(pipe, replicas, by=by, reason=reason)
+        pipe.execute()
+
+    def record(self, replicas: int, *, by: str, reason: str) -> None:
+        """Add an autoscaler's decision to the history (it pins nothing)."""
+        pipe = self._redis.pipeline(transaction=True)
+        self._record(pipe, replicas, by=by, reason=reason)
+        pipe.execute()
+
+    def _record(self, pipe: Any, replicas: int | str, *, by: str, reason: str) -> None:
+        entry = {"replicas": replicas, "by": by, "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()}
         pipe.lpush(self._base + "history", json.dumps(entry))
         pipe.ltrim(self._base + "history", 0, HISTORY_KEEP - 1)
-        pipe.execute()
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         return [json.loads(_text(item)) for item in self._redis.lrange(self._base + "history", 0, limit - 1)]
@@ -84,4 +105,4 @@ class ScaleSignals:
         return sorted(out, key=lambda r: r.worker)
 
 
-__all__ = ["REPORT_TTL_S", "PoolReport", "ScaleSignals"]
+__all__ = ["AUTO", "REPORT_TTL_S", "PoolReport", "ScaleSignals", "Wanted"]

@@ -26,26 +26,43 @@ console = stdout_console()
 
 @scale_app.command("transform")
 def scale_transform(
-    replicas: Annotated[int, typer.Option("--replicas", "-n", min=1, help="Transform actors per worker.")],
+    replicas: Annotated[
+        int | None,
+        typer.Option("--replicas", "-n", min=1, help="Pin each worker's pool to N actors."),
+    ] = None,
+    auto: Annotated[
+        bool, typer.Option("--auto", help="Hand the pools back to the autoscaler (lag and in-flight depth).")
+    ] = False,
     reason: Annotated[str, typer.Option(help="Why, for the scaling history.")] = "",
     wait_s: Annotated[
         float, typer.Option(min=0, help="How long to wait for every worker to run the new size (0: do not).")
     ] = 60.0,
 ) -> None:
-    """Ask every worker's transform pool to run N actors; wait until they all do."""
+    """Pin every worker's transform pool to N actors and wait until they all run it; or --auto."""
     settings = get_settings()
+    if (replicas is None) == (not auto):
+        raise fail("give either --replicas N or --auto")
+    signals = ScaleSignals.from_url(settings.redis, settings.topic_prefix)
     low, high = settings.transform_min_replicas, settings.transform_max_replicas
+    if replicas is None:
+        try:
+            signals.request("auto", by=operator(), reason=reason)
+        except redis.RedisError as exc:
+            raise fail(f"cannot reach redis at {settings.redis}: {exc}") from None
+        console.print(f"the autoscaler sizes each worker's pool from now on, within {low}..{high} replicas")
+        return
     if not low <= replicas <= high:
         raise fail(
             f"--replicas {replicas} is outside {low}..{high} "
             "(HCSYNC_TRANSFORM_MIN_REPLICAS, HCSYNC_TRANSFORM_MAX_REPLICAS)"
         )
-    signals = ScaleSignals.from_url(settings.redis, settings.topic_prefix)
     try:
         signals.request(replicas, by=operator(), reason=reason)
     except redis.RedisError as exc:
         raise fail(f"cannot reach redis at {settings.redis}: {exc}") from None
-    console.print(f"asked every worker for {replicas} transform replica(s)")
+    console.print(
+        f"asked every worker for {replicas} transform replica(s); the autoscaler stands aside until --auto"
+    )
     if wait_s == 0:
         return
     deadline = time.monotonic() + wait_s
@@ -66,13 +83,28 @@ def scale_transform(
 
 
 def _tables(status: Status) -> list[Table]:
-    pools = Table(title=f"Transform pools (asked for: {status.desired or 'configured size'})")
-    for column in ("worker", "replicas", "in flight", "Ray nodes", "reported"):
-        pools.add_column(column, justify="right" if column in ("replicas", "in flight") else "left")
+    if status.desired is None:
+        asked = "nothing (HCSYNC_TRANSFORM_AUTOSCALE decides)"
+    else:
+        asked = "autoscaling" if status.desired == "auto" else f"{status.desired} (pinned)"
+    pools = Table(title=f"Transform pools (asked for: {asked})")
+    numeric = ("replicas", "in flight", "batches taken", "lag", "at bound")
+    for column in ("worker", "mode", *numeric, "Ray nodes", "reported"):
+        pools.add_column(column, justify="right" if column in numeric else "left")
     for pool in status.pools:
         nodes = ", ".join(sorted({node[:12] for node in pool.nodes}))
-        pools.add_row(pool.worker, str(pool.replicas), str(pool.in_flight), nodes, pool.at[11:19])
-    pools.add_row("total", str(status.replicas), "", "", "", style="bold")
+        pools.add_row(
+            pool.worker,
+            pool.mode,
+            str(pool.replicas),
+            str(pool.in_flight),
+            str(pool.pending_batches),
+            f"{pool.lag:,}",
+            f"{pool.saturation:.0%}",
+            nodes,
+            pool.at[11:19],
+        )
+    pools.add_row("total", "", str(status.replicas), "", "", "", "", "", "", style="bold")
 
     lag = Table(title=f"Consumer lag (group {status.group})")
     for column in ("topic", "partition", "end offset", "committed", "lag"):

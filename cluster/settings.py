@@ -84,12 +84,37 @@ class Settings(BaseSettings):
 
     # Actor pool and batching.
     transform_replicas: PositiveInt = Field(2, description="Transform actors per worker at start.")
-    transform_min_replicas: PositiveInt = Field(1, description="Fewest actors `hcsync scale` may ask for.")
+    transform_min_replicas: PositiveInt = Field(
+        1, description="Fewest actors per worker `hcsync scale` or the autoscaler may set."
+    )
     transform_max_replicas: PositiveInt = Field(
-        8, description="Most actors per worker `hcsync scale` may ask for."
+        8, description="Most actors per worker `hcsync scale` or the autoscaler may set."
     )
     scale_check_interval_s: PositiveFloat = Field(
         1.0, description="How often each worker reads the replica count asked for and reports its pool."
+    )
+    transform_autoscale: bool = Field(
+        True,
+        description=(
+            "Size each worker's pool from its lag and in-flight depth unless `hcsync scale transform "
+            "--replicas N` pinned a size (`--auto` hands it back)."
+        ),
+    )
+    autoscale_lag_per_replica: PositiveInt = Field(
+        2000, description="Backlog (raw records) one actor is expected to carry before another is added."
+    )
+    autoscale_saturation: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="Share of the time at the in-flight bound above which the pool counts as the bottleneck.",
+    )
+    autoscale_window_s: PositiveFloat = Field(5.0, description="How long a surge must last before growing.")
+    autoscale_up_cooldown_s: PositiveFloat = Field(
+        15.0, description="Least time between a change and growing."
+    )
+    autoscale_down_cooldown_s: PositiveFloat = Field(
+        60.0, description="How long the pool must be calm, and the least time after a change, to shrink."
     )
     transform_batch_size: PositiveInt = 500
     transform_batch_window_s: PositiveFloat = 0.2
@@ -146,6 +171,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "HCSYNC_ENCOUNTER_REF_KEY must be set to a secret of your own when hcsync runs against "
                 "a real Kafka or ERP (HCSYNC_KAFKA_BOOTSTRAP, HCSYNC_ERP_TARGET or HCSYNC_ERP_DATABASE_URL)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        low, high = self.transform_min_replicas, self.transform_max_replicas
+        if not low <= self.transform_replicas <= high:
+            raise ValueError(
+                f"HCSYNC_TRANSFORM_REPLICAS={self.transform_replicas} must be within "
+                f"HCSYNC_TRANSFORM_MIN_REPLICAS..HCSYNC_TRANSFORM_MAX_REPLICAS ({low}..{high})"
             )
         return self
 

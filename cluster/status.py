@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from actors.scaling import PoolReport, ScaleSignals
+from actors.scaling import PoolReport, ScaleSignals, Wanted
 from cluster.kafka import broker_unreachable, committed_offsets, high_watermarks, redis_unreachable
 from cluster.settings import Settings
 from streams.stats import Stats
@@ -45,7 +45,7 @@ class Status:
 
     group: str
     pools: list[PoolReport]
-    desired: int | None
+    desired: Wanted  # a pinned count, "auto", or None (each worker's HCSYNC_TRANSFORM_AUTOSCALE decides)
     lag: list[PartitionLag]
     sample_s: float
     messages_per_s: float

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 from pydantic import ValidationError
 
 from actors.pool import TransformPool
@@ -35,7 +35,7 @@ from streams.posting import PostingRules
 from streams.quarantine_agent import register_quarantine_agent
 from streams.quarantine_store import QuarantineStore
 from streams.retry import retry
-from streams.scaling import PoolController
+from streams.scaling import IngestOffsets, PoolController, assigned_lag
 from streams.stats import MESSAGE_TYPE_PREFIX, Stats
 from streams.topics import TopicNames
 
@@ -96,6 +96,13 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         max_elements=settings.strict_validation_max_elements,
     )
     window_s = settings.transform_batch_window_s
+    offsets = IngestOffsets()  # the ingest's position per raw partition: the autoscaler's lag signal
+
+    async def forget_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0]  # the signal is sent as on_partitions_revoked.send(revoked)
+        offsets.forget(revoked)
+
+    app.on_partitions_revoked.connect(forget_revoked)  # type: ignore[arg-type]  # a union mypy cannot match
 
     # Every agent hands its whole unit of work to _with_retry: an exception escaping the loop would end
     # the agent, and Faust would still acknowledge the batch it was holding, losing it.
@@ -139,6 +146,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             await retry("ingest routing", route_result, result, len(records))
             for record in records:
                 await stream.ack(record)
+                offsets.acked(record.message.tp, record.message.offset)
 
         pipeline: OrderedPipeline[list[EventT[bytes]], TransformResult] = OrderedPipeline(
             start_batch, finish, depth=lambda: 2 * runtime.pool.capacity
@@ -147,7 +155,10 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         try:
             # noack_take (records acknowledged by finish, not by the stream) is on Stream, not StreamT.
             async for taken in cast(faust.Stream[bytes], stream).noack_take(batch_size, within=window_s):
-                await pipeline.put(cast(list[EventT[bytes]], taken))
+                records = cast(list[EventT[bytes]], taken)
+                for record in records:
+                    offsets.taken(record.message.tp, record.message.offset)
+                await pipeline.put(records)
         finally:
             await pipeline.close()
 
@@ -239,10 +250,14 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
 
     controller = runtime.scaling
     if controller is not None:
+        controller.watch(
+            lag=lambda: assigned_lag(app, names.raw_hl7v2, offsets),
+            pending=lambda: 0 if runtime.ingest is None else runtime.ingest.pending,
+        )
 
         @app.timer(interval=settings.scale_check_interval_s, name="scale-transform")  # type: ignore[untyped-decorator]
         async def follow_scale() -> None:
-            """Resize this worker's pool to the replicas asked for; report what it runs."""
+            """Resize this worker's pool (pinned or autoscaled); report what it runs."""
             try:
                 await controller.tick()
             except Exception as exc:  # a failed resize must not stop the timer; the next tick retries

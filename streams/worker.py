@@ -17,6 +17,7 @@ import ray
 import redis.asyncio as aioredis
 from faust.worker import Worker
 
+from actors.autoscale import AutoscalePolicy
 from actors.masterdata import MasterDataStore, seed
 from actors.pool import TransformPool
 from actors.scaling import ScaleSignals
@@ -84,6 +85,19 @@ def init_ray(settings: Settings, run_dir: Path | None = None) -> None:
         link.symlink_to(session_dir, target_is_directory=True)
 
 
+def autoscale_policy(settings: Settings) -> AutoscalePolicy:
+    """The pool's bounds, thresholds and cool-downs from settings."""
+    return AutoscalePolicy(
+        min_replicas=settings.transform_min_replicas,
+        max_replicas=settings.transform_max_replicas,
+        lag_per_replica=settings.autoscale_lag_per_replica,
+        saturation=settings.autoscale_saturation,
+        window_s=settings.autoscale_window_s,
+        up_cooldown_s=settings.autoscale_up_cooldown_s,
+        down_cooldown_s=settings.autoscale_down_cooldown_s,
+    )
+
+
 def run_worker(settings: Settings, run_dir: Path) -> int:
     """Run the worker until it is told to stop; return the exit code."""
     if settings.masterdata_dir is not None:
@@ -115,8 +129,8 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
             pool,
             ScaleSignals.from_url(settings.redis, settings.topic_prefix),
             worker=f"{socket.gethostname()}:{os.getpid()}",
-            min_replicas=settings.transform_min_replicas,
-            max_replicas=settings.transform_max_replicas,
+            policy=autoscale_policy(settings),
+            autoscale=settings.transform_autoscale,
         ),
         rules=PostingRules(
             encounter_ref_key=settings.encounter_ref_key.get_secret_value().encode(),

@@ -38,6 +38,17 @@ def stack_settings(home: Path, **overrides: object) -> Settings:
         "transform_batch_window_s": 0.1,
         "dispatch_batch_window_s": 0.1,
         "ready_timeout_s": 180,
+        # Sized by hand unless a test hands the pool to the autoscaler (`hcsync scale transform --auto`);
+        # then it reacts within seconds, to a backlog of a few hundred messages of the strictly validated
+        # (slow: hl7apy) SURGE feed, in batches small enough that the pool's in-flight bound is reached.
+        "transform_autoscale": False,
+        "transform_max_replicas": 4,
+        "transform_batch_size": 100,
+        "strict_validation_feeds": ["SURGE"],
+        "autoscale_lag_per_replica": 100,
+        "autoscale_window_s": 2.0,
+        "autoscale_up_cooldown_s": 3.0,
+        "autoscale_down_cooldown_s": 6.0,
     }
     return Settings.model_validate(fields | overrides)
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid
@@ -18,13 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from typer.testing import CliRunner
 
 from actors.masterdata import MasterDataCache, MasterDataConflict, MasterDataStore, MasterDataUnavailable
 from canonical.reference import ChargeCode, MasterDataSet
 from canonical.reference_files import write_set
-from cluster.binaries import redis_binary
 from cluster.masterdata_cli import masterdata_app
 from cluster.send import send_messages
 from cluster.settings import Settings, get_settings
@@ -33,6 +30,7 @@ from streams.quarantine_store import QuarantineItem, QuarantineStore
 from tests.hl7_samples import adt, dft
 from tests.integration.conftest import charges, free_port, report_now, settle, wait_until
 from tests.masterdata import demo_set
+from tests.redis_server import redis_server
 
 
 def _uid() -> str:
@@ -47,28 +45,9 @@ def _version(data: MasterDataSet, version: str, **domains: object) -> MasterData
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    """A redis-server of our own (the stack's binary) for store tests that must not touch the stack."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        client = redis.Redis.from_url(url)
-        wait_until("redis-server to answer", lambda: _pings(client), timeout_s=30)
+    """A redis-server of our own for store tests that must not touch the stack."""
+    with redis_server() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture

@@ -93,6 +93,43 @@ def test_a_resize_while_messages_flow_loses_and_repeats_nothing(
     assert [entry["replicas"] for entry in history[:2]] == [1, 3] and history[1]["reason"] == "test surge"
 
 
+def test_the_autoscaler_grows_the_pool_in_a_surge_and_shrinks_it_after(
+    settings: Settings, restore_size: None
+) -> None:
+    """A backlog of slow (strictly validated) messages saturates the pool: it grows on the lag, then shrinks
+    one actor per cool-down once the backlog is gone; every charge posts exactly once."""
+    _cli(settings, "scale", "transform", "--replicas", "2", "--reason", "known start")
+    before = settle(settings, 1.0)
+    messages, count, cents = _day(uuid.uuid4().hex[:6].upper(), 400)
+    surge = [raw.replace(b"|EPIC|", b"|SURGE|", 1) for raw in messages]
+    assert "autoscaler sizes" in _cli(settings, "scale", "transform", "--auto", "--reason", "test")
+    asyncio.run(send_messages(settings, surge))
+
+    grown: list[int] = []
+
+    def grew() -> bool:
+        grown.extend(_replicas(settings))
+        return max(grown, default=0) > 2
+
+    wait_until("the autoscaler to add actors", grew, timeout_s=90)
+    expected = (charges(before)[0] + count, charges(before)[1] + cents)
+    wait_until("every charge of the surge", lambda: charges(report_now(settings)) == expected, timeout_s=180)
+    peak = max(grown)
+    wait_until("the autoscaler to shrink the idle pool", lambda: _replicas(settings)[0] < peak, timeout_s=60)
+    after = settle(settings)
+    assert charges(after) == expected, "a charge was lost or posted twice while the pool was autoscaled"
+    assert after.counters["raw_in"] - before.counters["raw_in"] == len(surge)
+    decisions = [e for e in ScaleSignals.from_url(settings.redis, settings.topic_prefix).history(50)]
+    ours = decisions[: next(i for i, e in enumerate(decisions) if e["replicas"] == "auto")]
+    assert ours and all(e["by"].startswith("autoscaler ") for e in ours)
+    ups = [e for e in ours if "lag" in e["reason"] and " > " in e["reason"]]
+    downs = [e for e in ours if e["reason"].startswith("lag at most")]
+    assert ups and downs, ours
+    assert all(2 < e["replicas"] <= settings.transform_max_replicas for e in ups)
+    doc = json.loads(_cli(settings, "status", "--json", "--sample-s", "0.1"))
+    assert doc["desired"] == "auto" and doc["pools"][0]["mode"] == "auto"
+
+
 def test_the_bounds_are_enforced(settings: Settings) -> None:
     out = CliRunner().invoke(app, ["scale", "transform", "--replicas", "99"], env=settings_env(settings))
     get_settings.cache_clear()

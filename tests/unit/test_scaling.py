@@ -1,32 +1,144 @@
-"""The worker's scaling controller without services: the desired count is applied within the bounds."""
+"""The worker's scaling controller without services: pinned counts within the bounds, the autoscaler's
+decisions applied and recorded, and a fixed pool left alone."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Iterator
 from typing import cast
 
+import pytest
+import redis
+from faust.types import TP
+
+from actors.autoscale import AutoscalePolicy
 from actors.pool import TransformPool
 from actors.scaling import ScaleSignals
-from streams.scaling import PoolController
+from streams.scaling import IngestOffsets, PoolController
+from tests.redis_server import redis_server
+
+POLICY = AutoscalePolicy(
+    min_replicas=1, max_replicas=6, lag_per_replica=100, window_s=3.0, up_cooldown_s=5.0, down_cooldown_s=20.0
+)
 
 
 class _Pool:
-    replicas = 2
+    """The pool's surface the controller uses: size, resize, saturation."""
+
+    def __init__(self, replicas: int, saturation: float) -> None:
+        self.replicas = replicas
+        self.in_flight = 0
+        self.nodes = ["n1"] * replicas
+        self.level = saturation
+        self.resizes: list[int] = []
+
+    def saturation(self) -> float:
+        return self.level
+
+    async def resize(self, replicas: int) -> tuple[int, int]:
+        before, self.replicas = self.replicas, replicas
+        self.resizes.append(replicas)
+        return before, replicas
 
 
-def _controller(low: int, high: int) -> PoolController:
-    return PoolController(
-        cast(TransformPool, _Pool()),
-        cast(ScaleSignals, None),
-        "w1",
-        min_replicas=low,
-        max_replicas=high,
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _controller(
+    pool: _Pool, signals: ScaleSignals, *, autoscale: bool, lag: int = 0
+) -> tuple[PoolController, _Clock]:
+    clock = _Clock()
+    controller = PoolController(
+        cast(TransformPool, pool), signals, "w1", policy=POLICY, autoscale=autoscale, clock=clock
     )
+    controller.watch(lag=lambda: lag, pending=lambda: 3)
+    return controller, clock
 
 
-def test_no_request_keeps_the_current_size() -> None:
-    assert _controller(1, 8).target(None) == 2
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
 
 
-def test_a_request_is_clamped_to_the_bounds() -> None:
-    controller = _controller(2, 4)
-    assert [controller.target(n) for n in (1, 2, 3, 4, 9)] == [2, 2, 3, 4, 4]
+@pytest.fixture
+def signals(redis_url: str) -> ScaleSignals:
+    return ScaleSignals(redis.Redis.from_url(redis_url), f"t{uuid.uuid4().hex[:8]}.")
+
+
+def _run(controller: PoolController, clock: _Clock, seconds: int) -> None:
+    async def ticks() -> None:
+        for _ in range(seconds):
+            await controller.tick()
+            clock.now += 1.0
+
+    asyncio.run(ticks())
+
+
+def test_a_pinned_count_is_clamped_to_the_bounds(signals: ScaleSignals) -> None:
+    controller, _ = _controller(_Pool(2, 0.0), signals, autoscale=True)
+    assert [controller.target(n) for n in (1, 2, 3, 6, 9)] == [1, 2, 3, 6, 6]
+    assert controller.target(None) == 2
+
+
+def test_a_pin_overrides_the_autoscaler_until_auto(signals: ScaleSignals) -> None:
+    pool = _Pool(2, saturation=1.0)
+    controller, clock = _controller(pool, signals, autoscale=True, lag=10_000)
+    signals.request(3, by="sre", reason="surge")
+    _run(controller, clock, 30)
+    assert pool.resizes == [3]  # the backlog would have grown it further; the pin holds it at 3
+    report = signals.reports()[0]
+    assert (report.mode, report.replicas, report.desired, report.lag, report.pending_batches) == (
+        "manual",
+        3,
+        3,
+        10_000,
+        3,
+    )
+    signals.request("auto", by="sre", reason="over")
+    _run(controller, clock, 30)
+    assert pool.resizes[1:] and pool.resizes[1] == 6  # 3 -> ceil(10000/100) capped at double
+    assert signals.reports()[0].mode == "auto"
+    history = signals.history()
+    assert history[0]["by"] == "autoscaler w1" and "lag 10,000" in history[0]["reason"]
+    assert [entry["replicas"] for entry in history[1:]] == ["auto", 3]
+
+
+def test_autoscaling_by_default_follows_the_setting(signals: ScaleSignals) -> None:
+    pool = _Pool(2, saturation=1.0)
+    controller, clock = _controller(pool, signals, autoscale=False, lag=10_000)
+    _run(controller, clock, 30)
+    assert pool.resizes == [] and signals.reports()[0].mode == "fixed"
+    on, clock = _controller(pool, signals, autoscale=True, lag=10_000)
+    _run(on, clock, 30)
+    assert pool.resizes and signals.reports()[0].mode == "auto"
+
+
+def test_an_idle_pool_shrinks_to_the_minimum_one_step_per_cooldown(signals: ScaleSignals) -> None:
+    pool = _Pool(3, saturation=0.0)
+    controller, clock = _controller(pool, signals, autoscale=True, lag=0)
+    _run(controller, clock, 100)
+    assert pool.resizes == [2, 1]
+
+
+def test_the_lag_counts_what_was_taken_but_not_acknowledged() -> None:
+    a, b, c = TP("raw", 0), TP("raw", 1), TP("raw", 2)
+    offsets = IngestOffsets()
+    ends = {a: 1000, b: 500, c: 70}
+    assert offsets.lag(ends, [a, b, c]) == 0  # nothing read yet: unknown, not counted
+    for offset in range(100, 600):
+        offsets.taken(a, offset)  # read far ahead into the pipeline
+    offsets.taken(b, 0)
+    assert offsets.lag(ends, [a, b, c]) == 900 + 500
+    for offset in range(100, 300):
+        offsets.acked(a, offset)
+    assert offsets.lag(ends, [a, b]) == 700 + 500
+    offsets.forget([b])
+    assert offsets.lag(ends, [a, b]) == 700
+    assert offsets.lag({a: 250}, [a]) == 0  # a stale end offset never makes the lag negative

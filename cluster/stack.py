@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -42,7 +43,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if name == "encounter_ref_key":
             value = settings.encounter_ref_key.get_secret_value()
-        env[f"HCSYNC_{name.upper()}"] = str(value)
+        # pydantic-settings reads complex fields (lists) from the environment as JSON.
+        env[f"HCSYNC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
 
 

@@ -21,7 +21,9 @@ class _Probe:
         self.running = 0
         self.most_running = 0
         self.finished: list[int] = []
-        self.pipeline: OrderedPipeline[int, int] = OrderedPipeline(self.start, self.finish, lambda: self.depth)
+        self.pipeline: OrderedPipeline[int, int] = OrderedPipeline(
+            self.start, self.finish, lambda: self.depth
+        )
         self.most_pending = 0
 
     async def start(self, item: int) -> int:

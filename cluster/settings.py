@@ -47,8 +47,34 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("HCSYNC_RAY_ADDRESS", "RAY_ADDRESS", "ray_address"),
         description="Ray cluster to join (Ray's own RAY_ADDRESS works too); unset starts a local Ray.",
     )
-    ray_num_cpus: PositiveInt = 2
+    ray_num_cpus: PositiveInt = Field(2, description="CPUs of a local Ray (per node with ray_local_nodes).")
     ray_object_store_memory_mb: PositiveInt = 256
+    ray_local_nodes: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Embedded stack without ray_address: 0 lets the worker start Ray in its own process; N starts "
+            "a local Ray cluster of N nodes with `ray start --head` and `ray start --address` that every "
+            "worker joins. Several workers always share one such cluster (at least a head)."
+        ),
+    )
+
+    # Faust workers.
+    workers: PositiveInt = Field(
+        1,
+        description=(
+            "Faust worker processes the embedded stack runs in one consumer group (a deployment scales the "
+            "worker Deployment instead); at most topic_partitions do work."
+        ),
+    )
+    worker_name: str = Field(
+        "worker", description="This worker process's name: its ready file and Faust data directory."
+    )
+    consumer_session_timeout_s: PositiveFloat = Field(
+        30.0,
+        ge=6.0,
+        description="How long the broker waits for a silent worker before its partitions go to the others.",
+    )
 
     # Input limits.
     max_message_bytes: PositiveInt = Field(1_048_576, description="Largest source message accepted.")

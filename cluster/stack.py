@@ -1,8 +1,13 @@
-"""The embedded stack: broker, Redis, the gRPC adapters and the Faust worker (which starts Ray).
+"""The embedded stack: broker, Redis, the gRPC adapters, the MLLP gateway and the Faust worker(s).
 
 Each component is a child process in its own session, with a readiness check and a log file in the
 run directory. Stopping sends SIGTERM to each process group in reverse order, then SIGKILL to anything
 left, including every descendant seen while running (Ray's processes), so no orphan survives.
+
+Ray: by default the worker starts a local Ray in its own process. With ``HCSYNC_RAY_LOCAL_NODES=N``, or
+with several workers (``HCSYNC_WORKERS``), the stack first starts a real local Ray cluster with
+``ray start --head`` and ``ray start --address`` (cluster.raycluster) and the workers join it through
+RAY_ADDRESS, as they would join a production cluster.
 """
 
 from __future__ import annotations
@@ -28,11 +33,16 @@ import redis
 from canonical.errors import StackError
 from cluster.binaries import redis_binary, tansu_binary
 from cluster.kafka import ensure_topics
+from cluster.raycluster import LocalRayCluster
 from cluster.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WORKER_READY_FILE = "worker.ready"
+
+
+def worker_names(count: int) -> list[str]:
+    """The names of the stack's workers: worker, worker-2, worker-3..."""
+    return ["worker", *(f"worker-{n}" for n in range(2, count + 1))]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -78,6 +88,7 @@ class Stack:
         self.components: list[Component] = []
         self._seen: dict[int, psutil.Process] = {}
         self.started_at = 0.0
+        self.ray_cluster: LocalRayCluster | None = None
 
     # -- definition -------------------------------------------------------------------------------
     def _python(self, *args: str) -> list[str]:
@@ -152,8 +163,23 @@ class Stack:
                 port=(s.mllp_port, "HCSYNC_MLLP_PORT"),
             )
         )
-        plan.append(Component("worker", self._python("worker"), ready=self._worker_ready))
+        for name in worker_names(s.workers):
+            plan.append(
+                Component(
+                    name,
+                    self._python("worker"),
+                    ready=self._worker_ready(name),
+                    env={"HCSYNC_WORKER_NAME": name},
+                )
+            )
         return plan
+
+    def ray_nodes(self) -> int:
+        """Nodes of the local Ray cluster the stack starts (0: none, each worker runs its own Ray)."""
+        s = self.settings
+        if s.ray_address:
+            return 0
+        return max(s.ray_local_nodes, 1 if s.workers > 1 else 0)
 
     # -- readiness --------------------------------------------------------------------------------
     def _topics_ready(self) -> bool:
@@ -178,14 +204,15 @@ class Stack:
 
         return check
 
-    def _worker_ready(self) -> bool:
-        return (self.run_dir / WORKER_READY_FILE).exists()
+    def _worker_ready(self, name: str) -> Callable[[], bool]:
+        return lambda: (self.run_dir / f"{name}.ready").exists()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
         """Start every component in order, each only after the previous one is ready."""
         self.started_at = time.monotonic()
-        (self.run_dir / WORKER_READY_FILE).unlink(missing_ok=True)  # a reused run dir must not look ready
+        for name in worker_names(self.settings.workers):  # a reused run dir must not look ready
+            (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
         env = os.environ | settings_env(self.settings.model_copy(update={"run_dir": self.run_dir}))
         plan = self._plan()
         for component in plan:
@@ -198,12 +225,35 @@ class Stack:
             if self.settings.redis_url is not None:
                 self._seed_masterdata()
             for component in plan:
+                if component.name == "worker" and self.ray_nodes():
+                    self._start_ray_cluster()
+                if component.name.startswith("worker") and self.ray_cluster is not None:
+                    component.env |= self.ray_cluster.driver_env
                 self._start_one(component, env)
                 if component.name == "redis":
                     self._seed_masterdata()
         except BaseException:
             self.stop()
             raise
+
+    def _start_ray_cluster(self) -> None:
+        s = self.settings
+        self.ray_cluster = LocalRayCluster(
+            self.ray_nodes(),
+            run_dir=self.run_dir,
+            num_cpus_per_node=s.ray_num_cpus,
+            object_store_memory_mb=s.ray_object_store_memory_mb,
+            ready_timeout_s=s.ready_timeout_s,
+        )
+        address = self.ray_cluster.start()
+        log.info("Ray cluster of %d node(s) ready at %s", self.ray_nodes(), address)
+
+    def component(self, name: str) -> Component:
+        """Return a running component by name (StackError if there is none)."""
+        for component in self.components:
+            if component.name == name:
+                return component
+        raise StackError(f"no component {name!r} in this stack")
 
     def _seed_masterdata(self) -> None:
         """Load master data when Redis has none: HCSYNC_MASTERDATA_DIR, else (embedded Redis) the demo set."""
@@ -259,9 +309,10 @@ class Stack:
                 continue
 
     def pids(self) -> list[int]:
-        """Return the pids of every process of the stack seen so far."""
+        """Return the pids of every process of the stack seen so far (the local Ray cluster's included)."""
         self._remember_descendants()
-        return sorted(self._seen)
+        ray_pids = self.ray_cluster.pids() if self.ray_cluster is not None else []
+        return sorted(set(self._seen) | set(ray_pids))
 
     def check(self) -> list[str]:
         """Return the names of components whose process has exited."""
@@ -295,6 +346,9 @@ class Stack:
                 leftover.kill()
         psutil.wait_procs(survivors, timeout=10)
         self.components.clear()
+        if self.ray_cluster is not None:  # after the workers, its drivers
+            self.ray_cluster.stop()
+            self.ray_cluster = None
 
     def __enter__(self) -> Stack:
         self.start()

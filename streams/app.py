@@ -74,6 +74,9 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         producer_max_request_size=4 * settings.max_message_bytes,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        # A worker that dies silently loses its partitions to the others after this long.
+        broker_session_timeout=settings.consumer_session_timeout_s,
+        broker_heartbeat_interval=settings.consumer_session_timeout_s / 6,
         # The table uses the app's codecs (JSON); every topic below is raw bytes with our own codecs.
         key_serializer="json",
         value_serializer="json",

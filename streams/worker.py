@@ -128,7 +128,7 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
         scaling=PoolController(
             pool,
             ScaleSignals.from_url(settings.redis, settings.topic_prefix),
-            worker=f"{socket.gethostname()}:{os.getpid()}",
+            worker=f"{socket.gethostname()}:{os.getpid()}:{settings.worker_name}",
             policy=autoscale_policy(settings),
             autoscale=settings.transform_autoscale,
         ),
@@ -137,10 +137,12 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
             currency=settings.currency,
         ),
     )
-    app = build_app(settings, runtime, datadir=run_dir / "faust")
+    datadir = run_dir / "faust" / settings.worker_name  # one per worker: several may share a run dir
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, runtime, datadir=datadir)
     worker = _ReadyWorker(
         app,
-        ready_file=run_dir / "worker.ready",
+        ready_file=run_dir / f"{settings.worker_name}.ready",
         loglevel=settings.log_level,
         loop=loop,
         override_logging=False,

@@ -1,0 +1,149 @@
+"""A real cluster on one machine: two Faust workers in one consumer group, on a two-node Ray cluster
+started with `ray start --head` and `ray start --address`, joined through RAY_ADDRESS.
+
+- the transform actors of both workers are placed on both Ray nodes;
+- one worker is killed (SIGKILL, no goodbye) while messages flow: after the rebalance the other worker owns
+  every partition, and every charge and journal line is posted exactly once.
+
+This module runs its own stack (the session's has one worker and an in-process Ray).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from actors.scaling import ScaleSignals
+from cluster.runs import new_run_dir
+from cluster.send import send_messages
+from cluster.settings import Settings
+from cluster.stack import Stack
+from cluster.status import collect_status
+from tests.hl7_samples import adt, dft
+from tests.integration.conftest import charges, report_now, settle, stack_settings, wait_until
+
+SESSION_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = stack_settings(
+        tmp_path_factory.mktemp("cluster"),
+        workers=2,
+        ray_local_nodes=2,
+        ray_num_cpus=2,
+        transform_replicas=2,
+        consumer_session_timeout_s=SESSION_TIMEOUT_S,
+    )
+    running = Stack(settings, new_run_dir(settings, "cluster"))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _pools(settings: Settings) -> list[tuple[str, int, list[str]]]:
+    reports = ScaleSignals.from_url(settings.redis, settings.topic_prefix).reports()
+    return [(r.worker, r.replicas, r.nodes) for r in reports]
+
+
+def _visits(uid: str, encounters: int, amount: str = "125.00") -> list[list[bytes]]:
+    """Per encounter: its registration, then a charge with two lines."""
+    out = []
+    for n in range(encounters):
+        visit = f"K{uid}{n:04d}"
+        out.append(
+            [
+                adt("A04", f"A{visit}", visit, patient_class="O", dept="ED"),
+                dft(
+                    f"D{visit}",
+                    visit,
+                    [("CG", "99283", "ED visit", 1, amount), ("CG", "36415", "Venipuncture", 1, "25.00")],
+                    dept="ED",
+                ),
+            ]
+        )
+    return out
+
+
+def test_actors_run_on_both_nodes_of_a_ray_cluster_started_with_ray_start(cluster_stack: Stack) -> None:
+    settings = cluster_stack.settings
+    ray_cluster = cluster_stack.ray_cluster
+    assert ray_cluster is not None
+    nodes = ray_cluster.node_ids()
+    assert len(nodes) == 2
+    for name in ("worker", "worker-2"):
+        env = cluster_stack.component(name).env
+        assert env["RAY_ADDRESS"] == ray_cluster.address  # the workers joined the cluster, not a local Ray
+
+    def both_report() -> bool:
+        pools = _pools(settings)
+        return len(pools) == 2 and all(replicas == 2 and len(ids) == 2 for _, replicas, ids in pools)
+
+    wait_until("both workers to report their pools", both_report, timeout_s=60)
+    placed = {node for _, _, ids in _pools(settings) for node in ids}
+    assert placed == set(nodes), "the transform actors are not spread over both Ray nodes"
+
+    before = report_now(settings)
+    visits = _visits(uuid.uuid4().hex[:6].upper(), 20)
+    asyncio.run(send_messages(settings, [raw for visit in visits for raw in visit]))
+    expected = (charges(before)[0] + 40, charges(before)[1] + 20 * 15_000)
+    wait_until("the charges through the cluster", lambda: charges(report_now(settings)) == expected)
+
+
+def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(cluster_stack: Stack) -> None:
+    settings = cluster_stack.settings
+    wait_until("both workers to report", lambda: len(_pools(settings)) == 2, timeout_s=60)
+    before = settle(settings, 1.0)
+    visits = _visits(uuid.uuid4().hex[:6].upper(), 240)
+    chunks = [visits[i : i + 40] for i in range(0, len(visits), 40)]
+
+    victim = cluster_stack.component("worker-2")
+    assert victim.process is not None
+    count = len(visits) * 2
+    posted_at_kill = -1
+    for chunk in chunks:
+        asyncio.run(send_messages(settings, [raw for visit in chunk for raw in visit]))
+        time.sleep(1.0)
+        posted = charges(report_now(settings))[0] - charges(before)[0]
+        if posted_at_kill < 0 and posted >= count // 5:
+            # Mid-stream and without warning: no commit, no leave-group, its Ray actors orphaned.
+            os.killpg(victim.process.pid, signal.SIGKILL)
+            victim.process.wait(timeout=10)
+            posted_at_kill = posted
+    cents = len(visits) * 15_000
+    assert 0 < posted_at_kill < count, f"worker-2 was not killed mid-stream ({posted_at_kill} posted)"
+    expected = (charges(before)[0] + count, charges(before)[1] + cents)
+    wait_until(
+        "every charge after the rebalance",
+        lambda: charges(report_now(settings)) == expected,
+        timeout_s=SESSION_TIMEOUT_S * 6 + 120,
+    )
+    after = settle(settings)
+    assert charges(after) == expected, "a charge was lost or posted twice across the worker's death"
+    transformed = after.counters["raw_in"] - before.counters["raw_in"]
+    assert transformed >= len(visits) * 2  # what the dead worker had not committed is read again
+    print(
+        f"\nkilled worker-2 with {posted_at_kill} of {count} charges posted; "
+        f"{transformed - len(visits) * 2} message(s) transformed twice; "
+        f"{after.counters.get('duplicate_events', 0) - before.counters.get('duplicate_events', 0)} "
+        "duplicate event(s) ignored"
+    )
+    # Two journal lines per charge line (receivable and revenue), each posted once, and balanced.
+    lines = int(after.ledger["lineCount"]) - int(before.ledger.get("lineCount", 0))
+    assert lines == 2 * count
+    assert int(after.ledger["totalDebitCents"]) == int(after.ledger["totalCreditCents"])
+    # The survivor owns every partition and is not behind on any of them.
+    wait_until(
+        "the survivor to commit every partition",
+        lambda: asyncio.run(collect_status(settings, 0.1)).total_lag == 0,
+        timeout_s=30,
+    )
+    wait_until("the dead worker to leave the status", lambda: len(_pools(settings)) == 1, timeout_s=30)

@@ -10,11 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from cluster.cli import app
 from cluster.report import StackReport, collect
 from cluster.runs import new_run_dir
-from cluster.settings import Settings
-from cluster.stack import Stack
+from cluster.settings import Settings, get_settings
+from cluster.stack import Stack, settings_env
+from tests.hl7_samples import adt, dft
 
 
 def free_port() -> int:
@@ -101,3 +104,24 @@ def settle(settings: Settings, seconds: float = 3.0) -> StackReport:
             return now
         last = now
     return last
+
+
+def run_cli(settings: Settings, *args: str, code: int = 0) -> str:
+    """Run an hcsync command against the stack of ``settings``; return its stdout."""
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, list(args), env=settings_env(settings))
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == code, result.output
+    return result.stdout
+
+
+def ed_day(uid: str, encounters: int) -> tuple[list[bytes], int, int]:
+    """Emergency visits: a registration and one 450.00 charge each; (messages, charges, cents)."""
+    messages: list[bytes] = []
+    for n in range(encounters):
+        visit = f"S{uid}{n:03d}"
+        messages.append(adt("A04", f"A{visit}", visit, patient_class="E", dept="ED"))
+        messages.append(dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "450.00")], dept="ED"))
+    return messages, encounters, encounters * 45_000

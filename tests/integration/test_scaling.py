@@ -18,18 +18,7 @@ from cluster.send import send_messages
 from cluster.settings import Settings, get_settings
 from cluster.stack import settings_env
 from cluster.status import CONSUMED
-from tests.hl7_samples import adt, dft
-from tests.integration.conftest import charges, report_now, settle, wait_until
-
-
-def _cli(settings: Settings, *args: str, code: int = 0) -> str:
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, list(args), env=settings_env(settings))
-    finally:
-        get_settings.cache_clear()
-    assert result.exit_code == code, result.output
-    return result.stdout
+from tests.integration.conftest import charges, ed_day, report_now, run_cli, settle, wait_until
 
 
 def _replicas(settings: Settings) -> list[int]:
@@ -40,28 +29,19 @@ def _replicas(settings: Settings) -> list[int]:
 def restore_size(settings: Settings) -> Iterator[None]:
     """Give the pool its configured size back, whatever the test did."""
     yield
-    _cli(settings, "scale", "transform", "--replicas", str(settings.transform_replicas))
-
-
-def _day(uid: str, encounters: int) -> tuple[list[bytes], int, int]:
-    messages: list[bytes] = []
-    for n in range(encounters):
-        visit = f"S{uid}{n:03d}"
-        messages.append(adt("A04", f"A{visit}", visit, patient_class="E", dept="ED"))
-        messages.append(dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "450.00")], dept="ED"))
-    return messages, encounters, encounters * 45_000
+    run_cli(settings, "scale", "transform", "--replicas", str(settings.transform_replicas))
 
 
 def test_status_shows_pools_lag_and_rates(settings: Settings) -> None:
     wait_until("the worker to report its pool", lambda: _replicas(settings) == [settings.transform_replicas])
-    doc = json.loads(_cli(settings, "status", "--json", "--sample-s", "0.5"))
+    doc = json.loads(run_cli(settings, "status", "--json", "--sample-s", "0.5"))
     assert doc["replicas"] == settings.transform_replicas and len(doc["pools"]) == 1
     assert len(doc["pools"][0]["nodes"]) == settings.transform_replicas
     rows = {(row["topic"], row["partition"]) for row in doc["lag"]}
     assert rows == {(topic, p) for topic in CONSUMED for p in range(settings.topic_partitions)}
     assert all(row["lag"] >= 0 for row in doc["lag"])
     assert {"messages_per_s", "events_per_s", "postings_per_s", "error_rate", "sample_s"} <= set(doc)
-    table = _cli(settings, "status", "--sample-s", "0.2")
+    table = run_cli(settings, "status", "--sample-s", "0.2")
     assert "Transform pools" in table and "Consumer lag" in table and "error rate" in table
 
 
@@ -69,13 +49,13 @@ def test_a_resize_while_messages_flow_loses_and_repeats_nothing(
     settings: Settings, restore_size: None
 ) -> None:
     before = settle(settings, 1.0)
-    messages, count, cents = _day(uuid.uuid4().hex[:6].upper(), 60)
+    messages, count, cents = ed_day(uuid.uuid4().hex[:6].upper(), 60)
 
-    shown = _cli(settings, "scale", "transform", "--replicas", "3", "--reason", "test surge")
+    shown = run_cli(settings, "scale", "transform", "--replicas", "3", "--reason", "test surge")
     assert "run 3 replica(s) each" in shown and _replicas(settings) == [3]
     asyncio.run(send_messages(settings, messages[: len(messages) // 2]))
     # Shrink while the first half is being transformed, then send the rest to the smaller pool.
-    assert "run 1 replica(s) each" in _cli(settings, "scale", "transform", "--replicas", "1")
+    assert "run 1 replica(s) each" in run_cli(settings, "scale", "transform", "--replicas", "1")
     asyncio.run(send_messages(settings, messages[len(messages) // 2 :]))
 
     expected = (charges(before)[0] + count, charges(before)[1] + cents)
@@ -85,7 +65,7 @@ def test_a_resize_while_messages_flow_loses_and_repeats_nothing(
     assert after.counters["raw_in"] - before.counters["raw_in"] == len(messages)
 
     def drained() -> bool:
-        doc = json.loads(_cli(settings, "status", "--json", "--sample-s", "0.1"))
+        doc = json.loads(run_cli(settings, "status", "--json", "--sample-s", "0.1"))
         return int(doc["lag_by_topic"]["raw.hl7v2"]) == 0
 
     wait_until("the raw topic's lag to be committed back to zero", drained, timeout_s=60)
@@ -98,11 +78,11 @@ def test_the_autoscaler_grows_the_pool_in_a_surge_and_shrinks_it_after(
 ) -> None:
     """A backlog of slow (strictly validated) messages saturates the pool: it grows on the lag, then shrinks
     one actor per cool-down once the backlog is gone; every charge posts exactly once."""
-    _cli(settings, "scale", "transform", "--replicas", "2", "--reason", "known start")
+    run_cli(settings, "scale", "transform", "--replicas", "2", "--reason", "known start")
     before = settle(settings, 1.0)
-    messages, count, cents = _day(uuid.uuid4().hex[:6].upper(), 400)
+    messages, count, cents = ed_day(uuid.uuid4().hex[:6].upper(), 400)
     surge = [raw.replace(b"|EPIC|", b"|SURGE|", 1) for raw in messages]
-    assert "autoscaler sizes" in _cli(settings, "scale", "transform", "--auto", "--reason", "test")
+    assert "autoscaler sizes" in run_cli(settings, "scale", "transform", "--auto", "--reason", "test")
     asyncio.run(send_messages(settings, surge))
 
     grown: list[int] = []
@@ -126,7 +106,7 @@ def test_the_autoscaler_grows_the_pool_in_a_surge_and_shrinks_it_after(
     downs = [e for e in ours if e["reason"].startswith("lag at most")]
     assert ups and downs, ours
     assert all(2 < e["replicas"] <= settings.transform_max_replicas for e in ups)
-    doc = json.loads(_cli(settings, "status", "--json", "--sample-s", "0.1"))
+    doc = json.loads(run_cli(settings, "status", "--json", "--sample-s", "0.1"))
     assert doc["desired"] == "auto" and doc["pools"][0]["mode"] == "auto"
 
 

@@ -38,7 +38,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from types import TracebackType
 import psutil
 
 from canonical.errors import StackError
+from cluster.processes import alive, free_port, gone_ok, port_open
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +82,6 @@ while True:
         sys.exit(0 if len(alive) >= want else 1)
     time.sleep(0.25)
 """
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on this host right now."""
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def ray_cli() -> str:
@@ -170,7 +154,7 @@ class LocalRayCluster:
             self._start_head()
             for index in range(1, self.nodes):
                 self._start_node(index)
-            self._wait_alive()
+            self._waitalive()
         except BaseException:
             self.stop()
             raise
@@ -196,7 +180,7 @@ class LocalRayCluster:
     def pids(self) -> list[int]:
         """Return the pids of every process of the cluster alive now (and remember them for stop)."""
         self._remember()
-        return sorted(pid for pid, proc in self._seen.items() if _alive(proc))
+        return sorted(pid for pid, proc in self._seen.items() if alive(proc))
 
     def stop(self) -> None:
         """Stop this cluster's processes only: SIGTERM to each ``ray start``, then SIGKILL to any leftover."""
@@ -205,7 +189,7 @@ class LocalRayCluster:
         for group in (workers, head):  # the head last: nodes leave a live GCS
             running = [m.process for m in group if m.process is not None and m.process.poll() is None]
             for proc in running:
-                with _suppress_gone():
+                with gone_ok():
                     proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT_S
             for proc in running:
@@ -218,11 +202,11 @@ class LocalRayCluster:
                         STOP_TIMEOUT_S,
                     )
         self._remember()  # whatever a node started while shutting down
-        survivors = [p for p in self._seen.values() if _alive(p)]
+        survivors = [p for p in self._seen.values() if alive(p)]
         if survivors:
             log.info("killing %d Ray processes left after SIGTERM: %s", len(survivors), _names(survivors))
         for leftover in survivors:
-            with _suppress_gone():
+            with gone_ok():
                 leftover.kill()
         _, still = psutil.wait_procs(survivors, timeout=10)
         for member in self._members:
@@ -316,7 +300,7 @@ class LocalRayCluster:
         )
         self._launch(head)
         # Further nodes may start once the GCS answers; the alive count below waits for the raylets.
-        self._wait(head, lambda: _port_open("127.0.0.1", port), "its GCS port")
+        self._wait(head, lambda: port_open("127.0.0.1", port), "its GCS port")
         self._address = f"127.0.0.1:{port}"
 
     def _start_node(self, index: int) -> None:
@@ -362,7 +346,7 @@ class LocalRayCluster:
             if code is not None:
                 raise StackError(f"{member.name} exited with code {code}; see {member.log_path}")
 
-    def _wait_alive(self) -> None:
+    def _waitalive(self) -> None:
         """Wait until ``nodes`` nodes are alive in the GCS while every ``ray start`` keeps running."""
         deadline = time.monotonic() + self.ready_timeout_s
         probe = self._probe_process(want=self.nodes, timeout_s=self.ready_timeout_s)
@@ -435,11 +419,11 @@ class LocalRayCluster:
                     if os.getsid(proc.pid) in sessions:
                         found.append(proc)
         for pid in unreaped:
-            with _suppress_gone():
+            with gone_ok():
                 found.extend(psutil.Process(pid).children(recursive=True))
         for proc in found:
             known = self._seen.get(proc.pid)
-            if known is None or not _alive(known):  # new, or a dead one's pid reused by one of ours
+            if known is None or not alive(known):  # new, or a dead one's pid reused by one of ours
                 self._seen[proc.pid] = proc
 
     def _keep_temp_dir(self) -> None:
@@ -471,15 +455,3 @@ def _names(procs: list[psutil.Process]) -> str:
         with contextlib.suppress(psutil.Error):
             names.append(f"{proc.pid} {proc.name()}")
     return ", ".join(names)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _suppress_gone() -> contextlib.suppress:
-    """Ignore a process that is already gone."""
-    return contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess)

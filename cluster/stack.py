@@ -13,12 +13,10 @@ RAY_ADDRESS, as they would join a production cluster.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,11 +31,11 @@ import redis
 from canonical.errors import StackError
 from cluster.binaries import redis_binary, tansu_binary
 from cluster.kafka import ensure_topics
+from cluster.processes import alive, gone_ok, port_open
 from cluster.raycluster import LocalRayCluster
 from cluster.settings import Settings
 
 log = logging.getLogger(__name__)
-
 
 
 def worker_names(count: int) -> list[str]:
@@ -56,14 +54,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         # pydantic-settings reads complex fields (lists) from the environment as JSON.
         env[f"HCSYNC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass(slots=True)
@@ -112,7 +102,7 @@ class Stack:
                         "--storage-engine",
                         "memory://tansu/",
                     ],
-                    ready=lambda: _port_open(s.broker_host, s.broker_port) and self._topics_ready(),
+                    ready=lambda: port_open(s.broker_host, s.broker_port) and self._topics_ready(),
                     port=(s.broker_port, "HCSYNC_BROKER_PORT"),
                 )
             )
@@ -159,7 +149,7 @@ class Stack:
             Component(
                 "mllp",
                 self._python("mllp"),
-                ready=lambda: _port_open(s.mllp_host, s.mllp_port),
+                ready=lambda: port_open(s.mllp_host, s.mllp_port),
                 port=(s.mllp_port, "HCSYNC_MLLP_PORT"),
             )
         )
@@ -216,7 +206,7 @@ class Stack:
         env = os.environ | settings_env(self.settings.model_copy(update={"run_dir": self.run_dir}))
         plan = self._plan()
         for component in plan:
-            if component.port is not None and _port_open("127.0.0.1", component.port[0]):
+            if component.port is not None and port_open("127.0.0.1", component.port[0]):
                 port, setting = component.port
                 raise StackError(
                     f"{component.name}: port {port} is already in use; stop what holds it or set {setting}"
@@ -335,14 +325,14 @@ class Stack:
                 log.warning(
                     "%s did not stop in %.0fs; killing it", component.name, self.settings.stop_timeout_s
                 )
-                with _suppress_lookup():
+                with gone_ok():
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-            with _suppress_lookup():
+            with gone_ok():
                 os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
-        survivors = [p for p in self._seen.values() if _alive(p)]
+        survivors = [p for p in self._seen.values() if alive(p)]
         for leftover in survivors:
-            with _suppress_lookup():
+            with gone_ok():
                 leftover.kill()
         psutil.wait_procs(survivors, timeout=10)
         self.components.clear()
@@ -358,15 +348,3 @@ class Stack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _suppress_lookup() -> contextlib.suppress:
-    """Ignore a process that is already gone (or was never ours to signal)."""
-    return contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess, PermissionError)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,13 +10,7 @@ from collections.abc import Iterator
 import redis
 
 from cluster.binaries import redis_binary
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from cluster.processes import free_port
 
 
 def _pings(client: redis.Redis) -> bool:
@@ -30,7 +23,7 @@ def _pings(client: redis.Redis) -> bool:
 @contextlib.contextmanager
 def redis_server(timeout_s: float = 30.0) -> Iterator[str]:
     """Run a throw-away redis-server on a free port; yield its URL."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,19 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cluster.cli import app
+from cluster.processes import free_port
 from cluster.report import StackReport, collect
 from cluster.runs import new_run_dir
 from cluster.settings import Settings, get_settings
 from cluster.stack import Stack, settings_env
 from tests.hl7_samples import adt, dft
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def stack_settings(home: Path, **overrides: object) -> Settings:

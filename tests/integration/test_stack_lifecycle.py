@@ -8,8 +8,9 @@ import psutil
 import pytest
 
 from canonical.errors import StackError
+from cluster.processes import port_open
 from cluster.runs import new_run_dir
-from cluster.stack import Stack, _port_open
+from cluster.stack import Stack
 from tests.integration.conftest import stack_settings
 
 STACK_PROGRAMS = (
@@ -62,7 +63,7 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
         settings.mllp_port,
     )
     for port in ports:
-        assert not _port_open("127.0.0.1", port)
+        assert not port_open("127.0.0.1", port)
 
 
 def test_port_in_use_is_refused_with_the_setting_named(stack: Stack, tmp_path: Path) -> None:

@@ -1,0 +1,41 @@
+"""Small helpers the stack and the local Ray cluster share: free ports, open ports, live processes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import psutil
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on every interface of this host right now."""
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def alive(proc: psutil.Process) -> bool:
+    """Whether the process still runs (a zombie does not)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def gone_ok() -> contextlib.suppress:
+    """Ignore a process that is already gone (or was never ours to signal)."""
+    return contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess, PermissionError)
+
+
+__all__ = ["alive", "free_port", "gone_ok", "port_open"]

@@ -38,5 +38,8 @@ test: install lint typecheck proto-check
 bench: install
 	$(PY) -m bench.parse_throughput
 
+bench-surge: install
+	$(PY) -m bench.surge
+
 clean:
 	rm -rf $(VENV) .hcsync .mypy_cache .ruff_cache .pytest_cache

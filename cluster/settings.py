@@ -152,6 +152,10 @@ class Settings(BaseSettings):
             "A structural fault quarantines the message. JSON list in the environment."
         ),
     )
+    encounters_batch_size: PositiveInt = Field(
+        500, description="Events the encounters agent applies together, waiting once for their commands."
+    )
+    encounters_batch_window_s: PositiveFloat = Field(0.05, description="How long it waits to fill a batch.")
     dispatch_batch_size: PositiveInt = 200
     dispatch_batch_window_s: PositiveFloat = 0.2
 

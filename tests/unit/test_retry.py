@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streams import retry as retry_module
-from streams.retry import retry
+from streams.retry import is_outage, retry
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +70,42 @@ def test_a_not_retryable_failure_is_given_up_at_once() -> None:
 
     assert asyncio.run(retry("hopeless", hopeless, attempts=5, on_give_up=give_up)) is None
     assert calls == 1 and len(given_up) == 1
+
+
+def test_an_outage_never_counts_towards_giving_up() -> None:
+    """Twenty broker or Redis failures in a row, then a success: nothing is quarantined."""
+    calls: list[int] = []
+    seen: list[Exception] = []
+
+    async def during_an_outage() -> str:
+        calls.append(1)
+        if len(calls) <= 10:
+            raise KafkaConnectionError()
+        if len(calls) <= 20:
+            raise RedisConnectionError("redis away")
+        return "done"
+
+    async def give_up(exc: Exception) -> None:
+        seen.append(exc)
+
+    result = asyncio.run(
+        retry("outage", during_an_outage, attempts=2, on_give_up=give_up, transient=is_outage)
+    )
+    assert result == "done" and seen == [] and len(calls) == 21
+
+
+def test_attempts_without_a_hook_raise_the_last_failure() -> None:
+    calls: list[int] = []
+
+    async def poison() -> None:
+        calls.append(1)
+        raise ValueError("bad event")
+
+    with pytest.raises(ValueError, match="bad event"):
+        asyncio.run(retry("poison", poison, attempts=1))
+    assert len(calls) == 1
+
+
+def test_is_outage_tells_infrastructure_from_data() -> None:
+    assert is_outage(ConnectionRefusedError()) and is_outage(TimeoutError())
+    assert not is_outage(ValueError("bad data")) and not is_outage(KeyError("x"))

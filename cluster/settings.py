@@ -152,13 +152,6 @@ class Settings(BaseSettings):
             "A structural fault quarantines the message. JSON list in the environment."
         ),
     )
-    # 1 on the embedded broker: a batch writes its changelog records together, and Tansu then answers
-    # ListOffsets with too low an end offset, so a worker taking over a dead one's partitions recovered an
-    # incomplete encounter table (seen in tests/integration/test_cluster.py). Raise it on a real Kafka.
-    encounters_batch_size: PositiveInt = Field(
-        1, description="Events the encounters agent applies together, waiting once for their commands."
-    )
-    encounters_batch_window_s: PositiveFloat = Field(0.05, description="How long it waits to fill a batch.")
     dispatch_batch_size: PositiveInt = 200
     dispatch_batch_window_s: PositiveFloat = 0.2
 

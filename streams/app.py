@@ -12,18 +12,14 @@ is acknowledged only once fully handled, so every stage is at-least-once and the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import weakref
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-import faust.streams as faust_streams
 from faust.types import TP, EventT
 from pydantic import ValidationError
 
@@ -38,7 +34,7 @@ from streams.pipeline import OrderedPipeline
 from streams.posting import PostingRules
 from streams.quarantine_agent import register_quarantine_agent
 from streams.quarantine_store import QuarantineStore
-from streams.retry import describe, is_outage, retry
+from streams.retry import is_outage, retry
 from streams.scaling import IngestOffsets, PoolController, assigned_lag
 from streams.stats import MESSAGE_TYPE_PREFIX, Stats
 from streams.topics import TopicNames
@@ -60,31 +56,6 @@ class Runtime:
     scaling: PoolController | None = None  # follows `hcsync scale`; None in tests that drive the pool
     # The ingest pipeline, set once the ingest agent runs (its depth is a scaling signal).
     ingest: OrderedPipeline[list[EventT[bytes]], TransformResult] | None = None
-
-
-@contextlib.contextmanager
-def current_event_of(record: EventT[bytes]) -> Iterator[None]:
-    """Make ``record`` Faust's current event while a table key is written.
-
-    A table sends each change to the changelog partition of the event being processed (it reads Faust's
-    current-event context variable); in a batch that is whichever record came last, so each encounter's
-    write names the record that carried it. Faust has no public way to do this.
-    """
-    token = faust_streams._current_event.set(weakref.ref(record))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
-
-
-@dataclass(slots=True)
-class StagedEvents:
-    """A batch of events applied in memory: the commands queued, the states to write, the counts."""
-
-    states: dict[str, EncounterState] = field(default_factory=dict)
-    touched: dict[str, EventT[bytes]] = field(default_factory=dict)  # encounter -> its latest event
-    pending: list[Awaitable[Any]] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
 
 
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
@@ -194,102 +165,67 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         finally:
             await pipeline.close()
 
-    async def stage(record: EventT[bytes], staged: StagedEvents) -> None:
-        """Apply one event to its encounter's working state; queue its commands (not yet awaited)."""
-        value = record.value
+    async def apply_one(value: bytes) -> None:
         try:
             env = EventEnvelope.model_validate_json(value)
         except ValidationError as exc:
             # Only our own ingest writes here, but a poison record must not stop every encounter.
-            staged.pending.append(await exceptions.send(value=poison_record("encounters", value, exc)))
-            staged.counts["quarantined"] += 1
+            await exceptions.send(value=poison_record("encounters", value, exc))
+            await runtime.stats.add({"quarantined": 1})
             return
         key = env.encounter_id.encode()
         if isinstance(env.payload, MergePayload):
             # A merge moves billing accounts between patient identifiers; it keeps no encounter state, and
             # billing is idempotent on the command id, so a redelivery is harmless.
-            staged.pending.append(
-                await billing.send(key=key, value=merge_command(env).model_dump_json().encode())
-            )
+            await (await billing.send(key=key, value=merge_command(env).model_dump_json().encode()))
             return
-        state = staged.states.get(env.encounter_id)
-        if state is None:
-            stored = table.get(env.encounter_id)
-            state = (
-                EncounterState.model_validate(stored)
-                if stored is not None
-                else EncounterState(encounter_id=env.encounter_id)
-            )
+        stored = table.get(env.encounter_id)
+        state = (
+            EncounterState.model_validate(stored)
+            if stored is not None
+            else EncounterState(encounter_id=env.encounter_id)
+        )
         transition = apply_event(state, env, runtime.rules)
         if transition.duplicate:
-            staged.counts["duplicate_events"] += 1
+            await runtime.stats.add({"duplicate_events": 1})
             return
+        # Commands first, state second: if this is retried half-way, the event is not yet marked processed
+        # and its commands go out again (the sinks drop the repeats) instead of never.
+        pending: list[Awaitable[Any]] = []
         for command in transition.billing:
-            staged.pending.append(await billing.send(key=key, value=command.model_dump_json().encode()))
+            pending.append(await billing.send(key=key, value=command.model_dump_json().encode()))
         for journal in transition.erp:
-            staged.pending.append(await erp.send(key=key, value=journal.model_dump_json().encode()))
+            pending.append(await erp.send(key=key, value=journal.model_dump_json().encode()))
         for refused in transition.unenriched:
-            staged.pending.append(await exceptions.send(value=unenriched_record(refused)))
-        staged.counts["quarantined"] += len(transition.unenriched)
-        staged.counts["held_charges"] += int(transition.held)
-        staged.counts["held_released"] += transition.released
-        staged.counts["stale_events"] += int(transition.stale)
+            pending.append(await exceptions.send(value=unenriched_record(refused)))
+        # Delivered, not just queued: otherwise the changelog write below could reach the broker first.
+        await asyncio.gather(*pending)
+        if transition.unenriched:
+            await runtime.stats.add({"quarantined": len(transition.unenriched)})
         if transition.unenriched and transition.state == state:
             return  # nothing else changed: a lone posting without dimensions leaves no trace in the state
-        staged.states[env.encounter_id] = transition.state
-        staged.touched[env.encounter_id] = record
-
-    async def commit(staged: StagedEvents) -> None:
-        # Commands first, state second: if this is retried half-way, the events are not yet marked
-        # processed and their commands go out again (the sinks drop the repeats) instead of never.
-        # Delivered, not just queued: otherwise a changelog write below could reach the broker first.
-        await asyncio.gather(*staged.pending)
-        for encounter_id, record in staged.touched.items():
-            with current_event_of(record):  # the table writes its changelog to the event's partition
-                table[encounter_id] = staged.states[encounter_id].model_dump(mode="json")
-        counts = {name: value for name, value in staged.counts.items() if value}
-        if counts:
-            await runtime.stats.add(counts)
-
-    async def apply_batch(records: list[EventT[bytes]]) -> None:
-        staged = StagedEvents()
-        for record in records:
-            await stage(record, staged)
-        await commit(staged)
-
-    async def apply_one(record: EventT[bytes]) -> None:
-        await apply_batch([record])
+        table[env.encounter_id] = transition.state.model_dump(mode="json")
+        if transition.held or transition.released or transition.stale:
+            await runtime.stats.add(
+                {
+                    "held_charges": int(transition.held),
+                    "held_released": transition.released,
+                    "stale_events": int(transition.stale),
+                }
+            )
 
     @app.agent(events, name="encounters")
     async def encounters(stream: faust.StreamT[bytes]) -> None:
-        """Apply events to their encounters' states in batches; emit billing and ERP commands.
+        """Apply each event to its encounter's state; emit billing and ERP commands."""
+        async for value in stream:
 
-        A batch waits once for the broker to acknowledge all its commands, then writes each touched
-        encounter's state once. An outage is retried until it ends; any other failure re-applies the batch
-        event by event, so a poison event is quarantined alone and the others go on.
-        """
-        size, window_s = settings.encounters_batch_size, settings.encounters_batch_window_s
-        # take_events (the records, not only their values) is on Stream, not StreamT.
-        async for taken in cast(faust.Stream[bytes], stream).take_events(size, within=window_s):
-            records = list(taken)
-            try:
-                await retry("encounter batch", apply_batch, records, attempts=1, transient=is_outage)
-                continue
-            except Exception as exc:
-                log.warning(
-                    "encounter batch of %d failed (%s); applying it event by event",
-                    len(records),
-                    describe(exc),
-                )
-            for record in records:
+            async def give_up(exc: Exception, value: bytes = value) -> None:
+                record = failure_record("encounters", value, "ENCOUNTER-PROCESSING-FAILED", exc)
+                await retry("quarantine", partial(exceptions.send, value=record))
 
-                async def give_up(exc: Exception, value: bytes = record.value) -> None:
-                    failed = failure_record("encounters", value, "ENCOUNTER-PROCESSING-FAILED", exc)
-                    await retry("quarantine", partial(exceptions.send, value=failed))
-
-                await retry(
-                    "encounter event", apply_one, record, attempts=5, on_give_up=give_up, transient=is_outage
-                )
+            await retry(
+                "encounter event", apply_one, value, attempts=5, on_give_up=give_up, transient=is_outage
+            )
 
     def dispatch_with(
         dispatcher: BillingDispatcher | ErpDispatcher,

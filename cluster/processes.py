@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterable
 
 import psutil
 
@@ -38,4 +39,16 @@ def gone_ok() -> contextlib.suppress:
     return contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess, PermissionError)
 
 
-__all__ = ["alive", "free_port", "gone_ok", "port_open"]
+def kill_survivors(
+    seen: Iterable[psutil.Process], timeout_s: float = 10.0
+) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """SIGKILL every process of ``seen`` still alive; return (those killed, those that survived even that)."""
+    survivors = [proc for proc in seen if alive(proc)]
+    for leftover in survivors:
+        with gone_ok():
+            leftover.kill()
+    _, still = psutil.wait_procs(survivors, timeout=timeout_s)
+    return survivors, still
+
+
+__all__ = ["alive", "free_port", "gone_ok", "kill_survivors", "port_open"]

@@ -50,7 +50,7 @@ from types import TracebackType
 import psutil
 
 from canonical.errors import StackError
-from cluster.processes import alive, free_port, gone_ok, port_open
+from cluster.processes import alive, free_port, gone_ok, kill_survivors, port_open
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +202,9 @@ class LocalRayCluster:
                         STOP_TIMEOUT_S,
                     )
         self._remember()  # whatever a node started while shutting down
-        survivors = [p for p in self._seen.values() if alive(p)]
-        if survivors:
-            log.info("killing %d Ray processes left after SIGTERM: %s", len(survivors), _names(survivors))
-        for leftover in survivors:
-            with gone_ok():
-                leftover.kill()
-        _, still = psutil.wait_procs(survivors, timeout=10)
+        killed, still = kill_survivors(self._seen.values())
+        if killed:
+            log.info("killed %d Ray processes left after SIGTERM: %s", len(killed), _names(killed))
         for member in self._members:
             if member.process is not None and member.process.poll() is None:
                 member.process.wait(timeout=10)

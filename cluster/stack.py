@@ -31,7 +31,7 @@ import redis
 from canonical.errors import StackError
 from cluster.binaries import redis_binary, tansu_binary
 from cluster.kafka import ensure_topics
-from cluster.processes import alive, gone_ok, port_open
+from cluster.processes import gone_ok, kill_survivors, port_open
 from cluster.raycluster import LocalRayCluster
 from cluster.settings import Settings
 
@@ -330,11 +330,7 @@ class Stack:
                 proc.wait(timeout=10)
             with gone_ok():
                 os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
-        survivors = [p for p in self._seen.values() if alive(p)]
-        for leftover in survivors:
-            with gone_ok():
-                leftover.kill()
-        psutil.wait_procs(survivors, timeout=10)
+        kill_survivors(self._seen.values())
         self.components.clear()
         if self.ray_cluster is not None:  # after the workers, its drivers
             self.ray_cluster.stop()

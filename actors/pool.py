@@ -26,7 +26,7 @@ import ray
 
 from actors.masterdata import MasterDataCache, MasterDataStore
 from actors.transform import TransformBatch, TransformResult, transform_batch
-from cluster.logmask import mask_all_handlers
+from foundation.logmask import mask_all_handlers
 
 log = logging.getLogger(__name__)
 

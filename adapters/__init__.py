@@ -1,9 +1,8 @@
 """gRPC adapters in front of the billing system and the ERP, with their SQL reference backends.
 
-This module holds what both backends share: opening a SQL engine (SQLite in WAL mode by default,
-PostgreSQL by URL), running one transaction per call with a retry when a concurrent writer wins a
-unique-constraint race, the error a backend raises for a malformed request, and the mapping of
-backend failures to gRPC status codes.
+This module holds what both services share: the error a backend raises for a malformed request, request
+field readers, and the mapping of backend failures to gRPC status codes. The SQL helpers both backends use
+(engines, transactions, schema migration) are in :mod:`foundation.sql`.
 """
 
 from __future__ import annotations
@@ -13,48 +12,27 @@ import datetime as dt
 import hashlib
 import logging
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy import BigInteger, ColumnElement, Engine, MetaData, cast, create_engine, event, func, inspect
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session
-from sqlalchemy.schema import CreateColumn
-from sqlalchemy.sql import ColumnExpressionArgument
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from canonical.errors import ConfigurationError, Fault, InvalidMessageError
+from canonical.errors import Fault, InvalidMessageError
 
 __all__ = [
     "answer",
-    "create_schema",
-    "distinct",
     "fingerprint",
-    "in_chunks",
     "invalid_request",
-    "open_engine",
     "optional_datetime",
-    "read_transaction",
     "request_date",
-    "total",
-    "write_transaction",
 ]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# An option set on read-only connections so SQLite opens them with a deferred BEGIN (no write lock).
-_READ_ONLY = "hcsync_read_only"
-# How long a SQLite writer waits for the write lock before giving up with "database is locked".
-_SQLITE_BUSY_TIMEOUT_S = 30.0
-# Attempts of one call when concurrent writers keep winning unique-constraint races against it.
-_WRITE_ATTEMPTS = 5
-# Rows per IN (...) clause: far below SQLite's bound-parameter limit.
-_CHUNK = 500
 
 _REQUEST_RULE = "adapter.request"
 
@@ -88,81 +66,6 @@ def fingerprint(message: Message) -> str:
     return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
 
 
-def in_chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
-    """Yield ``items`` in slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def open_engine(database_url: str) -> Engine:
-    """Open a SQLAlchemy engine: SQLite files get WAL and write-locking transactions, others as is."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        # hide_parameters keeps row values (PHI in billing) out of error messages and logs.
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    if not url.database or url.database == ":memory:":
-        # Every pooled connection to :memory: would see its own empty database.
-        raise ConfigurationError(f"SQLite database must be a file, got {database_url!r}")
-    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        hide_parameters=True,
-        connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-    )
-    event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_on_begin)
-    return engine
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    """Put a new SQLite connection in WAL mode and let SQLAlchemy, not the driver, open transactions."""
-    # The driver's own implicit BEGIN is deferred; the begin hook below issues the one we want.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(connection: Connection) -> None:
-    """Begin a SQLite transaction, taking the write lock up front unless the connection only reads."""
-    # A deferred transaction that reads and then writes fails with SQLITE_BUSY, without waiting, when
-    # another writer committed in between; BEGIN IMMEDIATE waits for the lock instead.
-    read_only = connection.get_execution_options().get(_READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def write_transaction(engine: Engine, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one transaction, committed on return; rerun it when a concurrent writer won a race."""
-    for attempt in range(1, _WRITE_ATTEMPTS + 1):
-        try:
-            with Session(engine, expire_on_commit=False) as session, session.begin():
-                return work(session)
-        except IntegrityError:
-            # Another call inserted the same key between our read and our write; rerunning the work
-            # reads its rows and answers as a replay. The database, not this process, decided.
-            if attempt == _WRITE_ATTEMPTS:
-                raise
-            log.info("unique-key race lost, rerunning the transaction (attempt %d)", attempt)
-    raise AssertionError("unreachable: the loop returns or raises")
-
-
-def read_transaction(engine: Engine, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one read-only transaction, so every query sees the same snapshot."""
-    with Session(engine) as session:
-        # Procuring the connection first carries the option to the begin hook; closing rolls back.
-        session.connection(execution_options={_READ_ONLY: True})
-        return work(session)
-
-
-def distinct(values: Iterable[str]) -> list[str]:
-    """Return ``values`` without repeats, in first-seen order."""
-    return list(dict.fromkeys(values))
-
-
 async def answer(context: grpc.aio.ServicerContext, rpc: str, work: Callable[[], T]) -> T:
     """Run blocking backend ``work`` in a thread and map its failures to gRPC status codes."""
     try:
@@ -187,36 +90,3 @@ async def answer(context: grpc.aio.ServicerContext, rpc: str, work: Callable[[],
         )
         await context.abort(grpc.StatusCode.INTERNAL, f"{rpc}: internal error ({type(exc).__name__})")
     raise AssertionError("unreachable: context.abort always raises")
-
-
-def total(expression: ColumnExpressionArgument[int]) -> ColumnElement[int]:
-    """Return SUM(expression) as a BIGINT, 0 over no rows."""
-    # PostgreSQL sums a BIGINT into NUMERIC, which arrives as a Decimal that protobuf refuses.
-    return cast(func.coalesce(func.sum(expression), 0), BigInteger)
-
-
-def create_schema(engine: Engine, metadata: MetaData) -> None:
-    """Create missing tables, and add to existing tables the columns a later release defined.
-
-    A column added after a table's first release needs a server default (or must be nullable), so the
-    rows of an older database get a value. Safe when several processes open the same database at once.
-    """
-    metadata.create_all(engine)
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable and column.server_default is None:
-                # A programming error, caught by the first test that opens an old database.
-                raise RuntimeError(f"{table.name}.{column.name} is NOT NULL without a server default")
-            ddl = CreateColumn(column).compile(dialect=engine.dialect)
-            quoted = engine.dialect.identifier_preparer.quote(table.name)
-            try:
-                with engine.begin() as connection:
-                    connection.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {ddl}")
-            except DBAPIError:
-                # Another process opening the same database may have added it first.
-                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
-                    raise
-            log.info("added column %s.%s", table.name, column.name)

@@ -21,7 +21,7 @@ import grpc
 from google.protobuf.message import Message
 
 from canonical.errors import NotRetryableError, RetryableError, StackError
-from cluster.settings import Settings
+from foundation.settings import Settings
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 
 __all__ = ["RETRYABLE_CODES", "BillingClient", "ErpClient"]

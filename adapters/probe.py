@@ -6,7 +6,7 @@ from typing import Literal
 
 import grpc
 
-from cluster.settings import Settings
+from foundation.settings import Settings
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 
 

@@ -22,8 +22,8 @@ from adapters.billing.service import BillingService
 from adapters.erp.backend import SqlErpBackend
 from adapters.erp.service import ErpService
 from canonical.errors import StackError
-from cluster.logmask import install
-from cluster.settings import Settings, get_settings
+from foundation.logmask import install
+from foundation.settings import Settings, get_settings
 from proto import billing_pb2_grpc, erp_pb2_grpc
 
 __all__ = ["AdapterServer", "ServiceName", "build_server", "default_database_url", "main", "serve"]

@@ -88,14 +88,14 @@ from adapters.erp.schema import InventoryMovementRow, JournalLineRow
 from canonical import ids
 from canonical.hl7v2.parser import parse_message
 from cluster.demo import reconcile
-from cluster.kafka import committed_offsets, high_watermarks, producer, topic_counts
 from cluster.report import StackReport, collect
-from cluster.runs import new_run_dir
-from cluster.settings import Settings
 from cluster.stack import Component, Stack, settings_env
 from cluster.synth import SyntheticDay, generate_day
+from foundation.kafka import committed_offsets, high_watermarks, producer, topic_counts
+from foundation.runs import new_run_dir
+from foundation.settings import Settings
+from foundation.topics import COMMANDS_BILLING, COMMANDS_ERP, EVENTS_CANONICAL, RAW_HL7V2, TopicNames
 from streams.stats import Stats
-from streams.topics import COMMANDS_BILLING, COMMANDS_ERP, EVENTS_CANONICAL, RAW_HL7V2, TopicNames
 
 # The stages of the pipeline, by the topic each one consumes.
 STAGES = (

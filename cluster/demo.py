@@ -25,17 +25,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cluster.demo_governance import GovernanceResult, run_governance
-from cluster.kafka import producer
 from cluster.render import money, print_report
 from cluster.report import StackReport, collect, format_milli
-from cluster.runs import new_run_dir
-from cluster.send import keyed
-from cluster.settings import Settings
 from cluster.stack import Stack
 from cluster.synth import SyntheticDay, generate_day
+from foundation.kafka import producer
+from foundation.keys import keyed
+from foundation.runs import new_run_dir
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 from streams.quarantine_store import QuarantineStore
 from streams.stats import Stats
-from streams.topics import TopicNames
 
 
 @dataclass(frozen=True, slots=True)

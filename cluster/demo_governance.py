@@ -24,8 +24,8 @@ from canonical.reference import ChargeCode, MasterDataSet, RecordChange, diff_se
 from canonical.reference_files import write_set
 from cluster.report import collect
 from cluster.send import send_messages
-from cluster.settings import Settings
 from cluster.synth import SyntheticDay
+from foundation.settings import Settings
 from streams.quarantine_store import QuarantineItem, QuarantineStore
 from streams.replay import replay
 

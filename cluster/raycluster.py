@@ -50,7 +50,7 @@ from types import TracebackType
 import psutil
 
 from canonical.errors import StackError
-from cluster.processes import alive, free_port, gone_ok, kill_survivors, port_open
+from foundation.processes import alive, free_port, gone_ok, kill_survivors, port_open
 
 log = logging.getLogger(__name__)
 

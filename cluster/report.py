@@ -19,10 +19,10 @@ from actors.masterdata import MasterDataStore
 from adapters.clients import BillingClient, ErpClient
 from canonical.errors import NotRetryableError, RetryableError, StackError
 from canonical.reference import AccountType
-from cluster.kafka import broker_unreachable, redis_unreachable, topic_counts
-from cluster.settings import Settings
+from foundation.kafka import broker_unreachable, redis_unreachable, topic_counts
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 from streams.stats import Stats
-from streams.topics import TopicNames
 
 
 def _int(values: dict[str, Any], name: str) -> int:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from canonical import ids
-from canonical.errors import DecodeError, Fault, InvalidMessageError, StackError
-from canonical.hl7v2.parser import parse_message, split_messages
-from cluster.kafka import broker_unreachable, producer
-from cluster.settings import Settings
-from streams.topics import TopicNames
-
-
-def keyed(raw: bytes) -> bytes:
-    """Return the broker key of a raw message: sender|control id, or a digest when it does not parse."""
-    try:
-        msg = parse_message(raw)
-    except DecodeError:
-        return b"undecodable|" + hashlib.sha256(raw).hexdigest().encode()
-    return ids.message_key(msg.sender, msg.control_id).encode()
+from canonical.errors import Fault, InvalidMessageError, StackError
+from canonical.hl7v2.parser import split_messages
+from foundation.kafka import broker_unreachable, producer
+from foundation.keys import keyed
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 
 
 def messages_of(paths: Iterable[Path]) -> list[bytes]:

@@ -30,10 +30,10 @@ import redis
 
 from canonical.errors import StackError
 from cluster.binaries import redis_binary, tansu_binary
-from cluster.kafka import ensure_topics
-from cluster.processes import gone_ok, kill_survivors, port_open
 from cluster.raycluster import LocalRayCluster
-from cluster.settings import Settings
+from foundation.kafka import ensure_topics
+from foundation.processes import gone_ok, kill_survivors, port_open
+from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 error rate.
 
 Lag is the consumer group's distance from each partition's end: the high watermark (from fetch responses,
-see cluster.kafka) minus the offset the Faust workers committed. Throughput and error rate are measured
+see foundation.kafka) minus the offset the Faust workers committed. Throughput and error rate are measured
 over a short sample of the live counters: messages the transform pool finished per second, and the share
 of them quarantined.
 """
@@ -19,10 +19,10 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from actors.scaling import PoolReport, ScaleSignals, Wanted
-from cluster.kafka import broker_unreachable, committed_offsets, high_watermarks, redis_unreachable
-from cluster.settings import Settings
+from foundation.kafka import broker_unreachable, committed_offsets, high_watermarks, redis_unreachable
+from foundation.settings import Settings
+from foundation.topics import ALL, TopicNames
 from streams.stats import Stats
-from streams.topics import ALL, TopicNames
 
 # The topics the Faust workers consume (routed.hl7v2 is for downstream consumers, not hcsync's own).
 CONSUMED = tuple(topic for topic in ALL if topic != "routed.hl7v2")

@@ -27,7 +27,8 @@ from actors.pool import TransformPool
 from actors.transform import StrictPolicy, TransformBatch, TransformResult
 from canonical.envelope import EventEnvelope, MergePayload
 from canonical.quarantine import failure_record, poison_record, unenriched_record
-from cluster.settings import Settings
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.encounter_state import EncounterState, apply_event, merge_command
 from streams.pipeline import OrderedPipeline
@@ -37,7 +38,6 @@ from streams.quarantine_store import QuarantineStore
 from streams.retry import is_outage, retry
 from streams.scaling import IngestOffsets, PoolController, assigned_lag
 from streams.stats import MESSAGE_TYPE_PREFIX, Stats
-from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 

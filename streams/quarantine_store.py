@@ -52,9 +52,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from adapters import create_schema, distinct, in_chunks, open_engine, read_transaction, write_transaction
 from canonical.quarantine import ExceptionRecord
-from cluster.settings import Settings
+from foundation.settings import Settings
+from foundation.sql import (
+    create_schema,
+    distinct,
+    in_chunks,
+    open_engine,
+    read_transaction,
+    write_transaction,
+)
 
 __all__ = [
     "STATUSES",

@@ -19,11 +19,11 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from canonical.errors import HcsyncError, StackError
-from cluster.kafka import producer
-from cluster.send import keyed
-from cluster.settings import Settings
+from foundation.kafka import producer
+from foundation.keys import keyed
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 from streams.quarantine_store import QuarantineItem, QuarantineStore
-from streams.topics import TopicNames
 
 __all__ = [
     "REPLAYABLE_STAGES",

@@ -22,8 +22,8 @@ from actors.masterdata import MasterDataStore, seed
 from actors.pool import TransformPool
 from actors.scaling import ScaleSignals
 from adapters.clients import BillingClient, ErpClient
-from cluster.logmask import mask_all_handlers
-from cluster.settings import Settings
+from foundation.logmask import mask_all_handlers
+from foundation.settings import Settings
 from streams.app import Runtime, build_app
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.posting import PostingRules

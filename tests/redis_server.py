@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import redis
 
 from cluster.binaries import redis_binary
-from cluster.processes import free_port
+from foundation.processes import free_port
 
 
 def _pings(client: redis.Redis) -> bool:

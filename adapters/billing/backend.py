@@ -17,17 +17,7 @@ from typing import Protocol
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from adapters import (
-    distinct,
-    fingerprint,
-    in_chunks,
-    invalid_request,
-    open_engine,
-    optional_datetime,
-    read_transaction,
-    request_date,
-    write_transaction,
-)
+from adapters import fingerprint, invalid_request, optional_datetime, request_date
 from adapters.billing.coding import apply_coding, validate_coding
 from adapters.billing.merge import apply_merge, surviving_identity, validate_merge
 from adapters.billing.schema import (
@@ -43,6 +33,7 @@ from adapters.billing.schema import (
     total,
 )
 from canonical.models import EncounterStatus, TransactionType
+from foundation.sql import distinct, in_chunks, open_engine, read_transaction, write_transaction
 from proto import billing_pb2
 
 __all__ = ["AccountRow", "Base", "BillingBackend", "SqlBillingBackend"]

@@ -19,8 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from adapters import create_schema as migrate
-from adapters import total
+from foundation.sql import create_schema as migrate
+from foundation.sql import total
 
 __all__ = [
     "AccountRow",

@@ -21,13 +21,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from adapters import (
-    in_chunks,
-    invalid_request,
-    open_engine,
-    read_transaction,
-    write_transaction,
-)
+from adapters import invalid_request
 from adapters.erp.inventory import (
     apply_inventory_batch,
     inventory_totals,
@@ -35,6 +29,7 @@ from adapters.erp.inventory import (
     validate_inventory_batch,
 )
 from adapters.erp.schema import JournalBatchRow, JournalLineRow, create_schema, total
+from foundation.sql import in_chunks, open_engine, read_transaction, write_transaction
 from proto import erp_pb2
 
 __all__ = ["ErpBackend", "SqlErpBackend"]

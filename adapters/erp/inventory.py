@@ -23,9 +23,10 @@ from google.protobuf.message import Message
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from adapters import in_chunks, invalid_request
+from adapters import invalid_request
 from adapters.erp.schema import InventoryBatchRow, InventoryMovementRow, total
 from canonical.models import MovementType, stock_value_cents
+from foundation.sql import in_chunks
 from proto import erp_pb2
 
 __all__ = [

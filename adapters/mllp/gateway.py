@@ -56,9 +56,9 @@ from adapters.mllp.framing import FrameTooLargeError, MllpDecoder, encode
 from canonical.errors import ConfigurationError, DecodeError, Fault
 from canonical.hl7v2.parser import Hl7Message, parse_message
 from canonical.hl7v2.strict import strict_fault
-from cluster.send import keyed
-from cluster.settings import Settings
-from streams.topics import TopicNames
+from foundation.keys import keyed
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 
 __all__ = ["GatewayCounters", "MllpGateway", "ack_store_key", "server_tls_context"]
 

@@ -15,8 +15,8 @@ from aiokafka.errors import KafkaError
 
 from adapters.mllp.gateway import MllpGateway
 from canonical.errors import StackError
-from cluster.kafka import producer
-from cluster.settings import Settings
+from foundation.kafka import producer
+from foundation.settings import Settings
 
 __all__ = ["run_gateway"]
 

@@ -20,7 +20,7 @@ runs it in a thread and a Ray actor may call it directly (it pickles by referenc
 #   at 2,000 about 0.8 s (wall time on a loaded machine: up to 0.47 s at 900);
 # - bytes cost little: 1,000 elements carrying 0.9 to 3.5 MB of text took 12 to 15 ms;
 # - the first message of a version or structure pays about 0.06 s more while hl7apy loads its reference.
-# Hence the defaults in cluster/settings.py: 900 elements, so one validation stays under 0.4 s even cold
+# Hence the defaults in foundation/settings.py: 900 elements, so one validation stays under 0.4 s even cold
 # (every corpus message has at most 806), and 1 MiB. Time is about linear in elements.
 
 from __future__ import annotations

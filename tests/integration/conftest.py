@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cluster.cli import app
-from cluster.processes import free_port
 from cluster.report import StackReport, collect
-from cluster.runs import new_run_dir
-from cluster.settings import Settings, get_settings
 from cluster.stack import Stack, settings_env
+from foundation.processes import free_port
+from foundation.runs import new_run_dir
+from foundation.settings import Settings, get_settings
 from tests.hl7_samples import adt, dft
 
 

@@ -27,7 +27,7 @@ from adapters.clients import BillingClient, ErpClient
 from adapters.server import AdapterServer, ServiceName, build_server
 from canonical.errors import NotRetryableError, RetryableError, StackError
 from canonical.models import MovementType
-from cluster.settings import Settings
+from foundation.settings import Settings
 from proto import billing_pb2, erp_pb2
 from streams.commands import InventoryCommand
 from streams.dispatch import BillingDispatcher, ErpDispatcher

@@ -20,11 +20,11 @@ from collections.abc import Iterator
 import pytest
 
 from actors.scaling import ScaleSignals
-from cluster.runs import new_run_dir
 from cluster.send import send_messages
-from cluster.settings import Settings
 from cluster.stack import Stack
 from cluster.status import collect_status
+from foundation.runs import new_run_dir
+from foundation.settings import Settings
 from tests.hl7_samples import adt, dft
 from tests.integration.conftest import charges, report_now, settle, stack_settings, wait_until
 

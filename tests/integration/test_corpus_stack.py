@@ -23,9 +23,9 @@ from canonical.envelope import EventEnvelope, MessageReceipt
 from canonical.hl7v2.parser import parse_message, split_messages
 from canonical.quarantine import ExceptionRecord
 from cluster.send import send_messages
-from cluster.settings import Settings
 from cluster.stack import Stack
-from streams.topics import TopicNames
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 from tests.integration.conftest import report_now, wait_until
 
 

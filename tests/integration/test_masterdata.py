@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from actors.masterdata import MasterDataCache, MasterDataConflict, MasterDataStore, MasterDataUnavailable
 from canonical.reference import ChargeCode, MasterDataSet
 from canonical.reference_files import write_set
-from cluster.masterdata_cli import masterdata_app
+from cluster.cli.masterdata import masterdata_app
 from cluster.send import send_messages
-from cluster.settings import Settings, get_settings
 from cluster.stack import settings_env
+from foundation.settings import Settings, get_settings
 from streams.quarantine_store import QuarantineItem, QuarantineStore
 from tests.hl7_samples import adt, dft
 from tests.integration.conftest import charges, free_port, report_now, settle, wait_until
@@ -279,7 +279,7 @@ def test_an_unmapped_charge_posts_once_after_the_mapping_is_loaded_and_replayed(
     assert "is now in force" in _cli(env, "load", str(write_set(fixed, tmp_path / "fixed")))
 
     def replay(*args: str) -> str:
-        from cluster.exceptions_cli import exceptions_app
+        from cluster.cli.exceptions import exceptions_app
 
         get_settings.cache_clear()
         try:

@@ -31,10 +31,10 @@ from adapters.mllp.framing import MllpDecoder, encode
 from adapters.mllp.gateway import MllpGateway, ack_store_key
 from adapters.mllp.run import run_gateway
 from canonical.hl7v2.parser import parse_message
-from cluster.kafka import producer
-from cluster.send import keyed
-from cluster.settings import Settings
-from streams.topics import TopicNames
+from foundation.kafka import producer
+from foundation.keys import keyed
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 from tests.hl7_samples import adt
 from tests.integration.conftest import free_port
 
@@ -77,7 +77,7 @@ async def _raw_records(
     """Read raw.hl7v2 from the beginning to its high watermarks; return the values of the wanted keys.
 
     High watermarks come from fetch responses, not ListOffsets: the embedded broker's ListOffsets is
-    wrong after multi-record batches (see cluster/kafka.py).
+    wrong after multi-record batches (see foundation/kafka.py).
     """
     topic = TopicNames(settings.topic_prefix).raw_hl7v2
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)

@@ -24,7 +24,7 @@ Not scanned, because they are data, not logs, and hold PHI by design: the SQLite
 ERP, the quarantine store), the Faust table directory and the broker's in-memory storage.
 
 The stack logs at ``settings.log_level`` (INFO); DEBUG lines are not produced, so not covered here. The
-unit tests of :mod:`cluster.logmask` cover what the masking filter does to any line, DEBUG included.
+unit tests of :mod:`foundation.logmask` cover what the masking filter does to any line, DEBUG included.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import pytest
 
 from adapters.mllp.client import send_mllp
 from cluster.send import send_messages
-from cluster.settings import Settings
 from cluster.stack import Stack, settings_env
+from foundation.settings import Settings
 from streams.quarantine_store import QuarantineItem, QuarantineStore
 from tests.integration.conftest import report_now, settle, wait_until
 

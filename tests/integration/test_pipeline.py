@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaConsumer
 from canonical.quarantine import ExceptionRecord
 from cluster.report import StackReport
 from cluster.send import send_messages
-from cluster.settings import Settings
 from cluster.stack import Stack
-from streams.topics import TopicNames
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 from tests.hl7_samples import a40, adt, bar, dft, ras
 from tests.integration.conftest import charges, report_now, settle, wait_until
 from tests.masterdata import demo_set

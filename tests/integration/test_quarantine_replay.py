@@ -18,18 +18,19 @@ from typer.testing import CliRunner
 
 from canonical.hl7v2.mapping import canonicalize
 from canonical.quarantine import ExceptionRecord
-from cluster.exceptions_cli import exceptions_app
-from cluster.kafka import producer
+from cluster.cli.exceptions import exceptions_app
 from cluster.report import StackReport
-from cluster.send import keyed, send_messages
-from cluster.settings import Settings, get_settings
+from cluster.send import send_messages
 from cluster.stack import Stack, settings_env
+from foundation.kafka import producer
+from foundation.keys import keyed
+from foundation.settings import Settings, get_settings
+from foundation.topics import TopicNames
 from streams.commands import UpsertAccountCommand
 from streams.encounter_state import EncounterState, apply_event
 from streams.posting import PostingRules
 from streams.quarantine_store import QuarantineItem, QuarantineStore
 from streams.replay import ReplayError, replay
-from streams.topics import TopicNames
 from tests.hl7_samples import adt, dft
 from tests.integration.conftest import charges, report_now, settle, wait_until
 
@@ -107,7 +108,7 @@ def _find(settings: Settings, topic: str, key: bytes, value: bytes, timeout_s: f
         await consumer.start()
         try:
             # Polled until found, never bounded by end offsets: this broker's ListOffsets are wrong for
-            # multi-record batches (cluster/kafka.py).
+            # multi-record batches (foundation/kafka.py).
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 batches = await consumer.getmany(timeout_ms=500, max_records=10_000)

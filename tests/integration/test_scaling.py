@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from actors.scaling import ScaleSignals
 from cluster.cli import app
 from cluster.send import send_messages
-from cluster.settings import Settings, get_settings
 from cluster.stack import settings_env
 from cluster.status import CONSUMED
+from foundation.settings import Settings, get_settings
 from tests.integration.conftest import charges, ed_day, report_now, run_cli, settle, wait_until
 
 

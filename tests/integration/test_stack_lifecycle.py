@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from canonical.errors import StackError
-from cluster.processes import port_open
-from cluster.runs import new_run_dir
 from cluster.stack import Stack
+from foundation.processes import port_open
+from foundation.runs import new_run_dir
 from tests.integration.conftest import stack_settings
 
 STACK_PROGRAMS = (

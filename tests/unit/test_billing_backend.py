@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters import open_engine, write_transaction
 from adapters.billing.backend import AccountRow, Base, SqlBillingBackend
 from adapters.billing.merge import lock_identifier
 from adapters.convert import (
@@ -37,6 +36,7 @@ from canonical.models import (
     Procedure,
     TransactionType,
 )
+from foundation.sql import open_engine, write_transaction
 from proto import billing_pb2
 
 UpsertStatus = billing_pb2.UpsertAccountResponse.Status

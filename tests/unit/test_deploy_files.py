@@ -1,9 +1,9 @@
 """The production deployment files in cluster/deploy/ agree with the code.
 
-Static checks only: every YAML file is parsed and compared with ``cluster.settings.Settings``, the typer app
-of ``cluster.cli``, ``streams.topics`` and Faust's own topic naming; the Dockerfile is read as text. Nothing
-here talks to a Kubernetes, Kafka or Ray cluster, builds the image, or runs ``kubectl`` or ``ray up``: whether
-the operators accept the resources is for a real cluster to tell.
+Static checks only: every YAML file is parsed and compared with ``foundation.settings.Settings``, the
+typer app of ``cluster.cli``, ``foundation.topics`` and Faust's own topic naming; the Dockerfile is read as
+text. Nothing here talks to a Kubernetes, Kafka or Ray cluster, builds the image, or runs ``kubectl`` or
+``ray up``: whether the operators accept the resources is for a real cluster to tell.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ray.autoscaler._private.util import validate_config
 from typer.main import get_command_name
 
 from cluster.cli import app as cli_app
-from cluster.settings import DEMO_ENCOUNTER_REF_KEY, Settings
+from foundation.settings import DEMO_ENCOUNTER_REF_KEY, Settings
 from streams import topics
 
 ROOT = Path(__file__).resolve().parents[2]

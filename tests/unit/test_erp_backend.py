@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters import open_engine
 from adapters.convert import inventory_movement_from, journal_line_from
 from adapters.erp.backend import SqlErpBackend
 from adapters.erp.schema import Base, JournalBatchRow, JournalLineRow
 from canonical.errors import InvalidMessageError
 from canonical.models import InventoryMovement, JournalLine, MovementType
+from foundation.sql import open_engine
 from proto import erp_pb2
 
 

@@ -19,13 +19,13 @@ from typer.testing import CliRunner, Result
 
 import streams.replay
 from canonical.quarantine import ExceptionRecord
-from cluster.exceptions_cli import exceptions_app
-from cluster.send import keyed
-from cluster.settings import Settings, get_settings
+from cluster.cli.exceptions import exceptions_app
+from foundation.keys import keyed
+from foundation.settings import Settings, get_settings
+from foundation.topics import TopicNames
 from streams.quarantine_agent import decode_record
 from streams.quarantine_store import QuarantineStore
 from streams.replay import replay
-from streams.topics import TopicNames
 from tests.hl7_samples import adt, dft
 
 T0 = dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)

@@ -15,7 +15,7 @@ from adapters.mllp.ack import build_ack
 from canonical.errors import Fault
 from canonical.hl7v2.parser import Hl7Message, Segment, parse_message, split_messages
 from canonical.hl7v2.strict import TOO_LARGE_RULE, element_count, strict_fault
-from cluster.settings import Settings
+from foundation.settings import Settings
 from tests.hl7_samples import adt
 
 DEFAULT_MAX_BYTES: int = Settings.model_fields["strict_validation_max_bytes"].default

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from canonical.models import Address, Patient
-from cluster.logmask import PhiMaskingFilter, attach, install, mask_all_handlers, mask_text
+from foundation.logmask import PhiMaskingFilter, attach, install, mask_all_handlers, mask_text
 
 PID = "PID|1||PHI77^^^NMH^MR||Quixlotl^Zenobia||19800101|F|||12 Zebulon Way^^Springfield^IL||555-0188"
 MESSAGE = (
@@ -298,7 +298,7 @@ def test_install_configures_root_logging_and_masks_every_handler(capsys: pytest.
 def test_every_phi_field_of_the_contract_is_masked_by_name() -> None:
     from canonical.phi import phi_fields
     from canonical.schema import EXPORTED
-    from cluster.logmask import mask_text
+    from foundation.logmask import mask_text
 
     names = set().union(*(phi_fields(model) for model in EXPORTED.values()))
     assert {"member_id", "subscriber_family_name", "account_number", "claim_id"} <= names

@@ -16,7 +16,7 @@ import sqlalchemy
 from sqlalchemy.exc import OperationalError
 
 from canonical.quarantine import ExceptionRecord
-from cluster.settings import Settings
+from foundation.settings import Settings
 from streams.quarantine_agent import UNDECODABLE_RULE, decode_record, register_quarantine_agent
 from streams.quarantine_store import QuarantineStore, default_quarantine_url
 from tests.hl7_samples import adt

@@ -57,7 +57,7 @@ from canonical.supply import (
     RequisitionStatus,
     requisition_id_for,
 )
-from cluster.schema_cli import register
+from cluster.cli.schema import register
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOTS = ROOT / "docs" / "schemas"

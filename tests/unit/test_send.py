@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from canonical.errors import InvalidMessageError
-from cluster.send import keyed, messages_of, send_messages
-from cluster.settings import Settings
+from cluster.send import messages_of, send_messages
+from foundation.keys import keyed
+from foundation.settings import Settings
 from tests.hl7_samples import adt
 
 

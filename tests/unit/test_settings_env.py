@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.settings import Settings
 from cluster.stack import settings_env
+from foundation.settings import Settings
 
 
 def test_every_setting_survives_the_trip_through_the_environment(

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from cluster.settings import Settings
+from foundation.settings import Settings
 
 
 def new_run_dir(settings: Settings, label: str = "run") -> Path:

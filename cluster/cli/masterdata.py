@@ -17,8 +17,8 @@ from actors.masterdata import MasterDataConflict, MasterDataStore
 from canonical.errors import ConfigurationError
 from canonical.reference import DOMAINS, MasterDataSet, RecordChange, diff_sets
 from canonical.reference_files import MasterDataFileError, read_set
-from cluster.console import err_console, fail, operator, stdout_console
-from cluster.settings import get_settings
+from cluster.cli.console import err_console, fail, operator, stdout_console
+from foundation.settings import get_settings
 
 __all__ = ["masterdata_app"]
 

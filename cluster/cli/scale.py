@@ -14,9 +14,9 @@ from rich.table import Table
 
 from actors.scaling import ScaleSignals
 from canonical.errors import HcsyncError
-from cluster.console import fail, operator, stdout_console
-from cluster.settings import get_settings
+from cluster.cli.console import fail, operator, stdout_console
 from cluster.status import Status, collect_status
+from foundation.settings import get_settings
 
 __all__ = ["register", "scale_app"]
 

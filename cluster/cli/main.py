@@ -16,12 +16,12 @@ from rich.console import Console
 from canonical.errors import HcsyncError, MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
-from cluster.exceptions_cli import exceptions_app
-from cluster.logmask import install
-from cluster.masterdata_cli import masterdata_app
-from cluster.scale_cli import register as register_scale
-from cluster.schema_cli import register as register_schema
-from cluster.settings import Settings, get_settings
+from cluster.cli.exceptions import exceptions_app
+from cluster.cli.masterdata import masterdata_app
+from cluster.cli.scale import register as register_scale
+from cluster.cli.schema import register as register_schema
+from foundation.logmask import install
+from foundation.settings import Settings, get_settings
 
 app = typer.Typer(help="hcsync: keep the EHR, billing and the ERP in sync.", no_args_is_help=True)
 app.add_typer(exceptions_app, name="exceptions", help="Find, fix and replay quarantined messages.")
@@ -37,7 +37,7 @@ def _logging(settings: Settings) -> None:
 
 
 def _run_dir(settings: Settings) -> Path:
-    from cluster.runs import new_run_dir
+    from foundation.runs import new_run_dir
 
     return settings.run_dir if settings.run_dir is not None else new_run_dir(settings, "up")
 
@@ -245,7 +245,3 @@ def demo(
 def main() -> None:
     """Entry point of the `hcsync` console script."""
     app()
-
-
-if __name__ == "__main__":
-    main()

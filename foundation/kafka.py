@@ -12,8 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from canonical.errors import StackError
-from cluster.settings import Settings
-from streams.topics import TopicNames
+from foundation.settings import Settings
+from foundation.topics import TopicNames
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

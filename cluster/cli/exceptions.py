@@ -18,8 +18,8 @@ from rich.table import Table
 
 from canonical.errors import HcsyncError
 from canonical.hl7v2.parser import split_messages
-from cluster.console import fail, stdout_console
-from cluster.settings import get_settings
+from cluster.cli.console import fail, stdout_console
+from foundation.settings import get_settings
 from streams.quarantine_store import (
     STATUSES,
     CountField,

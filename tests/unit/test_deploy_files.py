@@ -25,7 +25,7 @@ from typer.main import get_command_name
 
 from cluster.cli import app as cli_app
 from foundation.settings import DEMO_ENCOUNTER_REF_KEY, Settings
-from streams import topics
+from foundation import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "cluster" / "deploy"

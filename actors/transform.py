@@ -56,6 +56,10 @@ class Outcome:
     # A valid message with no financial effect: (key, MessageReceipt JSON) for routed.hl7v2.
     routed: tuple[str, bytes] | None = None
     message_type: str = ""
+    # What the message store records of it: the ids of its events, or its quarantine record and rule.
+    event_ids: tuple[str, ...] = ()
+    exception_id: str | None = None
+    rule: str = ""
 
     @property
     def ignored(self) -> bool:
@@ -70,7 +74,9 @@ class TransformResult:
     outcomes: tuple[Outcome, ...]
 
 
-def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: str | None) -> bytes:
+def _quarantined(raw: bytes, fault: Fault, msg: Hl7Message | None) -> Outcome:
+    """Return the outcome of a message quarantined for ``fault``."""
+    encounter_id = encounter_id_of(msg) if msg is not None else None
     key = ids.message_key(msg.sender, msg.control_id) if msg is not None else ""
     record = ExceptionRecord.from_fault(
         fault,
@@ -81,7 +87,11 @@ def _quarantine(raw: bytes, fault: Fault, msg: Hl7Message | None, encounter_id: 
         original_b64=base64.b64encode(raw).decode("ascii"),
         recorded_at=dt.datetime.now(dt.UTC),
     )
-    return record.model_dump_json().encode("utf-8")
+    return Outcome(
+        exception=record.model_dump_json().encode("utf-8"),
+        exception_id=record.record_id,
+        rule=fault.rule,
+    )
 
 
 def transform_one(
@@ -103,18 +113,14 @@ def transform_one(
         if masterdata is not None and events:
             events = enrich(msg, events, masterdata)
     except MessageError as exc:
-        return Outcome(
-            exception=_quarantine(raw, exc.fault, msg, (encounter_id_of(msg) if msg is not None else None))
-        )
+        return _quarantined(raw, exc.fault, msg)
     except Exception as exc:
         fault = Fault(
             rule="INTERNAL",
             reason=f"{type(exc).__name__}: {exc}",
             message_id=msg.control_id if msg is not None else "",
         )
-        return Outcome(
-            exception=_quarantine(raw, fault, msg, (encounter_id_of(msg) if msg is not None else None))
-        )
+        return _quarantined(raw, fault, msg)
     message_type = msg.event_code
     if not events:
         encounter_id = encounter_id_of(msg)
@@ -131,6 +137,7 @@ def transform_one(
     return Outcome(
         events=tuple((e.encounter_id, e.model_dump_json().encode("utf-8")) for e in events),
         message_type=message_type,
+        event_ids=tuple(e.event_id for e in events),
     )
 
 

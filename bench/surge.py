@@ -89,7 +89,7 @@ from canonical import ids
 from canonical.hl7v2.parser import parse_message
 from cluster.demo import reconcile
 from cluster.report import StackReport, collect
-from cluster.stack import Component, Stack, settings_env
+from cluster.stack import Stack
 from cluster.synth import SyntheticDay, generate_day
 from foundation.kafka import committed_offsets, high_watermarks, producer, topic_counts
 from foundation.runs import new_run_dir
@@ -157,32 +157,12 @@ def bench_settings(replicas: int) -> Settings:
 class SurgeStack(Stack):
     """The embedded stack with its Faust worker(s) held back until :meth:`start_workers`.
 
-    Everything else (broker, Redis, adapters, MLLP) starts as usual, so a backlog can be written to the
-    raw topic while nothing consumes it.
+    Everything else (broker, Redis, adapters, forwarder, MLLP) starts as usual, so a backlog can be written
+    to the raw topic while nothing consumes it.
     """
 
-    def __init__(self, settings: Settings, run_dir: Path) -> None:
-        super().__init__(settings, run_dir)
-        self._deferred: list[Component] = []
-
-    def _plan(self) -> list[Component]:
-        plan = super()._plan()
-        self._deferred = [c for c in plan if c.name.startswith("worker")]
-        return [c for c in plan if not c.name.startswith("worker")]
-
-    def start_workers(self) -> float:
-        """Start the held-back worker(s), wait until ready; return the wall-clock time they became ready."""
-        env = os.environ | settings_env(self.settings.model_copy(update={"run_dir": self.run_dir}))
-        launched = time.time()
-        for component in self._deferred:
-            self._start_one(component, env)
-        self._deferred = []
-        # The ready file is written once Faust has its partitions and recovered its table; its mtime is
-        # the moment the worker could first consume (the readiness poll itself is 0.2 s coarse).
-        marks = [
-            p.stat().st_mtime for p in self.run_dir.glob("worker*.ready") if p.stat().st_mtime >= launched
-        ]
-        return max(marks) if marks else time.time()
+    def start(self, *, hold_workers: bool = True) -> None:
+        super().start(hold_workers=hold_workers)
 
 
 CpuSnapshot = dict[int, tuple[str, float]]  # pid -> (what it is, CPU seconds so far)

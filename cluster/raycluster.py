@@ -161,6 +161,26 @@ class LocalRayCluster:
         log.info("Ray cluster of %d nodes at %s (temp dir %s)", self.nodes, self._address, self.temp_dir)
         return self._address
 
+    def exited(self) -> str | None:
+        """Describe the first node whose ``ray start`` exited (Ray gave up on it), or None when all run."""
+        for member in self._members:
+            code = member.exited()
+            if code is not None:
+                return f"{member.name} exited with code {code}"
+        return None
+
+    def restart(self) -> str:
+        """Stop every node and start the cluster again (new ports, so a new address); return the address.
+
+        The previous run's temp dir (logs) is kept beside the new one as ``ray-<n>``.
+        """
+        self.stop()
+        kept = self.run_dir / "ray"
+        if kept.is_dir() and not kept.is_symlink():
+            generation = 1 + sum(1 for _ in self.run_dir.glob("ray-[0-9]*"))
+            kept.rename(self.run_dir / f"ray-{generation}")
+        return self.start()
+
     @property
     def address(self) -> str:
         """The GCS address drivers and nodes join ("127.0.0.1:<port>"); empty until started."""

@@ -1,19 +1,39 @@
-"""Push HL7 files to raw.hl7v2: one record per message, keyed by sender and control id."""
+"""`hcsync send`: HL7 files into the message store (the forwarder moves them to raw.hl7v2).
+
+Like the gateways, ``send`` makes every message durable in the message store and returns once it is; the
+forwarder of the running stack sends stored messages to the broker. A message stored before (same sender,
+control id and content) is a resend and is not stored again; one with the same sender and control id but
+other content is stored as a conflict and quarantined, never processed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.errors import KafkaConnectionError, KafkaError
-
+from adapters.inbound.hl7v2 import hl7v2_inbound_bytes
+from adapters.inbound.store import MessageStore, Verdict
 from canonical.errors import Fault, InvalidMessageError, StackError
 from canonical.hl7v2.parser import split_messages
-from foundation.kafka import broker_unreachable, producer
-from foundation.keys import keyed
 from foundation.settings import Settings
-from foundation.topics import TopicNames
+
+__all__ = ["StoreReport", "messages_of", "send_messages", "store_messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReport:
+    """What ``hcsync send`` stored."""
+
+    stored: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.stored + self.duplicates + self.conflicts
 
 
 def messages_of(paths: Iterable[Path]) -> list[bytes]:
@@ -24,27 +44,50 @@ def messages_of(paths: Iterable[Path]) -> list[bytes]:
     return out
 
 
-async def send_messages(settings: Settings, messages: list[bytes]) -> int:
-    """Send messages and wait until the broker has acknowledged each one; return the count."""
-    topic = TopicNames(settings.topic_prefix).raw_hl7v2
+def _ack_none(_verdict: Verdict, _first: object) -> None:
+    return None  # a file gets no ACK; a later MLLP resend of the same message gets a fresh one
+
+
+def store_messages(
+    settings: Settings, messages: list[bytes], *, channel: str = "file", store: MessageStore | None = None
+) -> StoreReport:
+    """Store messages durably, in order, in one transaction per 500; return what was stored."""
     too_big = [i for i, raw in enumerate(messages, 1) if len(raw) > settings.max_message_bytes]
     if too_big:
         raise InvalidMessageError(
             Fault(
                 rule="MESSAGE-TOO-LARGE",
                 reason=f"message(s) {too_big[:10]} exceed {settings.max_message_bytes} bytes "
-                "(HCSYNC_MAX_MESSAGE_BYTES); nothing was sent",
+                "(HCSYNC_MAX_MESSAGE_BYTES); nothing was stored",
             )
         )
-    prod = producer(settings)
+    own = store is None
     try:
-        await prod.start()
-        futures = [await prod.send(topic, value=raw, key=keyed(raw)) for raw in messages]
-        await asyncio.gather(*futures)
-    except KafkaConnectionError as exc:
-        raise broker_unreachable(settings, exc) from None
-    except KafkaError as exc:
-        raise StackError(f"the broker at {settings.bootstrap} refused a message: {exc!r}") from None
+        target = store if store is not None else MessageStore.from_settings(settings)
+    except StackError:
+        raise
+    except Exception as exc:
+        raise StackError(
+            f"message store unusable (HCSYNC_MESSAGE_STORE_URL): {type(exc).__name__}: {exc}"
+        ) from None
+    counts = {Verdict.NEW: 0, Verdict.DUPLICATE: 0, Verdict.CONFLICT: 0}
+    try:
+        now = dt.datetime.now(dt.UTC)
+        for start in range(0, len(messages), 500):
+            chunk = [
+                (hl7v2_inbound_bytes(raw, channel, now), _ack_none) for raw in messages[start : start + 500]
+            ]
+            for receipt in target.store(chunk):
+                counts[receipt.verdict] += 1
+    except Exception as exc:
+        raise StackError(f"the message store refused the messages ({type(exc).__name__}: {exc})") from None
     finally:
-        await prod.stop()
-    return len(messages)
+        if own:
+            target.close()
+    return StoreReport(counts[Verdict.NEW], counts[Verdict.DUPLICATE], counts[Verdict.CONFLICT])
+
+
+async def send_messages(settings: Settings, messages: list[bytes]) -> int:
+    """Store messages durably for the forwarder; return how many are stored (resends included)."""
+    report = await asyncio.to_thread(store_messages, settings, messages)
+    return report.total

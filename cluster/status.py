@@ -1,5 +1,8 @@
-"""`hcsync status`: what an SRE watches in a surge: replicas, lag per topic and partition, throughput and
-error rate.
+"""`hcsync status`: what an SRE watches: each component's state, restarts and last exit; the message store;
+replicas, lag per topic and partition, throughput and error rate.
+
+Each part is read on its own: when Redis or the broker is down (which is when an SRE asks), the parts that
+need it are reported unavailable with the reason, and the rest is still shown.
 
 Lag is the consumer group's distance from each partition's end: the high watermark (from fetch responses,
 see foundation.kafka) minus the offset the Faust workers committed. Throughput and error rate are measured
@@ -12,20 +15,27 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from actors.scaling import PoolReport, ScaleSignals, Wanted
+from adapters.inbound.store import MessageStore, default_message_store_url
+from canonical.errors import StackError
+from cluster.supervision import ComponentStatus, SupervisorStatus, read_status
 from foundation.kafka import broker_unreachable, committed_offsets, high_watermarks, redis_unreachable
 from foundation.settings import Settings
-from foundation.topics import ALL, TopicNames
+from foundation.sql import sqlite_path
+from foundation.topics import WORKER_INPUTS, TopicNames
 from streams.stats import Stats
 
-# The topics the Faust workers consume (routed.hl7v2 is for downstream consumers, not hcsync's own).
-CONSUMED = tuple(topic for topic in ALL if topic != "routed.hl7v2")
+# The topics the Faust workers consume (routed.hl7v2 is for downstream consumers, outcomes.ingest for the
+# forwarder).
+CONSUMED = WORKER_INPUTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,13 @@ class Status:
     postings_per_s: float
     error_rate: float  # quarantined / messages over the sample (0 when nothing moved)
     totals: dict[str, int] = field(default_factory=dict)
+    # The supervisor's view of the embedded stack (None: no stack run found, e.g. a deployment).
+    supervisor: SupervisorStatus | None = None
+    supervisor_stale: bool = False
+    # Messages received, pending forwarding, conflicts and outcomes (None: store not readable).
+    messages: dict[str, int] | None = None
+    # What could not be read, and why.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def replicas(self) -> int:
@@ -61,6 +78,10 @@ class Status:
     @property
     def total_lag(self) -> int:
         return sum(row.lag for row in self.lag)
+
+    @property
+    def components(self) -> list[ComponentStatus]:
+        return [] if self.supervisor is None else self.supervisor.components
 
     def lag_by_topic(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -76,33 +97,80 @@ class Status:
         return doc
 
 
+_TOTALS = ("raw_in", "events_out", "quarantined", "charges_posted")
+
+
 def _rate(after: dict[str, int], before: dict[str, int], *names: str, seconds: float) -> float:
     moved = sum(after.get(name, 0) - before.get(name, 0) for name in names)
     return moved / seconds if seconds > 0 else 0.0
 
 
+def _run_dir(settings: Settings) -> Path | None:
+    if settings.run_dir is not None:
+        return settings.run_dir
+    latest = settings.home_dir.resolve() / "runs" / "latest"
+    return latest if latest.is_dir() else None
+
+
+def _message_totals(settings: Settings, problems: list[str]) -> dict[str, int] | None:
+    try:
+        url = default_message_store_url(settings)
+    except StackError:
+        return None  # no run here, no store configured: nothing to show, nothing wrong
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        return None
+    try:
+        store = MessageStore(url, busy_timeout_s=2.0)
+        try:
+            return store.totals()
+        finally:
+            store.close()
+    except Exception as exc:
+        problems.append(f"message store unavailable ({type(exc).__name__}: {str(exc)[:200]})")
+        return None
+
+
 async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
-    """Read the pools, the lag and a sample of the counters of a running deployment."""
+    """Read the components, the message store, the pools, the lag and a sample of the counters."""
     names = TopicNames(settings.topic_prefix)
     group = f"{settings.topic_prefix}{settings.app_id}"
-    client = aioredis.Redis.from_url(settings.redis)
+    problems: list[str] = []
+    run_dir = _run_dir(settings)
+    supervisor = read_status(run_dir) if run_dir is not None else None
+    messages = await asyncio.to_thread(_message_totals, settings, problems)
+    client = aioredis.Redis.from_url(settings.redis, socket_timeout=3, socket_connect_timeout=3)
     stats = Stats(client, settings.topic_prefix)
     signals = ScaleSignals.from_url(settings.redis, settings.topic_prefix)
+    before: dict[str, int] | None = None
+    pools: list[PoolReport] = []
+    desired: Wanted = None
+    started = time.monotonic()
+    ends: dict[TopicPartition, int] = {}
+    committed: dict[TopicPartition, int] = {}
     try:
-        before, started = await stats.read(), time.monotonic()
-        pools = await asyncio.to_thread(signals.reports)
-        desired = await asyncio.to_thread(signals.desired)
+        try:
+            before, started = await stats.read(), time.monotonic()
+            pools = await asyncio.to_thread(signals.reports)
+            desired = await asyncio.to_thread(signals.desired)
+        except RedisError as exc:
+            problems.append(str(redis_unreachable(settings, exc)))
         try:
             ends = await high_watermarks(settings, [names[t] for t in CONSUMED])
             committed = await committed_offsets(settings, group, ends)
-        except KafkaError as exc:
-            raise broker_unreachable(settings, exc) from None
-        await asyncio.sleep(max(0.0, sample_s - (time.monotonic() - started)))
-        after, elapsed = await stats.read(), time.monotonic() - started
-    except RedisError as exc:
-        raise redis_unreachable(settings, exc) from None
+        except (KafkaError, StackError, OSError) as exc:
+            problems.append(str(broker_unreachable(settings, exc)))
+        after: dict[str, int] = {}
+        if before is not None:
+            await asyncio.sleep(max(0.0, sample_s - (time.monotonic() - started)))
+            try:
+                after = await stats.read()
+            except RedisError as exc:
+                problems.append(str(redis_unreachable(settings, exc)))
+                before = None
     finally:
         await client.aclose()
+    elapsed = time.monotonic() - started
     logical = {names[t]: t for t in CONSUMED}
     lag = [
         PartitionLag(
@@ -114,23 +182,28 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
         )
         for tp, end in sorted(ends.items(), key=lambda item: (item[0].topic, item[0].partition))
     ]
-    messages = after.get("raw_in", 0) - before.get("raw_in", 0)
-    quarantined = after.get("quarantined", 0) - before.get("quarantined", 0)
+    # Rates only from a complete sample of the counters (both reads answered).
+    base, moved = (before, after) if before is not None and after else ({}, {})
+    postings = ("charges_posted", "journal_lines_accepted", "inventory_movements")
+    messages_moved = moved.get("raw_in", 0) - base.get("raw_in", 0)
+    quarantined = moved.get("quarantined", 0) - base.get("quarantined", 0)
     return Status(
         group=group,
         pools=pools,
         desired=desired,
         lag=lag,
         sample_s=round(elapsed, 3),
-        messages_per_s=_rate(after, before, "raw_in", seconds=elapsed),
-        events_per_s=_rate(after, before, "events_out", seconds=elapsed),
-        postings_per_s=_rate(
-            after, before, "charges_posted", "journal_lines_accepted", "inventory_movements", seconds=elapsed
-        ),
-        error_rate=quarantined / messages if messages > 0 else 0.0,
+        messages_per_s=_rate(moved, base, "raw_in", seconds=elapsed),
+        events_per_s=_rate(moved, base, "events_out", seconds=elapsed),
+        postings_per_s=_rate(moved, base, *postings, seconds=elapsed),
+        error_rate=quarantined / messages_moved if messages_moved > 0 else 0.0,
         totals={
-            name: after.get(name, 0) for name in ("raw_in", "events_out", "quarantined", "charges_posted")
+            name: moved[name] for name in ("raw_in", "events_out", "quarantined", "charges_posted") if moved
         },
+        supervisor=supervisor,
+        supervisor_stale=supervisor is not None and supervisor.stale(),
+        messages=messages,
+        problems=problems,
     )
 
 

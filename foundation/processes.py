@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterable
 
@@ -51,4 +52,18 @@ def kill_survivors(
     return survivors, still
 
 
-__all__ = ["alive", "free_port", "gone_ok", "kill_survivors", "port_open"]
+def session_members(session_id: int) -> list[psutil.Process]:
+    """Return the live processes of a session (a child started with start_new_session leads its own).
+
+    Processes may leave their process group (Ray's workers do) but never their session, so this finds
+    what a killed component left behind even after its leader is gone.
+    """
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+            if os.getsid(proc.pid) == session_id and alive(proc):
+                found.append(proc)
+    return found
+
+
+__all__ = ["alive", "free_port", "gone_ok", "kill_survivors", "port_open", "session_members"]

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from canonical.errors import StackError
 from foundation.settings import Settings
 
 
@@ -21,3 +22,22 @@ def new_run_dir(settings: Settings, label: str = "run") -> Path:
         latest.unlink()
     latest.symlink_to(run_dir.name)
     return run_dir
+
+
+def run_database_url(settings: Settings, configured: str | None, filename: str, setting: str) -> str:
+    """Return a store's SQLAlchemy URL: the setting, else ``filename`` in this run, else in the latest run.
+
+    Outside the stack (a command run next to a running `hcsync up`), ``runs/latest`` names the run; when
+    there is none, StackError names ``setting`` (the store's URL variable) instead of creating a file.
+    """
+    if configured:
+        return configured
+    if settings.run_dir is not None:
+        return f"sqlite:///{settings.run_dir / filename}"
+    latest = settings.home_dir.resolve() / "runs" / "latest"
+    if not latest.is_dir():
+        raise StackError(
+            f"no run of the stack found ({latest} does not exist): start it with `hcsync up`, or set "
+            f"HCSYNC_RUN_DIR or {setting}"
+        )
+    return f"sqlite:///{latest / filename}"

@@ -87,7 +87,6 @@ class Settings(BaseSettings):
     mllp_strict_validation: bool = Field(
         False, description="Validate structure with hl7apy before accepting."
     )
-    mllp_ack_ttl_s: PositiveInt = Field(7 * 24 * 3600, description="How long a sent ACK is kept for resends.")
     mllp_idle_timeout_s: PositiveFloat = Field(300.0, description="Close a connection idle this long.")
 
     # Strict validation (hl7apy) refuses larger messages unvalidated: its time grows with the element count,
@@ -101,6 +100,29 @@ class Settings(BaseSettings):
             "Most segments, fields, repetitions, components and subcomponents strict validation accepts; "
             "more are refused."
         ),
+    )
+
+    # Message store: every inbound message, durable before its ACK (what `hcsync messages` reads).
+    message_store_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite messages.db in the run directory."
+    )
+    message_store_timeout_s: PositiveFloat = Field(
+        5.0,
+        description=(
+            "How long a gateway waits for the message store to make a message durable before it answers "
+            "a negative ACK that tells the sender to resend."
+        ),
+    )
+    message_retention_days: PositiveFloat = Field(
+        30.0,
+        description=(
+            "Forwarded messages older than this are purged from the message store (with them, the ACK a "
+            "resend would get). Messages not yet forwarded are never purged."
+        ),
+    )
+    forwarder_batch_size: PositiveInt = Field(500, description="Stored messages the forwarder sends at once.")
+    forwarder_poll_interval_s: PositiveFloat = Field(
+        0.05, description="How often the forwarder looks for newly stored messages when it has none."
     )
 
     # Quarantine store (what `hcsync exceptions` reads).
@@ -180,9 +202,21 @@ class Settings(BaseSettings):
         SecretStr(DEMO_ENCOUNTER_REF_KEY), description="HMAC key for pseudonymous encounter references."
     )
 
-    # Stack control.
+    # Stack control and supervision.
     ready_timeout_s: PositiveFloat = 90.0
     stop_timeout_s: PositiveFloat = 20.0
+    restart_backoff_s: PositiveFloat = Field(
+        1.0, description="Wait before restarting a component that died; doubles with each recent restart."
+    )
+    restart_backoff_max_s: PositiveFloat = Field(30.0, description="Longest wait before a restart.")
+    restart_max: PositiveInt = Field(
+        5,
+        description=(
+            "Restarts of one component within restart_window_s after which it is reported failed and no "
+            "longer restarted."
+        ),
+    )
+    restart_window_s: PositiveFloat = Field(300.0, description="The window restart_max counts restarts in.")
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:

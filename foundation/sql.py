@@ -5,27 +5,44 @@ IN clauses, overflow-free sums, and additive schema migration.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Engine, MetaData, cast, create_engine, event, func, inspect
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Dialect,
+    Engine,
+    MetaData,
+    cast,
+    create_engine,
+    event,
+    func,
+    inspect,
+)
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql import ColumnExpressionArgument
+from sqlalchemy.types import TypeDecorator
 
 from canonical.errors import ConfigurationError
 
 __all__ = [
+    "UtcDateTime",
     "create_schema",
     "distinct",
     "in_chunks",
     "open_engine",
     "read_transaction",
+    "sqlite_path",
     "total",
+    "utc",
     "write_transaction",
 ]
 
@@ -49,8 +66,15 @@ def in_chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def open_engine(database_url: str) -> Engine:
-    """Open a SQLAlchemy engine: SQLite files get WAL and write-locking transactions, others as is."""
+def open_engine(
+    database_url: str, *, durable: bool = False, busy_timeout_s: float = _SQLITE_BUSY_TIMEOUT_S
+) -> Engine:
+    """Open a SQLAlchemy engine: SQLite files get WAL and write-locking transactions, others as is.
+
+    ``durable`` makes every SQLite commit reach the disk before it returns (``synchronous=FULL``): what a
+    store that acknowledges on commit needs. Otherwise WAL's ``NORMAL`` may lose the last commits on a
+    power cut, never on a process crash. ``busy_timeout_s`` is how long a SQLite writer waits for the lock.
+    """
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         # hide_parameters keeps row values (PHI in billing) out of error messages and logs.
@@ -62,21 +86,26 @@ def open_engine(database_url: str) -> Engine:
     engine = create_engine(
         url,
         hide_parameters=True,
-        connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
     )
-    event.listen(engine, "connect", _sqlite_on_connect)
+    synchronous = "FULL" if durable else "NORMAL"
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _sqlite_on_connect(dbapi_connection, synchronous)
+
+    event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, synchronous: str) -> None:
     """Put a new SQLite connection in WAL mode and let SQLAlchemy, not the driver, open transactions."""
     # The driver's own implicit BEGIN is deferred; the begin hook below issues the one we want.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
@@ -149,3 +178,33 @@ def create_schema(engine: Engine, metadata: MetaData) -> None:
                 if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
                     raise
             log.info("added column %s.%s", table.name, column.name)
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """Return an aware UTC datetime; a naive one is taken to be UTC already."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        value = utc(value)
+        # SQLite keeps timestamps as text with no zone: store naive UTC so text order is time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else utc(value)
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """Return the file of a SQLite URL, or None for another database."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database).expanduser()

@@ -12,7 +12,12 @@ EXCEPTIONS = "exceptions"
 # Valid messages with no financial effect (ORU, ORM, SIU, MDM...): a receipt with the original bytes, keyed
 # by encounter where known, for downstream clinical consumers.
 ROUTED_HL7V2 = "routed.hl7v2"
-ALL = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS, ROUTED_HL7V2)
+# What the ingest made of each source message (mapped, routed, quarantined), one record per transform batch;
+# the forwarder writes it into the message store.
+OUTCOMES_INGEST = "outcomes.ingest"
+ALL = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS, ROUTED_HL7V2, OUTCOMES_INGEST)
+# The topics the Faust workers consume.
+WORKER_INPUTS = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,10 @@ class TopicNames:
     @property
     def routed(self) -> str:
         return self[ROUTED_HL7V2]
+
+    @property
+    def outcomes(self) -> str:
+        return self[OUTCOMES_INGEST]
 
     def all(self) -> tuple[str, ...]:
         return tuple(self[name] for name in ALL)

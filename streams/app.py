@@ -1,9 +1,11 @@
-"""Build the Faust app: topics, the encounter table and the four agents.
+"""Build the Faust app: topics, the encounter table and the agents.
 
     raw.hl7v2 --ingest (batches to the Ray pool, several in flight)--> events.canonical | exceptions
+        | routed.hl7v2, and one outcomes.ingest record per batch (for the message store)
     events.canonical --encounters (table: state, processed ids)--> commands.billing | commands.erp
     commands.billing --billing dispatcher (gRPC)--> BillingAdapter
     commands.erp --ERP dispatcher (gRPC)--> ErpAdapter
+    exceptions --quarantine--> the quarantine store
 
 Offsets are committed only after the producer is flushed (Faust flushes before each commit) and a batch
 is acknowledged only once fully handled, so every stage is at-least-once and the sinks are idempotent.
@@ -12,19 +14,22 @@ is acknowledged only once fully handled, so every stage is at-least-once and the
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import faust
 from faust.types import TP, EventT
 from pydantic import ValidationError
 
 from actors.pool import TransformPool
-from actors.transform import StrictPolicy, TransformBatch, TransformResult
+from actors.transform import Outcome, StrictPolicy, TransformBatch, TransformResult
+from adapters.inbound.outcomes import MessageOutcome, OutcomeBatch, message_id_of
 from canonical.envelope import EventEnvelope, MergePayload
 from canonical.quarantine import failure_record, poison_record, unenriched_record
 from foundation.settings import Settings
@@ -58,6 +63,26 @@ class Runtime:
     ingest: OrderedPipeline[list[EventT[bytes]], TransformResult] | None = None
 
 
+def _message_outcome(record: EventT[bytes], outcome: Outcome) -> MessageOutcome:
+    """Describe for the message store what became of the message behind ``record``."""
+    kind: Literal["mapped", "routed", "quarantined"]
+    if outcome.events:
+        kind = "mapped"
+    elif outcome.exception is not None:
+        kind = "quarantined"
+    else:
+        kind = "routed"
+    key = record.message.key
+    return MessageOutcome(
+        message_id=message_id_of(record.message.headers),
+        key_b64=base64.b64encode(key if isinstance(key, bytes) else b"").decode("ascii"),
+        outcome=kind,
+        event_ids=outcome.event_ids,
+        exception_id=outcome.exception_id,
+        rule=outcome.rule,
+    )
+
+
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     """Create the Faust app with its topics, table and agents."""
     names = TopicNames(settings.topic_prefix)
@@ -87,6 +112,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     erp = app.topic(names.erp, key_serializer="raw", value_serializer="raw")
     exceptions = app.topic(names.exceptions, key_serializer="raw", value_serializer="raw")
     routed = app.topic(names.routed, key_serializer="raw", value_serializer="raw")
+    outcomes = app.topic(names.outcomes, key_serializer="raw", value_serializer="raw")
     table = app.Table(
         "encounters",
         default=None,
@@ -115,10 +141,12 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         result: TransformResult = await retry("ingest transform", runtime.pool.transform, batch)
         return result
 
-    async def route_result(result: TransformResult, raw_in: int) -> None:
+    async def route_result(records: list[EventT[bytes]], result: TransformResult) -> None:
         pending: list[Awaitable[Any]] = []
-        counts = {"raw_in": raw_in, "mapped": 0, "events_out": 0, "quarantined": 0, "ignored": 0}
-        for outcome in result.outcomes:
+        counts = {"raw_in": len(records), "mapped": 0, "events_out": 0, "quarantined": 0, "ignored": 0}
+        done: list[MessageOutcome] = []
+        for record, outcome in zip(records, result.outcomes, strict=True):
+            done.append(_message_outcome(record, outcome))
             for key, value in outcome.events:
                 pending.append(await events.send(key=key.encode(), value=value))
             counts["events_out"] += len(outcome.events)
@@ -133,6 +161,9 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             if outcome.message_type:
                 name = f"{MESSAGE_TYPE_PREFIX}{outcome.message_type}"
                 counts[name] = counts.get(name, 0) + 1
+        # One record per batch tells the message store what became of each message.
+        report = OutcomeBatch(at=dt.datetime.now(dt.UTC), outcomes=tuple(done))
+        pending.append(await outcomes.send(value=report.model_dump_json().encode("utf-8")))
         await asyncio.gather(*pending)
         await runtime.stats.add(counts)
 
@@ -146,7 +177,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         """
 
         async def finish(records: list[EventT[bytes]], result: TransformResult) -> None:
-            await retry("ingest routing", route_result, result, len(records))
+            await retry("ingest routing", route_result, records, result)
             for record in records:
                 await stream.ack(record)
                 offsets.acked(record.message.tp, record.message.offset)

@@ -27,13 +27,10 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import (
-    DateTime,
-    Dialect,
     Engine,
     ForeignKey,
     Integer,
@@ -48,18 +45,20 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from canonical.quarantine import ExceptionRecord
+from foundation.runs import run_database_url
 from foundation.settings import Settings
 from foundation.sql import (
+    UtcDateTime,
     create_schema,
     distinct,
     in_chunks,
     open_engine,
     read_transaction,
+    sqlite_path,
+    utc,
     write_transaction,
 )
 
@@ -80,42 +79,9 @@ CountField = Literal["stage", "rule", "status"]
 
 def default_quarantine_url(settings: Settings) -> str:
     """Return the store's URL: the setting, else quarantine.db in this run, else in the latest run."""
-    if settings.quarantine_database_url:
-        return settings.quarantine_database_url
-    if settings.run_dir is not None:
-        return f"sqlite:///{settings.run_dir / 'quarantine.db'}"
-    # Outside the stack (the CLI next to a running `hcsync up`): the run that runs/latest points at.
-    return f"sqlite:///{settings.home_dir.resolve() / 'runs' / 'latest' / 'quarantine.db'}"
-
-
-def sqlite_path(database_url: str) -> Path | None:
-    """Return the file of a SQLite URL, or None for another database."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database:
-        return None
-    return Path(url.database).expanduser()
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """Return an aware UTC datetime; a naive one is taken to be UTC already."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """A timestamp stored in UTC and always read back timezone-aware, on SQLite as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        value = _utc(value)
-        # SQLite keeps timestamps as text with no zone: store naive UTC so text order is time order.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        return None if value is None else _utc(value)
+    return run_database_url(
+        settings, settings.quarantine_database_url, "quarantine.db", "HCSYNC_QUARANTINE_DATABASE_URL"
+    )
 
 
 class Base(DeclarativeBase):
@@ -229,11 +195,11 @@ def _text(value: str) -> str:
 
 def _occurrences_of(records: Sequence[ExceptionRecord]) -> list[tuple[str, dt.datetime]]:
     """Return the occurrences (record id, recorded time in UTC) of ``records`` without repeats."""
-    return list(dict.fromkeys((record.record_id, _utc(record.recorded_at)) for record in records))
+    return list(dict.fromkeys((record.record_id, utc(record.recorded_at)) for record in records))
 
 
 def _new_row(record: ExceptionRecord) -> QuarantineRow:
-    at = _utc(record.recorded_at)
+    at = utc(record.recorded_at)
     return QuarantineRow(
         record_id=record.record_id,
         stage=_text(record.stage),
@@ -262,7 +228,7 @@ def _new_row(record: ExceptionRecord) -> QuarantineRow:
 
 def _repeat(row: QuarantineRow, record: ExceptionRecord) -> None:
     """Count ``record``, a new failure (never a redelivery: add filters those out), on its item's ``row``."""
-    at = _utc(record.recorded_at)
+    at = utc(record.recorded_at)
     row.occurrences += 1
     if at < row.first_seen_at:
         row.first_seen_at = at
@@ -347,10 +313,10 @@ class QuarantineStore:
                 known = select(OccurrenceRow.record_id, OccurrenceRow.recorded_at).where(
                     tuple_(OccurrenceRow.record_id, OccurrenceRow.recorded_at).in_(pairs)
                 )
-                seen.update((record_id, _utc(at)) for record_id, at in session.execute(known))
+                seen.update((record_id, utc(at)) for record_id, at in session.execute(known))
             new: list[OccurrenceRow] = []
             for record in records:
-                occurrence = (record.record_id, _utc(record.recorded_at))
+                occurrence = (record.record_id, utc(record.recorded_at))
                 if occurrence in seen:
                     continue
                 seen.add(occurrence)
@@ -409,9 +375,9 @@ class QuarantineStore:
             prefix = sender.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(QuarantineRow.message_key.like(f"{prefix}|%", escape="\\"))
         if since is not None:
-            query = query.where(QuarantineRow.last_seen_at >= _utc(since))
+            query = query.where(QuarantineRow.last_seen_at >= utc(since))
         if until is not None:
-            query = query.where(QuarantineRow.last_seen_at < _utc(until))
+            query = query.where(QuarantineRow.last_seen_at < utc(until))
         query = query.order_by(QuarantineRow.last_seen_at.desc(), QuarantineRow.record_id)
         if limit is not None:
             query = query.limit(limit)
@@ -441,7 +407,7 @@ class QuarantineStore:
             .where(OccurrenceRow.record_id == record_id)
             .order_by(OccurrenceRow.recorded_at)
         )
-        return read_transaction(self._engine, lambda s: [_utc(at) for at in s.scalars(query)])
+        return read_transaction(self._engine, lambda s: [utc(at) for at in s.scalars(query)])
 
     def mark_replayed(self, record_ids: Sequence[str], *, at: dt.datetime | None = None) -> int:
         """Count a replay that began ``at`` (default now); return how many items the store holds.
@@ -450,7 +416,7 @@ class QuarantineStore:
         failure recorded at or after ``at`` has already arrived: the replay failed again (or something
         newer did), and the item stays or becomes open. A failure arriving later reopens it in ``add``.
         """
-        started = _utc(at or dt.datetime.now(dt.UTC))
+        started = utc(at or dt.datetime.now(dt.UTC))
         marked_at = max(started, dt.datetime.now(dt.UTC))
         ids = distinct(record_ids)
 
@@ -474,7 +440,7 @@ class QuarantineStore:
 
     def mark_resolved(self, record_ids: Sequence[str], *, at: dt.datetime | None = None) -> int:
         """Mark items as resolved without replay; return how many the store holds."""
-        now = _utc(at or dt.datetime.now(dt.UTC))
+        now = utc(at or dt.datetime.now(dt.UTC))
         ids = distinct(record_ids)
 
         def work(session: Session) -> int:

@@ -80,6 +80,7 @@ _ERROR_NAMES = {
     "201": "Unsupported event code",
     "202": "Unsupported processing id",
     "203": "Unsupported version id",
+    "205": "Duplicate key identifier",
     "207": "Application internal error",
 }
 # Fault rule to table 0357 code; a rule not listed is an application internal error (207).
@@ -99,7 +100,8 @@ HL7_ERROR_CODES: dict[str, str] = {
     "HL7-STRICT-VERSION": "203",
     "HL7-STRICT-TOO-LARGE": "207",
     "MESSAGE-TOO-LARGE": "207",
-    "BROKER-NOT-COMMITTED": "207",
+    "STORE-NOT-COMMITTED": "207",
+    "HL7-MSH-10-CONFLICT": "205",
 }
 
 # Longest control id kept readable in the ACK's MSH-10 (ST of 20 characters up to v2.6).

@@ -1,29 +1,26 @@
-"""The MLLP gateway: HL7 v2 over TCP (or TLS) in, one raw.hl7v2 record per message, an ACK after commit.
+"""The MLLP gateway: HL7 v2 over TCP (or TLS) in, each message durable in the message store before its ACK.
 
 Every frame of a connection is handled in order, and the answer to it is written only once its fate is
 settled:
 
 1. The frame is parsed with the fast parser; bytes that cannot be read get AR (CR in enhanced mode) with an
-   ERR naming the fault, and nothing is written. So does a message without MSH-10, since duplicates are
+   ERR naming the fault, and nothing is stored. So does a message without MSH-10, since resends are
    recognised by it.
 2. With ``mllp_strict_validation``, hl7apy validates the structure (:mod:`canonical.hl7v2.strict`); a
-   failure gets AE (CE) with hl7apy's error text, and nothing is written. A message over
+   failure gets AE (CE) with hl7apy's error text, and nothing is stored. A message over
    ``strict_validation_max_bytes`` or ``strict_validation_max_elements`` gets AE (CE) HL7-STRICT-TOO-LARGE
    without being validated, which bounds the time one validation takes.
-3. The ACK store in Redis, ``<prefix>hcsync:mllp:ack:<sender>|<control id>``, is asked whether this
-   message was committed before; if so the stored ACK is answered again, byte for byte, and nothing is
-   written. The same holds for a resend that arrives while the first copy is still being committed.
-4. The original bytes go to raw.hl7v2, keyed like ``hcsync send`` keys them, and the gateway waits for
-   the broker's acknowledgment (the producer uses acks=all). Only then is the ACK stored, with a TTL of
-   ``mllp_ack_ttl_s``, and only then written to the socket. A connection dropped before the ACK arrives
-   therefore loses nothing: the resend finds the stored ACK and creates no second record.
-5. A broker failure answers AE (CE) "not committed, resend" and stores nothing. When the sender's MSH-15
-   asks for no answer in that case (NE, SU), the connection is closed instead, which is the only other
-   signal MLLP has.
-
-Redis is only the duplicate filter: when it cannot be reached the gateway still commits and answers, and
-the consumers' deterministic event ids absorb a duplicate that slips through. The duplicate filter for
-messages in flight is per process; two gateway processes sharing a feed rely on the Redis store alone.
+3. The message goes to the message store (:mod:`adapters.inbound.store`) through the group-commit writer,
+   with the ACK it is answered with; only once the transaction is committed (on disk) is the ACK written
+   to the socket. The forwarder, not the gateway, moves stored messages to the broker. A connection
+   dropped before the ACK arrives loses nothing: the resend is recognised by the store.
+4. A resend (same sender, MSH-10 and content; MSH-7 and line endings may differ) is answered with the ACK
+   stored the first time, byte for byte, and stores nothing. The same sender and MSH-10 with *other*
+   content is stored as a conflict, never processed, quarantined as HL7-MSH-10-CONFLICT (so it shows in
+   ``hcsync exceptions``), and answered AE (CE) with ERR-3 205 (duplicate key identifier).
+5. When the store fails or does not answer within ``message_store_timeout_s``, the answer is AE (CE)
+   STORE-NOT-COMMITTED "not stored, resend", and the gateway logs why. When the sender's MSH-15 asks for no
+   answer in that case (NE, SU), the connection is closed instead, which is the only other signal MLLP has.
 
 A frame over ``max_message_bytes`` is answered AR (CR) as soon as the limit is crossed, with the control
 id read from its first bytes; the rest of the frame is discarded as it arrives and the connection stays
@@ -38,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import itertools
 import logging
@@ -46,26 +44,21 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
-
+from adapters.inbound.hl7v2 import CONFLICT_RULE, hl7v2_inbound
+from adapters.inbound.store import Receipt, Verdict
+from adapters.inbound.writer import GroupCommitWriter, StoreUnavailableError
 from adapters.mllp.ack import Outcome, ack_code, build_ack, header_of
 from adapters.mllp.framing import FrameTooLargeError, MllpDecoder, encode
 from canonical.errors import ConfigurationError, DecodeError, Fault
 from canonical.hl7v2.parser import Hl7Message, parse_message
 from canonical.hl7v2.strict import strict_fault
-from foundation.keys import keyed
 from foundation.settings import Settings
-from foundation.topics import TopicNames
 
-__all__ = ["GatewayCounters", "MllpGateway", "ack_store_key", "server_tls_context"]
+__all__ = ["GatewayCounters", "MllpGateway", "server_tls_context"]
 
 log = logging.getLogger(__name__)
 
 _READ_BYTES = 65_536
-_ACK_KEY_PREFIX = "hcsync:mllp:ack:"
 
 
 @dataclass(slots=True)
@@ -74,12 +67,14 @@ class GatewayCounters:
 
     connections: int = 0
     frames: int = 0
-    # Committed to the broker (answered positively, or not answered when MSH-15 asked for no answer).
+    # Stored (answered positively, or not answered when MSH-15 asked for no answer).
     acked: int = 0
     # Answered negatively (AE, AR, CE, CR) or, where MSH-15 asked for no answer, refused silently.
     rejected: int = 0
-    # Resends of a committed message, answered from the ACK store.
+    # Resends of a stored message, answered with its stored ACK.
     duplicates: int = 0
+    # Same sender and MSH-10 as a stored message with other content: stored as conflicts, answered AE.
+    conflicts: int = 0
     # Bytes received outside any delivered frame (noise, abandoned or oversize frames).
     skipped_bytes: int = 0
 
@@ -99,12 +94,8 @@ class _Connection:
     number: int
     task: asyncio.Task[None]
     writer: asyncio.StreamWriter
+    peer: str = ""
     busy: bool = False
-
-
-def ack_store_key(prefix: str, broker_key: bytes) -> bytes:
-    """Return the Redis key of a message's stored ACK, from its broker key (sender|control id)."""
-    return f"{prefix}{_ACK_KEY_PREFIX}".encode() + broker_key
 
 
 def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -129,34 +120,29 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 class MllpGateway:
-    """An asyncio MLLP listener that commits each message to raw.hl7v2 before acknowledging it.
+    """An asyncio MLLP listener that makes each message durable in the message store before acknowledging it.
 
-    The producer and the Redis client belong to the caller, who starts and closes them; the gateway only
-    uses them. ``host`` and ``port`` override the settings (port 0 picks a free port, see ``bound_port``).
+    The store writer belongs to the caller, who starts and stops it; the gateway only uses it. ``host`` and
+    ``port`` override the settings (port 0 picks a free port, see ``bound_port``).
     """
 
     def __init__(
         self,
         settings: Settings,
-        producer: AIOKafkaProducer,
-        redis: aioredis.Redis,
+        writer: GroupCommitWriter,
         *,
         host: str | None = None,
         port: int | None = None,
     ) -> None:
         self.settings = settings
         self.counters = GatewayCounters()
-        self._producer = producer
-        self._redis = redis
+        self._writer = writer
         self._host = host if host is not None else settings.mllp_host
         self._port = port if port is not None else settings.mllp_port
-        self._topic = TopicNames(settings.topic_prefix).raw_hl7v2
         self._server: asyncio.Server | None = None
         self._bound_port: int | None = None
         self._connections: dict[int, _Connection] = {}
         self._numbers = itertools.count(1)
-        # Commits in progress by broker key: a resend arriving meanwhile waits for the outcome.
-        self._inflight: dict[bytes, asyncio.Future[bytes | None]] = {}
         self._stopping = False
         # hl7apy is pure Python: one thread keeps the event loop responsive without running it concurrently.
         self._validator: ThreadPoolExecutor | None = None
@@ -220,11 +206,10 @@ class MllpGateway:
         """Serve one connection until the peer closes it, it idles out or the gateway stops."""
         task = asyncio.current_task()
         assert task is not None
-        conn = _Connection(next(self._numbers), task, writer)
+        conn = _Connection(next(self._numbers), task, writer, _peer(writer.get_extra_info("peername")))
         self._connections[conn.number] = conn
         self.counters.connections += 1
-        peer = writer.get_extra_info("peername")
-        log.info("mllp connection %d from %s", conn.number, _peer(peer))
+        log.info("mllp connection %d from %s", conn.number, conn.peer)
         decoder = MllpDecoder(self.settings.max_message_bytes)
         try:
             while not self._stopping:
@@ -311,7 +296,7 @@ class MllpGateway:
             msg = header_of(frame)
             fault = Fault(
                 rule="INTERNAL",
-                reason=f"internal error ({type(exc).__name__}); no ACK was stored, resend the message",
+                reason=f"internal error ({type(exc).__name__}); the message was not stored, resend it",
                 message_id=msg.control_id if msg is not None else "",
             )
             self.counters.rejected += 1
@@ -324,7 +309,7 @@ class MllpGateway:
                 return _Reply(None, close=True)
 
     async def _handle(self, conn: _Connection, frame: bytes) -> _Reply:
-        """Parse, validate, deduplicate and commit one frame; return the answer."""
+        """Parse, validate and store one frame; return the answer."""
         self.counters.frames += 1
         try:
             msg = parse_message(frame)
@@ -350,84 +335,77 @@ class MllpGateway:
             strict = await loop.run_in_executor(self._validator, validate)
             if strict is not None:
                 return self._refuse(conn, msg, frame, Outcome.ERROR, strict)
-        return await self._commit_once(conn, msg, frame)
+        return await self._store(conn, msg, frame)
 
-    async def _commit_once(self, conn: _Connection, msg: Hl7Message, frame: bytes) -> _Reply:
-        """Commit a message unless a copy of it is committed or being committed; answer accordingly."""
-        key = keyed(frame)
-        while (pending := self._inflight.get(key)) is not None:
-            # The shield keeps this waiter's cancellation from cancelling the other commit's future.
-            stored = await asyncio.shield(pending)
-            if stored is not None:
-                return self._duplicate(conn, msg, stored)
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        stored = None
-        try:
-            reply, stored = await self._commit(conn, msg, frame, key)
-            return reply
-        finally:
-            del self._inflight[key]
-            if not future.done():
-                future.set_result(stored)
+    async def _store(self, conn: _Connection, msg: Hl7Message, frame: bytes) -> _Reply:
+        """Make the message durable in the store and answer with the ACK stored with it."""
+        # Both answers are built before the store is asked: nothing that can fail may stand between the
+        # commit and the ACK, or the sender would resend a message that is already stored.
+        accept = self._ack(msg, frame, Outcome.ACCEPT, None)
+        conflict = self._ack(
+            msg,
+            frame,
+            Outcome.ERROR,
+            Fault(
+                rule=CONFLICT_RULE,
+                reason=(
+                    "this sender's MSH-10 was already received with other content; this message is stored "
+                    "as a conflict for review and will not be processed: send a correction with a new MSH-10"
+                ),
+                message_id=msg.control_id,
+                segment="MSH",
+                field="MSH-10",
+                position=0,
+            ),
+        )
 
-    async def _commit(
-        self, conn: _Connection, msg: Hl7Message, frame: bytes, key: bytes
-    ) -> tuple[_Reply, bytes | None]:
-        """Write the message to the broker and store its ACK; return the answer and the stored ACK."""
-        store_key = ack_store_key(self.settings.topic_prefix, key)
-        stored: bytes | None
+        def ack_for(verdict: Verdict, _first: Receipt | None) -> bytes:
+            return conflict if verdict is Verdict.CONFLICT else accept
+
+        inbound = hl7v2_inbound(frame, msg, f"mllp {conn.peer}", dt.datetime.now(dt.UTC))
         try:
-            value = await self._redis.get(store_key)
-            # A client made with decode_responses=True would hand back text; the ACK is bytes either way.
-            stored = value.encode("utf-8") if isinstance(value, str) else value
-        except RedisError as exc:
+            receipt = await self._writer.store(inbound, ack_for)
+        except StoreUnavailableError as exc:
             log.warning(
-                "ack store unavailable (%s): control id %s is committed without a duplicate check",
-                type(exc).__name__,
-                _shown(msg.control_id),
-            )
-            stored = None
-        if stored is not None:
-            return self._duplicate(conn, msg, stored), stored
-        code = ack_code(msg, Outcome.ACCEPT)
-        # Built before the commit: nothing that can fail may stand between the broker write and the ACK,
-        # or the sender would resend a message that is already committed.
-        ack = build_ack(msg, frame, code, None) if code is not None else b""
-        try:
-            await self._producer.send_and_wait(self._topic, value=frame, key=key)
-        except (KafkaError, OSError) as exc:
-            log.warning(
-                "mllp connection %d: control id %s not committed, broker error %s",
+                "mllp connection %d: control id %s not stored, answered resend: %s",
                 conn.number,
                 _shown(msg.control_id),
-                type(exc).__name__,
+                exc,
             )
             fault = Fault(
-                rule="BROKER-NOT-COMMITTED",
-                reason="the message was not committed (the broker did not acknowledge it); resend it",
+                rule="STORE-NOT-COMMITTED",
+                reason="the message was not stored (the message store is unavailable); resend it",
                 message_id=msg.control_id,
             )
             self.counters.rejected += 1
             code = ack_code(msg, Outcome.ERROR)
             if code is None:
-                return _Reply(None, close=True), None
-            return _Reply(build_ack(msg, frame, code, fault)), None
-        # An empty stored value means "committed, and MSH-15 asked for no answer": resends get none either.
-        try:
-            await self._redis.set(store_key, ack, ex=self.settings.mllp_ack_ttl_s)
-        except RedisError as exc:
+                return _Reply(None, close=True)
+            return _Reply(build_ack(msg, frame, code, fault))
+        if receipt.verdict is Verdict.DUPLICATE:
+            return self._duplicate(conn, msg, receipt.ack or b"")
+        if receipt.verdict is Verdict.CONFLICT:
+            self.counters.conflicts += 1
             log.warning(
-                "ack store unavailable (%s): a resend of control id %s would be committed again",
-                type(exc).__name__,
+                "mllp connection %d: control id %s conflicts with stored message %s; stored as conflict %s",
+                conn.number,
                 _shown(msg.control_id),
+                receipt.first_message_id,
+                receipt.message_id,
             )
+            return _Reply(receipt.ack or None)
         self.counters.acked += 1
-        log.debug("mllp connection %d: control id %s committed", conn.number, _shown(msg.control_id))
-        return _Reply(ack or None), ack
+        log.debug("mllp connection %d: control id %s stored", conn.number, _shown(msg.control_id))
+        return _Reply(receipt.ack or None)
+
+    @staticmethod
+    def _ack(msg: Hl7Message, frame: bytes, outcome: Outcome, fault: Fault | None) -> bytes:
+        """Return the ACK for an outcome, or b"" when the sender's MSH-15 asks for none."""
+        code = ack_code(msg, outcome)
+        return build_ack(msg, frame, code, fault) if code is not None else b""
 
     def _duplicate(self, conn: _Connection, msg: Hl7Message, stored: bytes) -> _Reply:
-        """Answer a resend of a committed message with the ACK it got the first time."""
+        """Answer a resend of a stored message with the ACK it got the first time."""
         self.counters.duplicates += 1
         log.info(
             "mllp connection %d: control id %s is a resend, answering the stored ack",
@@ -439,7 +417,7 @@ class MllpGateway:
     def _refuse(
         self, conn: _Connection, msg: Hl7Message | None, frame: bytes, outcome: Outcome, fault: Fault
     ) -> _Reply:
-        """Answer a message that is not committed: AE/AR, CE/CR, or nothing when MSH-15 says so."""
+        """Answer a message that is not stored: AE/AR, CE/CR, or nothing when MSH-15 says so."""
         self.counters.rejected += 1
         control_id = msg.control_id if msg is not None else ""
         shown = _shown(control_id) or "?"

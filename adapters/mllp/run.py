@@ -1,7 +1,7 @@
-"""Run the MLLP gateway as a process: its producer, its Redis client, and a graceful stop on a signal.
+"""Run the MLLP gateway as a process: its message store writer, and a graceful stop on a signal.
 
-The topics are not created here: ``hcsync up`` creates them for the embedded stack, and an operator does
-for a real Kafka cluster.
+The gateway needs neither the broker nor Redis: it answers once a message is durable in the message store,
+and the forwarder (``hcsync forwarder``) moves stored messages to the broker.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ import asyncio
 import logging
 import signal
 
-import redis.asyncio as aioredis
-from aiokafka.errors import KafkaError
-
+from adapters.inbound.store import MessageStore
+from adapters.inbound.writer import GroupCommitWriter
 from adapters.mllp.gateway import MllpGateway
 from canonical.errors import StackError
-from foundation.kafka import producer
 from foundation.settings import Settings
 
 __all__ = ["run_gateway"]
@@ -27,17 +25,15 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 async def run_gateway(settings: Settings) -> None:
     """Serve MLLP on the settings' host and port until SIGTERM or SIGINT, then stop gracefully."""
-    kafka = producer(settings)
     try:
-        await kafka.start()
-    except KafkaError as exc:
-        await kafka.stop()
+        store = await asyncio.to_thread(MessageStore.from_settings, settings)
+    except Exception as exc:
         raise StackError(
-            f"broker at {settings.bootstrap} unreachable (HCSYNC_KAFKA_BOOTSTRAP): {exc!r}"
+            f"message store unusable (HCSYNC_MESSAGE_STORE_URL): {type(exc).__name__}: {exc}"
         ) from None
-    # Timeouts: a Redis that stops answering must cost a duplicate check, not hang every ACK.
-    redis_client = aioredis.Redis.from_url(settings.redis, socket_timeout=5, socket_connect_timeout=5)
-    gateway = MllpGateway(settings, kafka, redis_client)
+    writer = GroupCommitWriter(store, timeout_s=settings.message_store_timeout_s)
+    await writer.start()
+    gateway = MllpGateway(settings, writer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in _SIGNALS:
@@ -52,21 +48,24 @@ async def run_gateway(settings: Settings) -> None:
             ) from exc
         if gateway.tls:
             log.info("mllp TLS enabled with certificate %s", settings.mllp_tls_cert_file)
-        log.info("ready: mllp on %s", gateway.address)
+        log.info("ready: mllp on %s, messages stored in %s", gateway.address, store.database_url)
         await stop.wait()
-        log.info("stopping: mllp, letting messages in flight finish")
+        log.info("stopping: mllp, refusing new connections, letting messages in flight finish")
     finally:
         for signum in _SIGNALS:
             loop.remove_signal_handler(signum)
         await gateway.stop()
-        await kafka.stop()
-        await redis_client.aclose()
+        await writer.stop()
+        store.close()
     counters = gateway.counters
     log.info(
-        "stopped: mllp after %d connection(s), %d frame(s): %d committed, %d refused, %d resend(s)",
+        "stopped: mllp after %d connection(s), %d frame(s): %d stored, %d refused, %d resend(s), "
+        "%d conflict(s); %d store transaction(s)",
         counters.connections,
         counters.frames,
         counters.acked,
         counters.rejected,
         counters.duplicates,
+        counters.conflicts,
+        writer.transactions,
     )

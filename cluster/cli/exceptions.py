@@ -18,7 +18,7 @@ from rich.table import Table
 
 from canonical.errors import HcsyncError
 from canonical.hl7v2.parser import split_messages
-from cluster.cli.console import fail, stdout_console
+from cluster.cli.console import fail, parse_time, readable, stdout_console, when
 from foundation.settings import get_settings
 from streams.quarantine_store import (
     STATUSES,
@@ -63,17 +63,6 @@ def _store() -> Iterator[QuarantineStore]:
         store.close()
 
 
-def _time(value: str | None, option: str) -> dt.datetime | None:
-    """Parse an ISO date or date-time; one without an offset is UTC, like every time the store shows."""
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time", param_hint=option) from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
-
-
 def _status(value: str) -> Status | None:
     if value not in _STATUS_CHOICES:
         raise typer.BadParameter(f"must be one of {', '.join(_STATUS_CHOICES)}", param_hint="--status")
@@ -85,10 +74,6 @@ def _shown_status(item: QuarantineItem) -> str:
     if item.status == "open" and item.replayed_at is not None and item.last_seen_at >= item.replayed_at:
         return "open (replay failed)"
     return item.status
-
-
-def _when(value: dt.datetime | None) -> str:
-    return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _table(items: Sequence[QuarantineItem], title: str) -> Table:
@@ -104,7 +89,7 @@ def _table(items: Sequence[QuarantineItem], title: str) -> Table:
     for item in items:
         table.add_row(
             item.record_id,
-            _when(item.last_seen_at),
+            when(item.last_seen_at),
             item.stage,
             escape(item.rule),
             escape(item.source_message_id),
@@ -113,18 +98,6 @@ def _table(items: Sequence[QuarantineItem], title: str) -> Table:
             _shown_status(item),
         )
     return table
-
-
-def _readable(original: bytes, stage: str) -> str:
-    """Render an original for a person: HL7 one segment a line, a JSON command indented."""
-    if stage in ("encounters", "billing", "erp"):
-        try:
-            return json.dumps(json.loads(original), indent=2, ensure_ascii=False)
-        except (ValueError, UnicodeDecodeError):
-            pass
-    # backslashreplace shows bytes that are not UTF-8 as \\xNN instead of hiding or dropping them.
-    text = original.decode("utf-8", errors="backslashreplace")
-    return "\n".join(text.replace("\r\n", "\r").replace("\n", "\r").rstrip("\r").split("\r"))
 
 
 # The filters `list` and `replay` share; times bound when an item was last seen.
@@ -163,7 +136,7 @@ def list_items(
     """List quarantined items, most recently seen first."""
     out = stdout_console()
     wanted = _status(status)
-    after, before = _time(since, "--since"), _time(until, "--until")
+    after, before = parse_time(since, "--since"), parse_time(until, "--until")
     with _store() as store:
         items = store.list(
             stage=stage,
@@ -212,7 +185,7 @@ def show(
     for name, value in item.model_dump().items():
         if name in ("reason", "fix_hint"):
             continue
-        shown = _when(value) if isinstance(value, dt.datetime) else "" if value is None else str(value)
+        shown = when(value) if isinstance(value, dt.datetime) else "" if value is None else str(value)
         fields.add_row(name, escape(shown))
     out.print(fields)
     out.print()
@@ -225,7 +198,7 @@ def show(
     out.print()
     out.print(f"[bold]original[/] ({item.original_size} bytes)")
     # Written as is, not through rich: the message must not be wrapped or read as markup.
-    sys.stdout.write(_readable(original, item.stage) + "\n")
+    sys.stdout.write(readable(original, as_json=item.stage in ("encounters", "billing", "erp")) + "\n")
 
 
 def _fixed_message(path: Path, stage: str) -> bytes:
@@ -331,7 +304,7 @@ def replay_items(
     if all_open and status not in (None, "open"):
         raise fail(f"--all-open replays open items; it cannot go with --status {status}")
     wanted = _status(status or "open")
-    after, before = _time(since, "--since"), _time(until, "--until")
+    after, before = parse_time(since, "--since"), parse_time(until, "--until")
     settings = get_settings()
     with _store() as store:
         replacement: bytes | None = None

@@ -12,12 +12,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from canonical.errors import HcsyncError, MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
 from cluster.cli.exceptions import exceptions_app
 from cluster.cli.masterdata import masterdata_app
+from cluster.cli.messages import messages_app
 from cluster.cli.scale import register as register_scale
 from cluster.cli.schema import register as register_schema
 from foundation.logmask import install
@@ -26,6 +28,7 @@ from foundation.settings import Settings, get_settings
 app = typer.Typer(help="hcsync: keep the EHR, billing and the ERP in sync.", no_args_is_help=True)
 app.add_typer(exceptions_app, name="exceptions", help="Find, fix and replay quarantined messages.")
 app.add_typer(masterdata_app, name="masterdata", help="Validate, compare, load and roll back master data.")
+app.add_typer(messages_app, name="messages", help="Find, inspect and replay received messages.")
 register_schema(app)
 register_scale(app)
 console = Console()
@@ -68,16 +71,17 @@ def up() -> None:
         f"billing {settings.billing_address}, erp {settings.erp_address}, "
         f"mllp {settings.mllp_host}:{settings.mllp_port}; logs in {run_dir}"
     )
-    console.print("press Ctrl-C to stop")
+    console.print("components are supervised (`hcsync status` shows them); press Ctrl-C to stop")
     try:
         while not stopping:
-            dead = stack.check()
-            if dead:
-                err_console.print(f"[red]component(s) exited: {', '.join(dead)}; stopping[/]")
-                break
+            # A component that dies is restarted by the stack's supervisor; say what happens.
+            while not stack.events.empty():
+                event = stack.events.get_nowait()
+                style = "red" if "FAILED" in event else "yellow"
+                err_console.print(f"[{style}]{escape(event)}[/]")
             time.sleep(0.5)
     finally:
-        with console.status("stopping..."):
+        with console.status("stopping: gateways, forwarder, workers, adapters, Redis, broker..."):
             stack.stop()
     console.print("stopped")
 
@@ -110,12 +114,22 @@ def serve(service: Annotated[str, typer.Argument(help="billing or erp")]) -> Non
 
 @app.command()
 def mllp() -> None:
-    """Run the MLLP gateway (started by `hcsync up`): HL7 over TCP, ACK after the broker commit."""
+    """Run the MLLP gateway (started by `hcsync up`): HL7 over TCP, ACK once in the message store."""
     from adapters.mllp.run import run_gateway
 
     settings = get_settings()
     _logging(settings)
     asyncio.run(run_gateway(settings))
+
+
+@app.command()
+def forwarder() -> None:
+    """Run the forwarder (started by `hcsync up`): stored messages to the broker, outcomes to the store."""
+    from adapters.inbound.forwarder import run_forwarder
+
+    settings = get_settings()
+    _logging(settings)
+    asyncio.run(run_forwarder(settings, settings.run_dir))
 
 
 def _send_mllp(target: str, messages: list[bytes]) -> None:
@@ -148,8 +162,8 @@ def send(
         str | None, typer.Option("--mllp", help="Send over MLLP to HOST:PORT and wait for each ACK.")
     ] = None,
 ) -> None:
-    """Push HL7 files (one or many messages each) to raw.hl7v2, or over MLLP with --mllp HOST:PORT."""
-    from cluster.send import messages_of, send_messages
+    """Store HL7 files (one or many messages each) for the forwarder, or send them over MLLP with --mllp."""
+    from cluster.send import messages_of, store_messages
 
     settings = get_settings()
     messages = messages_of(files)
@@ -157,11 +171,16 @@ def send(
         _send_mllp(mllp_target, messages)
         return
     try:
-        count = asyncio.run(send_messages(settings, messages))
+        report = store_messages(settings, messages)
     except HcsyncError as exc:
-        err_console.print(f"[red]not sent[/]: {exc}")
+        err_console.print(f"[red]not stored[/]: {exc}")
         raise typer.Exit(2) from None
-    console.print(f"sent {count} message(s) to {settings.topic('raw.hl7v2')} on {settings.bootstrap}")
+    console.print(
+        f"stored {report.stored} message(s) in the message store"
+        + (f", {report.duplicates} already stored" if report.duplicates else "")
+        + (f", {report.conflicts} conflict(s) (see `hcsync exceptions`)" if report.conflicts else "")
+        + f"; the forwarder sends them to {settings.topic('raw.hl7v2')}"
+    )
 
 
 @app.command()

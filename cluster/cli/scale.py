@@ -10,11 +10,12 @@ from typing import Annotated
 
 import redis
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from actors.scaling import ScaleSignals
 from canonical.errors import HcsyncError
-from cluster.cli.console import fail, operator, stdout_console
+from cluster.cli.console import err_console, fail, operator, stdout_console
 from cluster.status import Status, collect_status
 from foundation.settings import get_settings
 
@@ -82,7 +83,60 @@ def scale_transform(
     )
 
 
+def _component_table(status: Status) -> Table | None:
+    supervisor = status.supervisor
+    if supervisor is None:
+        return None
+    title = "Components"
+    if status.supervisor_stale:
+        title += f" (as last written at {supervisor.updated_at}: the supervisor is not running)"
+    table = Table(title=title)
+    for column in ("component", "state", "pid", "restarts", "since", "last exit", "detail"):
+        table.add_column(column, justify="right" if column in ("pid", "restarts") else "left")
+    for component in supervisor.components:
+        last = component.last_exit
+        exit_text = "" if last is None else f"{last.reason} at {last.at[11:19]} after {last.uptime_s:.0f}s"
+        style = {"failed": "bold red", "restarting": "yellow", "starting": "yellow"}.get(component.state)
+        table.add_row(
+            component.name,
+            component.state,
+            "" if component.pid is None else str(component.pid),
+            str(component.restarts),
+            component.since[11:19],
+            escape(exit_text),
+            escape(component.detail),
+            style=style,
+        )
+    return table
+
+
+def _message_table(status: Status) -> Table | None:
+    if status.messages is None:
+        return None
+    table = Table(title="Message store")
+    table.add_column("what")
+    table.add_column("messages", justify="right")
+    labels = {
+        "messages": "received",
+        "pending": "waiting for the forwarder",
+        "conflicts": "conflicts (same control id, other content)",
+        "mapped": "mapped to events",
+        "routed": "routed (no financial effect)",
+        "quarantined": "quarantined",
+        "outcome_unknown": "outcome not yet known",
+    }
+    for name, label in labels.items():
+        if name in status.messages:
+            table.add_row(label, f"{status.messages[name]:,}")
+    return table
+
+
 def _tables(status: Status) -> list[Table]:
+    tables = [t for t in (_component_table(status), _message_table(status)) if t is not None]
+    return tables + _pipeline_tables(status)
+
+
+def _pipeline_tables(status: Status) -> list[Table]:
     if status.desired is None:
         asked = "nothing (HCSYNC_TRANSFORM_AUTOSCALE decides)"
     else:
@@ -132,7 +186,10 @@ def status(
         float, typer.Option(min=0.1, help="How long to sample the counters for rates.")
     ] = 2.0,
 ) -> None:
-    """Show replicas, lag per topic and partition, throughput and error rate of a running system."""
+    """Show components, the message store, replicas, lag, throughput and error rate of a running system.
+
+    Exits 1 when a part could not be read or a component failed (the rest is still shown).
+    """
     settings = get_settings()
     try:
         result = asyncio.run(collect_status(settings, sample_s))
@@ -140,9 +197,15 @@ def status(
         raise fail(f"cannot read the system: {exc}") from None
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+        if result.problems or any(c.state == "failed" for c in result.components):
+            raise typer.Exit(1)
         return
     for table in _tables(result):
         console.print(table)
+    for problem in result.problems:
+        err_console.print(f"[red]unavailable[/]: {escape(problem)}")
+    if result.problems or any(c.state == "failed" for c in result.components):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

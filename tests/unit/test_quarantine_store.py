@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy.exc import OperationalError
 
+from canonical.errors import StackError
 from canonical.quarantine import ExceptionRecord
 from foundation.settings import Settings
 from streams.quarantine_agent import UNDECODABLE_RULE, decode_record, register_quarantine_agent
@@ -409,6 +410,10 @@ def test_default_url(tmp_path: Path) -> None:
     in_run = Settings(run_dir=tmp_path / "run")
     assert default_quarantine_url(in_run) == f"sqlite:///{tmp_path / 'run' / 'quarantine.db'}"
     latest = Settings(home_dir=tmp_path / "home")
+    with pytest.raises(StackError, match="HCSYNC_QUARANTINE_DATABASE_URL"):
+        default_quarantine_url(latest)  # no run yet: named, not created
+    assert not (tmp_path / "home" / "runs" / "latest").exists()
+    (tmp_path / "home" / "runs" / "latest").mkdir(parents=True)
     assert (
         default_quarantine_url(latest)
         == f"sqlite:///{tmp_path / 'home' / 'runs' / 'latest' / 'quarantine.db'}"

@@ -24,16 +24,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from adapters.inbound.store import MessageStore
 from cluster.demo_governance import GovernanceResult, run_governance
 from cluster.render import money, print_report
 from cluster.report import StackReport, collect, format_milli
+from cluster.send import store_messages
 from cluster.stack import Stack
 from cluster.synth import SyntheticDay, generate_day
-from foundation.kafka import producer
-from foundation.keys import keyed
 from foundation.runs import new_run_dir
 from foundation.settings import Settings
-from foundation.topics import TopicNames
 from streams.quarantine_store import QuarantineStore
 from streams.stats import Stats
 
@@ -110,12 +109,11 @@ def reconcile(
 
 
 async def _send_and_watch(settings: Settings, day: SyntheticDay, console: Console, timeout_s: float) -> None:
-    names = TopicNames(settings.topic_prefix)
     client = aioredis.Redis.from_url(settings.redis)
     stats = Stats(client, settings.topic_prefix)
     total = len(day.messages)
-    prod = producer(settings)
-    await prod.start()
+    # Like every inbound path, the day goes into the message store; the stack's forwarder sends it on.
+    store = MessageStore.from_settings(settings)
     try:
         with Progress(
             TextColumn("{task.description:<22}"),
@@ -124,18 +122,15 @@ async def _send_and_watch(settings: Settings, day: SyntheticDay, console: Consol
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            sent_task = progress.add_task("messages sent", total=total)
+            sent_task = progress.add_task("messages stored", total=total)
             done_task = progress.add_task("messages processed", total=total)
             posted_task = progress.add_task("charge lines posted", total=day.expected.charge_lines)
-            pending = []
-            for i, raw in enumerate(day.messages, 1):
-                pending.append(await prod.send(names.raw_hl7v2, value=raw, key=keyed(raw)))
-                if i % 500 == 0 or i == total:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-                    progress.update(sent_task, completed=i)
-                    counters = await stats.read()
-                    progress.update(done_task, completed=counters["raw_in"])
+            for start in range(0, total, 500):
+                chunk = day.messages[start : start + 500]
+                await asyncio.to_thread(store_messages, settings, chunk, channel="demo", store=store)
+                progress.update(sent_task, completed=start + len(chunk))
+                counters = await stats.read()
+                progress.update(done_task, completed=counters["raw_in"])
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 counters = await stats.read()
@@ -156,7 +151,7 @@ async def _send_and_watch(settings: Settings, day: SyntheticDay, console: Consol
                     break
                 await asyncio.sleep(0.5)
     finally:
-        await prod.stop()
+        store.close()
         await client.aclose()
 
 
@@ -249,7 +244,8 @@ def run_demo(
     console.print(f"stack ready in {time.monotonic() - started:.1f}s")
     governance: GovernanceResult | None = None
     try:
-        asyncio.run(_send_and_watch(settings, day, console, timeout_s))
+        in_run = settings.model_copy(update={"run_dir": run_dir})
+        asyncio.run(_send_and_watch(in_run, day, console, timeout_s))
         if late_charges:
             store = QuarantineStore(f"sqlite:///{run_dir / 'quarantine.db'}")
             try:

@@ -137,7 +137,7 @@ async def run_governance(
     ids = {parse_message(raw).control_id for raw in result.messages}
     masterdata = MasterDataStore.from_url(settings.redis, settings.topic_prefix)
     before = await _charges_posted(settings)
-    await send_messages(settings, list(result.messages))
+    await send_messages(settings.model_copy(update={"run_dir": run_dir}), list(result.messages))
 
     async def quarantined() -> bool:
         items = await asyncio.to_thread(store.list, rule=RULE, status=None, limit=None)

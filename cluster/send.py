@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,11 @@ def _ack_none(_verdict: Verdict, _first: object) -> None:
 
 
 def store_messages(
-    settings: Settings, messages: list[bytes], *, channel: str = "file", store: MessageStore | None = None
+    settings: Settings,
+    messages: Sequence[bytes],
+    *,
+    channel: str = "file",
+    store: MessageStore | None = None,
 ) -> StoreReport:
     """Store messages durably, in order, in one transaction per 500; return what was stored."""
     too_big = [i for i, raw in enumerate(messages, 1) if len(raw) > settings.max_message_bytes]

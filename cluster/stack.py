@@ -167,6 +167,7 @@ class Stack:
         self._env: dict[str, str] = {}
         self._last_remember = 0.0
         self._last_status = 0.0
+        self._dirty = False  # a state changed since the status file was written
 
     # -- definition -------------------------------------------------------------------------------
     def _python(self, *args: str) -> list[str]:
@@ -425,6 +426,7 @@ class Stack:
         component.state = state
         component.since = _utc_now()
         component.detail = detail
+        self._dirty = True
 
     def component(self, name: str) -> Component:
         """Return a component by name (StackError if there is none)."""
@@ -470,7 +472,7 @@ class Stack:
             self._last_remember = now
             for component in self.components:
                 self._remember(component)
-        if now - self._last_status > _STATUS_EVERY_S:
+        if self._dirty or now - self._last_status > _STATUS_EVERY_S:
             self._write_status()
 
     def _tick_one(self, component: Component, now: float) -> None:
@@ -508,7 +510,10 @@ class Stack:
         component.last_exit = ExitRecord(code=code, reason=reason, at=_utc_now(), uptime_s=round(uptime, 1))
         self._kill(component)
         if component.name == "broker":
-            self._hold_workers("the broker was lost (it keeps every record in memory)")
+            # Its records, the workers' tables and offsets are gone: stop what uses it until it is back.
+            self._hold(
+                lambda c: "broker" in c.requires, "the broker was lost (it keeps every record in memory)"
+            )
         delay = self.policy.next_delay(component.restart_times, now)
         if delay is None:
             recent = len(self.policy.recent(component.restart_times, now))
@@ -526,10 +531,10 @@ class Stack:
         log.warning("%s %s after %.1fs; restarting in %.1fs", component.name, reason, uptime, delay)
         self._event(f"{component.name} {reason}; restarting in {delay:.1f}s")
 
-    def _hold_workers(self, why: str) -> None:
-        """Stop the workers at once (not counted as their failure); they restart once the broker runs."""
+    def _hold(self, which: Callable[[Component], bool], why: str) -> None:
+        """Stop components at once (not counted as their failure); they restart once what they need runs."""
         for worker in self.components:
-            if not worker.name.startswith("worker") or worker.state in (State.FAILED, State.STOPPED):
+            if not which(worker) or worker.state in (State.FAILED, State.STOPPED):
                 continue
             if worker.process is not None and worker.process.poll() is None:
                 worker.last_exit = ExitRecord(
@@ -571,7 +576,7 @@ class Stack:
             return
         self._ray.last_exit = ExitRecord(code=None, reason=reason, at=_utc_now(), uptime_s=0.0)
         delay = self.policy.next_delay(self._ray.restart_times, now)
-        self._hold_workers(f"the Ray cluster was lost ({reason})")
+        self._hold(lambda c: c.name.startswith("worker"), f"the Ray cluster was lost ({reason})")
         if delay is None:
             self._ray.state, self._ray.since = State.FAILED, _utc_now()
             self._ray.detail = f"{reason}: failed too often, not restarted"
@@ -609,17 +614,21 @@ class Stack:
         component.seen = {}
 
     def _remember(self, component: Component) -> None:
+        """Record every live process of a component: below its process, or in its session (daemons that
+        left the tree, such as Ray's, stay in the session)."""
         proc = component.process
         if proc is None or proc.poll() is not None:
             return
+        found = session_members(proc.pid)
         try:
             root = psutil.Process(proc.pid)
-            for child in [root, *root.children(recursive=True)]:
-                known = component.seen.get(child.pid)
-                if known is None or not alive(known):
-                    component.seen[child.pid] = child
+            found += [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
+        for child in found:
+            known = component.seen.get(child.pid)
+            if known is None or not alive(known):
+                component.seen[child.pid] = child
 
     def _event(self, text: str) -> None:
         self.events.put(text)
@@ -648,6 +657,7 @@ class Stack:
 
     def _write_status(self) -> None:
         self._last_status = time.monotonic()
+        self._dirty = False
         status = SupervisorStatus(
             pid=os.getpid(), updated_at=_utc_now(), run_dir=str(self.run_dir), components=self.statuses()
         )

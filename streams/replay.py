@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from adapters.inbound.hl7v2 import CONFLICT_RULE
 from canonical.errors import HcsyncError, StackError
 from foundation.kafka import producer
 from foundation.keys import keyed
@@ -108,6 +109,25 @@ def key_of(item: QuarantineItem, payload: bytes) -> bytes | None:
     return encounter.encode() if encounter else None
 
 
+def _check_conflict_replay(item: QuarantineItem, replacement: bytes | None) -> None:
+    """A control id conflict is replayed only as a message of its own (a new MSH-10), never as is.
+
+    Its events would share the first message's ids (they derive from sender and control id), so the
+    pipeline would drop them as repeats: replaying it unchanged would look done and post nothing.
+    """
+    if replacement is None:
+        raise ReplayError(
+            f"{item.record_id} is a control id conflict ({item.source_message_id}): replaying it as is would "
+            "post nothing (its events share the first message's ids); replay it with --with-file after "
+            "giving it a new MSH-10, or resolve it"
+        )
+    if keyed(replacement).decode("utf-8", "replace") == item.message_key:
+        raise ReplayError(
+            f"the replacement for {item.record_id} keeps control id {item.source_message_id}: give it a "
+            "new MSH-10, or it is the same conflict again"
+        )
+
+
 def plan_replay(
     settings: Settings,
     store: QuarantineStore,
@@ -133,6 +153,8 @@ def plan_replay(
             raise ReplayError(f"no quarantined item {record_id!r}; nothing was replayed")
         topic = topic_of(names, item.stage)
         payload = replacement if replacement is not None else store.original(record_id)
+        if item.rule == CONFLICT_RULE:
+            _check_conflict_replay(item, replacement)
         planned.append(
             PlannedRecord(
                 item=item,

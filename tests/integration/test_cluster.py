@@ -3,7 +3,8 @@ started with `ray start --head` and `ray start --address`, joined through RAY_AD
 
 - the transform actors of both workers are placed on both Ray nodes;
 - one worker is killed (SIGKILL, no goodbye) while messages flow: after the rebalance the other worker owns
-  every partition, and every charge and journal line is posted exactly once.
+  every partition, the supervisor restarts the dead one (another rebalance), and every charge and journal
+  line is posted exactly once.
 
 This module runs its own stack (the session's has one worker and an in-process Ray).
 """
@@ -146,4 +147,6 @@ def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(clust
         lambda: asyncio.run(collect_status(settings, 0.1)).total_lag == 0,
         timeout_s=30,
     )
-    wait_until("the dead worker to leave the status", lambda: len(_pools(settings)) == 1, timeout_s=30)
+    # The supervisor restarted the dead worker: it rejoined, and both report their pools again.
+    assert cluster_stack.component("worker-2").restarts >= 1
+    wait_until("the restarted worker to report again", lambda: len(_pools(settings)) == 2, timeout_s=90)

@@ -1,14 +1,21 @@
 """The HL7 corpus through the running stack: every message is mapped, routed or quarantined, none lost.
 
-Each message's outcome in the stack must be the one the mapper gives offline: its events on
-events.canonical, its receipt on routed.hl7v2, or a quarantine record with a specific rule (never
-INTERNAL) carrying its original bytes. The worker must survive the whole corpus.
+The corpus goes into the message store as `hcsync send` puts it there. Public samples reuse control ids
+(a dozen files say "1" or "0123456789" from the same sender): the first message of a sender and control id
+goes through, an exact copy is a resend, and a later one with other content is a conflict, quarantined as
+HL7-MSH-10-CONFLICT instead of being processed (before the store, its events shared the first one's ids and
+were dropped as repeats without a trace).
+
+Every message that goes through must end as the mapper says offline: its events on events.canonical, its
+receipt on routed.hl7v2, or a quarantine record with a specific rule (never INTERNAL) carrying its original
+bytes; and the message store records that outcome. The worker must survive the whole corpus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import os
 from collections import Counter
 from pathlib import Path
@@ -19,10 +26,11 @@ from pydantic import ValidationError
 
 from actors.masterdata import MasterDataStore
 from actors.transform import transform_one
+from adapters.inbound.hl7v2 import hl7v2_inbound_bytes
+from adapters.inbound.store import MessageStore, Verdict
 from canonical.envelope import EventEnvelope, MessageReceipt
 from canonical.hl7v2.parser import parse_message, split_messages
 from canonical.quarantine import ExceptionRecord
-from cluster.send import send_messages
 from cluster.stack import Stack
 from foundation.settings import Settings
 from foundation.topics import TopicNames
@@ -81,21 +89,31 @@ def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings
                 continue
             expected[raw] = "mapped" if outcome.events else "routed"
     before = report_now(settings).counters
-    assert asyncio.run(send_messages(settings, messages)) == len(messages)
+    store = MessageStore(f"sqlite:///{stack.run_dir / 'messages.db'}")
+    try:
+        now = dt.datetime.now(dt.UTC)
+        receipts = store.store([(hl7v2_inbound_bytes(raw, "file", now), lambda *_: None) for raw in messages])
+    finally:
+        store.close()
+    through = [raw for raw, r in zip(messages, receipts, strict=True) if r.verdict is Verdict.NEW]
+    conflicts = [raw for raw, r in zip(messages, receipts, strict=True) if r.verdict is Verdict.CONFLICT]
+    resends = sum(r.verdict is Verdict.DUPLICATE for r in receipts)
 
     def done() -> bool:
         now = report_now(settings).counters
-        return now["raw_in"] - before["raw_in"] >= len(messages)
+        return now["raw_in"] - before["raw_in"] >= len(through)
 
     wait_until("the corpus through the pool", done, timeout_s=180)
     after = report_now(settings).counters
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in ("mapped", "ignored", "quarantined")}
-    offline = Counter(expected[raw] for raw in messages)
+    offline = Counter(expected[raw] for raw in through)
     print(
-        f"\ncorpus through the stack: {len(files)} files, {len(messages)} messages: "
-        f"{delta['mapped']} mapped to events, {delta['ignored']} routed with no financial effect, "
-        f"{delta['quarantined']} quarantined; rules {dict(rules.most_common())}"
+        f"\ncorpus through the stack: {len(files)} files, {len(messages)} messages: {len(through)} through "
+        f"({delta['mapped']} mapped to events, {delta['ignored']} routed with no financial effect, "
+        f"{delta['quarantined']} quarantined), {len(conflicts)} control id conflicts, {resends} resends; "
+        f"rules {dict(rules.most_common())}"
     )
+    assert after["raw_in"] - before["raw_in"] == len(through), "a message went through twice, or not at all"
     assert delta == {
         "mapped": offline["mapped"],
         "ignored": offline["routed"],
@@ -116,7 +134,10 @@ def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings
         except ValidationError:
             continue
         sources.add((event.source_sender, event.source_message_id))
-    for raw in messages:
+    conflicted = {base64.b64decode(r.original_b64) for r in records if r.rule == "HL7-MSH-10-CONFLICT"}
+    missing = [raw[:60] for raw in conflicts if raw not in conflicted]
+    assert not missing, f"{len(missing)} of {len(conflicts)} conflicts not quarantined: {missing[:3]}"
+    for raw in through:
         outcome = expected[raw]
         if outcome == "routed":
             assert raw in routed, raw[:80]
@@ -127,4 +148,24 @@ def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings
         else:
             msg = parse_message(raw)
             assert (msg.sender, msg.control_id) in sources
+
+    # The message store knows what became of each message (outcomes arrive a batch at a time).
+    def recorded() -> dict[str, str | None]:
+        store = MessageStore(f"sqlite:///{stack.run_dir / 'messages.db'}")
+        try:
+            ids_ = {
+                r.message_id for r, raw in zip(receipts, messages, strict=True) if r.verdict is Verdict.NEW
+            }
+            return {i.message_id: i.outcome for i in store.list(limit=None) if i.message_id in ids_}
+        finally:
+            store.close()
+
+    wait_until("every outcome in the message store", lambda: None not in recorded().values(), timeout_s=60)
+    by_id = recorded()
+    wrong = [
+        (raw[:40], by_id[r.message_id], expected[raw])
+        for r, raw in zip(receipts, messages, strict=True)
+        if r.verdict is Verdict.NEW and by_id[r.message_id] != expected[raw]
+    ]
+    assert not wrong, f"{len(wrong)} outcome(s) recorded wrong (message, recorded, expected): {wrong[:5]}"
     assert stack.check() == [], "a component died while it read the corpus"

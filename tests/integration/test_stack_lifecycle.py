@@ -40,7 +40,7 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
     lifecycle.start()
     try:
         names = [c.name for c in lifecycle.components]
-        assert names == ["broker", "redis", "billing", "erp", "mllp", "worker"]
+        assert names == ["broker", "redis", "billing", "erp", "forwarder", "mllp", "worker"]
         assert lifecycle.check() == []
         pids = lifecycle.pids()
         started = [p for p in psutil.process_iter() if p.pid not in before and _ours(p)]

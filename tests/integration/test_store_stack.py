@@ -1,0 +1,210 @@
+"""The message store in the running stack: every message stored, forwarded, and its outcome recorded;
+conflicts quarantined and never replayed as is; `hcsync messages`, `hcsync send` and `hcsync status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from adapters.inbound.store import MessageFilter, MessageInfo, MessageStore
+from adapters.mllp.client import send_mllp
+from canonical import ids
+from cluster.cli import app
+from cluster.stack import Stack, settings_env
+from foundation.settings import Settings, get_settings
+from tests.hl7_samples import adt, dft
+from tests.integration.conftest import charges, report_now, run_cli, wait_until
+
+
+def _cli_output(settings: Settings, *args: str, code: int) -> str:
+    """Run an hcsync command; return stdout and stderr together (refusals are written to stderr)."""
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, list(args), env=settings_env(settings))
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == code, result.output
+    return " ".join(result.output.split())  # rich wraps long lines
+
+
+def _uid() -> str:
+    return uuid.uuid4().hex[:8].upper()
+
+
+def _stored(stack: Stack, control_id: str) -> list[MessageInfo]:
+    store = MessageStore(f"sqlite:///{stack.run_dir / 'messages.db'}")
+    try:
+        return store.list(MessageFilter(control_id=control_id), limit=None)
+    finally:
+        store.close()
+
+
+def _wait_outcome(stack: Stack, control_id: str, outcome: str) -> MessageInfo:
+    found: list[MessageInfo] = []
+
+    def recorded() -> bool:
+        found[:] = _stored(stack, control_id)
+        return any(info.outcome == outcome for info in found)
+
+    wait_until(f"control id {control_id} recorded {outcome} (last seen: {found})", recorded, timeout_s=90)
+    return next(info for info in found if info.outcome == outcome)
+
+
+def test_a_message_is_stored_forwarded_and_its_outcome_recorded(stack: Stack) -> None:
+    settings = stack.settings
+    uid = _uid()
+    visit = f"S{uid}"
+    admit, charge = (
+        adt("A04", f"A{uid}", visit, patient_class="E", dept="ED"),
+        dft(f"D{uid}", visit, [("CG", "99283", "ED visit", 1, "450.00")], dept="ED"),
+    )
+    before = charges(report_now(settings))
+    answers = asyncio.run(send_mllp(settings.mllp_host, settings.mllp_port, [admit, charge]))
+    assert [a.code for a in answers] == ["AA", "AA"]
+    mapped = _wait_outcome(stack, f"D{uid}", "mapped")
+    assert mapped.state == "forwarded" and mapped.channel.startswith("mllp ")
+    assert mapped.event_ids == (ids.event_id("EPIC^NMH", f"D{uid}", 0),)
+    assert mapped.ack == answers[1].raw
+    wait_until("the charge", lambda: charges(report_now(settings)) == (before[0] + 1, before[1] + 45_000))
+    # The engineer's view of it.
+    [listed] = [
+        json.loads(line)
+        for line in run_cli(
+            settings, "messages", "list", "--visit", visit, "--type", "DFT^", "--json"
+        ).splitlines()
+    ]
+    assert (listed["control_id"], listed["outcome"], listed["state"]) == (f"D{uid}", "mapped", "forwarded")
+    shown = run_cli(settings, "messages", "show", mapped.message_id[:10])
+    assert "FT1|1|" in shown and "MSA|AA|" in shown and mapped.event_ids[0] in shown
+
+
+def test_a_quarantined_message_records_its_exception(stack: Stack) -> None:
+    uid = _uid()
+    bad = dft(f"Q{uid}", f"S{uid}", [("CG", "99283", "ED visit", 1, "12.3.4")], dept="ED")
+    [answer] = asyncio.run(send_mllp(stack.settings.mllp_host, stack.settings.mllp_port, [bad]))
+    assert answer.code == "AA"  # stored: the pipeline, not the gateway, finds the fault
+    info = _wait_outcome(stack, f"Q{uid}", "quarantined")
+    assert info.outcome_rule == "HL7-FT1-11-AMOUNT" and info.exception_id
+    exception_id = info.exception_id
+    wait_until(
+        f"quarantine item {exception_id} listed",
+        lambda: (
+            exception_id in run_cli(stack.settings, "exceptions", "list", "--message-id", f"Q{uid}", "--json")
+        ),
+    )
+
+
+def test_a_conflict_is_quarantined_and_replayed_only_under_a_new_control_id(
+    stack: Stack, tmp_path: Path
+) -> None:
+    settings = stack.settings
+    uid = _uid()
+    visit = f"S{uid}"
+    first = dft(f"K{uid}", visit, [("CG", "99283", "ED visit", 1, "100.00")], dept="ED")
+    corrected = dft(f"K{uid}", visit, [("CG", "99283", "ED visit", 1, "120.00")], dept="ED")
+    before = charges(report_now(settings))
+    answers = asyncio.run(
+        send_mllp(
+            settings.mllp_host,
+            settings.mllp_port,
+            [adt("A04", f"A{uid}", visit, dept="ED"), first, corrected],
+        )
+    )
+    assert [a.code for a in answers] == ["AA", "AA", "AE"]
+    assert "HL7-MSH-10-CONFLICT" in answers[2].text
+    stored = _stored(stack, f"K{uid}")
+    assert sorted(info.state for info in stored) == ["conflict", "forwarded"] or len(stored) == 2
+    # The conflict reaches the quarantine with its bytes, and only the first message is posted.
+    found: list[dict[str, object]] = []
+
+    def quarantined() -> bool:
+        out = run_cli(
+            settings,
+            "exceptions",
+            "list",
+            "--rule",
+            "HL7-MSH-10-CONFLICT",
+            "--message-id",
+            f"K{uid}",
+            "--json",
+        )
+        found[:] = [json.loads(line) for line in out.splitlines()]
+        return len(found) == 1
+
+    wait_until("the conflict in the quarantine", quarantined)
+    record_id = str(found[0]["record_id"])
+    wait_until(
+        "the first charge", lambda: charges(report_now(settings)) == (before[0] + 1, before[1] + 10_000)
+    )
+    refused = run_cli(settings, "exceptions", "replay", record_id, code=1)
+    assert refused == "" or "new MSH-10" in refused
+    same_id = tmp_path / "same.hl7"
+    same_id.write_bytes(corrected)
+    run_cli(settings, "exceptions", "replay", record_id, "--with-file", str(same_id), code=1)
+    renamed = tmp_path / "renamed.hl7"
+    renamed.write_bytes(corrected.replace(f"K{uid}".encode(), f"N{uid}".encode()))
+    run_cli(settings, "exceptions", "replay", record_id, "--with-file", str(renamed))
+    wait_until(
+        "the corrected charge under its new control id",
+        lambda: charges(report_now(settings)) == (before[0] + 2, before[1] + 22_000),
+    )
+
+
+def test_replaying_stored_messages_posts_nothing_twice(stack: Stack) -> None:
+    settings = stack.settings
+    uid = _uid()
+    visit = f"S{uid}"
+    messages = [
+        adt("A04", f"A{uid}", visit, patient_class="E", dept="ED"),
+        dft(f"D{uid}", visit, [("CG", "99283", "ED visit", 1, "75.00")], dept="ED"),
+    ]
+    before = charges(report_now(settings))
+    asyncio.run(send_mllp(settings.mllp_host, settings.mllp_port, messages))
+    after_once = (before[0] + 1, before[1] + 7_500)
+    wait_until("the charge", lambda: charges(report_now(settings)) == after_once)
+    _wait_outcome(stack, f"D{uid}", "mapped")
+    seen = report_now(settings).counters.get("duplicate_events", 0)
+    out = run_cli(settings, "messages", "replay", "--visit", visit, "--yes")
+    assert "queued 2 message(s)" in out
+    # The replayed events reach the encounter table, which drops them as repeats: wait for that, not a clock.
+    wait_until(
+        "the replayed events to be dropped as repeats",
+        lambda: report_now(settings).counters.get("duplicate_events", 0) >= seen + 2,
+    )
+    assert charges(report_now(settings)) == after_once
+    replayed = _stored(stack, f"D{uid}")
+    assert [info.replay_count for info in replayed] == [1]
+
+
+def test_send_stores_files_and_knows_a_resend(stack: Stack, tmp_path: Path) -> None:
+    settings = stack.settings
+    uid = _uid()
+    path = tmp_path / "day.hl7"
+    path.write_bytes(
+        adt("A04", f"F{uid}", f"S{uid}", dept="ED") + adt("A08", f"G{uid}", f"S{uid}", dept="ED")
+    )
+    assert "stored 2 message(s)" in run_cli(settings, "send", str(path))
+    again = run_cli(settings, "send", str(path))
+    assert "stored 0 message(s)" in again and "2 already stored" in again
+    _wait_outcome(stack, f"G{uid}", "mapped")
+    [info] = _stored(stack, f"F{uid}")
+    assert info.channel == "file" and info.ack is None
+
+
+def test_status_shows_every_component_and_the_message_store(stack: Stack) -> None:
+    deadline = time.monotonic() + 10
+    doc = json.loads(run_cli(stack.settings, "status", "--json", "--sample-s", "0.2"))
+    while doc["supervisor"] is None and time.monotonic() < deadline:
+        doc = json.loads(run_cli(stack.settings, "status", "--json", "--sample-s", "0.2"))
+    components = {c["name"]: c for c in doc["supervisor"]["components"]}
+    assert set(components) == {"broker", "redis", "billing", "erp", "forwarder", "mllp", "worker"}
+    assert all(c["state"] == "running" and c["pid"] for c in components.values()), components
+    assert doc["messages"]["messages"] >= 1 and doc["problems"] == []
+    table = run_cli(stack.settings, "status", "--sample-s", "0.2")
+    assert "Components" in table and "forwarder" in table and "Message store" in table

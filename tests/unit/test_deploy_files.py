@@ -24,8 +24,8 @@ from ray.autoscaler._private.util import validate_config
 from typer.main import get_command_name
 
 from cluster.cli import app as cli_app
+from foundation import topics
 from foundation.settings import DEMO_ENCOUNTER_REF_KEY, Settings
-from streams import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "cluster" / "deploy"

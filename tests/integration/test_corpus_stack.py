@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 from collections import Counter
-from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
@@ -26,15 +23,8 @@ from cluster.send import send_messages
 from cluster.stack import Stack
 from foundation.settings import Settings
 from foundation.topics import TopicNames
+from tests.corpus import hl7_files
 from tests.integration.conftest import report_now, wait_until
-
-
-def _corpus() -> Path:
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
-    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", default))
-    if not (root / "hl7").is_dir():
-        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
-    return root
 
 
 def _read(settings: Settings, topic: str) -> list[bytes]:
@@ -63,8 +53,7 @@ def _read(settings: Settings, topic: str) -> list[bytes]:
 
 
 def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings, stack: Stack) -> None:
-    root = _corpus()
-    files = sorted((root / "hl7").glob("*.hl7")) + sorted((root / "hl7_batch").glob("*.hl7"))
+    files = hl7_files("hl7", "hl7_batch")
     messages: list[bytes] = []
     expected: dict[bytes, str] = {}
     rules: Counter[str] = Counter()

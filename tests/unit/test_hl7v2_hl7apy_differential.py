@@ -7,15 +7,13 @@ parser's `unescape` before comparing (escape handling has its own property tests
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
-import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message as hl7apy_parse
 
 from canonical.hl7v2.parser import parse_message, split_messages, unescape
+from tests.corpus import hl7_files
 
 # Every field the HL7 v2 mapper reads (canonical/hl7v2/mapping.py), as (segment, field, component).
 MAPPED: tuple[tuple[str, int, int], ...] = (
@@ -41,14 +39,6 @@ MAPPED: tuple[tuple[str, int, int], ...] = (
 )  # fmt: skip
 # Set ids and priorities the mapper reads as integers: compared as numbers.
 NUMERIC = frozenset({("DG1", 1), ("DG1", 15), ("PR1", 1), ("PR1", 14)})
-
-
-def _corpus() -> Path:
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
-    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", default))
-    if not (root / "hl7").is_dir():
-        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
-    return root
 
 
 def _text(node: Any) -> str:
@@ -91,10 +81,9 @@ def _hl7apy_value(segment: Any, field: int, component: int) -> str:
 
 
 def test_fast_path_and_hl7apy_agree_on_every_mapped_field() -> None:
-    root = _corpus()
     compared = files = refused_by_us = refused_by_hl7apy = 0
     mismatches: list[str] = []
-    paths = sorted((root / "hl7").glob("*.hl7")) + sorted((root / "hl7_batch").glob("*.hl7"))
+    paths = hl7_files("hl7", "hl7_batch")
     for path in paths:
         for raw in split_messages(path.read_bytes()):
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import hl7
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 from canonical.errors import DecodeError
 from canonical.hl7v2 import Encoding, Segment, escape, parse_message, split_messages, unescape
+from tests.corpus import corpus_dir, hl7_files
 
 ADT = (
     "MSH|^~\\&|EPIC|NMH^North Memorial|HCSYNC|HCSYNC|20240301083000||ADT^A01^ADT_A01|NMH00000001|P|2.5.1"
@@ -21,14 +21,6 @@ ADT = (
     "PV1|1|I|ICU^101^A^NMH||||1234567890^Smith^John^^^^MD||||||||||||V0001^^^NMH^VN\r"
     "ZPI|custom|value\r"
 )
-
-
-def _corpus_dir() -> Path:
-    """Return the shared corpus folder (HCSYNC_CORPUS_DIR overrides ../shared/corpus)."""
-    override = os.environ.get("HCSYNC_CORPUS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 
 
 def _seg(text: str | bytes, name: str) -> Segment:
@@ -608,12 +600,8 @@ class _Differential:
 
 
 def test_differential_against_python_hl7_over_corpus(capsys: pytest.CaptureFixture[str]) -> None:
-    folder = _corpus_dir() / "hl7"
-    files = sorted(folder.glob("*.hl7")) if folder.is_dir() else []
-    if not files:
-        pytest.skip(f"corpus not found at {folder}")
     diff = _Differential()
-    for path in files:
+    for path in hl7_files():
         diff.run(path)
     with capsys.disabled():
         print(f"\nHL7 corpus differential: {diff.counts}")
@@ -626,11 +614,7 @@ def test_differential_against_python_hl7_over_corpus(capsys: pytest.CaptureFixtu
 
 
 def test_every_corpus_file_parses_or_is_refused_precisely() -> None:
-    folder = _corpus_dir() / "hl7"
-    files = sorted(folder.glob("*.hl7")) if folder.is_dir() else []
-    if not files:
-        pytest.skip(f"corpus not found at {folder}")
-    for path in files:
+    for path in hl7_files():
         try:
             msg = parse_message(path.read_bytes())
         except DecodeError as exc:
@@ -643,10 +627,8 @@ def test_every_corpus_file_parses_or_is_refused_precisely() -> None:
 
 
 def test_split_messages_over_corpus_batches(capsys: pytest.CaptureFixture[str]) -> None:
-    corpus = _corpus_dir()
-    batches = sorted((corpus / "hl7_batch").glob("*.hl7")) if (corpus / "hl7_batch").is_dir() else []
-    if not batches:
-        pytest.skip(f"batch corpus not found at {corpus / 'hl7_batch'}")
+    batches = hl7_files("hl7_batch")
+    corpus = corpus_dir("hl7_batch", "hl7")
     total = 0
     for path in batches:
         data = path.read_bytes()

@@ -7,7 +7,6 @@ differential tests hold the two to the same bytes over the corpus and over gener
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from adapters.mllp.ack_hl7apy import build_ack_hl7apy
 from adapters.mllp.client import parse_ack
 from canonical.errors import DecodeError, Fault
 from canonical.hl7v2.parser import Encoding, Hl7Message, Segment, parse_message
+from tests.corpus import hl7_files
 from tests.hl7_samples import adt, dft
 
 Builder = Callable[..., bytes]
@@ -413,14 +413,6 @@ def test_echo_resolves_back_to_the_value(value: str) -> None:
 # -- the direct builder against the hl7apy reference ----------------------------------------------------
 
 
-def _corpus() -> Path:
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
-    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", default))
-    if not (root / "hl7").is_dir():
-        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
-    return root
-
-
 def _fault_for(code: str, msg: Hl7Message | None, decode_fault: Fault | None) -> Fault | None:
     """Return the fault an answer with ``code`` names: located (AE), unlocated (CE), a decode fault (AR)."""
     if code in ("AA", "CA"):
@@ -468,10 +460,9 @@ def _both(
 
 def test_direct_and_hl7apy_builders_agree_on_every_corpus_message() -> None:
     # With the same ``now`` nothing needs ignoring: MSH-7 is that time and MSH-10 derives from MSH-10.
-    root = _corpus()
     compared = unparsed = 0
     mismatches: list[str] = []
-    for path in sorted((root / "hl7").glob("*.hl7")):
+    for path in hl7_files():
         raw = path.read_bytes()
         try:
             msg: Hl7Message | None = parse_message(raw)

@@ -31,13 +31,15 @@ def wait_until(
     timeout_s: float = 90.0,
     *,
     done: Callable[[T], bool] = bool,
+    show: Callable[[T], object] | None = None,
     poll_s: float = 0.3,
 ) -> T:
     """Poll ``observe`` until ``done`` holds for what it returns; return that observation.
 
     ``what`` names what is awaited, with the values expected; ``observe`` returns what the test looks at
-    (a count, a tuple of totals, the ids found), so that on timeout the failure names both. A bare boolean
-    check still works (``done`` defaults to truth), but then "last seen" can only say False.
+    (a count, a tuple of totals, the ids found), or ``show`` picks that out of a larger observation (a
+    whole report), so that on timeout the failure names both. A bare boolean check still works (``done``
+    defaults to truth), but then "last seen" can only say False.
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -45,9 +47,8 @@ def wait_until(
         if done(seen):
             return seen
         if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout_s:g}s waiting for {what}; last seen: {shown(seen)}"
-            )
+            last = shown(seen if show is None else show(seen))
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}; last seen: {last}")
         time.sleep(poll_s)
 
 

@@ -76,6 +76,48 @@ def charges(report: StackReport) -> tuple[int, int]:
     return int(report.billing.get("chargeCount", 0)), int(report.billing.get("amountCents", 0))
 
 
+def wait_for_charges(
+    settings: Settings,
+    what: str,
+    *,
+    count: int | None = None,
+    cents: int | None = None,
+    exact: bool = False,
+    timeout_s: float = 90.0,
+) -> StackReport:
+    """Wait until billing's charge count and amount reach ``count`` and ``cents`` (equal them if ``exact``).
+
+    None leaves that total free. Returns the report that showed it; on timeout the failure names the
+    totals expected and the last ones seen.
+    """
+
+    def reached(report: StackReport) -> bool:
+        pairs = [
+            (got, want) for got, want in zip(charges(report), (count, cents), strict=True) if want is not None
+        ]
+        return all(got == want if exact else got >= want for got, want in pairs)
+
+    expected = f"({'any' if count is None else count}, {'any' if cents is None else cents})"
+    return wait_until(
+        f"{what}: billing (charge count, cents) {'==' if exact else '>='} {expected}",
+        lambda: report_now(settings),
+        timeout_s,
+        done=reached,
+        show=charges,
+    )
+
+
+def wait_for_counter(settings: Settings, name: str, at_least: int, timeout_s: float = 90.0) -> StackReport:
+    """Wait until the live counter ``name`` reaches ``at_least``; return the report that showed it."""
+    return wait_until(
+        f"counter {name} to reach {at_least}",
+        lambda: report_now(settings),
+        timeout_s,
+        done=lambda report: report.counters.get(name, 0) >= at_least,
+        show=lambda report: {name: report.counters.get(name, 0)},
+    )
+
+
 def settle(settings: Settings, seconds: float = 3.0, timeout_s: float = 60.0) -> StackReport:
     """Wait until counters and totals stop moving, then return the report (catches late duplicates).
 

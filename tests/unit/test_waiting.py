@@ -32,6 +32,18 @@ def test_wait_until_fails_naming_what_it_expected_and_what_it_saw_last() -> None
     assert str(failed.value) == "timed out after 0s waiting for billing to hold 5 charges; last seen: 1"
 
 
+def test_wait_until_can_show_part_of_a_larger_observation() -> None:
+    with pytest.raises(AssertionError) as failed:
+        wait_until(
+            "duplicate_events to reach 2",
+            lambda: {"duplicate_events": 1, "raw_in": 5000},
+            0,
+            done=lambda counters: counters["duplicate_events"] >= 2,
+            show=lambda counters: counters["duplicate_events"],
+        )
+    assert str(failed.value).endswith("waiting for duplicate_events to reach 2; last seen: 1")
+
+
 def test_wait_until_with_a_bare_check_still_works() -> None:
     assert wait_until("a true check", lambda: True, 0) is True
     with pytest.raises(AssertionError, match="waiting for a false check; last seen: False"):

@@ -71,12 +71,12 @@ def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings
             expected[raw] = "mapped" if outcome.events else "routed"
     before = report_now(settings).counters
     assert asyncio.run(send_messages(settings, messages)) == len(messages)
-
-    def done() -> bool:
-        now = report_now(settings).counters
-        return now["raw_in"] - before["raw_in"] >= len(messages)
-
-    wait_until("the corpus through the pool", done, timeout_s=180)
+    wait_until(
+        f"the corpus through the pool: counter raw_in >= {before['raw_in'] + len(messages)}",
+        lambda: report_now(settings).counters["raw_in"],
+        timeout_s=180,
+        done=lambda raw_in: raw_in - before["raw_in"] >= len(messages),
+    )
     after = report_now(settings).counters
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in ("mapped", "ignored", "quarantined")}
     offline = Counter(expected[raw] for raw in messages)

@@ -99,22 +99,29 @@ async def _raw_records(
                 for record in records:
                     if record.key in found:
                         found[record.key].append(record.value)
-            caught_up = True
+            behind: dict[int, tuple[int, int | None]] = {}
             for tp in tps:
                 high = consumer.highwater(tp)
-                if high is None or await consumer.position(tp) < high:
-                    caught_up = False
-            if caught_up:
+                position = await consumer.position(tp)
+                if high is None or position < high:
+                    behind[tp.partition] = (position, high)
+            if not behind:
                 return found
-            assert time.monotonic() < deadline, "raw.hl7v2 was not read to its end in time"
+            assert time.monotonic() < deadline, (
+                f"{topic} was not read to its end in {timeout_s:g}s: (position, high watermark) of the "
+                f"partitions behind {behind}; records so far per wanted key "
+                f"{ {key: len(values) for key, values in found.items()} }"
+            )
     finally:
         await consumer.stop()
 
 
 async def _wait_for_records(settings: Settings, key: bytes, count: int, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while len((await _raw_records(settings, {key}))[key]) < count:
-        assert time.monotonic() < deadline, f"{count} record(s) for {key!r} never appeared"
+    while (found := len((await _raw_records(settings, {key}))[key])) < count:
+        assert time.monotonic() < deadline, (
+            f"{count} record(s) for {key!r} never appeared in {timeout_s:g}s: {found} found"
+        )
         await asyncio.sleep(0.2)
 
 
@@ -459,7 +466,10 @@ def test_run_gateway_logs_ready_serves_and_stops_on_sigterm(
         deadline = time.monotonic() + 30
         while f"ready: mllp on {HOST}:{port}" not in caplog.text:
             assert not running.done(), f"run_gateway ended early: {running!r}"
-            assert time.monotonic() < deadline, "the gateway never logged ready"
+            assert time.monotonic() < deadline, (
+                f"the gateway never logged 'ready: mllp on {HOST}:{port}' in 30s; it logged: "
+                f"{caplog.text[-1000:]!r}"
+            )
             await asyncio.sleep(0.1)
         (answer,) = await send_mllp(HOST, port, [raw])
         assert answer.code == "AA"

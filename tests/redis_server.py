@@ -13,11 +13,12 @@ from cluster.binaries import redis_binary
 from foundation.processes import free_port
 
 
-def _pings(client: redis.Redis) -> bool:
+def _ping(client: redis.Redis) -> str:
+    """Return "" when Redis answers the ping, else what went wrong."""
     try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+        return "" if client.ping() else "PING answered falsy"
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 @contextlib.contextmanager
@@ -33,9 +34,12 @@ def redis_server(timeout_s: float = 30.0) -> Iterator[str]:
     try:
         client = redis.Redis.from_url(url)
         deadline = time.monotonic() + timeout_s
-        while not _pings(client):
+        while failure := _ping(client):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not answer (exit code {proc.poll()})")
+                raise RuntimeError(
+                    f"redis-server on port {port} did not answer PING within {timeout_s:g}s "
+                    f"(exit code {proc.poll()}); last try: {failure}"
+                )
             time.sleep(0.05)
         yield url
     finally:

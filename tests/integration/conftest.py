@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from foundation.processes import free_port
 from foundation.runs import new_run_dir
 from foundation.settings import Settings, get_settings
 from tests.hl7_samples import adt, dft
+from tests.waiting import changes, wait_until_still
+from tests.waiting import wait_until as wait_until  # the integration tests' import of it
 
 
 def stack_settings(home: Path, **overrides: object) -> Settings:
@@ -70,32 +71,75 @@ def report_now(settings: Settings) -> StackReport:
     return asyncio.run(collect(settings))
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 90.0) -> None:
-    """Poll ``check`` until it holds; fail the test naming ``what`` when it never does."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
 def charges(report: StackReport) -> tuple[int, int]:
     """Return billing's charge count and amount in cents."""
     return int(report.billing.get("chargeCount", 0)), int(report.billing.get("amountCents", 0))
 
 
-def settle(settings: Settings, seconds: float = 3.0) -> StackReport:
-    """Wait until counters and totals stop moving, then return the report (catches late duplicates)."""
-    last = report_now(settings)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(seconds)
-        now = report_now(settings)
-        if now.counters == last.counters and now.billing == last.billing and now.ledger == last.ledger:
-            return now
-        last = now
-    return last
+def wait_for_charges(
+    settings: Settings,
+    what: str,
+    *,
+    count: int | None = None,
+    cents: int | None = None,
+    exact: bool = False,
+    timeout_s: float = 90.0,
+) -> StackReport:
+    """Wait until billing's charge count and amount reach ``count`` and ``cents`` (equal them if ``exact``).
+
+    None leaves that total free. Returns the report that showed it; on timeout the failure names the
+    totals expected and the last ones seen.
+    """
+
+    def reached(report: StackReport) -> bool:
+        pairs = [
+            (got, want) for got, want in zip(charges(report), (count, cents), strict=True) if want is not None
+        ]
+        return all(got == want if exact else got >= want for got, want in pairs)
+
+    expected = f"({'any' if count is None else count}, {'any' if cents is None else cents})"
+    return wait_until(
+        f"{what}: billing (charge count, cents) {'==' if exact else '>='} {expected}",
+        lambda: report_now(settings),
+        timeout_s,
+        done=reached,
+        show=charges,
+    )
+
+
+def wait_for_counter(settings: Settings, name: str, at_least: int, timeout_s: float = 90.0) -> StackReport:
+    """Wait until the live counter ``name`` reaches ``at_least``; return the report that showed it."""
+    return wait_until(
+        f"counter {name} to reach {at_least}",
+        lambda: report_now(settings),
+        timeout_s,
+        done=lambda report: report.counters.get(name, 0) >= at_least,
+        show=lambda report: {name: report.counters.get(name, 0)},
+    )
+
+
+def settle(settings: Settings, seconds: float = 3.0, timeout_s: float = 60.0) -> StackReport:
+    """Wait until counters and totals stop moving, then return the report (catches late duplicates).
+
+    Two reports ``seconds`` apart must agree on the live counters and the billing, ledger and inventory
+    totals; when they still differ after ``timeout_s`` the test fails naming each value that moved.
+    """
+    return wait_until_still(
+        "the stack's counters and totals to settle",
+        lambda: report_now(settings),
+        _report_changes,
+        interval_s=seconds,
+        timeout_s=timeout_s,
+    )
+
+
+def _report_changes(before: StackReport, after: StackReport) -> list[str]:
+    return [
+        *changes(before.counters, after.counters, "counters."),
+        *changes(before.billing, after.billing, "billing."),
+        *changes(before.ledger, after.ledger, "ledger."),
+        *changes(before.inventory, after.inventory, "inventory."),
+    ]
 
 
 def run_cli(settings: Settings, *args: str, code: int = 0) -> str:

@@ -38,7 +38,7 @@ def _actors(stack: Stack) -> dict[int, str]:
 def test_an_actor_killed_mid_batch_is_restarted_and_its_batch_retried(stack: Stack) -> None:
     settings = stack.settings
     run_cli(settings, "scale", "transform", "--replicas", "2", "--reason", "actor failure test")
-    wait_until("two live actors", lambda: len(_actors(stack)) == 2)
+    wait_until("two live transform actors", lambda: _actors(stack), done=lambda live: len(live) == 2)
     before = settle(settings, 1.0)
     messages, count, cents = ed_day(uuid.uuid4().hex[:6].upper(), 150)
     surge = [raw.replace(b"|EPIC|", b"|SURGE|", 1) for raw in messages]
@@ -47,22 +47,34 @@ def test_an_actor_killed_mid_batch_is_restarted_and_its_batch_retried(stack: Sta
 
     killed: list[int] = []
 
-    def kill_a_busy_actor() -> bool:
-        busy = [pid for pid, title in _actors(stack).items() if title.startswith(BUSY)]
+    def kill_a_busy_actor() -> dict[int, str]:
+        actors = _actors(stack)
+        busy = [pid for pid, title in actors.items() if title.startswith(BUSY)]
         if busy:
             psutil.Process(busy[0]).kill()
             killed.append(busy[0])
-        return bool(busy)
+        return actors
 
-    wait_until("an actor to be busy with a batch", kill_a_busy_actor, timeout_s=60)
+    wait_until(
+        f"an actor titled {BUSY!r} to kill", kill_a_busy_actor, timeout_s=60, done=lambda _: bool(killed)
+    )
     sender.join()
     expected = (charges(before)[0] + count, charges(before)[1] + cents)
-    wait_until("every charge despite the dead actor", lambda: charges(report_now(settings)) == expected, 180)
+    wait_until(
+        f"every charge despite the dead actor: (count, cents) == {expected}",
+        lambda: charges(report_now(settings)),
+        180,
+        done=lambda seen: seen == expected,
+    )
     after = settle(settings)
-    assert charges(after) == expected, "a charge was lost or posted twice when the actor died"
+    assert charges(after) == expected, (
+        f"a charge was lost or posted twice when the actor died: (count, cents) {charges(after)}, "
+        f"expected {expected}"
+    )
     # Ray retried the batch inside the pool call: the worker routed each message exactly once.
-    assert after.counters["raw_in"] - before.counters["raw_in"] == len(surge)
+    routed = after.counters["raw_in"] - before.counters["raw_in"]
+    assert routed == len(surge), f"{routed} messages routed, expected {len(surge)}"
     live = _actors(stack)
-    assert len(live) == 2 and killed[0] not in live, "the dead actor was not replaced"
+    assert len(live) == 2 and killed[0] not in live, f"the dead actor {killed[0]} was not replaced: {live}"
     pools = ScaleSignals.from_url(settings.redis, settings.topic_prefix).reports()
-    assert [pool.replicas for pool in pools] == [2]
+    assert [pool.replicas for pool in pools] == [2], pools

@@ -337,11 +337,17 @@ def test_serve_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
     try:
         assert process.stderr is not None
         ready = ""
+        lines: list[str] = []
         deadline = time.monotonic() + 60
         while "ready" not in ready and time.monotonic() < deadline:
             ready = process.stderr.readline()
-            assert ready or process.poll() is None, "server exited before it was ready"
-        assert f"ready: erp adapter on 127.0.0.1:{port}" in ready
+            lines.append(ready)
+            assert ready or process.poll() is None, (
+                f"server exited before it was ready; stderr: {lines[-20:]}"
+            )
+        assert f"ready: erp adapter on 127.0.0.1:{port}" in ready, (
+            f"expected 'ready: erp adapter on 127.0.0.1:{port}' within 60s; stderr: {lines[-20:]}"
+        )
 
         async def call() -> int:
             async with ErpClient(adapter_settings(), f"127.0.0.1:{port}") as client:

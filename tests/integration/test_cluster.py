@@ -84,11 +84,15 @@ def test_actors_run_on_both_nodes_of_a_ray_cluster_started_with_ray_start(cluste
         env = cluster_stack.component(name).env
         assert env["RAY_ADDRESS"] == ray_cluster.address  # the workers joined the cluster, not a local Ray
 
-    def both_report() -> bool:
-        pools = _pools(settings)
+    def both_report(pools: list[tuple[str, int, list[str]]]) -> bool:
         return len(pools) == 2 and all(replicas == 2 and len(ids) == 2 for _, replicas, ids in pools)
 
-    wait_until("both workers to report their pools", both_report, timeout_s=60)
+    wait_until(
+        "both workers to report pools of 2 replicas on 2 nodes: (worker, replicas, nodes)",
+        lambda: _pools(settings),
+        timeout_s=60,
+        done=both_report,
+    )
     placed = {node for _, _, ids in _pools(settings) for node in ids}
     assert placed == set(nodes), "the transform actors are not spread over both Ray nodes"
 
@@ -96,12 +100,21 @@ def test_actors_run_on_both_nodes_of_a_ray_cluster_started_with_ray_start(cluste
     visits = _visits(uuid.uuid4().hex[:6].upper(), 20)
     asyncio.run(send_messages(settings, [raw for visit in visits for raw in visit]))
     expected = (charges(before)[0] + 40, charges(before)[1] + 20 * 15_000)
-    wait_until("the charges through the cluster", lambda: charges(report_now(settings)) == expected)
+    wait_until(
+        f"the charges through the cluster: (count, cents) == {expected}",
+        lambda: charges(report_now(settings)),
+        done=lambda seen: seen == expected,
+    )
 
 
 def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(cluster_stack: Stack) -> None:
     settings = cluster_stack.settings
-    wait_until("both workers to report", lambda: len(_pools(settings)) == 2, timeout_s=60)
+    wait_until(
+        "both workers to report: (worker, replicas, nodes)",
+        lambda: _pools(settings),
+        timeout_s=60,
+        done=lambda pools: len(pools) == 2,
+    )
     before = settle(settings, 1.0)
     visits = _visits(uuid.uuid4().hex[:6].upper(), 240)
     chunks = [visits[i : i + 40] for i in range(0, len(visits), 40)]
@@ -123,9 +136,10 @@ def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(clust
     assert 0 < posted_at_kill < count, f"worker-2 was not killed mid-stream ({posted_at_kill} posted)"
     expected = (charges(before)[0] + count, charges(before)[1] + cents)
     wait_until(
-        "every charge after the rebalance",
-        lambda: charges(report_now(settings)) == expected,
+        f"every charge after the rebalance: (count, cents) == {expected}",
+        lambda: charges(report_now(settings)),
         timeout_s=SESSION_TIMEOUT_S * 6 + 120,
+        done=lambda seen: seen == expected,
     )
     after = settle(settings)
     assert charges(after) == expected, "a charge was lost or posted twice across the worker's death"
@@ -143,10 +157,16 @@ def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(clust
     assert int(after.ledger["totalDebitCents"]) == int(after.ledger["totalCreditCents"])
     # The survivor owns every partition and is not behind on any of them.
     wait_until(
-        "the survivor to commit every partition",
-        lambda: asyncio.run(collect_status(settings, 0.1)).total_lag == 0,
+        "the survivor to commit every partition: total lag 0",
+        lambda: asyncio.run(collect_status(settings, 0.1)).total_lag,
         timeout_s=30,
+        done=lambda lag: lag == 0,
     )
     # The supervisor restarted the dead worker: it rejoined, and both report their pools again.
     assert cluster_stack.component("worker-2").restarts >= 1
-    wait_until("the restarted worker to report again", lambda: len(_pools(settings)) == 2, timeout_s=90)
+    wait_until(
+        "the restarted worker to report again: two (worker, replicas, nodes)",
+        lambda: _pools(settings),
+        timeout_s=90,
+        done=lambda pools: len(pools) == 2,
+    )

@@ -16,11 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import os
 from collections import Counter
-from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
@@ -34,15 +31,8 @@ from canonical.quarantine import ExceptionRecord
 from cluster.stack import Stack
 from foundation.settings import Settings
 from foundation.topics import TopicNames
+from tests.corpus import hl7_files
 from tests.integration.conftest import report_now, wait_until
-
-
-def _corpus() -> Path:
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
-    root = Path(os.environ.get("HCSYNC_CORPUS_DIR", default))
-    if not (root / "hl7").is_dir():
-        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
-    return root
 
 
 def _read(settings: Settings, topic: str) -> list[bytes]:
@@ -71,8 +61,7 @@ def _read(settings: Settings, topic: str) -> list[bytes]:
 
 
 def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings, stack: Stack) -> None:
-    root = _corpus()
-    files = sorted((root / "hl7").glob("*.hl7")) + sorted((root / "hl7_batch").glob("*.hl7"))
+    files = hl7_files("hl7", "hl7_batch")
     messages: list[bytes] = []
     expected: dict[bytes, str] = {}
     rules: Counter[str] = Counter()
@@ -99,11 +88,12 @@ def test_every_corpus_message_is_mapped_routed_or_quarantined(settings: Settings
     conflicts = [raw for raw, r in zip(messages, receipts, strict=True) if r.verdict is Verdict.CONFLICT]
     resends = sum(r.verdict is Verdict.DUPLICATE for r in receipts)
 
-    def done() -> bool:
-        now = report_now(settings).counters
-        return now["raw_in"] - before["raw_in"] >= len(through)
-
-    wait_until("the corpus through the pool", done, timeout_s=180)
+    wait_until(
+        f"the corpus through the pool: counter raw_in >= {before['raw_in'] + len(through)}",
+        lambda: report_now(settings).counters["raw_in"],
+        timeout_s=180,
+        done=lambda raw_in: raw_in - before["raw_in"] >= len(through),
+    )
     after = report_now(settings).counters
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in ("mapped", "ignored", "quarantined")}
     offline = Counter(expected[raw] for raw in through)

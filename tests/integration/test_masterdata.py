@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from actors.masterdata import MasterDataCache, MasterDataConflict, MasterDataStore, MasterDataUnavailable
+from canonical.errors import ConfigurationError
+from canonical.hl7v2.mapping import canonicalize
 from canonical.reference import ChargeCode, MasterDataSet
 from canonical.reference_files import write_set
 from cluster.cli.masterdata import masterdata_app
@@ -28,7 +29,14 @@ from cluster.stack import settings_env
 from foundation.settings import Settings, get_settings
 from streams.quarantine_store import QuarantineItem, QuarantineStore
 from tests.hl7_samples import adt, dft
-from tests.integration.conftest import charges, free_port, report_now, settle, wait_until
+from tests.integration.conftest import (
+    charges,
+    free_port,
+    settle,
+    wait_for_charges,
+    wait_for_counter,
+    wait_until,
+)
 from tests.masterdata import demo_set
 from tests.redis_server import redis_server
 
@@ -77,7 +85,7 @@ def test_a_loaded_version_cannot_change_content(store: MasterDataStore) -> None:
 def test_an_inconsistent_set_is_never_loaded(store: MasterDataStore) -> None:
     data = demo_set()
     bad = _version(data, "bad-1", payers=(*data.payers, data.payers[0]))
-    with pytest.raises(Exception, match="inconsistent"):
+    with pytest.raises(ConfigurationError, match=r"master data bad-1 is inconsistent: "):
         store.load(bad, loaded_by="test")
     assert store.current_version() is None
 
@@ -212,14 +220,13 @@ def stack_store(stack: object) -> Iterator[QuarantineStore]:
 
 
 def _quarantined(store: QuarantineStore, rule: str, message_id: str) -> QuarantineItem:
-    found: list[QuarantineItem] = []
-
-    def check() -> bool:
-        found[:] = store.list(rule=rule, message_id=message_id, status=None, limit=None)
-        return len(found) == 1
-
-    wait_until(f"{rule} quarantine of {message_id}", check)
-    return found[0]
+    [item] = wait_until(
+        f"one {rule} quarantine item of message {message_id} (items of the message)",
+        lambda: store.list(message_id=message_id, status=None, limit=None),
+        done=lambda items: [i.rule for i in items] == [rule],
+        show=lambda items: [(i.record_id, i.rule, i.status) for i in items],
+    )
+    return item
 
 
 def _send(settings: Settings, *messages: bytes) -> None:
@@ -293,17 +300,17 @@ def test_an_unmapped_charge_posts_once_after_the_mapping_is_loaded_and_replayed(
         "--rule", "MD-CHARGE-CODE-UNMAPPED", "--message-id", control, "--yes"
     )
     count, cents = charges(before)
-    wait_until(
-        "the replayed charges to post", lambda: charges(report_now(settings)) == (count + 2, cents + 10_800)
-    )
+    wait_for_charges(settings, "the replayed charges", count=count + 2, cents=cents + 10_800, exact=True)
     posted = settle(settings)
     assert charges(posted) == (count + 2, cents + 10_800)
     replayed = stack_store.get(item.record_id)
     assert replayed is not None and replayed.status == "replayed"
 
-    # A second replay of the same item posts nothing more: the event ids are the same.
+    # A second replay of the same item posts nothing more: the event ids are the same. Once the encounter
+    # agent has counted each of its events as a duplicate, nothing else of it can be on its way.
     assert "replayed 1 item(s)" in replay(item.record_id)
-    time.sleep(2)
+    events = len(canonicalize(message))
+    wait_for_counter(settings, "duplicate_events", posted.counters["duplicate_events"] + events)
     again = settle(settings)
     assert charges(again) == charges(posted) and again.ledger == posted.ledger
 

@@ -270,29 +270,38 @@ def test_no_phi_reaches_any_log(
     in_raw = len(direct) + 1
 
     # Every message has an outcome: ingest saw them all, the failing ones are in the quarantine store.
-    def seen(extra: int = 0) -> bool:
-        return (
-            report_now(settings).counters.get("raw_in", 0)
-            >= before.counters.get("raw_in", 0) + in_raw + extra
+    def wait_for_ingest(what: str, extra: int = 0) -> None:
+        target = before.counters.get("raw_in", 0) + in_raw + extra
+        wait_until(
+            f"{what}: counter raw_in >= {target}",
+            lambda: report_now(settings).counters.get("raw_in", 0),
+            timeout_s=120,
+            done=lambda raw_in: raw_in >= target,
         )
 
-    wait_until("the ingest agent to see every message", seen, timeout_s=120)
+    wait_for_ingest("the ingest agent to see every message")
     wait_until(
-        "the failing messages in the quarantine store",
-        lambda: all(_items(stack_store, cid[name]) for name in failing),
+        "the failing messages in the quarantine store: at least one item each (items by message)",
+        lambda: {name: len(_items(stack_store, cid[name])) for name in failing},
+        done=lambda found: all(found.values()),
     )
     marker = f"^{phi.given}|{uid}".encode()
-    wait_until("the undecodable bytes in the quarantine store", lambda: bool(_holding(stack_store, marker)))
+    wait_until(
+        "the undecodable bytes in the quarantine store (items holding them)",
+        lambda: [item.record_id for item in _holding(stack_store, marker)],
+        done=bool,
+    )
     [novisit] = _items(stack_store, cid["NOVISIT"])
     # The PHI did travel: the store (data, not a log) holds it.
     assert phi.family.encode() in stack_store.original(novisit.record_id)
 
     # 3. Replayed by the operator's command; the unchanged message fails again.
     _replay(settings, stack, cid["NOVISIT"], tmp_path / "replay.out")
-    wait_until("the replayed message to be seen", lambda: seen(extra=1), timeout_s=120)
+    wait_for_ingest("the replayed message to be seen", extra=1)
     wait_until(
-        "the replay's failure in the store",
-        lambda: any(item.occurrences >= 2 for item in _items(stack_store, cid["NOVISIT"])),
+        "the replay's failure in the store: an item of the message with 2 occurrences (occurrences)",
+        lambda: [item.occurrences for item in _items(stack_store, cid["NOVISIT"])],
+        done=lambda occurrences: any(n >= 2 for n in occurrences),
     )
     settle(settings)
     elapsed = time.monotonic() - started

@@ -19,7 +19,14 @@ from foundation.keys import keyed
 from foundation.settings import Settings
 from foundation.topics import TopicNames
 from tests.hl7_samples import a40, adt, bar, dft, ras
-from tests.integration.conftest import charges, report_now, settle, wait_until
+from tests.integration.conftest import (
+    charges,
+    report_now,
+    settle,
+    wait_for_charges,
+    wait_for_counter,
+    wait_until,
+)
 from tests.masterdata import demo_set
 
 
@@ -63,7 +70,7 @@ def test_admission_and_charges_reach_billing_and_erp(settings: Settings) -> None
         ),
         adt("A03", f"X{visit}", visit, discharge="20261121100000"),
     )
-    wait_until("two charges in billing", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 2)
+    wait_for_charges(settings, "the admission's two charges", count=charges(before)[0] + 2)
     after = settle(settings)
     assert charges(after)[0] - charges(before)[0] == 2
     assert charges(after)[1] - charges(before)[1] == 42_525
@@ -79,16 +86,13 @@ def test_duplicated_message_is_posted_once(settings: Settings) -> None:
     visit = f"V{_uid()}"
     charge = dft(f"D{visit}", visit, [("CG", "93000", "ECG", 1, "120.00")])
     _send(settings, adt("A04", f"A{visit}", visit, patient_class="O"), charge)
-    wait_until("first posting", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
+    first = wait_for_charges(settings, "the first posting", count=charges(before)[0] + 1)
     # Resent: the message store knows it, and nothing reaches the broker again.
     assert store_messages(settings, [charge, charge]) == StoreReport(stored=0, duplicates=2, conflicts=0)
     # Delivered again all the same (as a replay from the quarantine does, straight to the raw topic): the
     # encounter table drops the repeated event.
     asyncio.run(_publish_raw(settings, charge))
-    wait_until(
-        "the repeat to be seen",
-        lambda: report_now(settings).counters["duplicate_events"] >= before.counters["duplicate_events"] + 1,
-    )
+    wait_for_counter(settings, "duplicate_events", first.counters["duplicate_events"] + 1)
     after = settle(settings)
     assert charges(after)[0] - charges(before)[0] == 1
     assert charges(after)[1] - charges(before)[1] == 12_000
@@ -116,7 +120,7 @@ def test_malformed_message_is_quarantined_and_pipeline_goes_on(settings: Setting
         adt("A01", f"A{good_visit}", good_visit),
         dft(f"D{good_visit}", good_visit, [("CG", "71046", "Chest x-ray", 1, "210.00")]),
     )
-    wait_until("the good charge", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
+    wait_for_charges(settings, "the good charge", count=charges(before)[0] + 1)
     after = settle(settings)
     assert charges(after)[1] - charges(before)[1] == 21_000
     every = _exceptions(settings)
@@ -135,14 +139,11 @@ def test_charge_before_admission_posts_after_it(settings: Settings) -> None:
     before = settle(settings, 1.0)
     visit = f"V{_uid()}"
     _send(settings, dft(f"D{visit}", visit, [("CG", "99285", "ED visit level 5", 1, "980.00")]))
-    wait_until(
-        "the charge to be held",
-        lambda: report_now(settings).counters["held_charges"] >= before.counters["held_charges"] + 1,
-    )
+    wait_for_counter(settings, "held_charges", before.counters["held_charges"] + 1)
     held = settle(settings, 1.0)
     assert charges(held) == charges(before)
     _send(settings, adt("A01", f"A{visit}", visit, patient_class="E", dept="ED"))
-    wait_until("the held charge to post", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
+    wait_for_charges(settings, "the held charge", count=charges(before)[0] + 1)
     after = settle(settings)
     assert charges(after)[1] - charges(before)[1] == 98_000
     assert after.revenue_net_cents - before.revenue_net_cents == 98_000
@@ -192,10 +193,7 @@ def test_poison_records_downstream_are_quarantined(settings: Settings) -> None:
         adt("A01", f"A{visit}", visit),
         dft(f"D{visit}", visit, [("CG", "36415", "Venipuncture", 1, "15.00")]),
     )
-    wait_until(
-        "the charge after the poison",
-        lambda: charges(report_now(settings))[1] >= charges(before)[1] + 1_500,
-    )
+    wait_for_charges(settings, "the charge after the poison", cents=charges(before)[1] + 1_500)
     rules = {}
     for record in _exceptions(settings):
         rules.setdefault((record.stage, record.rule), record)
@@ -232,8 +230,9 @@ def test_quarantined_message_is_stored_fixed_and_replayed_once(stack: Stack, set
         out = cli("exceptions", "list", "--json", "--status", "all", "--message-id", f"Q{visit}")
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
-    wait_until("the quarantine store to hold the broken DFT", lambda: len(stored()) == 1)
-    [item] = stored()
+    [item] = wait_until(
+        f"the quarantine store to hold the broken DFT Q{visit} once", stored, done=lambda s: len(s) == 1
+    )
     assert item["rule"] == "HL7-FT1-11-AMOUNT" and item["field"] == "FT1-11" and item["status"] == "open"
     shown = cli("exceptions", "show", str(item["record_id"]), "--raw")
     assert shown.returncode == 0 and shown.stdout == broken
@@ -242,9 +241,7 @@ def test_quarantined_message_is_stored_fixed_and_replayed_once(stack: Stack, set
     fixed.write_bytes(broken.replace(b"4o0.00", b"400.00"))
     replayed = cli("exceptions", "replay", str(item["record_id"]), "--with-file", str(fixed), "--yes")
     assert replayed.returncode == 0, replayed.stderr
-    wait_until(
-        "the fixed charge to post", lambda: charges(report_now(settings))[1] >= charges(before)[1] + 40_000
-    )
+    wait_for_charges(settings, "the fixed charge", cents=charges(before)[1] + 40_000)
     again = cli("exceptions", "replay", str(item["record_id"]), "--with-file", str(fixed), "--yes")
     assert again.returncode == 0, again.stderr
     after = settle(settings)
@@ -276,9 +273,7 @@ def test_send_over_mllp_waits_for_acks_and_posts(settings: Settings, tmp_path: P
     )
     assert out.returncode == 0, out.stderr
     assert b"2 of 2" in out.stdout
-    wait_until(
-        "the MLLP charge to post", lambda: charges(report_now(settings))[1] >= charges(before)[1] + 5_500
-    )
+    wait_for_charges(settings, "the MLLP charge", cents=charges(before)[1] + 5_500)
     bad = tmp_path / "bad.hl7"
     bad.write_bytes(b"MSH|^~\\&|EPIC|NMH|HCSYNC|HCSYNC|20261120||ADT^A01|||2.5.1\r")
     refused = subprocess.run(
@@ -332,24 +327,33 @@ def test_every_financial_message_type_reaches_its_sink(settings: Settings) -> No
         oru,
     )
 
-    def arrived() -> bool:
+    def progress() -> dict[str, int]:
         now = report_now(settings)
-        return (
-            _stock(now, "NMH", drug) - drug_before == 2500
-            and _stock(now, "NMH", supply) - supply_before == 1000
-            and int(now.billing.get("codedAccountCount", 0)) > int(before.billing.get("codedAccountCount", 0))
-            and charges(now)[0] >= charges(before)[0] + 2
-        )
+        return {
+            "drug milli": _stock(now, "NMH", drug) - drug_before,
+            "supply milli": _stock(now, "NMH", supply) - supply_before,
+            "coded accounts": int(now.billing.get("codedAccountCount", 0))
+            - int(before.billing.get("codedAccountCount", 0)),
+            "charges": charges(now)[0] - charges(before)[0],
+        }
 
-    wait_until("coding, stock and charges", arrived)
+    wait_until(
+        "coding, stock and charges: drug milli 2500, supply milli 1000, at least 1 coded account, "
+        "at least 2 charges (changes)",
+        progress,
+        done=lambda seen: (
+            (seen["drug milli"], seen["supply milli"]) == (2500, 1000)
+            and seen["coded accounts"] >= 1
+            and seen["charges"] >= 2
+        ),
+    )
     # The merge goes last, so the account it moves exists (billing also handles the other order).
     _send(settings, a40(f"M{uid}", f"NEW{uid}", f"OLD{uid}"))
+    merged = int(before.billing.get("mergedAccountCount", 0))
     wait_until(
-        "the merge",
-        lambda: (
-            int(report_now(settings).billing.get("mergedAccountCount", 0))
-            > int(before.billing.get("mergedAccountCount", 0))
-        ),
+        f"the merge: mergedAccountCount above {merged}",
+        lambda: int(report_now(settings).billing.get("mergedAccountCount", 0)),
+        done=lambda seen: seen > merged,
     )
     after = settle(settings)
 

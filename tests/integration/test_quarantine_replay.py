@@ -32,7 +32,7 @@ from streams.posting import PostingRules
 from streams.quarantine_store import QuarantineItem, QuarantineStore
 from streams.replay import ReplayError, replay
 from tests.hl7_samples import adt, dft
-from tests.integration.conftest import charges, report_now, settle, wait_until
+from tests.integration.conftest import charges, report_now, settle, wait_for_charges, wait_until
 
 
 def _uid() -> str:
@@ -63,14 +63,14 @@ def _item_where(
     message_id: str | None = None,
 ) -> QuarantineItem:
     """Wait until the store holds one item of ``rule`` or ``message_id``, and ``check`` holds for it."""
-    found: list[QuarantineItem] = []
-
-    def matches() -> bool:
-        found[:] = store.list(rule=rule, message_id=message_id, status=None, limit=None)
-        return len(found) == 1 and check(found[0])
-
-    wait_until(what, matches)
-    return found[0]
+    [item] = wait_until(
+        f"{what}: one item of rule {rule} message {message_id} "
+        "(found: id, rule, status, occurrences, replays)",
+        lambda: store.list(rule=rule, message_id=message_id, status=None, limit=None),
+        done=lambda found: len(found) == 1 and check(found[0]),
+        show=lambda found: [(i.record_id, i.rule, i.status, i.occurrences, i.replay_count) for i in found],
+    )
+    return item
 
 
 def _record(stage: str, original: bytes, encounter_id: str | None, rule: str) -> ExceptionRecord:
@@ -94,10 +94,16 @@ def _account_command(raw_adt: bytes) -> UpsertAccountCommand:
     return command
 
 
-def _find(settings: Settings, topic: str, key: bytes, value: bytes, timeout_s: float = 30.0) -> bool:
-    """Read ``topic`` from the beginning with a fresh consumer until a record with key and value shows up."""
+def _find(settings: Settings, topic: str, key: bytes, value: bytes, timeout_s: float = 30.0) -> None:
+    """Read ``topic`` from the beginning with a fresh consumer until a record with key and value shows up.
+
+    Fails naming the topic, the key and what was read: how many records, and the values under that key.
+    """
+    read_count = 0
+    under_key: list[bytes] = []
 
     async def read() -> bool:
+        nonlocal read_count
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=settings.bootstrap,
@@ -113,17 +119,32 @@ def _find(settings: Settings, topic: str, key: bytes, value: bytes, timeout_s: f
             while time.monotonic() < deadline:
                 batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 for messages in batches.values():
+                    read_count += len(messages)
+                    under_key.extend(m.value or b"" for m in messages if m.key == key)
                     if any(m.key == key and m.value == value for m in messages):
                         return True
             return False
         finally:
             await consumer.stop()
 
-    return asyncio.run(read())
+    found = asyncio.run(read())
+    assert found, (
+        f"no record {value[:80]!r} under key {key!r} in {topic} after {timeout_s:g}s: read {read_count} "
+        f"records, {len(under_key)} under that key: {[v[:80] for v in under_key[:5]]}"
+    )
 
 
 def _accounts(report: StackReport) -> int:
     return int(report.billing.get("accountCount", 0))
+
+
+def _wait_for_accounts(settings: Settings, what: str, at_least: int) -> StackReport:
+    return wait_until(
+        f"{what}: billing accountCount >= {at_least}",
+        lambda: report_now(settings),
+        done=lambda report: _accounts(report) >= at_least,
+        show=_accounts,
+    )
 
 
 def test_replay_publishes_originals_where_they_failed(settings: Settings, store: QuarantineStore) -> None:
@@ -142,8 +163,8 @@ def test_replay_publishes_originals_where_they_failed(settings: Settings, store:
 
     assert report.replayed == [ingest.record_id, billing.record_id]
     assert report.by_stage == {"ingest": 1, "billing": 1}
-    assert _find(settings, names.raw_hl7v2, keyed(raw_adt), raw_adt)
-    assert _find(settings, names.billing, encounter.encode(), command_json)
+    _find(settings, names.raw_hl7v2, keyed(raw_adt), raw_adt)
+    _find(settings, names.billing, encounter.encode(), command_json)
     for record in (ingest, billing):
         item = store.get(record.record_id)
         assert item is not None and item.status == "replayed" and item.replay_count == 1
@@ -151,19 +172,27 @@ def test_replay_publishes_originals_where_they_failed(settings: Settings, store:
     assert store.list(status="open") == []
 
     # Each replay opens one account: the ADT through the whole pipeline, the command at the dispatcher.
-    wait_until("two new accounts", lambda: _accounts(report_now(settings)) >= _accounts(before) + 2)
+    _wait_for_accounts(settings, "two new accounts", _accounts(before) + 2)
     after = settle(settings)
     assert _accounts(after) - _accounts(before) == 2
 
-    # Safe to repeat: the same messages again post nothing new.
+    # Safe to repeat: the same messages again post nothing new. The repeated ADT's event is a duplicate
+    # at the encounter agent; the repeated command is a dispatcher cache hit (or, were the cache gone, a
+    # duplicate at billing). Once both are counted, nothing of the replay is still on its way.
     again = asyncio.run(replay(settings, store, [ingest.record_id, billing.record_id]))
     assert again.replayed == [ingest.record_id, billing.record_id]
+    repeats = ("duplicate_events", "dispatch_cache_hits", "accounts_duplicate")
+    seen_before = {name: after.counters.get(name, 0) for name in repeats}
     wait_until(
-        "the repeated ADT to be seen as a duplicate",
-        lambda: (
-            report_now(settings).counters.get("duplicate_events", 0)
-            >= after.counters.get("duplicate_events", 0) + 1
+        "the repeated ADT as a duplicate event and the repeated command as a cache hit or duplicate: "
+        f"counters from {seen_before} to duplicate_events +1 and the other two +1 together",
+        lambda: report_now(settings),
+        done=lambda now: (
+            now.counters.get("duplicate_events", 0) >= seen_before["duplicate_events"] + 1
+            and now.counters.get("dispatch_cache_hits", 0) + now.counters.get("accounts_duplicate", 0)
+            >= seen_before["dispatch_cache_hits"] + seen_before["accounts_duplicate"] + 1
         ),
+        show=lambda now: {name: now.counters.get(name, 0) for name in repeats},
     )
     repeated = settle(settings)
     assert _accounts(repeated) == _accounts(after)
@@ -175,7 +204,7 @@ def test_replay_with_a_fixed_message_posts_the_charge(settings: Settings, store:
     start = settle(settings, 1.0)
     visit = f"V{_uid()}"
     asyncio.run(send_messages(settings, [adt("A01", f"A{visit}", visit)]))
-    wait_until("the account", lambda: _accounts(report_now(settings)) >= _accounts(start) + 1)
+    _wait_for_accounts(settings, "the account", _accounts(start) + 1)
     before = settle(settings, 1.0)
     broken = dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "3x0.00")])
     fixed = dft(f"D{visit}", visit, [("CG", "99283", "ED visit", 1, "350.00")])
@@ -192,8 +221,8 @@ def test_replay_with_a_fixed_message_posts_the_charge(settings: Settings, store:
     report = asyncio.run(replay(settings, store, [record.record_id], replacement=fixed))
 
     assert report.replayed == [record.record_id]
-    assert _find(settings, TopicNames(settings.topic_prefix).raw_hl7v2, keyed(fixed), fixed)
-    wait_until("the fixed charge", lambda: charges(report_now(settings))[0] >= charges(before)[0] + 1)
+    _find(settings, TopicNames(settings.topic_prefix).raw_hl7v2, keyed(fixed), fixed)
+    wait_for_charges(settings, "the fixed charge", count=charges(before)[0] + 1)
     after = settle(settings)
     assert charges(after)[0] - charges(before)[0] == 1
     assert charges(after)[1] - charges(before)[1] == 35_000
@@ -217,7 +246,7 @@ def test_a_replayed_message_that_fails_again_leaves_its_item_open(
     assert report.replayed == [item.record_id]
     again = _item_where(
         stack_store,
-        "the replay's failure",
+        "the replay's failure: 2 occurrences, 1 replay",
         lambda i: i.occurrences == 2 and i.replay_count == 1,
         message_id=control_id,
     )
@@ -281,7 +310,7 @@ def test_the_cli_replays_by_filter_on_the_stack(
     done = run("replay", "--encounter", f"NMH:{visit}", "--rule", "TEST-CLI", "--yes")
     assert "replayed 1 item(s) (ingest 1)" in done and wanted.record_id in done
     raw = base64.b64decode(wanted.original_b64)
-    assert _find(settings, TopicNames(settings.topic_prefix).raw_hl7v2, keyed(raw), raw)
+    _find(settings, TopicNames(settings.topic_prefix).raw_hl7v2, keyed(raw), raw)
     replayed = store.get(wanted.record_id)
     assert replayed is not None and (replayed.status, replayed.replay_count) == ("replayed", 1)
     assert [i.record_id for i in store.list(status="open")] == [unwanted.record_id]

@@ -33,7 +33,11 @@ def restore_size(settings: Settings) -> Iterator[None]:
 
 
 def test_status_shows_pools_lag_and_rates(settings: Settings) -> None:
-    wait_until("the worker to report its pool", lambda: _replicas(settings) == [settings.transform_replicas])
+    wait_until(
+        f"the worker to report its pool of {settings.transform_replicas}: replicas per pool",
+        lambda: _replicas(settings),
+        done=lambda seen: seen == [settings.transform_replicas],
+    )
     doc = json.loads(run_cli(settings, "status", "--json", "--sample-s", "0.5"))
     assert doc["replicas"] == settings.transform_replicas and len(doc["pools"]) == 1
     assert len(doc["pools"][0]["nodes"]) == settings.transform_replicas
@@ -59,16 +63,26 @@ def test_a_resize_while_messages_flow_loses_and_repeats_nothing(
     asyncio.run(send_messages(settings, messages[len(messages) // 2 :]))
 
     expected = (charges(before)[0] + count, charges(before)[1] + cents)
-    wait_until("every charge of the surge", lambda: charges(report_now(settings)) == expected, timeout_s=120)
+    wait_until(
+        f"every charge of the surge: (count, cents) == {expected}",
+        lambda: charges(report_now(settings)),
+        timeout_s=120,
+        done=lambda seen: seen == expected,
+    )
     after = settle(settings)
     assert charges(after) == expected, "a charge was lost or posted twice across the resize"
     assert after.counters["raw_in"] - before.counters["raw_in"] == len(messages)
 
-    def drained() -> bool:
+    def lag() -> dict[str, int]:
         doc = json.loads(run_cli(settings, "status", "--json", "--sample-s", "0.1"))
-        return int(doc["lag_by_topic"]["raw.hl7v2"]) == 0
+        return {topic: int(n) for topic, n in doc["lag_by_topic"].items()}
 
-    wait_until("the raw topic's lag to be committed back to zero", drained, timeout_s=60)
+    wait_until(
+        "the raw topic's lag to be committed back to 0: lag by topic",
+        lag,
+        timeout_s=60,
+        done=lambda seen: seen["raw.hl7v2"] == 0,
+    )
     history = ScaleSignals.from_url(settings.redis, settings.topic_prefix).history()
     assert [entry["replicas"] for entry in history[:2]] == [1, 3] and history[1]["reason"] == "test surge"
 
@@ -87,15 +101,30 @@ def test_the_autoscaler_grows_the_pool_in_a_surge_and_shrinks_it_after(
 
     grown: list[int] = []
 
-    def grew() -> bool:
+    def sizes() -> list[int]:
         grown.extend(_replicas(settings))
-        return max(grown, default=0) > 2
+        return grown
 
-    wait_until("the autoscaler to add actors", grew, timeout_s=90)
+    wait_until(
+        "the autoscaler to add actors: more than 2 replicas (sizes seen)",
+        sizes,
+        timeout_s=90,
+        done=lambda seen: max(seen, default=0) > 2,
+    )
     expected = (charges(before)[0] + count, charges(before)[1] + cents)
-    wait_until("every charge of the surge", lambda: charges(report_now(settings)) == expected, timeout_s=180)
+    wait_until(
+        f"every charge of the surge: (count, cents) == {expected}",
+        lambda: charges(report_now(settings)),
+        timeout_s=180,
+        done=lambda seen: seen == expected,
+    )
     peak = max(grown)
-    wait_until("the autoscaler to shrink the idle pool", lambda: _replicas(settings)[0] < peak, timeout_s=60)
+    wait_until(
+        f"the autoscaler to shrink the idle pool below its peak of {peak} (replicas per pool)",
+        lambda: _replicas(settings),
+        timeout_s=60,
+        done=lambda seen: bool(seen) and seen[0] < peak,
+    )
     after = settle(settings)
     assert charges(after) == expected, "a charge was lost or posted twice while the pool was autoscaled"
     assert after.counters["raw_in"] - before.counters["raw_in"] == len(surge)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from canonical.errors import MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
 from cluster.cli import app
+from tests.corpus import hl7_files
 from tests.hl7_samples import adt, dft
 
 
@@ -50,19 +49,9 @@ def test_parse_with_master_data_enriches_and_names_the_md_rule(tmp_path: Path) -
     assert "message D2" in result.stderr and "MD-CHARGE-CODE-UNMAPPED" in result.stderr
 
 
-def _corpus() -> Path:
-    root = Path(
-        os.environ.get("HCSYNC_CORPUS_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus")
-    )
-    if not (root / "hl7").is_dir():
-        pytest.skip(f"corpus not found at {root} (set HCSYNC_CORPUS_DIR)")
-    return root
-
-
 def test_corpus_never_crashes_the_mapper() -> None:
-    root = _corpus()
     mapped = quarantined = ignored = 0
-    for path in sorted((root / "hl7").glob("*.hl7")) + sorted((root / "hl7_batch").glob("*.hl7")):
+    for path in hl7_files("hl7", "hl7_batch"):
         for raw in split_messages(path.read_bytes()):
             try:
                 events = canonicalize(raw)

@@ -21,6 +21,7 @@ from foundation.settings import Settings
 from streams.quarantine_agent import UNDECODABLE_RULE, decode_record, register_quarantine_agent
 from streams.quarantine_store import QuarantineStore, default_quarantine_url
 from tests.hl7_samples import adt
+from tests.waiting import wait_until
 
 T0 = dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)
 
@@ -433,9 +434,13 @@ class FlakyStore(QuarantineStore):
 
 
 def _wait_for_items(store: QuarantineStore, count: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len(store.list(limit=None)) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(
+        f"{count} items in the quarantine store (rule and occurrences of each)",
+        lambda: [(item.rule, item.occurrences) for item in store.list(limit=None)],
+        timeout_s,
+        done=lambda items: len(items) >= count,
+        poll_s=0.1,
+    )
 
 
 def test_agent_stores_records_retries_and_keeps_undecodable_ones(tmp_path: Path) -> None:

@@ -1,17 +1,19 @@
-"""DFT to canonical: each FT1 becomes a charge, credit or reversal line (docs/mappings/dft.md)."""
+"""DFT^P03 and DFT^P11 to canonical: each FT1 becomes a charge, credit or reversal line, and the message's
+DG1, PR1 and DRG one coding change (docs/mappings/dft.md)."""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
 
-from canonical.envelope import ChargePayload, EventType
+from canonical.envelope import ChargePayload, CodingPayload, EventType
 from canonical.errors import InvalidMessageError
+from canonical.hl7v2.coding import coding_update
 from canonical.hl7v2.datatypes import MAX_CENTS, parse_cents
 from canonical.hl7v2.emitter import Emitter
 from canonical.hl7v2.parser import Segment
 from canonical.hl7v2.patient_visit import encounter, patient
 from canonical.hl7v2.reader import Reader, whole_number
-from canonical.models import Charge, Encounter, TransactionType
+from canonical.models import Charge, CodingMode, Encounter, TransactionType
 
 # FT1-7.3 coding systems that name stock items rather than services: such a line also consumes stock.
 # Drugs (NDC-coded lines) are not here: the medication administration record (RAS) consumes them, and
@@ -96,13 +98,19 @@ def charge(r: Reader, ft1: Segment, event_id: str, encounter: Encounter) -> Char
 
 
 def map_dft(r: Reader, out: Emitter) -> None:
-    """Emit one charge event per FT1, at the FT1's ordinal."""
+    """Emit one charge event per FT1, at the FT1's ordinal, then one coding change after them.
+
+    DFT^P03 and P11 differ in where they carry coding: P03 has PR1 in each FINANCIAL group and DG1/DRG
+    after the last; P11 has DG1/DRG before the FINANCIAL groups and PR1, DG1 and DRG inside each (the
+    coding of that transaction). Every DG1 and PR1 of the message, in message order, and its first DRG
+    are merged into the encounter's coding: a DFT codes what it charges, never the whole stay.
+    """
     visit = encounter(r)
     who = patient(r)
     ft1s = r.msg.segments_named("FT1")
     if not ft1s:
         raise InvalidMessageError(
-            r.fault(None, "FT1", "", "HL7-FT1-MISSING", "DFT^P03 carries no FT1 segment")
+            r.fault(None, "FT1", "", "HL7-FT1-MISSING", f"{r.msg.event_code} carries no FT1 segment")
         )
     # The FT1 ordinal, not the segment index: an extra segment elsewhere in a resent message must not
     # change the ids of its charges.
@@ -115,6 +123,14 @@ def map_dft(r: Reader, out: Emitter) -> None:
             visit.encounter_id,
             event_type,
             ChargePayload(charge=line, encounter=visit, patient=who),
+        )
+    coding = coding_update(r, list(r.msg.segments), visit.encounter_id, CodingMode.MERGE)
+    if coding is not None:
+        out.emit(
+            len(ft1s),
+            visit.encounter_id,
+            EventType.CODING_UPDATED,
+            CodingPayload(coding=coding, encounter=visit),
         )
 
 

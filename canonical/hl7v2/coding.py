@@ -5,7 +5,7 @@ from __future__ import annotations
 from canonical.errors import InvalidMessageError
 from canonical.hl7v2.parser import Segment
 from canonical.hl7v2.reader import Reader, optional_int
-from canonical.models import CodingUpdate, Diagnosis, Drg, Procedure
+from canonical.models import CodingMode, CodingUpdate, Diagnosis, Drg, Procedure
 
 
 def _sequence(r: Reader, seg: Segment, ordinal: int) -> int:
@@ -30,6 +30,8 @@ def diagnosis(r: Reader, dg1: Segment, ordinal: int) -> Diagnosis:
         diagnosis_type=dg1.get(6),
         priority=r.convert(dg1, "DG1-15", dg1.get(15), optional_int, "HL7-DG1-15-NUMBER"),
         diagnosed_at=r.dtm(dg1, 5),
+        identifier=dg1.get(20, 1),
+        action=r.action(dg1, 21, "HL7-DG1-21-CODE"),
     )
 
 
@@ -48,6 +50,8 @@ def procedure(r: Reader, pr1: Segment, ordinal: int) -> Procedure:
         performed_at=r.dtm(pr1, 5),
         priority=r.convert(pr1, "PR1-14", pr1.get(14), optional_int, "HL7-PR1-14-NUMBER"),
         surgeon_id=pr1.get(11, 1),
+        identifier=pr1.get(19, 1),
+        action=r.action(pr1, 20, "HL7-PR1-20-CODE"),
     )
 
 
@@ -59,8 +63,13 @@ def drg(r: Reader, seg: Segment) -> Drg:
     return Drg(code=code, description=seg.get(1, 2), code_system=seg.get(1, 3), assigned_at=r.dtm(seg, 2))
 
 
-def coding_update(r: Reader, segments: list[Segment], encounter_id: str) -> CodingUpdate | None:
-    """Return the coding the DG1, PR1 and DRG among ``segments`` carry; None when there are none."""
+def coding_update(
+    r: Reader, segments: list[Segment], encounter_id: str, mode: CodingMode = CodingMode.REPLACE
+) -> CodingUpdate | None:
+    """Return the coding the DG1, PR1 and first DRG among ``segments`` carry; None when there are none.
+
+    Set ids default to each DG1's and PR1's ordinal among ``segments`` (from 1).
+    """
     dg1s = [s for s in segments if s.name == "DG1"]
     pr1s = [s for s in segments if s.name == "PR1"]
     drgs = [s for s in segments if s.name == "DRG"]
@@ -71,6 +80,7 @@ def coding_update(r: Reader, segments: list[Segment], encounter_id: str) -> Codi
         diagnoses=tuple(diagnosis(r, s, n) for n, s in enumerate(dg1s, start=1)),
         procedures=tuple(procedure(r, s, n) for n, s in enumerate(pr1s, start=1)),
         drg=drg(r, drgs[0]) if drgs else None,
+        mode=mode,
     )
 
 

@@ -1,15 +1,18 @@
 """HL7 v2 to canonical: ADT, BAR, DFT, RDE and RAS messages become event envelopes.
 
-Mapped: ADT^A01-A08, A11, A12, A13 and A40 (merge); BAR^P01/P05/P06 (accounts and their DG1/PR1/DRG
-coding); DFT^P03 (FT1 charges, credits, reversals and supply items); RDE^O11 (verified medication
+Mapped: ADT^A01-A08, A11-A13 (encounter events), A14-A16 and A25-A27 (pending events: recorded, no
+status of their own), A28 and A31 (person updates), A40 (merge), A44 and A45 (account and visit moves);
+BAR^P01/P05/P06 (accounts and their DG1/PR1/DRG coding) and P12 (coding changes); DFT^P03 and P11 (FT1
+charges, credits, reversals and supply items, and the coding they carry); RDE^O11 (verified medication
 orders) and RAS^O17 (administrations, which consume stock). The field-by-field tables are in
 docs/mappings/.
 
-This module decides what a message is and hands it to its mapper: ADT and BAR here, DFT in
+This module decides what a message is and hands it to its mapper: encounter ADT and BAR here, DFT in
 canonical.hl7v2.charges, RDE and RAS in canonical.hl7v2.medications, patient-level ADT in
 canonical.hl7v2.patient_events. They read through a canonical.hl7v2.reader.Reader and raise
 :class:`~canonical.errors.InvalidMessageError` with a precise :class:`~canonical.errors.Fault` when a field
-they need is missing or malformed. Message types without a financial effect map to no events.
+they need is missing or malformed. A message hcsync does not map maps to no events (it is routed) only
+when canonical.hl7v2.unmapped finds nothing financial in it; otherwise it is refused.
 """
 
 from __future__ import annotations
@@ -25,9 +28,17 @@ from canonical.hl7v2.coding import coding_update
 from canonical.hl7v2.emitter import Emitter
 from canonical.hl7v2.medications import map_ras, map_rde
 from canonical.hl7v2.parser import Hl7Message, parse_message
-from canonical.hl7v2.patient_events import map_merge
+from canonical.hl7v2.patient_events import (
+    PERSON_EVENTS,
+    map_account_moves,
+    map_merge,
+    map_person,
+    map_visit_moves,
+)
 from canonical.hl7v2.patient_visit import encounter, encounter_id_of, occurred_at, patient
 from canonical.hl7v2.reader import Reader, groups
+from canonical.hl7v2.unmapped import unmapped_fault, unread_charge_fault
+from canonical.models import CodingMode
 
 ADT_EVENTS: dict[str, EventType] = {
     "A01": EventType.ENCOUNTER_ADMITTED,
@@ -41,17 +52,24 @@ ADT_EVENTS: dict[str, EventType] = {
     "A11": EventType.ENCOUNTER_CANCELLED,
     "A12": EventType.TRANSFER_CANCELLED,
     "A13": EventType.DISCHARGE_CANCELLED,
+    "A14": EventType.ADMIT_PENDING,
+    "A15": EventType.TRANSFER_PENDING,
+    "A16": EventType.DISCHARGE_PENDING,
+    "A25": EventType.PENDING_DISCHARGE_CANCELLED,
+    "A26": EventType.PENDING_TRANSFER_CANCELLED,
+    "A27": EventType.PENDING_ADMIT_CANCELLED,
 }
 BAR_EVENTS: dict[str, EventType] = {
     "P01": EventType.ACCOUNT_OPENED,
     "P05": EventType.ACCOUNT_UPDATED,
     "P06": EventType.ACCOUNT_ENDED,
 }
+# BAR^P12 (update diagnosis/procedure) has no account event: only the coding change of its visit.
+CODING_ONLY = "P12"
 SUPPORTED = frozenset(
-    {("ADT", trigger) for trigger in ADT_EVENTS}
-    | {("ADT", "A40")}
-    | {("BAR", trigger) for trigger in BAR_EVENTS}
-    | {("DFT", "P03"), ("RDE", "O11"), ("RAS", "O17")}
+    {("ADT", trigger) for trigger in (*ADT_EVENTS, *PERSON_EVENTS, "A40", "A44", "A45")}
+    | {("BAR", trigger) for trigger in (*BAR_EVENTS, CODING_ONLY)}
+    | {("DFT", "P03"), ("DFT", "P11"), ("RDE", "O11"), ("RAS", "O17")}
 )
 
 
@@ -67,12 +85,15 @@ def _map_bar(r: Reader, out: Emitter, trigger: str) -> None:
     visits = groups(r.msg, "PV1")
     if not visits:
         r.require_segment("PV1")
+    # P01/P05/P06 send each visit's full coding; P12 sends changes, honouring DG1-21 and PR1-20.
+    mode = CodingMode.MERGE if trigger == CODING_ONLY else CodingMode.REPLACE
     for k, group in enumerate(visits):
         visit = encounter(r, group[0])
-        out.emit(
-            2 * k, visit.encounter_id, BAR_EVENTS[trigger], EncounterPayload(patient=who, encounter=visit)
-        )
-        coding = coding_update(r, group, visit.encounter_id)
+        if trigger in BAR_EVENTS:
+            out.emit(
+                2 * k, visit.encounter_id, BAR_EVENTS[trigger], EncounterPayload(patient=who, encounter=visit)
+            )
+        coding = coding_update(r, group, visit.encounter_id, mode)
         if coding is not None:
             out.emit(
                 2 * k + 1,
@@ -97,12 +118,25 @@ def canonicalize(data: bytes | Hl7Message, *, default_tz: dt.tzinfo = dt.UTC) ->
         )
     message_type, trigger = financial_type(msg)
     if (message_type, trigger) not in SUPPORTED:
+        fault = unmapped_fault(msg, message_type, trigger)
+        if fault is not None:
+            raise InvalidMessageError(fault)
         return []
+    if message_type != "DFT":
+        fault = unread_charge_fault(msg)
+        if fault is not None:
+            raise InvalidMessageError(fault)
     out = Emitter(r, occurred_at(r))
     try:
         if message_type == "ADT":
-            if trigger == "A40":
+            if trigger in PERSON_EVENTS:
+                map_person(r, out, trigger)
+            elif trigger == "A40":
                 map_merge(r, out)
+            elif trigger == "A44":
+                map_account_moves(r, out)
+            elif trigger == "A45":
+                map_visit_moves(r, out)
             else:
                 _map_adt(r, out, trigger)
         elif message_type == "BAR":

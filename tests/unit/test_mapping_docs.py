@@ -67,6 +67,7 @@ FULLY_DOCUMENTED = (
     "MedicationOrder",
     "MedicationAdministration",
     "PatientMerge",
+    "AccountMove",
     "EventEnvelope",
     "MessageReceipt",
     "InventoryMovement",
@@ -457,4 +458,16 @@ def test_master_data_rules_are_documented_both_ways() -> None:
     assert documented == set(MD_RULES), (
         f"only in the docs: {sorted(documented - set(MD_RULES))}; "
         f"only in actors/enrich.py: {sorted(set(MD_RULES) - documented)}"
+    )
+
+
+def test_the_known_types_table_is_the_code_s() -> None:
+    from canonical.hl7v2.unmapped import NO_FINANCIAL_EFFECT
+
+    [table] = [t for t in _all_tables() if t.page == INDEX.name and t.header == ("msh-9.1", "what it is")]
+    documented = {row[0]: row[1] for row in table.rows}
+    assert documented == NO_FINANCIAL_EFFECT, (
+        f"only in hl7v2.md: {sorted(set(documented) - set(NO_FINANCIAL_EFFECT))}; "
+        f"only in canonical/hl7v2/unmapped.py: {sorted(set(NO_FINANCIAL_EFFECT) - set(documented))}; "
+        "or a description differs"
     )

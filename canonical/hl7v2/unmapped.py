@@ -97,7 +97,6 @@ NO_FINANCIAL_EFFECT: dict[str, str] = {
     "CRM": "clinical trials registration",
     "CSU": "clinical trials data",
     "PEX": "product experience",
-    "EHC": "health care invoice (not read: hcsync bills from DFT)",
     # 8 master files
     "MFN": "master file notification",
     "MFK": "master file acknowledgment",

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from canonical.envelope import (
+    AccountMovePayload,
     ChargePayload,
     CodingPayload,
     EncounterPayload,
@@ -30,6 +31,7 @@ from canonical.envelope import (
     MedicationAdministrationPayload,
     MedicationOrderPayload,
     MergePayload,
+    PatientPayload,
 )
 from canonical.errors import Fault, InvalidMessageError
 from canonical.hl7v2.parser import Hl7Message, Segment
@@ -270,7 +272,7 @@ class _Enricher:
 
     def enrich(self, env: EventEnvelope) -> EventEnvelope:
         payload = env.payload
-        if isinstance(payload, MergePayload):
+        if isinstance(payload, MergePayload | PatientPayload | AccountMovePayload):
             return env  # a patient-level event: no organisation, nothing posted to the ERP
         if isinstance(payload, ChargePayload):
             dims = self.charge(env, payload)

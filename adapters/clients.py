@@ -179,6 +179,18 @@ class BillingClient(_AdapterClient):
             "MergePatient", self._stub.MergePatient, req, billing_pb2.MergePatientResponse
         )
 
+    async def update_patient(
+        self, req: billing_pb2.UpdatePatientRequest
+    ) -> billing_pb2.UpdatePatientResponse:
+        """Put a person's demographics on the patient's accounts; UPDATED, STALE or DUPLICATE."""
+        return await self._call(
+            "UpdatePatient", self._stub.UpdatePatient, req, billing_pb2.UpdatePatientResponse
+        )
+
+    async def move_account(self, req: billing_pb2.MoveAccountRequest) -> billing_pb2.MoveAccountResponse:
+        """Move an account or a visit to another patient; MOVED or DUPLICATE, accounts moved."""
+        return await self._call("MoveAccount", self._stub.MoveAccount, req, billing_pb2.MoveAccountResponse)
+
     async def get_totals(self) -> billing_pb2.BillingTotals:
         """Return the billing system's reconciliation totals."""
         return await self._call(

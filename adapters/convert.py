@@ -1,7 +1,8 @@
 """Build adapter messages from canonical models.
 
 Billing: Encounter and Patient to an Account, Charge, CodingUpdate to an UpdateCodingRequest,
-PatientMerge to a MergePatientRequest. ERP: JournalLine and InventoryMovement, which carry no PHI.
+PatientMerge to a MergePatientRequest, Patient to an UpdatePatientRequest, AccountMove to a
+MoveAccountRequest. ERP: JournalLine and InventoryMovement, which carry no PHI.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import datetime as dt
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from canonical.models import (
+    AccountMove,
     Charge,
+    CodingMode,
     CodingUpdate,
     Diagnosis,
     Drg,
@@ -19,6 +22,7 @@ from canonical.models import (
     EncounterStatus,
     InventoryMovement,
     JournalLine,
+    MoveScope,
     Patient,
     PatientMerge,
     Procedure,
@@ -33,7 +37,9 @@ __all__ = [
     "inventory_movement_from",
     "journal_line_from",
     "merge_request_from",
+    "move_request_from",
     "patient_from",
+    "patient_update_request_from",
 ]
 
 
@@ -64,8 +70,12 @@ def account_from(
     correlation_id: str,
     *,
     state_version: int = 0,
+    patient_as_of: dt.datetime | None = None,
 ) -> billing_pb2.Account:
-    """Build the billing account of an encounter; ``status`` is an EncounterStatus value."""
+    """Build the billing account of an encounter; ``status`` is an EncounterStatus value.
+
+    ``patient_as_of`` is when the patient's demographics were true (the encounter snapshot's time).
+    """
     # Refuse a bad status here, where the caller's bug is, rather than as INVALID_ARGUMENT from the server.
     account = billing_pb2.Account(
         encounter_id=encounter.encounter_id,
@@ -77,7 +87,10 @@ def account_from(
         source_event_id=source_event_id,
         correlation_id=correlation_id,
         state_version=state_version,
+        account_number=encounter.account_number,
     )
+    if patient_as_of is not None:
+        account.patient_as_of.CopyFrom(_timestamp(patient_as_of))
     if patient is not None:
         account.mrn = patient.mrn
         account.assigning_authority = patient.assigning_authority
@@ -141,6 +154,8 @@ def _diagnosis_from(diagnosis: Diagnosis) -> billing_pb2.Diagnosis:
         description=diagnosis.description,
         code_system=diagnosis.code_system,
         diagnosis_type=diagnosis.diagnosis_type,
+        identifier=diagnosis.identifier,
+        action=diagnosis.action.value if diagnosis.action is not None else "",
     )
     if diagnosis.priority is not None:
         message.priority = diagnosis.priority
@@ -156,6 +171,8 @@ def _procedure_from(procedure: Procedure) -> billing_pb2.Procedure:
         description=procedure.description,
         code_system=procedure.code_system,
         surgeon_id=procedure.surgeon_id,
+        identifier=procedure.identifier,
+        action=procedure.action.value if procedure.action is not None else "",
     )
     if procedure.priority is not None:
         message.priority = procedure.priority
@@ -187,6 +204,11 @@ def coding_request_from(
         procedures=[_procedure_from(procedure) for procedure in coding.procedures],
         source_event_id=source_event_id,
         correlation_id=correlation_id,
+        mode=(
+            billing_pb2.UpdateCodingRequest.MERGE
+            if coding.mode is CodingMode.MERGE
+            else billing_pb2.UpdateCodingRequest.REPLACE
+        ),
     )
     if coding.drg is not None:
         request.drg.CopyFrom(_drg_from(coding.drg))
@@ -204,6 +226,39 @@ def merge_request_from(
         prior_account_number=merge.prior_account_number,
         prior_visit_number=merge.prior_visit_number,
         surviving=patient_from(merge.surviving),
+        source_event_id=source_event_id,
+        correlation_id=correlation_id,
+    )
+
+
+def patient_update_request_from(
+    patient: Patient, updated_at: dt.datetime, idempotency_key: str, source_event_id: str, correlation_id: str
+) -> billing_pb2.UpdatePatientRequest:
+    """Build the UpdatePatient request of an ADT^A28/A31 person update as of ``updated_at`` (PHI: billing)."""
+    return billing_pb2.UpdatePatientRequest(
+        idempotency_key=idempotency_key,
+        patient=patient_from(patient),
+        updated_at=_timestamp(updated_at),
+        source_event_id=source_event_id,
+        correlation_id=correlation_id,
+    )
+
+
+def move_request_from(
+    move: AccountMove, moved_at: dt.datetime, idempotency_key: str, source_event_id: str, correlation_id: str
+) -> billing_pb2.MoveAccountRequest:
+    """Build the MoveAccount request of an ADT^A44/A45 move as of ``moved_at`` (PHI: billing only)."""
+    scope = billing_pb2.MoveAccountRequest.Scope
+    return billing_pb2.MoveAccountRequest(
+        idempotency_key=idempotency_key,
+        scope=scope.ACCOUNT if move.scope is MoveScope.ACCOUNT else scope.VISIT,
+        prior_mrn=move.prior_mrn,
+        prior_assigning_authority=move.prior_assigning_authority,
+        prior_account_number=move.prior_account_number,
+        prior_visit_number=move.prior_visit_number,
+        encounter_id=move.encounter_id,
+        target=patient_from(move.target),
+        moved_at=_timestamp(moved_at),
         source_event_id=source_event_id,
         correlation_id=correlation_id,
     )

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field
 
 from canonical.models import (
+    AccountMove,
     CanonicalModel,
     Charge,
     CodingUpdate,
@@ -21,8 +22,9 @@ from canonical.phi import PhiField
 
 # 1.1 added event types, payloads and optional fields; every 1.0 document is still a valid 1.1 document.
 # 1.2 added the optional ERP dimensions of an event (master-data enrichment) and more contract models.
+# 1.3 added pending ADT events, patient updates and account moves, and coding in merge mode (BAR^P12, DFT).
 # See docs/schema-compatibility.md.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 class EventType(StrEnum):
@@ -39,13 +41,23 @@ class EventType(StrEnum):
     ENCOUNTER_CANCELLED = "encounter.cancelled"  # ADT^A11 cancel admit / visit
     TRANSFER_CANCELLED = "encounter.transfer_cancelled"  # ADT^A12
     DISCHARGE_CANCELLED = "encounter.discharge_cancelled"  # ADT^A13
+    ADMIT_PENDING = "encounter.admit_pending"  # ADT^A14: recorded, no status of its own
+    TRANSFER_PENDING = "encounter.transfer_pending"  # ADT^A15: recorded, no status of its own
+    DISCHARGE_PENDING = "encounter.discharge_pending"  # ADT^A16: recorded, no status of its own
+    PENDING_DISCHARGE_CANCELLED = "encounter.pending_discharge_cancelled"  # ADT^A25
+    PENDING_TRANSFER_CANCELLED = "encounter.pending_transfer_cancelled"  # ADT^A26
+    PENDING_ADMIT_CANCELLED = "encounter.pending_admit_cancelled"  # ADT^A27
+    PATIENT_ADDED = "patient.added"  # ADT^A28 add person information
+    PATIENT_UPDATED = "patient.updated"  # ADT^A31 update person information
     PATIENT_MERGED = "patient.merged"  # ADT^A40
+    ACCOUNT_MOVED = "patient.account_moved"  # ADT^A44 move account information
+    VISIT_MOVED = "patient.visit_moved"  # ADT^A45 move visit information
     ACCOUNT_OPENED = "account.opened"  # BAR^P01
     ACCOUNT_UPDATED = "account.updated"  # BAR^P05
     ACCOUNT_ENDED = "account.ended"  # BAR^P06
-    CODING_UPDATED = "coding.updated"  # BAR^P01/P05/P06 DG1, PR1 and DRG
-    CHARGE_POSTED = "charge.posted"  # DFT^P03 FT1 with FT1-6 = CG
-    CHARGE_CREDITED = "charge.credited"  # DFT^P03 FT1 with FT1-6 = CD, or a CG with a negative amount
+    CODING_UPDATED = "coding.updated"  # BAR^P01/P05/P06/P12 and DFT^P03/P11 DG1, PR1 and DRG
+    CHARGE_POSTED = "charge.posted"  # DFT^P03/P11 FT1 with FT1-6 = CG
+    CHARGE_CREDITED = "charge.credited"  # DFT^P03/P11 FT1 with FT1-6 = CD, or a CG with a negative amount
     MEDICATION_ORDERED = "medication.ordered"  # RDE^O11
     MEDICATION_ADMINISTERED = "medication.administered"  # RAS^O17, one per RXA
 
@@ -57,7 +69,7 @@ class SourceSystem(StrEnum):
 
 
 class EncounterPayload(CanonicalModel):
-    """Payload of an ADT event: who and which visit."""
+    """Payload of an ADT or BAR account event: who and which visit."""
 
     kind: Literal["encounter"] = "encounter"
     patient: Patient
@@ -104,13 +116,29 @@ class MergePayload(CanonicalModel):
     merge: PatientMerge
 
 
+class PatientPayload(CanonicalModel):
+    """Payload of a person update (ADT^A28, A31); it is keyed by the patient, not by an encounter."""
+
+    kind: Literal["patient"] = "patient"
+    patient: Patient
+
+
+class AccountMovePayload(CanonicalModel):
+    """Payload of an account or visit move (ADT^A44, A45); it is keyed by the patient it moves to."""
+
+    kind: Literal["account_move"] = "account_move"
+    move: AccountMove
+
+
 Payload = Annotated[
     EncounterPayload
     | ChargePayload
     | CodingPayload
     | MedicationOrderPayload
     | MedicationAdministrationPayload
-    | MergePayload,
+    | MergePayload
+    | PatientPayload
+    | AccountMovePayload,
     Field(discriminator="kind"),
 ]
 
@@ -145,7 +173,7 @@ class EventEnvelope(CanonicalModel):
     encounter_id: str = Field(
         min_length=1,
         description="Partition key of events.canonical: the encounter id, or 'patient:' authority ':' MRN "
-        "for patient-level events (merges)",
+        "for patient-level events (merges, person updates, account and visit moves)",
     )
     source_system: SourceSystem
     source_sender: str = Field(description="MSH-3.1 '^' MSH-4.1")

@@ -82,12 +82,26 @@ class AdministrationStatus(StrEnum):
 
 
 class ActionCode(StrEnum):
-    """RXA-21 / DG1-21 style action codes (HL7 table 0206)."""
+    """Action codes of RXA-21, DG1-21 and PR1-20 (HL7 table 0206)."""
 
     ADD = "A"
     DELETE = "D"
     UPDATE = "U"
     NO_CHANGE = "X"
+
+
+class CodingMode(StrEnum):
+    """How a CodingUpdate applies to an encounter's stored coding."""
+
+    REPLACE = "replace"  # the full coding as of the message (BAR^P01/P05/P06): what it leaves out goes
+    MERGE = "merge"  # item by item (BAR^P12, DFT): add or update what it lists, delete its D items
+
+
+class MoveScope(StrEnum):
+    """What an ADT^A44/A45 moves to another patient."""
+
+    ACCOUNT = "account"  # ADT^A44: every visit of the prior patient's account (MRG-3)
+    VISIT = "visit"  # ADT^A45: one visit (MRG-5)
 
 
 def stock_value_cents(quantity_milli: int, unit_cost_cents: int) -> int:
@@ -181,6 +195,12 @@ class Diagnosis(CanonicalModel):
     diagnosis_type: str = Field("", description="DG1-6 type: A admitting, W working, F final")
     priority: int | None = Field(None, description="DG1-15 priority (1 = principal)")
     diagnosed_at: AwareDatetime | None = Field(None, description="DG1-5 diagnosis date/time")
+    identifier: str = Field(
+        "", description="DG1-20.1 diagnosis identifier: names the item an action code acts on"
+    )
+    action: ActionCode | None = Field(
+        None, description="DG1-21 action code (A add, D delete, U update, X no change); None when empty"
+    )
 
 
 class Procedure(CanonicalModel):
@@ -193,6 +213,12 @@ class Procedure(CanonicalModel):
     performed_at: AwareDatetime | None = Field(None, description="PR1-5 procedure date/time")
     priority: int | None = Field(None, description="PR1-14 priority (1 = principal)")
     surgeon_id: str = Field("", description="PR1-11.1 surgeon id (provider, not patient data)")
+    identifier: str = Field(
+        "", description="PR1-19.1 procedure identifier: names the item an action code acts on"
+    )
+    action: ActionCode | None = Field(
+        None, description="PR1-20 action code (A add, D delete, U update, X no change); None when empty"
+    )
 
 
 class Drg(CanonicalModel):
@@ -205,15 +231,20 @@ class Drg(CanonicalModel):
 
 
 class CodingUpdate(CanonicalModel):
-    """The coding of an encounter as of one message: its full diagnosis and procedure lists and DRG.
+    """The coding of an encounter as of one message: diagnoses, procedures and DRG.
 
-    A later update replaces an earlier one (BAR^P05 sends the current coding, not a delta).
+    In ``replace`` mode it is the full coding (BAR^P01/P05/P06 send the current coding, not a delta) and
+    replaces the stored one; in ``merge`` mode (BAR^P12, DFT) it adds, updates or deletes (action D) only
+    the items it lists. docs/mappings/bar.md says how billing applies each, in any order.
     """
 
-    encounter_id: str
-    diagnoses: tuple[Diagnosis, ...] = ()
-    procedures: tuple[Procedure, ...] = ()
-    drg: Drg | None = None
+    encounter_id: str = Field(description="PV1-19 encounter id of the visit coded")
+    diagnoses: tuple[Diagnosis, ...] = Field((), description="DG1 segments, in message order")
+    procedures: tuple[Procedure, ...] = Field((), description="PR1 segments, in message order")
+    drg: Drg | None = Field(None, description="The first DRG segment; None when there is none")
+    mode: CodingMode = Field(
+        CodingMode.REPLACE, description="replace (BAR^P01/P05/P06) or merge item by item (BAR^P12, DFT)"
+    )
 
 
 class MedicationOrder(CanonicalModel):
@@ -299,6 +330,22 @@ class PatientMerge(CanonicalModel):
     prior_assigning_authority: str = Field("", description="MRG-1.4 authority of the prior identifier")
     prior_account_number: str = PhiField(default="", description="MRG-3.1 prior patient account number")
     prior_visit_number: str = Field("", description="MRG-5.1 prior visit number")
+
+
+class AccountMove(CanonicalModel):
+    """ADT^A44/A45: an account (MRG-3) or a visit (MRG-5) of the prior patient (MRG-1) moves to the PID's."""
+
+    scope: MoveScope = Field(description="account (ADT^A44) or visit (ADT^A45)")
+    target: Patient = Field(description="PID: the patient the account or visit moves to")
+    prior_mrn: str = PhiField(description="MRG-1.1 prior patient identifier")
+    prior_assigning_authority: str = Field("", description="MRG-1.4 authority of the prior identifier")
+    prior_account_number: str = PhiField(default="", description="MRG-3.1 prior patient account number")
+    prior_visit_number: str = Field("", description="MRG-5.1 prior visit number, else PV1-19.1 (ADT^A45)")
+    encounter_id: str = Field(
+        "",
+        description="ADT^A45: the visit moved, as an encounter id: MRG-5.4, else PV1-19.4, else MSH-4.1, "
+        "else PV1-3.4, ':' the prior visit number; empty for ADT^A44",
+    )
 
 
 class JournalLine(CanonicalModel):

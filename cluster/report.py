@@ -91,7 +91,7 @@ class StackReport:
         )
 
     def coding_rows(self) -> list[tuple[str, int]]:
-        """Return billing's coding, merge, reversal and supply totals as (label, value) rows."""
+        """Return billing's coding, merge, person update, move, reversal and supply totals as rows."""
         return [
             ("coded accounts", _int(self.billing, "codedAccountCount")),
             ("diagnoses", _int(self.billing, "diagnosisCount")),
@@ -99,6 +99,9 @@ class StackReport:
             ("accounts with a DRG", _int(self.billing, "drgCount")),
             ("patient merges", _int(self.billing, "mergeCount")),
             ("accounts moved by merges", _int(self.billing, "mergedAccountCount")),
+            ("person updates", _int(self.billing, "patientUpdateCount")),
+            ("account and visit moves", _int(self.billing, "accountMoveCount")),
+            ("accounts moved by them", _int(self.billing, "movedAccountCount")),
             ("reversals and credits", _int(self.billing, "reversalCount")),
             ("supply charges", _int(self.billing, "supplyChargeCount")),
         ]
@@ -185,6 +188,9 @@ def derived(report: StackReport) -> dict[str, int]:
         "procedures": _int(report.billing, "procedureCount"),
         "merges": _int(report.billing, "mergeCount"),
         "accounts_merged": _int(report.billing, "mergedAccountCount"),
+        "person_updates": _int(report.billing, "patientUpdateCount"),
+        "account_moves": _int(report.billing, "accountMoveCount"),
+        "accounts_moved": _int(report.billing, "movedAccountCount"),
         "inventory_movements": _int(report.inventory, "movementCount"),
         "inventory_issued_milli": _int(report.inventory, "issuedMilli"),
         "inventory_returned_milli": _int(report.inventory, "returnedMilli"),

@@ -46,6 +46,8 @@ class Account(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     STATE_VERSION_FIELD_NUMBER: _builtins.int
     ASSIGNING_AUTHORITY_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    PATIENT_AS_OF_FIELD_NUMBER: _builtins.int
     encounter_id: _builtins.str
     """also the account id"""
     facility: _builtins.str
@@ -68,10 +70,18 @@ class Account(_message.Message):
     """
     assigning_authority: _builtins.str
     """PID-3.4: the authority that issued the mrn"""
+    account_number: _builtins.str
+    """PID-18.1: the patient account number an ADT^A44 moves by"""
     @_builtins.property
     def admitted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def discharged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def patient_as_of(self) -> _timestamp_pb2.Timestamp:
+        """When the demographics above were true (the event time of the encounter's snapshot): a person update
+        (UpdatePatient) with a later time wins over them. Unset: unknown, and a stored person update wins.
+        """
+
     def __init__(
         self,
         *,
@@ -91,10 +101,12 @@ class Account(_message.Message):
         correlation_id: _builtins.str = ...,
         state_version: _builtins.int = ...,
         assigning_authority: _builtins.str = ...,
+        account_number: _builtins.str = ...,
+        patient_as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "discharged_at", b"discharged_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "discharged_at", b"discharged_at", "patient_as_of", b"patient_as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "assigning_authority", b"assigning_authority", "attending_provider_id", b"attending_provider_id", "birth_date", b"birth_date", "correlation_id", b"correlation_id", "department", b"department", "discharged_at", b"discharged_at", "encounter_id", b"encounter_id", "facility", b"facility", "family_name", b"family_name", "given_name", b"given_name", "mrn", b"mrn", "patient_class", b"patient_class", "source_event_id", b"source_event_id", "state_version", b"state_version", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_number", b"account_number", "admitted_at", b"admitted_at", "assigning_authority", b"assigning_authority", "attending_provider_id", b"attending_provider_id", "birth_date", b"birth_date", "correlation_id", b"correlation_id", "department", b"department", "discharged_at", b"discharged_at", "encounter_id", b"encounter_id", "facility", b"facility", "family_name", b"family_name", "given_name", b"given_name", "mrn", b"mrn", "patient_as_of", b"patient_as_of", "patient_class", b"patient_class", "source_event_id", b"source_event_id", "state_version", b"state_version", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -364,7 +376,7 @@ Global___PostChargesResponse: _TypeAlias = PostChargesResponse  # noqa: Y015
 
 @_typing.final
 class Diagnosis(_message.Message):
-    """One DG1 segment."""
+    """One DG1 segment. An item is named by its identifier, else by its code."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -375,6 +387,8 @@ class Diagnosis(_message.Message):
     DIAGNOSIS_TYPE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     DIAGNOSED_AT_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """DG1-1"""
     code: _builtins.str
@@ -385,6 +399,10 @@ class Diagnosis(_message.Message):
     """DG1-6: A admitting, W working, F final"""
     priority: _builtins.int
     """DG1-15: 1 is the principal diagnosis"""
+    identifier: _builtins.str
+    """DG1-20.1"""
+    action: _builtins.str
+    """DG1-21: A add, D delete, U update, X no change; empty when not sent"""
     @_builtins.property
     def diagnosed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -397,10 +415,12 @@ class Diagnosis(_message.Message):
         diagnosis_type: _builtins.str = ...,
         priority: _builtins.int | None = ...,
         diagnosed_at: _timestamp_pb2.Timestamp | None = ...,
+        identifier: _builtins.str = ...,
+        action: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "diagnosed_at", b"diagnosed_at", "priority", b"priority"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "code", b"code", "code_system", b"code_system", "description", b"description", "diagnosed_at", b"diagnosed_at", "diagnosis_type", b"diagnosis_type", "priority", b"priority", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "action", b"action", "code", b"code", "code_system", b"code_system", "description", b"description", "diagnosed_at", b"diagnosed_at", "diagnosis_type", b"diagnosis_type", "identifier", b"identifier", "priority", b"priority", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
@@ -410,7 +430,7 @@ Global___Diagnosis: _TypeAlias = Diagnosis  # noqa: Y015
 
 @_typing.final
 class Procedure(_message.Message):
-    """One PR1 segment."""
+    """One PR1 segment. An item is named by its identifier, else by its code."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -421,6 +441,8 @@ class Procedure(_message.Message):
     PERFORMED_AT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     SURGEON_ID_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """PR1-1"""
     code: _builtins.str
@@ -431,6 +453,10 @@ class Procedure(_message.Message):
     """PR1-14"""
     surgeon_id: _builtins.str
     """PR1-11.1"""
+    identifier: _builtins.str
+    """PR1-19.1"""
+    action: _builtins.str
+    """PR1-20: A add, D delete, U update, X no change; empty when not sent"""
     @_builtins.property
     def performed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -443,10 +469,12 @@ class Procedure(_message.Message):
         performed_at: _timestamp_pb2.Timestamp | None = ...,
         priority: _builtins.int | None = ...,
         surgeon_id: _builtins.str = ...,
+        identifier: _builtins.str = ...,
+        action: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "performed_at", b"performed_at", "priority", b"priority"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "code", b"code", "code_system", b"code_system", "description", b"description", "performed_at", b"performed_at", "priority", b"priority", "sequence", b"sequence", "surgeon_id", b"surgeon_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "action", b"action", "code", b"code", "code_system", b"code_system", "description", b"description", "identifier", b"identifier", "performed_at", b"performed_at", "priority", b"priority", "sequence", b"sequence", "surgeon_id", b"surgeon_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
@@ -489,9 +517,30 @@ Global___Drg: _TypeAlias = Drg  # noqa: Y015
 
 @_typing.final
 class UpdateCodingRequest(_message.Message):
-    """The full coding of one encounter as of coded_at: it replaces the stored one, it is not a delta."""
+    """The coding of one encounter as of coded_at. REPLACE: the full coding, which replaces the stored one
+    (an item with action D is not stored). MERGE: changes item by item (A, U or empty adds or updates,
+    D deletes, X changes nothing); what it does not list stays. Each item keeps the time it was last
+    written, so the latest word on every item wins whatever order the requests arrive in.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[UpdateCodingRequest._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        REPLACE: UpdateCodingRequest._Mode.ValueType  # 0
+        """BAR^P01/P05/P06 (the default, as before modes existed)"""
+        MERGE: UpdateCodingRequest._Mode.ValueType  # 1
+        """BAR^P12, DFT^P03/P11"""
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper): ...
+    REPLACE: UpdateCodingRequest.Mode.ValueType  # 0
+    """BAR^P01/P05/P06 (the default, as before modes existed)"""
+    MERGE: UpdateCodingRequest.Mode.ValueType  # 1
+    """BAR^P12, DFT^P03/P11"""
 
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
@@ -501,14 +550,16 @@ class UpdateCodingRequest(_message.Message):
     DRG_FIELD_NUMBER: _builtins.int
     SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     encounter_id: _builtins.str
     """the account id; the account need not exist yet"""
     source_event_id: _builtins.str
     correlation_id: _builtins.str
+    mode: Global___UpdateCodingRequest.Mode.ValueType
     @_builtins.property
     def coded_at(self) -> _timestamp_pb2.Timestamp:
-        """a coding older than the stored one is STALE"""
+        """A coding older than the stored full coding (the latest REPLACE applied) is STALE."""
 
     @_builtins.property
     def diagnoses(self) -> _containers.RepeatedCompositeFieldContainer[Global___Diagnosis]: ...
@@ -516,7 +567,7 @@ class UpdateCodingRequest(_message.Message):
     def procedures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Procedure]: ...
     @_builtins.property
     def drg(self) -> Global___Drg:
-        """unset: the encounter has no DRG (any stored one is removed)"""
+        """REPLACE: unset means no DRG (a stored one is removed); MERGE: unset leaves it"""
 
     def __init__(
         self,
@@ -529,10 +580,11 @@ class UpdateCodingRequest(_message.Message):
         drg: Global___Drg | None = ...,
         source_event_id: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
+        mode: Global___UpdateCodingRequest.Mode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coded_at", b"coded_at", "drg", b"drg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coded_at", b"coded_at", "correlation_id", b"correlation_id", "diagnoses", b"diagnoses", "drg", b"drg", "encounter_id", b"encounter_id", "idempotency_key", b"idempotency_key", "procedures", b"procedures", "source_event_id", b"source_event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coded_at", b"coded_at", "correlation_id", b"correlation_id", "diagnoses", b"diagnoses", "drg", b"drg", "encounter_id", b"encounter_id", "idempotency_key", b"idempotency_key", "mode", b"mode", "procedures", b"procedures", "source_event_id", b"source_event_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -710,6 +762,214 @@ class MergePatientResponse(_message.Message):
 Global___MergePatientResponse: _TypeAlias = MergePatientResponse  # noqa: Y015
 
 @_typing.final
+class UpdatePatientRequest(_message.Message):
+    """A person's demographics as of updated_at (ADT^A28, A31). PHI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    source_event_id: _builtins.str
+    correlation_id: _builtins.str
+    @_builtins.property
+    def patient(self) -> Global___Patient:
+        """The accounts whose mrn (and assigning_authority, when given; empty matches the mrn under any
+        authority) are this patient's get its names and birth date.
+        """
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """older than the stored update for this patient: STALE"""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        patient: Global___Patient | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        source_event_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "idempotency_key", b"idempotency_key", "patient", b"patient", "source_event_id", b"source_event_id", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePatientRequest: _TypeAlias = UpdatePatientRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePatientResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[UpdatePatientResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: UpdatePatientResponse._Status.ValueType  # 0
+        UPDATED: UpdatePatientResponse._Status.ValueType  # 1
+        """recorded; accounts upserted later with older demographics get these"""
+        STALE: UpdatePatientResponse._Status.ValueType  # 2
+        """a later update of this patient is stored; nothing changed"""
+        DUPLICATE: UpdatePatientResponse._Status.ValueType  # 3
+        """the idempotency key was seen before; accounts_updated is the original count"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: UpdatePatientResponse.Status.ValueType  # 0
+    UPDATED: UpdatePatientResponse.Status.ValueType  # 1
+    """recorded; accounts upserted later with older demographics get these"""
+    STALE: UpdatePatientResponse.Status.ValueType  # 2
+    """a later update of this patient is stored; nothing changed"""
+    DUPLICATE: UpdatePatientResponse.Status.ValueType  # 3
+    """the idempotency key was seen before; accounts_updated is the original count"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_UPDATED_FIELD_NUMBER: _builtins.int
+    status: Global___UpdatePatientResponse.Status.ValueType
+    accounts_updated: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: Global___UpdatePatientResponse.Status.ValueType = ...,
+        accounts_updated: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_updated", b"accounts_updated", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePatientResponse: _TypeAlias = UpdatePatientResponse  # noqa: Y015
+
+@_typing.final
+class MoveAccountRequest(_message.Message):
+    """An account or a visit moving from the prior patient (MRG-1) to the target patient (PID). PHI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Scope:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MoveAccountRequest._Scope.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        SCOPE_UNSPECIFIED: MoveAccountRequest._Scope.ValueType  # 0
+        ACCOUNT: MoveAccountRequest._Scope.ValueType  # 1
+        """ADT^A44: the prior patient's accounts with prior_account_number"""
+        VISIT: MoveAccountRequest._Scope.ValueType  # 2
+        """ADT^A45: the account of encounter_id"""
+
+    class Scope(_Scope, metaclass=_ScopeEnumTypeWrapper): ...
+    SCOPE_UNSPECIFIED: MoveAccountRequest.Scope.ValueType  # 0
+    ACCOUNT: MoveAccountRequest.Scope.ValueType  # 1
+    """ADT^A44: the prior patient's accounts with prior_account_number"""
+    VISIT: MoveAccountRequest.Scope.ValueType  # 2
+    """ADT^A45: the account of encounter_id"""
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    PRIOR_MRN_FIELD_NUMBER: _builtins.int
+    PRIOR_ASSIGNING_AUTHORITY_FIELD_NUMBER: _builtins.int
+    PRIOR_ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    PRIOR_VISIT_NUMBER_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    MOVED_AT_FIELD_NUMBER: _builtins.int
+    SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    scope: Global___MoveAccountRequest.Scope.ValueType
+    prior_mrn: _builtins.str
+    """MRG-1.1"""
+    prior_assigning_authority: _builtins.str
+    """MRG-1.4; empty matches the mrn under any authority"""
+    prior_account_number: _builtins.str
+    """MRG-3.1: what ACCOUNT moves"""
+    prior_visit_number: _builtins.str
+    """MRG-5.1, recorded only"""
+    encounter_id: _builtins.str
+    """the account id VISIT moves"""
+    source_event_id: _builtins.str
+    correlation_id: _builtins.str
+    @_builtins.property
+    def target(self) -> Global___Patient:
+        """PID: the identifier and demographics the account moves to"""
+
+    @_builtins.property
+    def moved_at(self) -> _timestamp_pb2.Timestamp:
+        """of two moves of one account, the later wins"""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        scope: Global___MoveAccountRequest.Scope.ValueType = ...,
+        prior_mrn: _builtins.str = ...,
+        prior_assigning_authority: _builtins.str = ...,
+        prior_account_number: _builtins.str = ...,
+        prior_visit_number: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        target: Global___Patient | None = ...,
+        moved_at: _timestamp_pb2.Timestamp | None = ...,
+        source_event_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["moved_at", b"moved_at", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "encounter_id", b"encounter_id", "idempotency_key", b"idempotency_key", "moved_at", b"moved_at", "prior_account_number", b"prior_account_number", "prior_assigning_authority", b"prior_assigning_authority", "prior_mrn", b"prior_mrn", "prior_visit_number", b"prior_visit_number", "scope", b"scope", "source_event_id", b"source_event_id", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveAccountRequest: _TypeAlias = MoveAccountRequest  # noqa: Y015
+
+@_typing.final
+class MoveAccountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MoveAccountResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: MoveAccountResponse._Status.ValueType  # 0
+        MOVED: MoveAccountResponse._Status.ValueType  # 1
+        """recorded; an account upserted later under the prior patient moves too"""
+        DUPLICATE: MoveAccountResponse._Status.ValueType  # 2
+        """the idempotency key was seen before; accounts_moved is the original count"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: MoveAccountResponse.Status.ValueType  # 0
+    MOVED: MoveAccountResponse.Status.ValueType  # 1
+    """recorded; an account upserted later under the prior patient moves too"""
+    DUPLICATE: MoveAccountResponse.Status.ValueType  # 2
+    """the idempotency key was seen before; accounts_moved is the original count"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_MOVED_FIELD_NUMBER: _builtins.int
+    status: Global___MoveAccountResponse.Status.ValueType
+    accounts_moved: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: Global___MoveAccountResponse.Status.ValueType = ...,
+        accounts_moved: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_moved", b"accounts_moved", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveAccountResponse: _TypeAlias = MoveAccountResponse  # noqa: Y015
+
+@_typing.final
 class GetTotalsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -789,6 +1049,9 @@ class BillingTotals(_message.Message):
     REVERSAL_COUNT_FIELD_NUMBER: _builtins.int
     SUPPLY_CHARGE_COUNT_FIELD_NUMBER: _builtins.int
     SUPPLY_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    PATIENT_UPDATE_COUNT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_MOVE_COUNT_FIELD_NUMBER: _builtins.int
+    MOVED_ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
     account_count: _builtins.int
     charge_count: _builtins.int
     amount_cents: _builtins.int
@@ -808,6 +1071,12 @@ class BillingTotals(_message.Message):
     """charges with a negative amount: CD credits and CG reversals"""
     supply_charge_count: _builtins.int
     supply_amount_cents: _builtins.int
+    patient_update_count: _builtins.int
+    """person updates recorded (ADT^A28, A31)"""
+    account_move_count: _builtins.int
+    """account and visit moves recorded (ADT^A44, A45)"""
+    moved_account_count: _builtins.int
+    """accounts moved by them (when the move arrived, or later)"""
     @_builtins.property
     def by_facility(self) -> _containers.RepeatedCompositeFieldContainer[Global___FacilityTotal]: ...
     @_builtins.property
@@ -829,10 +1098,13 @@ class BillingTotals(_message.Message):
         reversal_count: _builtins.int = ...,
         supply_charge_count: _builtins.int = ...,
         supply_amount_cents: _builtins.int = ...,
+        patient_update_count: _builtins.int = ...,
+        account_move_count: _builtins.int = ...,
+        moved_account_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count", "coded_account_count", b"coded_account_count", "diagnosis_count", b"diagnosis_count", "drg_count", b"drg_count", "merge_count", b"merge_count", "merged_account_count", b"merged_account_count", "procedure_count", b"procedure_count", "reversal_count", b"reversal_count", "supply_amount_cents", b"supply_amount_cents", "supply_charge_count", b"supply_charge_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "account_move_count", b"account_move_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count", "coded_account_count", b"coded_account_count", "diagnosis_count", b"diagnosis_count", "drg_count", b"drg_count", "merge_count", b"merge_count", "merged_account_count", b"merged_account_count", "moved_account_count", b"moved_account_count", "patient_update_count", b"patient_update_count", "procedure_count", b"procedure_count", "reversal_count", b"reversal_count", "supply_amount_cents", b"supply_amount_cents", "supply_charge_count", b"supply_charge_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,6 +54,16 @@ class BillingAdapterStub:
                 request_serializer=proto_dot_billing__pb2.MergePatientRequest.SerializeToString,
                 response_deserializer=proto_dot_billing__pb2.MergePatientResponse.FromString,
                 _registered_method=True)
+        self.UpdatePatient = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/UpdatePatient',
+                request_serializer=proto_dot_billing__pb2.UpdatePatientRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.UpdatePatientResponse.FromString,
+                _registered_method=True)
+        self.MoveAccount = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/MoveAccount',
+                request_serializer=proto_dot_billing__pb2.MoveAccountRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.MoveAccountResponse.FromString,
+                _registered_method=True)
         self.GetTotals = channel.unary_unary(
                 '/hcsync.billing.v1.BillingAdapter/GetTotals',
                 request_serializer=proto_dot_billing__pb2.GetTotalsRequest.SerializeToString,
@@ -92,6 +102,20 @@ class BillingAdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdatePatient(self, request, context):
+        """Put a person's current demographics on every account of the patient (ADT^A28, A31).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveAccount(self, request, context):
+        """Move one account (every visit of an account number) or one visit to another patient (ADT^A44, A45).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTotals(self, request, context):
         """Return reconciliation totals over everything posted so far.
         """
@@ -121,6 +145,16 @@ def add_BillingAdapterServicer_to_server(servicer, server):
                     servicer.MergePatient,
                     request_deserializer=proto_dot_billing__pb2.MergePatientRequest.FromString,
                     response_serializer=proto_dot_billing__pb2.MergePatientResponse.SerializeToString,
+            ),
+            'UpdatePatient': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePatient,
+                    request_deserializer=proto_dot_billing__pb2.UpdatePatientRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.UpdatePatientResponse.SerializeToString,
+            ),
+            'MoveAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveAccount,
+                    request_deserializer=proto_dot_billing__pb2.MoveAccountRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.MoveAccountResponse.SerializeToString,
             ),
             'GetTotals': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTotals,
@@ -236,6 +270,60 @@ class BillingAdapter:
             '/hcsync.billing.v1.BillingAdapter/MergePatient',
             proto_dot_billing__pb2.MergePatientRequest.SerializeToString,
             proto_dot_billing__pb2.MergePatientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePatient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/UpdatePatient',
+            proto_dot_billing__pb2.UpdatePatientRequest.SerializeToString,
+            proto_dot_billing__pb2.UpdatePatientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/MoveAccount',
+            proto_dot_billing__pb2.MoveAccountRequest.SerializeToString,
+            proto_dot_billing__pb2.MoveAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class BillingAdapterStub:
     """Replace the coding (diagnoses, procedures, DRG) of one encounter, unless a later coding is stored."""
     MergePatient: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MergePatientRequest, _billing_pb2.MergePatientResponse]
     """Move every account of a prior patient identifier to the surviving patient (ADT^A40)."""
+    UpdatePatient: _grpc.UnaryUnaryMultiCallable[_billing_pb2.UpdatePatientRequest, _billing_pb2.UpdatePatientResponse]
+    """Put a person's current demographics on every account of the patient (ADT^A28, A31)."""
+    MoveAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveAccountRequest, _billing_pb2.MoveAccountResponse]
+    """Move one account (every visit of an account number) or one visit to another patient (ADT^A44, A45)."""
     GetTotals: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]
     """Return reconciliation totals over everything posted so far."""
 
@@ -57,6 +61,10 @@ class BillingAdapterAsyncStub(BillingAdapterStub):
     """Replace the coding (diagnoses, procedures, DRG) of one encounter, unless a later coding is stored."""
     MergePatient: _aio.UnaryUnaryMultiCallable[_billing_pb2.MergePatientRequest, _billing_pb2.MergePatientResponse]  # type: ignore[assignment]
     """Move every account of a prior patient identifier to the surviving patient (ADT^A40)."""
+    UpdatePatient: _aio.UnaryUnaryMultiCallable[_billing_pb2.UpdatePatientRequest, _billing_pb2.UpdatePatientResponse]  # type: ignore[assignment]
+    """Put a person's current demographics on every account of the patient (ADT^A28, A31)."""
+    MoveAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveAccountRequest, _billing_pb2.MoveAccountResponse]  # type: ignore[assignment]
+    """Move one account (every visit of an account number) or one visit to another patient (ADT^A44, A45)."""
     GetTotals: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]  # type: ignore[assignment]
     """Return reconciliation totals over everything posted so far."""
 
@@ -92,6 +100,22 @@ class BillingAdapterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.MergePatientResponse, _abc.Awaitable[_billing_pb2.MergePatientResponse]]:
         """Move every account of a prior patient identifier to the surviving patient (ADT^A40)."""
+
+    @_abc_1.abstractmethod
+    def UpdatePatient(
+        self,
+        request: _billing_pb2.UpdatePatientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.UpdatePatientResponse, _abc.Awaitable[_billing_pb2.UpdatePatientResponse]]:
+        """Put a person's current demographics on every account of the patient (ADT^A28, A31)."""
+
+    @_abc_1.abstractmethod
+    def MoveAccount(
+        self,
+        request: _billing_pb2.MoveAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.MoveAccountResponse, _abc.Awaitable[_billing_pb2.MoveAccountResponse]]:
+        """Move one account (every visit of an account number) or one visit to another patient (ADT^A44, A45)."""
 
     @_abc_1.abstractmethod
     def GetTotals(

@@ -30,12 +30,12 @@ from pydantic import ValidationError
 from actors.pool import TransformPool
 from actors.transform import Outcome, StrictPolicy, TransformBatch, TransformResult
 from adapters.inbound.outcomes import MessageOutcome, OutcomeBatch, message_id_of
-from canonical.envelope import EventEnvelope, MergePayload
+from canonical.envelope import AccountMovePayload, EventEnvelope, MergePayload, PatientPayload
 from canonical.quarantine import failure_record, poison_record, unenriched_record
 from foundation.settings import Settings
 from foundation.topics import TopicNames
 from streams.dispatch import BillingDispatcher, ErpDispatcher
-from streams.encounter_state import EncounterState, apply_event, merge_command
+from streams.encounter_state import EncounterState, apply_event, patient_command
 from streams.pipeline import OrderedPipeline
 from streams.posting import PostingRules
 from streams.quarantine_agent import register_quarantine_agent
@@ -205,10 +205,11 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             await runtime.stats.add({"quarantined": 1})
             return
         key = env.encounter_id.encode()
-        if isinstance(env.payload, MergePayload):
-            # A merge moves billing accounts between patient identifiers; it keeps no encounter state, and
-            # billing is idempotent on the command id, so a redelivery is harmless.
-            await (await billing.send(key=key, value=merge_command(env).model_dump_json().encode()))
+        if isinstance(env.payload, MergePayload | PatientPayload | AccountMovePayload):
+            # A merge, a person update or an account move changes billing accounts of a patient; it keeps
+            # no encounter state, and billing is idempotent on the command id and orders them by event
+            # time, so a redelivery or a late arrival is harmless.
+            await (await billing.send(key=key, value=patient_command(env).model_dump_json().encode()))
             return
         stored = table.get(env.encounter_id)
         state = (

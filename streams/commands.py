@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import AwareDatetime, Field, TypeAdapter
 
 from canonical.models import (
+    AccountMove,
     CanonicalModel,
     Charge,
     CodingUpdate,
@@ -33,6 +34,11 @@ class UpsertAccountCommand(CanonicalModel):
     status: EncounterStatus
     state_version: int = Field(
         0, ge=0, description="Events the encounter table had applied: billing keeps the highest version"
+    )
+    snapshot_at: AwareDatetime | None = Field(
+        None,
+        description="occurred_at of the encounter snapshot the patient comes from: billing keeps a later "
+        "person update or move over it (None: unknown, as written before 1.3)",
     )
     source_event_id: str
     correlation_id: str
@@ -69,7 +75,39 @@ class MergePatientCommand(CanonicalModel):
     correlation_id: str
 
 
-BillingCommandT = UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand | MergePatientCommand
+class UpdatePatientCommand(CanonicalModel):
+    """Put a person's demographics on every billing account of the patient (ADT^A28, A31)."""
+
+    kind: Literal["update_patient"] = "update_patient"
+    command_id: str
+    patient: Patient
+    updated_at: AwareDatetime = Field(description="occurred_at of the update: billing keeps the latest")
+    source_event_id: str
+    correlation_id: str
+
+
+class MoveAccountCommand(CanonicalModel):
+    """Move an account or a visit of the prior patient to another patient (ADT^A44, A45)."""
+
+    kind: Literal["move_account"] = "move_account"
+    command_id: str
+    move: AccountMove
+    moved_at: AwareDatetime = Field(
+        description="occurred_at of the move: of two moves, billing keeps the later"
+    )
+    source_event_id: str
+    correlation_id: str
+
+
+PatientCommandT = MergePatientCommand | UpdatePatientCommand | MoveAccountCommand
+BillingCommandT = (
+    UpsertAccountCommand
+    | PostChargeCommand
+    | UpdateCodingCommand
+    | MergePatientCommand
+    | UpdatePatientCommand
+    | MoveAccountCommand
+)
 BillingCommand = Annotated[BillingCommandT, Field(discriminator="kind")]
 billing_command_adapter: TypeAdapter[BillingCommandT] = TypeAdapter(BillingCommand)
 

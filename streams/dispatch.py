@@ -1,9 +1,10 @@
 """Dispatchers: turn command batches into idempotent gRPC calls on the billing and ERP adapters.
 
-Billing: account upserts, coding updates and patient merges go one call each, in command order (so an
-encounter's upserts and codings reach billing in the order the encounter agent emitted them), then the
-batch's charges in one PostCharges call. ERP: the batch's journal commands in one journal batch, its
-inventory commands in one inventory batch. Every call carries a deterministic idempotency key.
+Billing: account upserts, coding updates, patient merges, person updates and account moves go one call
+each, in command order (so an encounter's upserts and codings reach billing in the order the encounter
+agent emitted them), then the batch's charges in one PostCharges call. ERP: the batch's journal commands
+in one journal batch, its inventory commands in one inventory batch. Every call carries a deterministic
+idempotency key.
 
 Redis caches the idempotency keys of commands already dispatched so a replayed batch costs no call;
 the adapters' databases still decide (a key evicted from Redis is caught by the unique constraints).
@@ -35,8 +36,10 @@ from streams.commands import (
     InventoryCommand,
     JournalCommand,
     MergePatientCommand,
+    MoveAccountCommand,
     PostChargeCommand,
     UpdateCodingCommand,
+    UpdatePatientCommand,
     UpsertAccountCommand,
     billing_command_adapter,
     erp_command_adapter,
@@ -53,6 +56,8 @@ C = TypeVar("C", BillingCommandT, ErpCommandT)
 UpsertStatus = billing_pb2.UpsertAccountResponse.Status
 CodingStatus = billing_pb2.UpdateCodingResponse.Status
 MergeStatus = billing_pb2.MergePatientResponse.Status
+PatientStatus = billing_pb2.UpdatePatientResponse.Status
+MoveStatus = billing_pb2.MoveAccountResponse.Status
 ChargeStatus = billing_pb2.ChargeResult.Status
 # Counter of each answer the billing adapter can give, by command kind.
 _UPSERT_COUNTERS = {
@@ -186,7 +191,7 @@ class _Dispatcher(ABC, Generic[C]):
 
 
 class BillingDispatcher(_Dispatcher[BillingCommandT]):
-    """Dispatch billing commands: upserts, codings and merges in command order, then the charges."""
+    """Dispatch billing commands: upserts, codings and patient commands in command order, then charges."""
 
     stage = "billing"
 
@@ -204,7 +209,9 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
             return command.charge.encounter_id
         if isinstance(command, UpdateCodingCommand):
             return command.coding.encounter_id
-        # A merge concerns a patient, not one encounter.
+        if isinstance(command, MoveAccountCommand) and command.move.encounter_id:
+            return command.move.encounter_id  # a visit move concerns that visit
+        # A merge, a person update or an account move concerns a patient, not one encounter.
         return None
 
     async def _send(self, items: Sequence[tuple[bytes, BillingCommandT]], report: DispatchReport) -> None:
@@ -220,6 +227,10 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                 await self._update_coding(command, report)
             elif isinstance(command, MergePatientCommand):
                 await self._merge(command, report)
+            elif isinstance(command, UpdatePatientCommand):
+                await self._update_patient(command, report)
+            elif isinstance(command, MoveAccountCommand):
+                await self._move(command, report)
             else:
                 continue
             done.append(command.command_id)
@@ -239,6 +250,7 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                     command.source_event_id,
                     command.correlation_id,
                     state_version=command.state_version,
+                    patient_as_of=command.snapshot_at,
                 ),
             )
         )
@@ -267,6 +279,40 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
         else:
             report.count("merges")
             report.count("accounts_merged", response.accounts_moved)
+
+    async def _update_patient(self, command: UpdatePatientCommand, report: DispatchReport) -> None:
+        response = await self._client.update_patient(
+            convert.patient_update_request_from(
+                command.patient,
+                command.updated_at,
+                command.command_id,
+                command.source_event_id,
+                command.correlation_id,
+            )
+        )
+        if response.status == PatientStatus.DUPLICATE:
+            report.count("patient_updates_duplicate")
+        elif response.status == PatientStatus.STALE:
+            report.count("patient_updates_stale")
+        else:
+            report.count("patient_updates")
+            report.count("accounts_updated_by_patient", response.accounts_updated)
+
+    async def _move(self, command: MoveAccountCommand, report: DispatchReport) -> None:
+        response = await self._client.move_account(
+            convert.move_request_from(
+                command.move,
+                command.moved_at,
+                command.command_id,
+                command.source_event_id,
+                command.correlation_id,
+            )
+        )
+        if response.status == MoveStatus.DUPLICATE:
+            report.count("account_moves_duplicate")
+        else:
+            report.count("account_moves")
+            report.count("accounts_moved", response.accounts_moved)
 
     async def _post_charges(
         self, items: Sequence[tuple[bytes, PostChargeCommand]], report: DispatchReport

@@ -5,9 +5,15 @@ partitions by sender and control id), so nothing here depends on processing orde
 
 - the status is derived from the latest time (EVN-2, else MSH-7) of each kind of status event seen, so
   an A13 (cancel discharge) processed before the A03 it cancels still ends in "admitted";
-- the encounter snapshot, the coding and each medication dose keep the version with the latest time;
+- pending events (A14-A16) and their cancels (A25-A27) are recorded with their latest time and visit as
+  sent, and never change the status, the snapshot or anything billing knows;
+- the encounter snapshot, the full coding and each medication dose keep the version with the latest
+  time; coding changes (BAR^P12, DFT) older than the full coding are stale;
 - a charge that arrives before the encounter is known is held until it is, then released;
 - an event id seen before has no effect.
+
+Patient-level events (merges, person updates, moves) keep no encounter state: patient_command turns each
+into its billing command.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pydantic import AwareDatetime, Field
 
 from canonical import ids
 from canonical.envelope import (
+    AccountMovePayload,
     ChargePayload,
     CodingPayload,
     EncounterPayload,
@@ -27,10 +34,12 @@ from canonical.envelope import (
     MedicationAdministrationPayload,
     MedicationOrderPayload,
     MergePayload,
+    PatientPayload,
 )
 from canonical.models import (
     CanonicalModel,
     Charge,
+    CodingMode,
     Encounter,
     EncounterStatus,
     InventoryMovement,
@@ -41,8 +50,11 @@ from streams.commands import (
     InventoryCommand,
     JournalCommand,
     MergePatientCommand,
+    MoveAccountCommand,
+    PatientCommandT,
     PostChargeCommand,
     UpdateCodingCommand,
+    UpdatePatientCommand,
     UpsertAccountCommand,
 )
 from streams.posting import PostingRules
@@ -65,6 +77,23 @@ ENCOUNTER_EVENTS = frozenset(
         E.ACCOUNT_ENDED,
     }
 )
+# Pending events and their cancels: recorded on the encounter, never a status of their own, nothing sent.
+PENDING_EVENTS = frozenset(
+    {
+        E.ADMIT_PENDING,
+        E.TRANSFER_PENDING,
+        E.DISCHARGE_PENDING,
+        E.PENDING_ADMIT_CANCELLED,
+        E.PENDING_TRANSFER_CANCELLED,
+        E.PENDING_DISCHARGE_CANCELLED,
+    }
+)
+# What is pending -> (the pending event, its cancel, the events that carry it out).
+_PENDING: dict[str, tuple[EventType, EventType, tuple[EventType, ...]]] = {
+    "admit": (E.ADMIT_PENDING, E.PENDING_ADMIT_CANCELLED, _ADMITS),
+    "transfer": (E.TRANSFER_PENDING, E.PENDING_TRANSFER_CANCELLED, (E.ENCOUNTER_TRANSFERRED,)),
+    "discharge": (E.DISCHARGE_PENDING, E.PENDING_DISCHARGE_CANCELLED, (E.ENCOUNTER_DISCHARGED,)),
+}
 
 
 def derive_status(times: dict[str, dt.datetime]) -> EncounterStatus | None:
@@ -112,6 +141,30 @@ class Dose(CanonicalModel):
     consumed_milli: int = Field(ge=0)
 
 
+class PendingVisit(CanonicalModel):
+    """A pending event as sent: its time and the visit it announces (the PV1 of an A14, A15 or A16)."""
+
+    as_of: AwareDatetime
+    encounter: Encounter
+
+
+def derive_pending(status_times: dict[str, dt.datetime], pending_times: dict[str, dt.datetime]) -> list[str]:
+    """Return what is pending (admit, transfer, discharge): announced, and neither cancelled nor done since.
+
+    An A14 is pending until an A27 or an admit (A01, A06) at or after it; an A15 until an A26 or an A02;
+    an A16 until an A25 or an A03. Like the status, it depends on the latest times alone, not on order.
+    """
+    pending = []
+    for action, (announced, cancelled, done) in _PENDING.items():
+        when = pending_times.get(announced.value)
+        if when is None:
+            continue
+        ended = [pending_times.get(cancelled.value), *(status_times.get(t.value) for t in done)]
+        if all(end is None or end < when for end in ended):
+            pending.append(action)
+    return pending
+
+
 class EncounterState(CanonicalModel):
     """What the encounter table holds for one encounter id."""
 
@@ -123,12 +176,26 @@ class EncounterState(CanonicalModel):
     encounter: Encounter | None = None
     patient: Patient | None = None
     snapshot_at: AwareDatetime | None = Field(None, description="occurred_at of the encounter snapshot")
-    coded_at: AwareDatetime | None = Field(None, description="occurred_at of the coding sent to billing")
+    coded_at: AwareDatetime | None = Field(
+        None, description="occurred_at of the full coding (BAR^P01/P05/P06) last sent to billing"
+    )
     processed_event_ids: tuple[str, ...] = ()
     held_charges: tuple[EventEnvelope, ...] = Field((), description="Charges waiting for registration")
     charges: tuple[ChargeRef, ...] = Field((), description="Charges and credits sent to billing, in order")
     orders: dict[str, str] = Field(default_factory=dict, description="Medication order id -> ORC-1")
     doses: dict[str, Dose] = Field(default_factory=dict, description="Administration id -> stock used")
+    pending_times: dict[str, AwareDatetime] = Field(
+        default_factory=dict,
+        description="Latest occurred_at of each pending event type seen (A14-A16, A25-A27)",
+    )
+    pending_visits: dict[str, PendingVisit] = Field(
+        default_factory=dict, description="Pending event type (A14-A16) -> its latest visit as sent"
+    )
+
+    @property
+    def pending(self) -> list[str]:
+        """What is pending now: admit, transfer and/or discharge (derive_pending)."""
+        return derive_pending(self.status_times, self.pending_times)
 
     @property
     def charges_posted(self) -> int:
@@ -273,6 +340,53 @@ def merge_command(env: EventEnvelope) -> MergePatientCommand:
     )
 
 
+def patient_command(env: EventEnvelope) -> PatientCommandT:
+    """Return the billing command of a patient-level event (merge, person update, move).
+
+    These events are keyed by the patient, keep no encounter state and are sent as they come: billing is
+    idempotent on the command id and orders them by their event time.
+    """
+    payload = env.payload
+    if isinstance(payload, MergePayload):
+        return merge_command(env)
+    if isinstance(payload, PatientPayload):
+        return UpdatePatientCommand(
+            command_id=ids.derived_id(env.event_id, "billing.patient"),
+            patient=payload.patient,
+            updated_at=env.occurred_at,
+            source_event_id=env.event_id,
+            correlation_id=env.correlation_id,
+        )
+    if isinstance(payload, AccountMovePayload):
+        return MoveAccountCommand(
+            command_id=ids.derived_id(env.event_id, "billing.move"),
+            move=payload.move,
+            moved_at=env.occurred_at,
+            source_event_id=env.event_id,
+            correlation_id=env.correlation_id,
+        )
+    raise ValueError(f"event {env.event_id}: {env.event_type.value} is not a patient-level event")
+
+
+def _apply_pending(state: EncounterState, env: EventEnvelope, processed: tuple[str, ...]) -> Transition:
+    """Record a pending event or its cancel: its time and visit; no status, no snapshot, nothing sent."""
+    assert isinstance(env.payload, EncounterPayload)
+    kind = env.event_type.value
+    times = dict(state.pending_times)
+    visits = dict(state.pending_visits)
+    newer = kind not in times or env.occurred_at >= times[kind]
+    if newer:
+        times[kind] = env.occurred_at
+        if env.event_type in (E.ADMIT_PENDING, E.TRANSFER_PENDING, E.DISCHARGE_PENDING):
+            visits[kind] = PendingVisit(as_of=env.occurred_at, encounter=env.payload.encounter)
+    return Transition(
+        state=state.model_copy(
+            update={"processed_event_ids": processed, "pending_times": times, "pending_visits": visits}
+        ),
+        stale=not newer,
+    )
+
+
 def _apply_charge(
     state: EncounterState, env: EventEnvelope, processed: tuple[str, ...], rules: PostingRules
 ) -> Transition:
@@ -297,6 +411,7 @@ def _apply_charge(
 def _apply_coding(state: EncounterState, env: EventEnvelope, processed: tuple[str, ...]) -> Transition:
     assert isinstance(env.payload, CodingPayload)
     if state.coded_at is not None and env.occurred_at < state.coded_at:
+        # Older than the full coding billing holds: billing would answer STALE, so nothing is sent.
         return Transition(state=state.model_copy(update={"processed_event_ids": processed}), stale=True)
     command = UpdateCodingCommand(
         command_id=ids.derived_id(env.event_id, "billing.coding"),
@@ -305,8 +420,13 @@ def _apply_coding(state: EncounterState, env: EventEnvelope, processed: tuple[st
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
     )
+    # Only a full coding moves the horizon: a change at a later time does not make an older full coding
+    # stale (billing applies it under the change, item by item).
+    full = env.payload.coding.mode is CodingMode.REPLACE
     return Transition(
-        state=state.model_copy(update={"processed_event_ids": processed, "coded_at": env.occurred_at}),
+        state=state.model_copy(
+            update={"processed_event_ids": processed, "coded_at": env.occurred_at if full else state.coded_at}
+        ),
         billing=[command],
     )
 
@@ -356,10 +476,14 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
     if isinstance(payload, MedicationOrderPayload):
         orders = {**state.orders, payload.order.order_id: payload.order.order_control}
         return Transition(state=state.model_copy(update={"processed_event_ids": processed, "orders": orders}))
-    if isinstance(payload, MergePayload):
-        raise ValueError(f"event {env.event_id}: a patient merge has no encounter state (use merge_command)")
+    if isinstance(payload, MergePayload | PatientPayload | AccountMovePayload):
+        raise ValueError(
+            f"event {env.event_id}: {env.event_type.value} has no encounter state (use patient_command)"
+        )
 
     assert isinstance(payload, EncounterPayload)
+    if env.event_type in PENDING_EVENTS:
+        return _apply_pending(state, env, processed)
     kind = env.event_type.value
     times = dict(state.status_times)
     if kind not in times or env.occurred_at > times[kind]:
@@ -385,6 +509,7 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         patient=patient,
         status=status,
         state_version=len(processed),
+        snapshot_at=snapshot_at,
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
     )
@@ -417,10 +542,14 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
 
 __all__ = [
     "ENCOUNTER_EVENTS",
+    "PENDING_EVENTS",
     "ChargeRef",
     "EncounterState",
+    "PendingVisit",
     "Transition",
     "apply_event",
+    "derive_pending",
     "derive_status",
     "merge_command",
+    "patient_command",
 ]

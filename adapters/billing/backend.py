@@ -1,9 +1,10 @@
 """The billing backend: the interface the BillingAdapter service calls, and its SQL reference implementation.
 
-Every write is idempotent and the database decides: an account upsert, a coding update and a patient
-merge are recorded under their idempotency key (primary key), a charge under its charge_id (primary
-key). A replay reads the original outcome back instead of writing again, and a lost race on any key
-reruns the transaction. The tables live in adapters.billing.schema, coding in .coding, merges in .merge.
+Every write is idempotent and the database decides: an account upsert, a coding update, a patient
+merge, a person update and an account move are recorded under their idempotency key (primary key), a
+charge under its charge_id (primary key). A replay reads the original outcome back instead of writing
+again, and a lost race on any key reruns the transaction. The tables live in adapters.billing.schema,
+coding in .coding, merges in .merge, person updates in .patients, account and visit moves in .moves.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from adapters import fingerprint, invalid_request, optional_datetime, request_date
-from adapters.billing.coding import apply_coding, validate_coding
+from adapters.billing.coding import apply_coding, as_utc, validate_coding
 from adapters.billing.merge import apply_merge, surviving_identity, validate_merge
+from adapters.billing.moves import apply_move, settle_moves, validate_move
+from adapters.billing.patients import apply_patient_update, settle_demographics, validate_patient_update
 from adapters.billing.schema import (
     AccountRow,
     AccountUpsertRow,
@@ -28,6 +31,8 @@ from adapters.billing.schema import (
     CodingRow,
     DiagnosisRow,
     MergeRow,
+    MoveRow,
+    PatientUpdateRow,
     ProcedureRow,
     create_schema,
     total,
@@ -54,6 +59,7 @@ _MERGED_TEXT_FIELDS = (
     "source_event_id",
     "correlation_id",
     "assigning_authority",
+    "account_number",
 )
 # Statuses before a discharge: an account moved back to one of them (a cancelled discharge) has no
 # discharge time unless the request gives one.
@@ -65,6 +71,8 @@ UpsertStatus = billing_pb2.UpsertAccountResponse.Status
 ChargeStatus = billing_pb2.ChargeResult.Status
 CodingStatus = billing_pb2.UpdateCodingResponse.Status
 MergeStatus = billing_pb2.MergePatientResponse.Status
+PatientStatus = billing_pb2.UpdatePatientResponse.Status
+MoveStatus = billing_pb2.MoveAccountResponse.Status
 
 
 class BillingBackend(Protocol):
@@ -84,6 +92,14 @@ class BillingBackend(Protocol):
 
     def merge_patient(self, request: billing_pb2.MergePatientRequest) -> billing_pb2.MergePatientResponse:
         """Move the prior identifier's accounts to the surviving patient; a replayed key is DUPLICATE."""
+        ...
+
+    def update_patient(self, request: billing_pb2.UpdatePatientRequest) -> billing_pb2.UpdatePatientResponse:
+        """Put a person's demographics on the patient's older accounts; STALE when a later one is stored."""
+        ...
+
+    def move_account(self, request: billing_pb2.MoveAccountRequest) -> billing_pb2.MoveAccountResponse:
+        """Move an account or a visit to another patient; a replayed key is DUPLICATE."""
         ...
 
     def totals(self) -> billing_pb2.BillingTotals:
@@ -199,17 +215,22 @@ class SqlBillingBackend:
             status = UpsertStatus.STALE
         else:
             account, merged_by = _under_surviving_identity(session, account)
+            as_of = optional_datetime(account, "patient_as_of")
             if row is None:
                 row = _account_row(account, key, now)
+                row.owner_at = row.demographics_at = as_of
                 session.add(row)
                 status = UpsertStatus.CREATED
             else:
-                _merge(row, account, key)
+                _merge(row, _newer_parts(row, account, as_of), key)
                 row.version += 1
                 row.updated_at = now
                 status = UpsertStatus.UPDATED
             if merged_by:
                 row.merged_by = merged_by
+            # A move or a person update recorded before this upsert, and newer than what it says, stands.
+            settle_moves(session, row, now)
+            settle_demographics(session, row, now)
         session.add(
             AccountUpsertRow(
                 idempotency_key=key,
@@ -310,9 +331,73 @@ class SqlBillingBackend:
         )
         return response
 
+    def update_patient(self, request: billing_pb2.UpdatePatientRequest) -> billing_pb2.UpdatePatientResponse:
+        """Put a person's demographics on the patient's older accounts; STALE when a later one is stored."""
+        validate_patient_update(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine, lambda session: apply_patient_update(session, request, digest, _now())
+        )
+        # The patient's identifiers and names are PHI: the log names the key and the count only.
+        log.info(
+            "person update %s: %s, %d accounts updated",
+            request.idempotency_key,
+            PatientStatus.Name(response.status),
+            response.accounts_updated,
+        )
+        return response
+
+    def move_account(self, request: billing_pb2.MoveAccountRequest) -> billing_pb2.MoveAccountResponse:
+        """Move an account or a visit to another patient; a replayed key is DUPLICATE."""
+        validate_move(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine, lambda session: apply_move(session, request, digest, _now())
+        )
+        log.info(
+            "%s move %s: %s, %d accounts moved",
+            billing_pb2.MoveAccountRequest.Scope.Name(request.scope).lower(),
+            request.idempotency_key,
+            MoveStatus.Name(response.status),
+            response.accounts_moved,
+        )
+        return response
+
     def totals(self) -> billing_pb2.BillingTotals:
-        """Return reconciliation totals over all accounts, charges, codings and merges."""
+        """Return reconciliation totals: accounts, charges, codings, merges, person updates, moves."""
         return read_transaction(self._engine, _totals)
+
+
+def _newer_parts(
+    row: AccountRow, account: billing_pb2.Account, as_of: dt.datetime | None
+) -> billing_pb2.Account:
+    """Return the upsert without what the stored account knows from later: its patient, its demographics.
+
+    ``as_of`` is when the upsert's demographics were true (None: unknown, so older than anything timed).
+    A move or an upsert that named the patient later keeps the stored patient; a person update or a
+    move that set the names later keeps the stored names, unless the upsert puts the account under
+    another patient. What the upsert brings is stamped with ``as_of``.
+    """
+    kept = billing_pb2.Account()
+    kept.CopyFrom(account)
+    if row.owner_at is not None and (as_of is None or as_of < as_utc(row.owner_at)):
+        kept.mrn = row.mrn
+        kept.assigning_authority = row.assigning_authority
+    elif as_of is not None:
+        row.owner_at = as_of
+    same_patient = (kept.mrn or row.mrn, kept.assigning_authority or row.assigning_authority) == (
+        row.mrn,
+        row.assigning_authority,
+    )
+    if (
+        same_patient
+        and row.demographics_at is not None
+        and (as_of is None or as_of < as_utc(row.demographics_at))
+    ):
+        kept.family_name = kept.given_name = kept.birth_date = ""  # empty keeps the stored values
+    elif as_of is not None:
+        row.demographics_at = as_of
+    return kept
 
 
 def _under_surviving_identity(
@@ -356,6 +441,7 @@ def _account_row(account: billing_pb2.Account, request_id: str, now: dt.datetime
         correlation_id=account.correlation_id,
         state_version=account.state_version,
         merged_by="",
+        account_number=account.account_number,
         version=1,
         created_at=now,
         updated_at=now,
@@ -444,6 +530,11 @@ def _totals(session: Session) -> billing_pb2.BillingTotals:
     totals.procedure_count = _count(session, ProcedureRow)
     totals.merge_count = _count(session, MergeRow)
     totals.merged_account_count = _count(session, AccountRow, AccountRow.merged_by != "")
+    totals.patient_update_count = _count(
+        session, PatientUpdateRow, PatientUpdateRow.status == PatientStatus.Name(PatientStatus.UPDATED)
+    )
+    totals.account_move_count = _count(session, MoveRow)
+    totals.moved_account_count = _count(session, AccountRow, AccountRow.moved_by != "")
     return totals
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     String,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,10 +28,14 @@ __all__ = [
     "AccountUpsertRow",
     "Base",
     "ChargeRow",
+    "CodingRemovalRow",
     "CodingRow",
     "CodingUpdateRow",
     "DiagnosisRow",
     "MergeRow",
+    "MoveRow",
+    "PatientRow",
+    "PatientUpdateRow",
     "ProcedureRow",
     "create_schema",
     "total",
@@ -72,6 +77,14 @@ class AccountRow(Base):
     assigning_authority: Mapped[str] = mapped_column(server_default="")
     state_version: Mapped[int] = mapped_column(server_default="0")
     merged_by: Mapped[str] = mapped_column(server_default="")  # key of the merge that last moved it
+    # Added in 1.3.
+    account_number: Mapped[str] = mapped_column(server_default="", index=True)  # PID-18.1
+    # Event time of the stored names and birth date (the encounter's snapshot, a person update, a move).
+    demographics_at: Mapped[dt.datetime | None]
+    moved_by: Mapped[str] = mapped_column(server_default="")  # key of the move that last moved it
+    # Event time of the patient the account is under: the move it follows, or an upsert that named its
+    # patient after that move. NULL: never moved, so any move of it is later.
+    owner_at: Mapped[dt.datetime | None]
 
 
 class AccountUpsertRow(Base):
@@ -125,7 +138,7 @@ class CodingRow(Base):
     __tablename__ = "billing_codings"
 
     encounter_id: Mapped[str] = mapped_column(primary_key=True)
-    coded_at: Mapped[dt.datetime]
+    coded_at: Mapped[dt.datetime]  # the latest coding applied, full or merged
     drg_code: Mapped[str | None]
     drg_description: Mapped[str]
     drg_code_system: Mapped[str]
@@ -134,6 +147,10 @@ class CodingRow(Base):
     source_event_id: Mapped[str]
     correlation_id: Mapped[str]
     updated_at: Mapped[dt.datetime]
+    # Added in 1.3. Before, every coding was a full one, so coded_at was the time of the full coding.
+    replaced_at: Mapped[dt.datetime | None]  # time of the full coding in force (REPLACE)
+    full_coding: Mapped[bool] = mapped_column(server_default=true())  # False: merges only so far
+    drg_as_of: Mapped[dt.datetime | None]  # when the stored DRG (or its absence) was last written
 
 
 class DiagnosisRow(Base):
@@ -150,6 +167,9 @@ class DiagnosisRow(Base):
     diagnosis_type: Mapped[str]
     priority: Mapped[int | None]
     diagnosed_at: Mapped[dt.datetime | None]
+    # Added in 1.3: DG1-20, and when the item was last written (NULL: by the full coding in force).
+    identifier: Mapped[str] = mapped_column(server_default="")
+    as_of: Mapped[dt.datetime | None]
 
 
 class ProcedureRow(Base):
@@ -166,6 +186,20 @@ class ProcedureRow(Base):
     performed_at: Mapped[dt.datetime | None]
     priority: Mapped[int | None]
     surgeon_id: Mapped[str]
+    # Added in 1.3: PR1-19, and when the item was last written (NULL: by the full coding in force).
+    identifier: Mapped[str] = mapped_column(server_default="")
+    as_of: Mapped[dt.datetime | None]
+
+
+class CodingRemovalRow(Base):
+    """A diagnosis or procedure a merge deleted (action D), kept so an older add arriving late stays out."""
+
+    __tablename__ = "billing_coding_removals"
+
+    encounter_id: Mapped[str] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(primary_key=True)  # diagnosis | procedure
+    item: Mapped[str] = mapped_column(primary_key=True)  # "id:" identifier, else "code:" code
+    as_of: Mapped[dt.datetime]
 
 
 class CodingUpdateRow(Base):
@@ -196,6 +230,59 @@ class MergeRow(Base):
     surviving_family_name: Mapped[str]
     surviving_given_name: Mapped[str]
     surviving_birth_date: Mapped[dt.date | None]
+    accounts_moved: Mapped[int]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    request_digest: Mapped[str]
+    received_at: Mapped[dt.datetime]
+
+
+class PatientRow(Base):
+    """The latest person update (ADT^A28, A31) of one patient identifier: what later accounts get too."""
+
+    __tablename__ = "billing_patients"
+
+    mrn: Mapped[str] = mapped_column(primary_key=True)
+    assigning_authority: Mapped[str] = mapped_column(primary_key=True)
+    family_name: Mapped[str]
+    given_name: Mapped[str]
+    birth_date: Mapped[dt.date | None]
+    updated_at: Mapped[dt.datetime]  # the event time of the update
+    idempotency_key: Mapped[str]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+
+
+class PatientUpdateRow(Base):
+    """One UpdatePatient call and its outcome, so a replay of its key is recognised."""
+
+    __tablename__ = "billing_patient_updates"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    status: Mapped[str]
+    accounts_updated: Mapped[int]
+    request_digest: Mapped[str]
+    received_at: Mapped[dt.datetime]
+
+
+class MoveRow(Base):
+    """One account or visit move (ADT^A44, A45): kept so an account upserted later follows it."""
+
+    __tablename__ = "billing_account_moves"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    scope: Mapped[str]  # ACCOUNT | VISIT
+    prior_mrn: Mapped[str] = mapped_column(index=True)
+    prior_assigning_authority: Mapped[str]
+    prior_account_number: Mapped[str] = mapped_column(index=True)
+    prior_visit_number: Mapped[str]
+    encounter_id: Mapped[str] = mapped_column(index=True)
+    target_mrn: Mapped[str]
+    target_assigning_authority: Mapped[str]
+    target_family_name: Mapped[str]
+    target_given_name: Mapped[str]
+    target_birth_date: Mapped[dt.date | None]
+    moved_at: Mapped[dt.datetime]
     accounts_moved: Mapped[int]
     source_event_id: Mapped[str]
     correlation_id: Mapped[str]

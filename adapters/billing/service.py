@@ -41,6 +41,18 @@ class BillingService(billing_pb2_grpc.BillingAdapterServicer):
         """Move the accounts of a prior patient identifier to the surviving patient."""
         return await answer(context, "MergePatient", lambda: self._backend.merge_patient(request))
 
+    async def UpdatePatient(
+        self, request: billing_pb2.UpdatePatientRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.UpdatePatientResponse:
+        """Put a person's current demographics on every account of the patient."""
+        return await answer(context, "UpdatePatient", lambda: self._backend.update_patient(request))
+
+    async def MoveAccount(
+        self, request: billing_pb2.MoveAccountRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.MoveAccountResponse:
+        """Move an account or a visit to another patient."""
+        return await answer(context, "MoveAccount", lambda: self._backend.move_account(request))
+
     async def GetTotals(
         self, request: billing_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.BillingTotals:

@@ -18,7 +18,7 @@ from foundation.kafka import producer
 from foundation.keys import keyed
 from foundation.settings import Settings
 from foundation.topics import TopicNames
-from tests.hl7_samples import a40, adt, bar, dft, ras
+from tests.hl7_samples import a40, a45, adt, bar, bar_p12, dft, dft_p11, person, ras
 from tests.integration.conftest import (
     charges,
     report_now,
@@ -381,3 +381,78 @@ def test_every_financial_message_type_reaches_its_sink(settings: Settings) -> No
     expected_value = value(2500, drug) + value(2000, supply) - value(1000, supply)
     valued = int(after.inventory.get("valueCents", 0)) - int(before.inventory.get("valueCents", 0))
     assert valued == expected_value
+
+
+def test_issue_11_types_reach_billing_and_nothing_financial_is_routed(settings: Settings) -> None:
+    """DFT^P11 charges and coding, BAR^P12 changes, an A16 that is no discharge, an A31 on every account,
+    an A45 visit move, and an ORM with FT1 charges quarantined instead of routed."""
+    before = settle(settings, 1.0)
+    uid = _uid()
+    visit, second = f"V{uid}", f"W{uid}"
+    mrn, other = f"MRN{uid}", f"NEW{uid}"
+    orm = (
+        f"MSH|^~\\&|LAB|NMH|HCSYNC|HCSYNC|20261120083000||ORM^O01^ORM_O01|O{uid}|P|2.5.1\r"
+        f"PID|1||{mrn}^^^NMH^MR||Doe^Jane\rPV1|1|I|MEDSURG^1^A^NMH||||||||||||||||{visit}^^^NMH^VN\r"
+        "ORC|NW|ORD1\rOBR|1|ORD1||80053^CMP^CPT\r"
+        "FT1|1|T1||20261120083000||CG|80053^Metabolic panel^CPT||Metabolic panel|1|75.25\r"
+    ).encode()
+    _send(
+        settings,
+        adt("A01", f"A{uid}", visit, mrn=mrn, at="20261121080000"),
+        adt("A04", f"R{uid}", second, mrn=mrn, patient_class="O", at="20261121081000"),
+        adt("A16", f"P{uid}", visit, mrn=mrn, at="20261121090000", discharge="20261121150000"),
+        dft_p11(
+            f"F{uid}",
+            visit,
+            [
+                ("CG", "99213", "Office visit", 1, "120.00", ("99213",), ("J20.9",)),
+                ("CG", "71046", "Chest X-ray", 1, "85.50", ("71046",), ()),
+            ],
+            dept="MEDSURG",
+            diagnoses=("R05.9",),
+        ),
+        bar(
+            "P05", f"B{uid}", visit, diagnoses=("I21.4", "E11.9"), procedures=("92928",), at="20261121100000"
+        ),
+        bar_p12(f"Q{uid}", visit, diagnoses=(("E11.9", "", "D"), ("N18.3", "", "A")), at="20261121110000"),
+        orm,
+    )
+
+    def arrived() -> bool:
+        now = report_now(settings)
+        return (
+            charges(now)[0] >= charges(before)[0] + 2
+            and int(now.billing.get("codedAccountCount", 0)) > int(before.billing.get("codedAccountCount", 0))
+            and now.counters.get("quarantined", 0) > before.counters.get("quarantined", 0)
+        )
+
+    wait_until("the charges, the coding and the quarantined ORM", arrived)
+    # Patient-level events last, so the accounts they change exist (billing also handles the other order).
+    _send(
+        settings,
+        person("A31", f"U{uid}", mrn=mrn, family="Renamed", at="20261121120000"),
+        a45(f"M{uid}", other, mrn, (second,), at="20261121130000"),
+    )
+    wait_until(
+        "the person update and the move",
+        lambda: (
+            int(report_now(settings).billing.get("movedAccountCount", 0))
+            > int(before.billing.get("movedAccountCount", 0))
+        ),
+    )
+    after = settle(settings)
+
+    def delta(name: str) -> int:
+        return int(after.billing.get(name, 0)) - int(before.billing.get(name, 0))
+
+    assert charges(after)[1] - charges(before)[1] == 20_550
+    assert after.revenue_net_cents - before.revenue_net_cents == 20_550
+    # The P05 full coding (I21.4, E11.9; 92928) then the P12: E11.9 deleted, N18.3 added; the DFT's coding
+    # (R05.9, J20.9; 99213, 71046) came earlier and was replaced by the P05 (it is older).
+    assert (delta("codedAccountCount"), delta("diagnosisCount"), delta("procedureCount")) == (1, 2, 1)
+    assert (delta("patientUpdateCount"), delta("accountMoveCount"), delta("movedAccountCount")) == (1, 1, 1)
+    statuses = {k: v - _status_counts(before).get(k, 0) for k, v in _status_counts(after).items()}
+    assert statuses.get("admitted", 0) == 1 and statuses.get("discharged", 0) == 0, statuses
+    [record] = [r for r in _exceptions(settings) if r.source_message_id == f"O{uid}"]
+    assert (record.rule, record.segment, record.field) == ("HL7-UNMAPPED-FINANCIAL", "FT1", "FT1-7")
+    assert after.counters.get("type:DFT^P11", 0) - before.counters.get("type:DFT^P11", 0) == 1

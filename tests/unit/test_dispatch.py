@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from adapters.billing.backend import SqlBillingBackend
 from adapters.erp.backend import SqlErpBackend
 from canonical.errors import InvalidMessageError, NotRetryableError, RetryableError
 from canonical.models import (
+    AccountMove,
     Charge,
     CodingUpdate,
     Diagnosis,
@@ -28,6 +30,7 @@ from canonical.models import (
     InventoryMovement,
     JournalLine,
     MovementType,
+    MoveScope,
     Patient,
     PatientClass,
     PatientMerge,
@@ -38,8 +41,10 @@ from streams.commands import (
     InventoryCommand,
     JournalCommand,
     MergePatientCommand,
+    MoveAccountCommand,
     PostChargeCommand,
     UpdateCodingCommand,
+    UpdatePatientCommand,
     UpsertAccountCommand,
 )
 from streams.dispatch import BillingDispatcher, DispatchReport, ErpDispatcher
@@ -108,9 +113,10 @@ class InProcess:
 
 
 class Billing(InProcess):
-    def __init__(self, backend: SqlBillingBackend) -> None:
+    def __init__(self, backend: SqlBillingBackend, backend_path: Path | None = None) -> None:
         super().__init__()
         self.backend = backend
+        self.backend_path = backend_path
 
     async def upsert_account(self, req: Any) -> Any:
         return await self._call("UpsertAccount", req.idempotency_key, self.backend.upsert_account, req)
@@ -123,6 +129,12 @@ class Billing(InProcess):
 
     async def merge_patient(self, req: Any) -> Any:
         return await self._call("MergePatient", req.idempotency_key, self.backend.merge_patient, req)
+
+    async def update_patient(self, req: Any) -> Any:
+        return await self._call("UpdatePatient", req.idempotency_key, self.backend.update_patient, req)
+
+    async def move_account(self, req: Any) -> Any:
+        return await self._call("MoveAccount", req.idempotency_key, self.backend.move_account, req)
 
 
 class Erp(InProcess):
@@ -148,7 +160,7 @@ def redis() -> FakeRedis:
 def billing(tmp_path: Path) -> Iterator[Billing]:
     backend = SqlBillingBackend(f"sqlite:///{tmp_path / 'billing.db'}")
     try:
-        yield Billing(backend)
+        yield Billing(backend, tmp_path / "billing.db")
     finally:
         backend.close()
 
@@ -492,3 +504,89 @@ def test_an_erp_refusal_quarantines_the_command_at_fault(erp: Erp, redis: FakeRe
     [record] = records(report)
     assert (record.rule, record.source_message_id) == ("ADAPTER-REFUSED", "evt-s-1")
     assert erp.backend.ledger_totals().line_count == 2
+
+
+def person(cid: str, family: str = "King", at: dt.datetime = WHEN) -> UpdatePatientCommand:
+    return UpdatePatientCommand(
+        command_id=cid,
+        patient=PATIENT.model_copy(update={"family_name": family}),
+        updated_at=at,
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def visit_move(cid: str, encounter_id: str = "GH:V1", at: dt.datetime = WHEN) -> MoveAccountCommand:
+    return MoveAccountCommand(
+        command_id=cid,
+        move=AccountMove(
+            scope=MoveScope.VISIT,
+            target=Patient(mrn="MRN-2", family_name="Babbage"),
+            prior_mrn=PATIENT.mrn,
+            prior_visit_number=encounter_id.rpartition(":")[2],
+            encounter_id=encounter_id,
+        ),
+        moved_at=at,
+        source_event_id=f"evt-{cid}",
+        correlation_id="corr",
+    )
+
+
+def test_person_updates_and_moves_go_to_their_rpcs_in_command_order(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    report = run_billing(
+        billing,
+        redis,
+        upsert("u-1"),
+        person("p-1"),
+        upsert("u-2", encounter_id="GH:V2", version=1),
+        visit_move("m-1", "GH:V2", WHEN + dt.timedelta(hours=1)),
+    )
+    assert billing.rpcs() == ["UpsertAccount", "UpdatePatient", "UpsertAccount", "MoveAccount"]
+    assert report.exceptions == []
+    assert report.counts == {
+        "dispatch_cache_hits": 0,
+        "accounts_upserted": 2,
+        "patient_updates": 1,
+        "accounts_updated_by_patient": 1,
+        "account_moves": 1,
+        "accounts_moved": 1,
+    }
+    totals = billing.backend.totals()
+    assert (totals.patient_update_count, totals.account_move_count, totals.moved_account_count) == (1, 1, 1)
+    # Replayed without the cache: the adapter answers duplicate; a late older update is stale.
+    redis.data.clear()
+    again = run_billing(
+        billing, redis, person("p-1"), visit_move("m-1", "GH:V2", WHEN + dt.timedelta(hours=1))
+    )
+    assert again.counts == {
+        "dispatch_cache_hits": 0,
+        "patient_updates_duplicate": 1,
+        "account_moves_duplicate": 1,
+    }
+    late = run_billing(billing, redis, person("p-0", "Byron", WHEN - dt.timedelta(hours=1)))
+    assert late.counts == {"dispatch_cache_hits": 0, "patient_updates_stale": 1}
+
+
+def test_a_refused_move_is_quarantined_with_its_visit(billing: Billing, redis: FakeRedis) -> None:
+    bad = visit_move("m-bad").model_copy(
+        update={"move": visit_move("m-bad").move.model_copy(update={"prior_mrn": ""})}
+    )
+    report = run_billing(billing, redis, bad, upsert("u-1"))
+    [record] = records(report)
+    assert (record.rule, record.encounter_id) == ("ADAPTER-REFUSED", "GH:V1")
+    assert "MoveAccount: INVALID_ARGUMENT" in record.reason and "prior_mrn" in record.reason
+    assert billing.backend.totals().account_count == 1
+
+
+def test_an_upsert_carries_its_snapshot_time_to_billing(billing: Billing, redis: FakeRedis) -> None:
+    run_billing(billing, redis, person("p-1", "King", WHEN))
+    older = upsert("u-1").model_copy(update={"snapshot_at": WHEN - dt.timedelta(hours=1)})
+    newer = upsert("u-2", encounter_id="GH:V2").model_copy(
+        update={"snapshot_at": WHEN + dt.timedelta(hours=1)}
+    )
+    run_billing(billing, redis, older, newer)
+    with sqlite3.connect(billing.backend_path) as raw:
+        names = dict(raw.execute("SELECT account_id, family_name FROM billing_accounts").fetchall())
+    assert names == {"GH:V1": "King", "GH:V2": PATIENT.family_name}

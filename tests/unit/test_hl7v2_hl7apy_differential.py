@@ -15,10 +15,12 @@ from hl7apy.exceptions import ChildNotFound, InvalidEncodingChars, InvalidName
 from hl7apy.parser import parse_message as hl7apy_parse
 
 from canonical.hl7v2.parser import Hl7Message, parse_message, split_messages, unescape
+from tests import hl7_samples
 from tests.corpus import fast_parser_refusals, hl7_files
 from tests.refusals import Allowed, Refusals
 
-# Every field the HL7 v2 mapper reads (canonical/hl7v2/mapping.py), as (segment, field, component).
+# Every field the HL7 v2 mapper reads (canonical/hl7v2/mapping.py and the modules it maps through), as
+# (segment, field, component).
 MAPPED: tuple[tuple[str, int, int], ...] = (
     ("MSH", 3, 1), ("MSH", 4, 1), ("MSH", 7, 1), ("MSH", 9, 1), ("MSH", 9, 2), ("MSH", 10, 1),
     ("EVN", 1, 1), ("EVN", 2, 1),
@@ -29,11 +31,11 @@ MAPPED: tuple[tuple[str, int, int], ...] = (
     ("FT1", 2, 1), ("FT1", 4, 1), ("FT1", 5, 1), ("FT1", 6, 1), ("FT1", 7, 1), ("FT1", 7, 2), ("FT1", 7, 3),
     ("FT1", 8, 1), ("FT1", 10, 1), ("FT1", 11, 1), ("FT1", 12, 1), ("FT1", 13, 1), ("FT1", 13, 4),
     ("FT1", 22, 1), ("FT1", 23, 1), ("FT1", 25, 1), ("FT1", 29, 1),
-    ("MRG", 1, 1), ("MRG", 1, 4), ("MRG", 3, 1), ("MRG", 5, 1),
+    ("MRG", 1, 1), ("MRG", 1, 4), ("MRG", 3, 1), ("MRG", 5, 1), ("MRG", 5, 4),
     ("DG1", 1, 1), ("DG1", 2, 1), ("DG1", 3, 1), ("DG1", 3, 2), ("DG1", 3, 3), ("DG1", 4, 1), ("DG1", 5, 1),
-    ("DG1", 6, 1), ("DG1", 15, 1),
+    ("DG1", 6, 1), ("DG1", 15, 1), ("DG1", 20, 1), ("DG1", 21, 1),
     ("PR1", 1, 1), ("PR1", 2, 1), ("PR1", 3, 1), ("PR1", 3, 2), ("PR1", 3, 3), ("PR1", 4, 1), ("PR1", 5, 1),
-    ("PR1", 11, 1), ("PR1", 14, 1),
+    ("PR1", 11, 1), ("PR1", 14, 1), ("PR1", 19, 1), ("PR1", 20, 1),
     ("DRG", 1, 1), ("DRG", 1, 2), ("DRG", 1, 3), ("DRG", 2, 1),
     ("ORC", 1, 1), ("ORC", 2, 1), ("ORC", 3, 1), ("ORC", 9, 1), ("ORC", 12, 1),
     ("RXE", 2, 1), ("RXE", 2, 2), ("RXE", 2, 3), ("RXE", 3, 1), ("RXE", 5, 1), ("RXE", 10, 1), ("RXE", 11, 1),
@@ -128,42 +130,74 @@ def hl7apy_refusals() -> Refusals[Hl7Message]:
     )
 
 
+def _built() -> list[tuple[str, bytes]]:
+    """Messages of every type issue 11 maps, built like real senders' (the corpus has few of them)."""
+    built = {
+        "DFT^P11": hl7_samples.dft_p11(
+            "F1",
+            "V1",
+            [
+                ("CG", "99213", "Visit", 1, "120.00", ("99213",), ("J20.9",)),
+                ("CD", "99213", "Adj", 1, "5.00", (), ()),
+            ],
+            diagnoses=("J20.9", "R05.9"),
+            drg="194",
+        ),
+        "BAR^P12": hl7_samples.bar_p12(
+            "P1",
+            "V1",
+            diagnoses=(("I10", "DX-1", "A"), ("E11.9", "DX-2", "D")),
+            procedures=(("92928", "PX-1", "U"),),
+        ),
+        "ADT^A31": hl7_samples.person("A31", "U1"),
+        "ADT^A44": hl7_samples.a44("M1", "MRN002", "MRN001", "ACC7"),
+        "ADT^A45": hl7_samples.a45("V1", "MRN002", "MRN001", ("V100", "V200")),
+        "ADT^A16": hl7_samples.adt("A16", "P1", "V1", discharge="20261121120000"),
+    }
+    return [(f"built {name}", raw) for name, raw in built.items()]
+
+
 def test_fast_path_and_hl7apy_agree_on_every_mapped_field() -> None:
     compared = files = 0
     mismatches: list[str] = []
     refused_by_us = fast_parser_refusals()
     refused_by_hl7apy = hl7apy_refusals()
     paths = hl7_files("hl7", "hl7_batch")
-    for path in paths:
-        for n, raw in enumerate(split_messages(path.read_bytes()), 1):
-            try:
-                ours = parse_message(raw)
-            except refused_by_us.kinds as exc:
-                refused_by_us.note(f"{path.name} message {n}", exc, raw)
-                continue
-            try:
-                theirs = hl7apy_parse(
-                    ours.text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT
-                )
-            except refused_by_hl7apy.kinds as exc:
-                refused_by_hl7apy.note(f"{path.name} message {n}", exc, ours)
-                continue
-            files += 1
-            their_segments = [s for s in theirs.children]
-            for name, field, component in MAPPED:
-                our_segs = ours.segments_named(name)
-                their_segs = [s for s in their_segments if s.name == name]
-                for index, (mine, other) in enumerate(zip(our_segs, their_segs, strict=False)):
-                    # Compared as the mapper uses them: canonical models strip surrounding whitespace.
-                    expected = unescape(_hl7apy_value(other, field, component), ours.encoding).strip()
-                    actual = mine.get(field, component).strip()
-                    compared += 1
-                    if (name, field) in NUMERIC and actual.isdigit() and expected.isdigit():
-                        # hl7apy reads SI/NM values as numbers ('0001' -> '1'); the mapper does int() too.
-                        actual, expected = str(int(actual)), str(int(expected))
-                    if actual != expected:
-                        where = f"{path.name} {name}[{index}]-{field}.{component}"
-                        mismatches.append(f"{where}: ours {actual!r} hl7apy {expected!r}")
+    by_field: set[tuple[str, int]] = set()
+    found = [
+        (f"{p.name} message {n}", raw)
+        for p in paths
+        for n, raw in enumerate(split_messages(p.read_bytes()), 1)
+    ]
+    for where_from, raw in found + _built():
+        try:
+            ours = parse_message(raw)
+        except refused_by_us.kinds as exc:
+            refused_by_us.note(where_from, exc, raw)
+            continue
+        try:
+            theirs = hl7apy_parse(ours.text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
+        except refused_by_hl7apy.kinds as exc:
+            refused_by_hl7apy.note(where_from, exc, ours)
+            continue
+        files += 1
+        their_segments = [s for s in theirs.children]
+        for name, field, component in MAPPED:
+            our_segs = ours.segments_named(name)
+            their_segs = [s for s in their_segments if s.name == name]
+            for index, (mine, other) in enumerate(zip(our_segs, their_segs, strict=False)):
+                # Compared as the mapper uses them: canonical models strip surrounding whitespace.
+                expected = unescape(_hl7apy_value(other, field, component), ours.encoding).strip()
+                actual = mine.get(field, component).strip()
+                compared += 1
+                if (name, field) in NUMERIC and actual.isdigit() and expected.isdigit():
+                    # hl7apy reads SI/NM values as numbers ('0001' -> '1'); the mapper does int() too.
+                    actual, expected = str(int(actual)), str(int(expected))
+                if actual:
+                    by_field.add((name, field))
+                if actual != expected:
+                    where = f"{where_from} {name}[{index}]-{field}.{component}"
+                    mismatches.append(f"{where}: ours {actual!r} hl7apy {expected!r}")
     print(
         f"hl7apy differential: {files} messages, {compared} values compared, "
         f"{len(mismatches)} mismatches; {refused_by_us.summary()}; {refused_by_hl7apy.summary()}"
@@ -172,3 +206,6 @@ def test_fast_path_and_hl7apy_agree_on_every_mapped_field() -> None:
     refused_by_hl7apy.check()
     assert compared > 500, f"only {compared} values compared over {files} messages, expected more than 500"
     assert mismatches == [], "\n".join(mismatches)
+    # The fields of issue 11 were compared on real values, not only on empty ones.
+    wanted = {("DG1", 20), ("DG1", 21), ("PR1", 19), ("PR1", 20), ("MRG", 5)}
+    assert wanted <= by_field, f"never compared on a value: {sorted(wanted - by_field)}"

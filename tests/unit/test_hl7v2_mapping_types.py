@@ -1,4 +1,5 @@
-"""The message types beyond the walking skeleton: ADT A02-A13 and A40, BAR, DFT supplies, RDE and RAS."""
+"""The message types beyond the walking skeleton: ADT A02-A16, A25-A27 and A40, BAR (P12 too), DFT
+supplies and DFT^P11, RDE and RAS."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from canonical.envelope import (
     ChargePayload,
     CodingPayload,
+    EncounterPayload,
     EventType,
     MedicationAdministrationPayload,
     MedicationOrderPayload,
@@ -14,8 +16,8 @@ from canonical.envelope import (
 )
 from canonical.errors import InvalidMessageError
 from canonical.hl7v2.mapping import canonicalize
-from canonical.models import ActionCode, AdministrationStatus
-from tests.hl7_samples import a40, adt, bar, dft, ras, rde
+from canonical.models import ActionCode, AdministrationStatus, CodingMode, TransactionType
+from tests.hl7_samples import a40, adt, bar, bar_p12, dft, dft_p11, ras, rde
 
 ADT_TYPES = {
     "A01": EventType.ENCOUNTER_ADMITTED,
@@ -29,6 +31,12 @@ ADT_TYPES = {
     "A11": EventType.ENCOUNTER_CANCELLED,
     "A12": EventType.TRANSFER_CANCELLED,
     "A13": EventType.DISCHARGE_CANCELLED,
+    "A14": EventType.ADMIT_PENDING,
+    "A15": EventType.TRANSFER_PENDING,
+    "A16": EventType.DISCHARGE_PENDING,
+    "A25": EventType.PENDING_DISCHARGE_CANCELLED,
+    "A26": EventType.PENDING_TRANSFER_CANCELLED,
+    "A27": EventType.PENDING_ADMIT_CANCELLED,
 }
 
 
@@ -47,9 +55,17 @@ def test_each_adt_trigger_maps_to_its_event(trigger: str, event_type: EventType)
     assert event.source_message_type == f"ADT^{trigger}"
 
 
-@pytest.mark.parametrize("trigger", ["A09", "A10", "A28", "A31", "A17"])
-def test_adt_triggers_without_financial_effect_map_to_nothing(trigger: str) -> None:
-    assert canonicalize(adt(trigger, "C1", "V1")) == []
+@pytest.mark.parametrize("trigger", ["A09", "A10", "A17", "A20", "A21", "A23", "A32", "A50"])
+def test_unmapped_adt_triggers_with_a_visit_are_refused(trigger: str) -> None:
+    assert _fault(adt(trigger, "C1", "V1")) == ("HL7-UNMAPPED-TRIGGER", "PV1", "PV1-19", 3)
+
+
+def test_a_pending_event_reads_pid_and_pv1_like_any_encounter_event() -> None:
+    [event] = canonicalize(adt("A16", "C1", "V1", discharge="20261121120000"))
+    assert event.event_type is EventType.DISCHARGE_PENDING
+    assert isinstance(event.payload, EncounterPayload)
+    assert event.payload.encounter.discharged_at is not None  # what the sender said; no status of its own
+    assert _fault(adt("A15", "C2", ""))[:3] == ("HL7-PV1-19-MISSING", "PV1", "PV1-19")
 
 
 def test_a40_merges_each_patient_group() -> None:
@@ -191,3 +207,112 @@ def test_ras_bad_dose_is_located(dose: tuple[str, str, str], rule: str, field: s
 def test_ras_without_visit_names_pv1() -> None:
     raw = ras("S3", "V1", [("1", "1", "CP")]).replace(b"V1^^^NMH^VN", b"")
     assert _fault(raw)[:3] == ("HL7-PV1-19-MISSING", "PV1", "PV1-19")
+
+
+def test_bar_p12_is_a_coding_change_with_its_action_codes() -> None:
+    [event] = canonicalize(
+        bar_p12(
+            "P1",
+            "V1",
+            diagnoses=(("I10", "DX-1", "A"), ("E11.9", "DX-2", "D"), ("R07.9", "", "")),
+            procedures=(("92928", "PX-1", "U"),),
+            drg="247",
+        )
+    )
+    assert event.event_type is EventType.CODING_UPDATED and event.source_position == 1
+    assert isinstance(event.payload, CodingPayload)
+    coding = event.payload.coding
+    assert coding.mode is CodingMode.MERGE
+    assert [(d.code, d.identifier, d.action) for d in coding.diagnoses] == [
+        ("I10", "DX-1", ActionCode.ADD),
+        ("E11.9", "DX-2", ActionCode.DELETE),
+        ("R07.9", "", None),
+    ]
+    assert [(p.code, p.identifier, p.action) for p in coding.procedures] == [
+        ("92928", "PX-1", ActionCode.UPDATE)
+    ]
+    assert coding.drg is not None and coding.drg.code == "247"
+
+
+def test_bar_p12_without_coding_has_no_effect_and_p05_stays_a_full_coding() -> None:
+    assert canonicalize(bar_p12("P2", "V1")) == []
+    _, coding = canonicalize(bar("P05", "B1", "V1"))
+    assert isinstance(coding.payload, CodingPayload) and coding.payload.coding.mode is CodingMode.REPLACE
+
+
+@pytest.mark.parametrize(
+    ("diagnoses", "procedures", "rule", "segment", "field"),
+    [
+        ((("I10", "", "Q"),), (), "HL7-DG1-21-CODE", "DG1", "DG1-21"),
+        ((), (("92928", "", "Z"),), "HL7-PR1-20-CODE", "PR1", "PR1-20"),
+    ],
+)
+def test_an_unknown_action_code_is_located(
+    diagnoses: tuple[tuple[str, str, str], ...],
+    procedures: tuple[tuple[str, str, str], ...],
+    rule: str,
+    segment: str,
+    field: str,
+) -> None:
+    assert _fault(bar_p12("P3", "V1", diagnoses=diagnoses, procedures=procedures)) == (
+        rule,
+        segment,
+        field,
+        4,
+    )
+
+
+def test_dft_p11_posts_every_financial_group_and_merges_its_coding() -> None:
+    events = canonicalize(
+        dft_p11(
+            "F1",
+            "V1",
+            [
+                ("CG", "99213", "Office visit", 1, "120.00", ("99213",), ("J20.9",)),
+                ("CG", "71046", "Chest X-ray", 1, "85.50", ("71046",), ()),
+                ("CD", "99213", "Courtesy adjustment", 1, "20.00", (), ()),
+            ],
+            diagnoses=("J20.9", "R05.9"),
+            drg="194",
+        )
+    )
+    charges = [e for e in events if isinstance(e.payload, ChargePayload)]
+    assert [(e.event_type, e.source_position) for e in charges] == [
+        (EventType.CHARGE_POSTED, 0),
+        (EventType.CHARGE_POSTED, 1),
+        (EventType.CHARGE_CREDITED, 2),
+    ]
+    lines = [e.payload.charge for e in charges if isinstance(e.payload, ChargePayload)]
+    assert [(c.charge_code, c.amount_cents, c.transaction_type, c.procedure_code) for c in lines] == [
+        ("99213", 12000, TransactionType.CHARGE, "99213"),
+        ("71046", 8550, TransactionType.CHARGE, "71046"),
+        ("99213", -2000, TransactionType.CREDIT, "99213"),
+    ]
+    assert all(e.source_message_type == "DFT^P11" and e.encounter_id == "NMH:V1" for e in events)
+    [coding] = [e for e in events if isinstance(e.payload, CodingPayload)]
+    assert (coding.event_type, coding.source_position) == (EventType.CODING_UPDATED, 3)
+    assert isinstance(coding.payload, CodingPayload)
+    update = coding.payload.coding
+    assert update.mode is CodingMode.MERGE
+    # Message-level DG1 first, then each transaction's, in message order; nothing is lost.
+    assert [d.code for d in update.diagnoses] == ["J20.9", "R05.9", "J20.9"]
+    assert [p.code for p in update.procedures] == ["99213", "71046"]
+    assert update.drg is not None and update.drg.code == "194"
+    assert len({e.event_id for e in events}) == 4
+
+
+def test_dft_p03_coding_is_no_longer_dropped() -> None:
+    raw = dft("D9", "V1", [("CG", "99283", "ED visit", 1, "120.00")])
+    raw += b"PR1|1||99283^ED visit^CPT||20261120090000\rDG1|1||S52.501A^Fracture^I10||20261120090000|F\r"
+    charge, coding = canonicalize(raw)
+    assert charge.event_type is EventType.CHARGE_POSTED
+    assert isinstance(coding.payload, CodingPayload) and coding.payload.coding.mode is CodingMode.MERGE
+    assert [d.code for d in coding.payload.coding.diagnoses] == ["S52.501A"]
+    assert [p.code for p in coding.payload.coding.procedures] == ["99283"]
+
+
+def test_dft_p11_without_ft1_is_refused() -> None:
+    raw = dft_p11("F2", "V1", [("CG", "99213", "Visit", 1, "1.00", (), ())])
+    raw = b"\r".join(line for line in raw.split(b"\r") if not line.startswith(b"FT1"))
+    rule, segment, _, _ = _fault(raw)
+    assert (rule, segment) == ("HL7-FT1-MISSING", "FT1")

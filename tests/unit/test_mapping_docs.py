@@ -1,8 +1,9 @@
 """The mapping tables in docs/mappings/ agree with the code.
 
 - every canonical attribute a table names (`Model.field`) is a field of that pydantic model;
-- every fault rule the docs name (HL7-...) is raised by canonical/hl7v2/mapping.py, and on the field the
-  table row is about; conversely every rule the mapper raises is documented;
+- every fault rule the docs name (HL7-...) is raised by the mapper (canonical/hl7v2/mapping.py and the
+  modules it reads through, MAPPER_MODULES), and on the field the table row is about; conversely every
+  rule the mapper raises is documented;
 - every event type named is an EventType, and every EventType is documented;
 - the fields of the models the mapper fills are all documented;
 - the pages are linked from the index, and their links and anchors resolve.
@@ -30,7 +31,16 @@ from canonical.envelope import EventType
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "mappings"
 INDEX = DOCS / "hl7v2.md"
-MAPPER = ROOT / "canonical" / "hl7v2" / "mapping.py"
+HL7V2 = ROOT / "canonical" / "hl7v2"
+# The mapper: mapping.py and every module it maps through (not the parser, data types or strict check,
+# whose rules are the parser's own).
+MAPPER_MODULES = tuple(
+    sorted(
+        path
+        for path in HL7V2.glob("*.py")
+        if path.name not in ("__init__.py", "parser.py", "datatypes.py", "strict.py")
+    )
+)
 # One page per message family, besides the index.
 PAGES = ("adt.md", "bar.md", "dft.md", "rde.md", "ras.md", "enrichment.md")
 
@@ -57,6 +67,7 @@ FULLY_DOCUMENTED = (
     "MedicationOrder",
     "MedicationAdministration",
     "PatientMerge",
+    "AccountMove",
     "EventEnvelope",
     "MessageReceipt",
     "InventoryMovement",
@@ -83,7 +94,7 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class MapperRules:
-    """What canonical/hl7v2/mapping.py raises, read from its source."""
+    """What the mapper modules raise, read from their source."""
 
     literals: frozenset[str]
     # f-string rules such as HL7-{name}-MISSING, as patterns whose groups are segment names.
@@ -186,13 +197,13 @@ PROSE_MODELS = {**CANONICAL_MODELS, **_models_of(streams.encounter_state, stream
 
 @cache
 def _mapper_rules() -> MapperRules:
-    tree = ast.parse(MAPPER.read_text(encoding="utf-8"))
     literals: set[str] = set()
     templates: list[re.Pattern[str]] = []
     segments: set[str] = set()
     required: set[str] = set()
     fields: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
+    nodes = [node for path in MAPPER_MODULES for node in ast.walk(ast.parse(path.read_text("utf-8")))]
+    for node in nodes:
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and RULE.fullmatch(node.value):
             literals.add(node.value)
         elif isinstance(node, ast.JoinedStr):
@@ -258,6 +269,7 @@ def test_the_mapper_source_is_understood() -> None:
     # A guard for the checks below: if the mapper's shape changes so that nothing is found, they must not
     # pass vacuously.
     rules = _mapper_rules()
+    assert {path.name for path in MAPPER_MODULES} >= {"mapping.py", "reader.py", "charges.py"}
     assert len(rules.literals) >= 30
     assert rules.templates
     assert {"PID", "PV1"} <= rules.required_segments
@@ -365,7 +377,7 @@ def test_fully_documented_models_have_every_field_documented() -> None:
 def test_documented_rules_are_raised_by_the_mapper() -> None:
     rules = _mapper_rules()
     unknown = {rule: pages for rule, pages in _documented_rules().items() if not rules.raises(rule)}
-    assert not unknown, f"rules the docs name but canonical/hl7v2/mapping.py does not raise: {unknown}"
+    assert not unknown, f"rules the docs name but the mapper does not raise: {unknown}"
 
 
 def test_every_rule_the_mapper_raises_is_documented() -> None:
@@ -380,7 +392,7 @@ def test_every_rule_the_mapper_raises_is_documented() -> None:
         for template in rules.templates
         if not any(template.fullmatch(rule) and rules.raises(rule) for rule in documented)
     ]
-    assert not missing, f"rules raised by canonical/hl7v2/mapping.py but not documented: {missing}"
+    assert not missing, f"rules raised by the mapper but not documented: {missing}"
 
 
 def test_rules_sit_on_the_field_that_raises_them() -> None:
@@ -446,4 +458,16 @@ def test_master_data_rules_are_documented_both_ways() -> None:
     assert documented == set(MD_RULES), (
         f"only in the docs: {sorted(documented - set(MD_RULES))}; "
         f"only in actors/enrich.py: {sorted(set(MD_RULES) - documented)}"
+    )
+
+
+def test_the_known_types_table_is_the_code_s() -> None:
+    from canonical.hl7v2.unmapped import NO_FINANCIAL_EFFECT
+
+    [table] = [t for t in _all_tables() if t.page == INDEX.name and t.header == ("msh-9.1", "what it is")]
+    documented = {row[0]: row[1] for row in table.rows}
+    assert documented == NO_FINANCIAL_EFFECT, (
+        f"only in hl7v2.md: {sorted(set(documented) - set(NO_FINANCIAL_EFFECT))}; "
+        f"only in canonical/hl7v2/unmapped.py: {sorted(set(NO_FINANCIAL_EFFECT) - set(documented))}; "
+        "or a description differs"
     )

@@ -147,6 +147,14 @@ def test_patient_phi_fields_are_tagged(schemas: dict[str, dict[str, Any]]) -> No
     assert {"payload.patient.mrn", "payload.merge.prior_mrn", "payload.merge.surviving.birth_date"} <= set(
         schemas["EventEnvelope"]["x-phi-fields"]
     )
+    # 1.3: person updates and account moves carry the patient (and the prior one) as PHI too.
+    assert {
+        "payload.move.prior_mrn",
+        "payload.move.prior_account_number",
+        "payload.move.target.mrn",
+        "payload.move.target.birth_date",
+    } <= set(schemas["EventEnvelope"]["x-phi-fields"])
+    assert "prior_visit_number" not in schemas["AccountMove"]["x-phi-fields"]
     assert {"member_id", "subscriber_birth_date", "subscriber_family_name"} <= set(
         schemas["Coverage"]["x-phi-fields"]
     )

@@ -22,15 +22,17 @@ from cluster.stack import Component, Stack
 from cluster.supervision import State, read_status
 from foundation.settings import Settings
 
-# Appends its name to the log file when asked to stop, then exits; otherwise sleeps.
+# Appends its name to the log file when asked to stop, then exits; otherwise sleeps. It says it is ready
+# (a file named after its pid) once it can hear SIGTERM.
 _SLEEPER = """
-import signal, sys, time
-name, log = sys.argv[1], sys.argv[2]
+import os, signal, sys, time
+name, log, ready = sys.argv[1], sys.argv[2], sys.argv[3]
 def stop(*_):
     with open(log, "a") as f:
         f.write(name + "\\n")
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
+open(os.path.join(ready, str(os.getpid())), "w").close()
 while True:
     time.sleep(1)
 """
@@ -46,13 +48,21 @@ class StandInStack(Stack):
         self.not_ready: set[str] = set()
 
     def _plan(self) -> list[Component]:
+        marks = self.run_dir / "ready"
+        marks.mkdir(exist_ok=True)
+
         def ready(name: str) -> Callable[[], bool]:
-            return lambda: name not in self.not_ready
+            def check() -> bool:
+                proc = self.component(name).process
+                started = proc is not None and (marks / str(proc.pid)).exists()
+                return started and name not in self.not_ready
+
+            return check
 
         return [
             Component(
                 name,
-                [sys.executable, "-c", _SLEEPER, name, str(self.stop_log)],
+                [sys.executable, "-c", _SLEEPER, name, str(self.stop_log), str(marks)],
                 ready=ready(name),
                 requires=("broker",) if name.startswith(("worker", "forwarder")) else (),
             )

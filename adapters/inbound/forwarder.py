@@ -190,6 +190,11 @@ async def _outcome_loop(consumer: AIOKafkaConsumer, store: MessageStore, stop: a
                     consumer.seek(tp, committed if committed is not None and committed >= 0 else 0)
 
 
+async def _consume_outcomes(consumer: AIOKafkaConsumer, store: MessageStore, stop: asyncio.Event) -> None:
+    if await _started(consumer, "outcome consumer", stop):
+        await _outcome_loop(consumer, store, stop)
+
+
 async def _purge_loop(store: MessageStore, settings: Settings, stop: asyncio.Event) -> None:
     while not stop.is_set():
         before = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.message_retention_days)
@@ -242,13 +247,13 @@ async def run_forwarder(settings: Settings, run_dir: Path | None = None) -> None
     forwarder = Forwarder(settings, store, kafka)
     tasks: list[asyncio.Task[None]] = []
     try:
-        if not await _started(kafka, "forwarder producer", stop) or not await _started(
-            consumer, "outcome consumer", stop
-        ):
+        if not await _started(kafka, "forwarder producer", stop):
             return
+        # Forwarding starts at once; the outcome consumer joins its group on the side (after a restart the
+        # broker waits out the old member's session first, which must not hold up forwarding).
         tasks = [
             asyncio.create_task(_forward_loop(forwarder, settings, stop), name="forward"),
-            asyncio.create_task(_outcome_loop(consumer, store, stop), name="outcomes"),
+            asyncio.create_task(_consume_outcomes(consumer, store, stop), name="outcomes"),
             asyncio.create_task(_purge_loop(store, settings, stop), name="purge"),
         ]
         if run_dir is not None:

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test lint typecheck proto proto-check up bench bench-surge clean
+.PHONY: install demo test chaos lint typecheck proto proto-check up bench bench-surge clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ proto-check: install
 
 test: install lint typecheck proto-check
 	$(VENV)/bin/pytest
+
+# The long chaos run: 100,000 messages over MLLP while something is killed every few seconds (about an hour).
+chaos: install
+	HCSYNC_CHAOS_LONG=1 $(VENV)/bin/pytest tests/chaos/test_chaos_long.py -s -p no:cacheprovider
 
 bench: install
 	$(PY) -m bench.parse_throughput

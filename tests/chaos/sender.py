@@ -26,6 +26,7 @@ class SendLog:
     """What the sender saw: positive ACKs by control id, and every retry with its cause."""
 
     acked: dict[str, AckResult] = field(default_factory=dict)
+    acked_at: dict[str, float] = field(default_factory=dict)  # control id -> monotonic time of its ACK
     retries: dict[str, int] = field(default_factory=dict)  # cause -> count
     refused: list[AckResult] = field(default_factory=list)  # negative answers that were not "resend"
     started_at: float = field(default_factory=time.monotonic)
@@ -82,6 +83,7 @@ class _Lane:
                 continue
             if answer.positive:
                 self.log.acked[control_id] = answer
+                self.log.acked_at[control_id] = time.monotonic()
                 return answer
             if "resend" in answer.text:
                 self.log.retry(answer.text.split(" ")[0][:40] or answer.code)

@@ -132,6 +132,8 @@ class Audit:
     out_of_order: list[str] = field(default_factory=list)
     charges_posted: int = 0
     lines_posted: int = 0
+    # Messages whose effect is in billing and the ERP: each ADT applied, each charge with its two lines.
+    messages_posted: int = 0
 
     @property
     def lost(self) -> int:
@@ -221,6 +223,7 @@ def audit(run_dir: Path, workload: Sequence[Visit]) -> Audit:
         corr = visit.charge_correlation
         name = visit.visit
         missing = [key for key in visit.upsert_keys() if key not in upserts]
+        result.messages_posted += 3 - len(missing) + (charge_count[corr] >= 1 and line_count[corr] >= 2)
         if missing:
             result.missing_upserts.append(f"{name} ({len(missing)} of 3 ADT)")
         if charge_count[corr] == 0:

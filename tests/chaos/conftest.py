@@ -12,8 +12,9 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import pytest
@@ -26,29 +27,39 @@ from foundation.runs import new_run_dir
 from tests.chaos.sender import SendLog, send_all
 from tests.chaos.workload import Audit, Visit, audit, lanes
 from tests.integration.conftest import stack_settings
+from tests.waiting import wait_until
 
 # The victims of the suite, in the order the short suite kills them.
 VICTIMS = ("worker", "transform-actor", "billing", "erp", "redis", "mllp", "forwarder", "broker")
 
 
+@contextlib.contextmanager
+def running_stack(home: Path, label: str, **overrides: object) -> Iterator[Stack]:
+    """Run a chaos stack: short back-offs, a killed worker's partitions given back after 10 s."""
+    settings = stack_settings(
+        home,
+        **{
+            "restart_backoff_s": 0.5,
+            "restart_backoff_max_s": 5.0,
+            "restart_max": 20,
+            "restart_window_s": 600,
+            "consumer_session_timeout_s": 10.0,
+            "stop_timeout_s": 10.0,
+            **overrides,
+        },
+    )
+    stack = Stack(settings, new_run_dir(settings, label))
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.fixture(scope="session")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = stack_settings(
-        tmp_path_factory.mktemp("chaos"),
-        restart_backoff_s=0.5,
-        restart_backoff_max_s=5.0,
-        restart_max=20,
-        restart_window_s=600,
-        # A killed worker's partitions are given back sooner (the broker waits this long for it).
-        consumer_session_timeout_s=10.0,
-        stop_timeout_s=10.0,
-    )
-    running = Stack(settings, new_run_dir(settings, "chaos"))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    with running_stack(tmp_path_factory.mktemp("chaos"), "chaos") as stack:
+        yield stack
 
 
 def kill(stack: Stack, victim: str) -> str:
@@ -88,15 +99,6 @@ class Outcome:
             f"lost {self.audit.lost} doubled {self.audit.doubled} recovered in {self.recovered_s:5.1f}s "
             f"retries {self.retries}"
         )
-
-
-def wait_until(what: str, check: Callable[[], bool], describe: Callable[[], str], timeout_s: float) -> None:
-    """Poll ``check``; on timeout fail with ``what`` and what was last seen."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; {describe()}")
-        time.sleep(1.0)
 
 
 def settled(stack: Stack) -> bool:
@@ -144,14 +146,23 @@ def run_round(
     assert len(log.acked) == total, f"{len(log.acked)} of {total} messages acknowledged"
     what, killed_at = killed[0]
     wait_until(
-        f"every acknowledged message of the {victim} round posted",
-        lambda: audit(stack.run_dir, workload).lost == 0,
-        lambda: audit(stack.run_dir, workload).describe() + f"; components {_states(stack)}",
+        f"every acknowledged message of the {victim} round posted (audit and components)",
+        lambda: (audit(stack.run_dir, workload), _states(stack)),
         settle_timeout_s,
+        done=lambda seen: seen[0].lost == 0,
+        show=lambda seen: f"{seen[0].describe()}; components {seen[1]}",
+        poll_s=1.0,
     )
     recovered_s = time.monotonic() - killed_at
     # Then quiet: no lag, nothing pending, every component running; a late repeat would show now.
-    wait_until("the stack to settle", lambda: settled(stack), lambda: f"components {_states(stack)}", 120)
+    wait_until(
+        "the stack to settle: every component running, nothing pending, no lag",
+        lambda: (settled(stack), _states(stack)),
+        120,
+        done=lambda seen: seen[0],
+        show=lambda seen: f"components {seen[1]}",
+        poll_s=1.0,
+    )
     final = audit(stack.run_dir, workload)
     return Outcome(victim, what, total, len(log.acked), final, recovered_s, dict(log.retries))
 

@@ -25,11 +25,10 @@ from dataclasses import asdict, dataclass
 import pytest
 
 from cluster.stack import Stack
-from foundation.runs import new_run_dir
-from tests.chaos.conftest import VICTIMS, kill, prefix, settled, wait_until
+from tests.chaos.conftest import VICTIMS, kill, prefix, running_stack, settled
 from tests.chaos.sender import SendLog, send_all
 from tests.chaos.workload import audit, lanes, visits
-from tests.integration.conftest import stack_settings
+from tests.waiting import wait_until
 
 LONG = os.environ.get("HCSYNC_CHAOS_LONG") == "1"
 MESSAGES = int(os.environ.get("HCSYNC_CHAOS_MESSAGES", "100000"))
@@ -66,23 +65,12 @@ class Kill:
 
 @pytest.fixture(scope="module")
 def long_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = stack_settings(
-        tmp_path_factory.mktemp("chaos-long"),
-        restart_backoff_s=0.5,
-        restart_backoff_max_s=5.0,
-        # Killed every few seconds on purpose: the budget must not run out during the run.
-        restart_max=10_000,
-        restart_window_s=60,
-        consumer_session_timeout_s=10.0,
-        stop_timeout_s=10.0,
-        transform_batch_size=500,
-    )
-    running = Stack(settings, new_run_dir(settings, "chaos-long"))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    # Killed every few seconds on purpose: the restart budget must not run out during the run.
+    home = tmp_path_factory.mktemp("chaos-long")
+    with running_stack(
+        home, "chaos-long", restart_max=10_000, restart_window_s=60, transform_batch_size=500
+    ) as stack:
+        yield stack
 
 
 def _schedule(count: int) -> list[str]:
@@ -152,12 +140,16 @@ def test_long_chaos_run_loses_nothing_and_doubles_nothing(long_stack: Stack) -> 
     assert len(log.acked) == total, f"{len(log.acked)} of {total} messages acknowledged"
     wait_until(
         "every acknowledged message posted",
-        lambda: audit(stack.run_dir, workload).lost == 0,
-        lambda: audit(stack.run_dir, workload).describe(),
-        timeout_s=max(1800.0, total / 20),
+        lambda: audit(stack.run_dir, workload),
+        max(1800.0, total / 20),
+        done=lambda found: found.lost == 0,
+        show=lambda found: found.describe(),
+        poll_s=5.0,
     )
     drained_s = time.monotonic() - started
-    wait_until("the stack to settle", lambda: settled(stack), lambda: "not settled", 300)
+    wait_until(
+        "the stack to settle: every component running, nothing pending, no lag", lambda: settled(stack), 300
+    )
     stop.set()
     # Segments: a visit belongs to the kill before its last acknowledgment.
     boundaries = [started + k.at_s for k in kills]

@@ -142,15 +142,18 @@ def _report_changes(before: StackReport, after: StackReport) -> list[str]:
     ]
 
 
-def run_cli(settings: Settings, *args: str, code: int = 0) -> str:
-    """Run an hcsync command against the stack of ``settings``; return its stdout."""
+def run_cli(settings: Settings, *args: str, code: int = 0, with_stderr: bool = False) -> str:
+    """Run an hcsync command against the stack of ``settings``; return its stdout.
+
+    ``with_stderr`` returns stdout and stderr together (where refusals go), with rich's wrapping undone.
+    """
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, list(args), env=settings_env(settings))
     finally:
         get_settings.cache_clear()
     assert result.exit_code == code, result.output
-    return result.stdout
+    return " ".join(result.output.split()) if with_stderr else result.stdout
 
 
 def ed_day(uid: str, encounters: int) -> tuple[list[bytes], int, int]:

@@ -10,27 +10,12 @@ import time
 import uuid
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from adapters.inbound.store import MessageFilter, MessageInfo, MessageStore
 from adapters.mllp.client import send_mllp
 from canonical import ids
-from cluster.cli import app
-from cluster.stack import Stack, settings_env
-from foundation.settings import Settings, get_settings
+from cluster.stack import Stack
 from tests.hl7_samples import adt, dft
 from tests.integration.conftest import charges, report_now, run_cli, wait_until
-
-
-def _cli_output(settings: Settings, *args: str, code: int) -> str:
-    """Run an hcsync command; return stdout and stderr together (refusals are written to stderr)."""
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, list(args), env=settings_env(settings))
-    finally:
-        get_settings.cache_clear()
-    assert result.exit_code == code, result.output
-    return " ".join(result.output.split())  # rich wraps long lines
 
 
 def _uid() -> str:

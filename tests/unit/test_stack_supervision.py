@@ -21,6 +21,7 @@ from adapters.inbound.store import MessageStore
 from cluster.stack import Component, Stack
 from cluster.supervision import State, read_status
 from foundation.settings import Settings
+from tests.waiting import wait_until
 
 # Appends its name to the log file when asked to stop, then exits; otherwise sleeps. It says it is ready
 # (a file named after its pid) once it can hear SIGTERM.
@@ -92,14 +93,16 @@ def stack(tmp_path: Path) -> Iterator[StandInStack]:
         running.stop()
 
 
-def wait_for(
-    what: str, check: Callable[[], bool], describe: Callable[[], object], timeout_s: float = 20
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last seen: {describe()}")
-        time.sleep(0.05)
+def wait_for(what: str, check: Callable[[], bool], describe: Callable[[], object]) -> None:
+    """Wait for ``check``; on timeout fail naming ``what`` and what ``describe`` says of the stack."""
+    wait_until(
+        what,
+        lambda: (check(), describe()),
+        20,
+        done=lambda seen: seen[0],
+        show=lambda seen: seen[1],
+        poll_s=0.05,
+    )
 
 
 def states(stack: Stack) -> dict[str, tuple[str, int]]:

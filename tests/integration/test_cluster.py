@@ -127,13 +127,21 @@ def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(clust
     expected = (charges(before)[0] + count, charges(before)[1] + cents)
 
     def explain(what: str) -> str:
-        found = charges(report_now(settings))
+        now = report_now(settings)
+        found = charges(now)
         detail = postings(cluster_stack.run_dir, f"%K{uid}%").explain(encounters, charges_each=2)
+        counted = ("raw_in", "events_out", "duplicate_events", "held_charges", "held_released", "quarantined")
+        moved = {name: now.counters.get(name, 0) - before.counters.get(name, 0) for name in counted}
         return (
             f"{what}: expected {expected[0] - charges(before)[0]} charges ({cents} cents) after killing "
             f"worker-2 with {posted_at_kill} posted; found {found[0] - charges(before)[0]} "
-            f"({found[1] - charges(before)[1]} cents). {detail}. Logs: {cluster_stack.run_dir}"
+            f"({found[1] - charges(before)[1]} cents). {detail}. Counters since the start ({count} messages "
+            f"sent): {moved}; consumer lag: {lag()}. Logs: {cluster_stack.run_dir}"
         )
+
+    def lag() -> dict[str, int]:
+        status = asyncio.run(collect_status(settings, 0.1))
+        return {f"{row.topic}[{row.partition}]": row.lag for row in status.lag if row.lag}
 
     deadline = time.monotonic() + SESSION_TIMEOUT_S * 6 + 120
     while charges(report_now(settings)) != expected and time.monotonic() < deadline:
@@ -159,10 +167,6 @@ def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(clust
     assert debits == credits, f"the ledger is unbalanced: {debits} cents debited, {credits} credited"
 
     # The survivor owns every partition and is not behind on any of them.
-    def lag() -> dict[str, int]:
-        status = asyncio.run(collect_status(settings, 0.1))
-        return {f"{row.topic}[{row.partition}]": row.lag for row in status.lag if row.lag}
-
     deadline = time.monotonic() + 30
     while lag() and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -73,11 +73,9 @@ async def high_watermarks(
 ) -> dict[TopicPartition, int]:
     """Return the high watermark (the end offset) of every partition of ``topics``.
 
-    The high watermark is read from fetch responses, not from ListOffsets: the embedded Tansu broker
-    answers ListOffsets with a wrong end offset when a produce request carried several records (measured
-    here: 10 records in one batch, ListOffsets said 1, fetch said 10).
+    Read from fetch responses, not from ListOffsets: see ``fetch_high_watermarks``.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    consumer = _probe_consumer(settings.bootstrap)
     try:
         await consumer.start()
         tps: list[TopicPartition] = []
@@ -87,19 +85,61 @@ async def high_watermarks(
                 await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(topic) or set()
             tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while any(consumer.highwater(tp) is None for tp in tps):
-            if asyncio.get_running_loop().time() > deadline:
-                missing = [f"{tp.topic}[{tp.partition}]" for tp in tps if consumer.highwater(tp) is None]
-                raise StackError(f"no high watermark from the broker for {', '.join(missing)}")
-            await consumer.getmany(timeout_ms=200, max_records=1)
-        return {tp: consumer.highwater(tp) or 0 for tp in tps}
+        return await _probe_high_watermarks(consumer, tps, timeout_s)
     finally:
         await consumer.stop()
+
+
+async def fetch_high_watermarks(
+    bootstrap: str | Sequence[str], partitions: Iterable[TopicPartition], timeout_s: float = 5.0
+) -> dict[TopicPartition, int]:
+    """Return the end offset of each partition as the broker's fetch responses state it.
+
+    The embedded Tansu broker (0.6.0, memory engine) answers ListOffsets "latest" with the first offset
+    of the partition's newest produce batch plus one: after a 10-record batch it says 1, not 10. Its
+    fetch responses carry the right high watermark, so this fetches once at that (low) answer and reads
+    the high watermark off the response. The Faust table recovery on the embedded broker uses it
+    (streams/transport.py), and so do `hcsync status` and the report through ``high_watermarks``.
+    """
+    consumer = _probe_consumer(bootstrap)
+    try:
+        await consumer.start()
+        return await _probe_high_watermarks(consumer, list(partitions), timeout_s)
+    finally:
+        await consumer.stop()
+
+
+def _probe_consumer(bootstrap: str | Sequence[str]) -> AIOKafkaConsumer:
+    # No group: it joins nothing and commits nothing. A short fetch wait, because a fetch at the end of
+    # a partition has no record to return and the broker would hold it for fetch_max_wait_ms. An offset
+    # out of range (a broker whose ListOffsets overshoots) falls back to the beginning.
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+
+
+async def _probe_high_watermarks(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], timeout_s: float
+) -> dict[TopicPartition, int]:
+    """Fetch each partition once from its ListOffsets end (low on Tansu, never high); read the watermark."""
+    tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+    if not tps:
+        return {}
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, listed[tp])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while any(consumer.highwater(tp) is None for tp in tps):
+        if loop.time() > deadline:
+            missing = [f"{tp.topic}[{tp.partition}]" for tp in tps if consumer.highwater(tp) is None]
+            raise StackError(f"no high watermark from the broker for {', '.join(missing)}")
+        await consumer.getmany(timeout_ms=100, max_records=1)
+    return {tp: consumer.highwater(tp) or 0 for tp in tps}
 
 
 async def committed_offsets(

@@ -43,6 +43,7 @@ from streams.quarantine_store import QuarantineStore
 from streams.retry import is_outage, retry
 from streams.scaling import IngestOffsets, PoolController, assigned_lag
 from streams.stats import MESSAGE_TYPE_PREFIX, Stats
+from streams.transport import app_class
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ def _message_outcome(record: EventT[bytes], outcome: Outcome) -> MessageOutcome:
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     """Create the Faust app with its topics, table and agents."""
     names = TopicNames(settings.topic_prefix)
-    app = faust.App(
+    # Our transport: a producer flush that covers every buffered changelog record, and on the embedded
+    # broker changelog end offsets from fetch responses (streams/transport.py says why).
+    app = app_class(settings)(
         f"{settings.topic_prefix}{settings.app_id}",
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",

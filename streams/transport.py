@@ -1,0 +1,130 @@
+"""The Faust transport hcsync runs on: aiokafka's, with two corrections that keep the encounter table whole.
+
+1. **The producer's flush waits for every buffered record.** Faust writes a table's changelog through
+   a buffer (``send_soon``) and flushes the producer before it commits offsets. But Faust's buffer flush
+   gives up when no record left the buffer within 0.1 s, and never counts the record it is handing to
+   aiokafka at that moment: under load (aiokafka waits whenever a partition's batch is full) offsets are
+   committed while an event's state change is still in the buffer, and a worker that dies then loses that
+   state for good (the event is committed, so nobody applies it again). ``_DrainingProducer.flush`` waits
+   until the broker acknowledged every record handed to ``send_soon``, and raises if one was refused,
+   so no offset is committed past a state change the broker does not have.
+
+2. **On the embedded broker, table recovery reads changelog end offsets from fetch responses.** Faust
+   recovers a table until it reaches each changelog partition's end as ListOffsets reports it. Tansu
+   0.6.0 answers ListOffsets with the first offset of the newest produce batch plus one, and changelog
+   records go out several per produce request whenever one is in flight, so recovery stopped short:
+   a worker taking over partitions started from an incomplete table, and a worker keeping partitions it
+   held re-read its own writes only up to that point, putting older states back (a charge it had marked
+   processed was lost that way). ``_FetchHighwaterConsumerThread`` takes the end from a fetch instead
+   (foundation.kafka.fetch_high_watermarks). A real Kafka keeps ListOffsets.
+
+``app_class`` picks the Faust app class for the broker in use; streams.app builds the app with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar, cast
+
+import faust
+from faust.exceptions import ProducerSendError
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP, TransportT
+from faust.types.tuples import FutureMessage
+
+from foundation.kafka import fetch_high_watermarks
+from foundation.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _DrainingProducer(driver.Producer):
+    """An aiokafka producer whose flush returns only once every buffered record is on the broker."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._unsent: set[FutureMessage] = set()
+        self._refused: list[BaseException] = []
+
+    def send_soon(self, fut: FutureMessage) -> None:
+        self._unsent.add(fut)
+        fut.add_done_callback(self._on_sent)
+        super().send_soon(fut)
+
+    def _on_sent(self, fut: asyncio.Future[Any]) -> None:
+        self._unsent.discard(cast(FutureMessage, fut))
+        if not fut.cancelled() and fut.exception() is not None:
+            self._refused.append(cast(BaseException, fut.exception()))
+
+    async def flush(self) -> None:
+        """Wait until the broker acknowledged every record given to ``send_soon``, then flush aiokafka.
+
+        Only the records buffered when the flush starts: those are the ones the offsets about to be
+        committed cover, and agents that go on writing meanwhile must not keep the commit waiting.
+        """
+        pending = list(self._unsent)
+        if pending:
+            await asyncio.wait(pending)
+        await super().flush()
+        if self._refused:
+            first, count = self._refused[0], len(self._refused)
+            self._refused.clear()
+            raise ProducerSendError(f"{count} buffered record(s) refused by the broker: {first!r}") from first
+
+
+class _FetchHighwaterConsumerThread(driver.AIOKafkaConsumerThread):
+    """A consumer thread whose end offsets (table recovery's goal) come from fetch responses."""
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        if self.consumer.in_transaction:  # then Faust reads last stable offsets, not ListOffsets
+            return await super()._highwaters(partitions)
+        listed = await super()._highwaters(partitions)
+        transport = cast(driver.Transport, self.transport)
+        fetched = await fetch_high_watermarks(
+            driver.server_list(transport.url, transport.default_port),
+            partitions,
+            timeout_s=self.app.conf.broker_request_timeout,
+        )
+        ends = {tp: fetched[tp] for tp in partitions}
+        short = {f"{tp.topic}[{tp.partition}]": (listed.get(tp), end) for tp, end in ends.items()}
+        short = {name: pair for name, pair in short.items() if pair[0] != pair[1]}
+        if short:
+            log.info("end offsets from fetch, not ListOffsets (listed, fetched): %s", short)
+        return ends
+
+
+class _FetchHighwaterConsumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return _FetchHighwaterConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    """aiokafka's transport with the draining producer."""
+
+    Producer = _DrainingProducer
+
+
+class EmbeddedBrokerTransport(Transport):
+    """The transport for the embedded Tansu broker: changelog end offsets come from fetch responses."""
+
+    Consumer = _FetchHighwaterConsumer
+
+
+class _App(faust.App):
+    """A Faust app on ``Transport`` (faust picks its transport by URL scheme only)."""
+
+    transport_class: ClassVar[type[driver.Transport]] = Transport
+
+    def _new_transport(self) -> TransportT:
+        return self.transport_class(self.conf.broker_consumer, self)
+
+
+class _EmbeddedBrokerApp(_App):
+    transport_class = EmbeddedBrokerTransport
+
+
+def app_class(settings: Settings) -> type[faust.App]:
+    """Return the Faust app class for the broker ``settings`` name."""
+    return _EmbeddedBrokerApp if settings.embedded_broker else _App

@@ -161,6 +161,10 @@ class LocalRayCluster:
         log.info("Ray cluster of %d nodes at %s (temp dir %s)", self.nodes, self._address, self.temp_dir)
         return self._address
 
+    def launchers(self) -> dict[str, int]:
+        """Return the pid of each node's ``ray start --block`` process, by node name (ray-head first)."""
+        return {m.name: m.process.pid for m in self._members if m.process is not None}
+
     def exited(self) -> str | None:
         """Describe the first node whose ``ray start`` exited (Ray gave up on it), or None when all run."""
         for member in self._members:

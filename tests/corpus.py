@@ -2,6 +2,7 @@
 
 The corpus (public sample messages from other projects, with their sources in SOURCES.tsv) lives beside
 the project in ``../shared/corpus`` and is never copied into it; ``HCSYNC_CORPUS_DIR`` points elsewhere.
+A checkout further down (a CI clone in a folder of its own) finds the nearest ``shared/corpus`` above it.
 A test that needs it skips cleanly on a developer's machine without it, and fails under CI (``CI=true``),
 where a missing corpus would otherwise turn the corpus tests into silent skips.
 """
@@ -18,8 +19,19 @@ from tests.refusals import Allowed, Refusals
 
 CORPUS_ENV = "HCSYNC_CORPUS_DIR"
 CI_ENV = "CI"
-# The project root's sibling: <root>/../shared/corpus.
-DEFAULT_CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def nearest_corpus(root: Path) -> Path:
+    """Return <root>/../shared/corpus, else the nearest shared/corpus (holding SOURCES.tsv) further up."""
+    for ancestor in root.parents:
+        candidate = ancestor / "shared" / "corpus"
+        if (candidate / "SOURCES.tsv").is_file():
+            return candidate
+    return root.parent / "shared" / "corpus"
+
+
+DEFAULT_CORPUS_DIR = nearest_corpus(_ROOT)
 _TRUE = frozenset({"1", "true", "yes"})
 
 

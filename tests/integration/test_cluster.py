@@ -4,7 +4,9 @@ started with `ray start --head` and `ray start --address`, joined through RAY_AD
 - the transform actors of both workers are placed on both Ray nodes;
 - one worker is killed (SIGKILL, no goodbye) while messages flow: after the rebalance the other worker owns
   every partition, the supervisor restarts the dead one (another rebalance), and every charge and journal
-  line is posted exactly once.
+  line is posted exactly once;
+- the Ray head dies: the supervisor restarts the whole local Ray cluster (new address) and the workers on
+  it, and the pipeline posts again.
 
 This module runs its own stack (the session's has one worker and an in-process Ray).
 """
@@ -192,4 +194,38 @@ def test_killing_a_worker_mid_stream_loses_nothing_and_posts_nothing_twice(clust
         lambda: _pools(settings),
         timeout_s=90,
         done=lambda pools: len(pools) == 2,
+    )
+
+
+def test_the_ray_head_dying_restarts_the_ray_cluster_and_its_workers(cluster_stack: Stack) -> None:
+    settings = cluster_stack.settings
+    ray_cluster = cluster_stack.ray_cluster
+    assert ray_cluster is not None
+    address = ray_cluster.address
+    head = ray_cluster.launchers()["ray-head"]
+    before = settle(settings, 1.0)
+    os.killpg(head, signal.SIGKILL)  # the head's `ray start` and what runs in its process group
+
+    def ray_state() -> dict[str, tuple[str, int]]:
+        return {s.name: (s.state, s.restarts) for s in cluster_stack.statuses()}
+
+    wait_until(
+        "the Ray cluster and both workers running again: ray restarted once",
+        ray_state,
+        timeout_s=300,
+        done=lambda seen: (
+            seen.get("ray", ("", 0))[1] >= 1 and all(state == "running" for state, _ in seen.values())
+        ),
+    )
+    assert ray_cluster.address != address, "the Ray cluster was not started again"
+    for name in ("worker", "worker-2"):
+        assert cluster_stack.component(name).env["RAY_ADDRESS"] == ray_cluster.address
+    visits = _visits(uuid.uuid4().hex[:6].upper(), 20)
+    asyncio.run(send_messages(settings, [raw for visit in visits for raw in visit]))
+    expected = (charges(before)[0] + 40, charges(before)[1] + 20 * 15_000)
+    wait_until(
+        f"the charges through the restarted Ray cluster: (count, cents) == {expected}",
+        lambda: charges(report_now(settings)),
+        timeout_s=180,
+        done=lambda seen: seen == expected,
     )

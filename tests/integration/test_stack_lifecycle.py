@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psutil
@@ -32,6 +33,15 @@ def _ours(proc: psutil.Process) -> bool:
     return any(program in line for program in STACK_PROGRAMS)
 
 
+def _in_sessions(proc: psutil.Process, sessions: set[int]) -> bool:
+    """Whether ``proc`` runs in one of ``sessions`` (each component leads its own; nothing of ours leaves
+    it), so that another stack started on the machine meanwhile is not counted as this one's."""
+    try:
+        return os.getsid(proc.pid) in sessions
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
     # The session stack is already up, so every matching process that appears from here on is this one's.
     before = {p.pid for p in psutil.process_iter()}
@@ -43,13 +53,19 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
         assert names == ["broker", "redis", "billing", "erp", "forwarder", "mllp", "worker"]
         assert lifecycle.check() == []
         pids = lifecycle.pids()
-        started = [p for p in psutil.process_iter() if p.pid not in before and _ours(p)]
+        # Read off the processes the test started, not off the stack's own bookkeeping under test.
+        sessions = {c.process.pid for c in lifecycle.components if c.process is not None}
+        started = [
+            p for p in psutil.process_iter() if p.pid not in before and _ours(p) and _in_sessions(p, sessions)
+        ]
         assert {p.pid for p in started} <= set(pids), "the stack does not know all of its processes"
         assert any("raylet" in " ".join(p.cmdline()) for p in started), "Ray was not started by the worker"
         assert (lifecycle.run_dir / "worker.log").exists() and (lifecycle.run_dir / "broker.log").exists()
     finally:
         lifecycle.stop()
-    leftovers = [p for p in psutil.process_iter() if p.pid not in before and _ours(p)]
+    leftovers = [
+        p for p in psutil.process_iter() if p.pid not in before and _ours(p) and _in_sessions(p, sessions)
+    ]
     assert leftovers == [], f"orphans after stop: {[(p.pid, p.name()) for p in leftovers]}"
     alive = [
         pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

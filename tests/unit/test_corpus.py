@@ -56,7 +56,7 @@ def test_without_the_variable_the_corpus_is_the_projects_sibling(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     project = Path(__file__).resolve().parents[2]
-    assert project.parent / "shared" / "corpus" == DEFAULT_CORPUS_DIR
+    assert corpus.nearest_corpus(project) == DEFAULT_CORPUS_DIR
     root = _make_corpus(tmp_path / "corpus")
     monkeypatch.setattr(corpus, "DEFAULT_CORPUS_DIR", root)
     for unset in ("", "  "):
@@ -64,6 +64,19 @@ def test_without_the_variable_the_corpus_is_the_projects_sibling(
         assert corpus_dir() == root
     monkeypatch.delenv(CORPUS_ENV)
     assert corpus_dir() == root
+
+
+def test_the_default_is_the_sibling_else_the_nearest_shared_corpus_above(tmp_path: Path) -> None:
+    # A CI clone one folder further down (<work>/ci/main) still finds <work>/shared/corpus.
+    work = tmp_path / "work"
+    (work / "shared" / "corpus").mkdir(parents=True)
+    (work / "shared" / "corpus" / "SOURCES.tsv").write_text("source\n")
+    assert corpus.nearest_corpus(work / "main") == work / "shared" / "corpus"
+    assert corpus.nearest_corpus(work / "ci" / "main") == work / "shared" / "corpus"
+    # Nowhere: the sibling, so the skip or the failure names the documented place.
+    assert (
+        corpus.nearest_corpus(tmp_path / "elsewhere" / "main") == tmp_path / "elsewhere" / "shared" / "corpus"
+    )
 
 
 @pytest.mark.usefixtures("outside_ci")

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,20 +108,6 @@ def charge(
 
 def post(key: str, *charges: billing_pb2.Charge) -> billing_pb2.PostChargesRequest:
     return billing_pb2.PostChargesRequest(idempotency_key=key, charges=charges)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "billing.db"
-
-
-@pytest.fixture
-def backend(db_path: Path) -> Iterator[SqlBillingBackend]:
-    opened = SqlBillingBackend(f"sqlite:///{db_path}")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def test_convert_builds_the_account_and_charge_messages() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,20 +63,6 @@ def change(
 
 
 A, D, U, X = ActionCode.ADD, ActionCode.DELETE, ActionCode.UPDATE, ActionCode.NO_CHANGE
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "billing.db"
-
-
-@pytest.fixture
-def backend(db_path: Path) -> Iterator[SqlBillingBackend]:
-    opened = SqlBillingBackend(f"sqlite:///{db_path}")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def stored(db_path: Path) -> tuple[list[tuple[str, str]], list[str], str | None]:

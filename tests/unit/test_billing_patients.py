@@ -7,7 +7,6 @@ import datetime as dt
 import itertools
 import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,20 +75,6 @@ def move(
         encounter_id=visit,
     )
     return move_request_from(canonical, when, key, f"evt-{key}", "corr-3")
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "billing.db"
-
-
-@pytest.fixture
-def backend(db_path: Path) -> Iterator[SqlBillingBackend]:
-    opened = SqlBillingBackend(f"sqlite:///{db_path}")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def accounts(db_path: Path) -> dict[str, tuple[str, str, str]]:

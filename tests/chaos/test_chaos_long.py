@@ -35,7 +35,10 @@ MESSAGES = int(os.environ.get("HCSYNC_CHAOS_MESSAGES", "100000"))
 KILL_EVERY_S = float(os.environ.get("HCSYNC_CHAOS_KILL_EVERY_S", "5"))
 BROKER_KILLS = int(os.environ.get("HCSYNC_CHAOS_BROKER_KILLS", "2"))
 
-pytestmark = pytest.mark.skipif(not LONG, reason="the long chaos run is `make chaos` (HCSYNC_CHAOS_LONG=1)")
+pytestmark = [
+    pytest.mark.skipif(not LONG, reason="the long chaos run is `make chaos` (HCSYNC_CHAOS_LONG=1)"),
+    pytest.mark.timeout(6 * 3600),  # not the suite's 600 s: it streams for the better part of an hour
+]
 
 
 @dataclass

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test chaos lint typecheck proto proto-check up bench bench-surge clean
+.PHONY: install demo test chaos lint typecheck proto proto-check up bench bench-surge bench-ingest clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench: install
 
 bench-surge: install
 	$(PY) -m bench.surge
+
+bench-ingest: install
+	$(PY) -m bench.ingest
 
 clean:
 	rm -rf $(VENV) .hcsync .mypy_cache .ruff_cache .pytest_cache

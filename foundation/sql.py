@@ -178,6 +178,8 @@ def create_schema(engine: Engine, metadata: MetaData) -> None:
                 if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
                     raise
             log.info("added column %s.%s", table.name, column.name)
+        for index in table.indexes:  # create_all adds the indexes of new tables only
+            index.create(engine, checkfirst=True)
 
 
 def utc(value: dt.datetime) -> dt.datetime:

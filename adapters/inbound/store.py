@@ -37,18 +37,20 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Index,
     Integer,
     LargeBinary,
     String,
     Table,
     Text,
+    and_,
     delete,
     func,
     insert,
     or_,
     select,
-    tuple_,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection, RowMapping
@@ -216,7 +218,11 @@ class MessageRow(Base):
     patient_id: Mapped[str] = mapped_column(index=True)
     ack: Mapped[bytes | None] = mapped_column(LargeBinary)
     conflict_of: Mapped[str | None] = mapped_column(index=True)
-    forwarded_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    forwarded_epoch: Mapped[int] = mapped_column(Integer, default=0)  # the epoch it was last forwarded in
+    # Not yet forwarded in the current epoch. A flag, not a comparison with the epoch, so that a partial
+    # index holds only the pending rows and the forwarder's poll costs the same with 10 or 10 million
+    # messages stored (a rowid scan past every forwarded row grew with the store).
+    pending: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     forwarded_at: Mapped[dt.datetime | None]
     outcome: Mapped[str | None]
     outcome_at: Mapped[dt.datetime | None]
@@ -236,7 +242,12 @@ class MessageRow(Base):
             sqlite_where=conflict_of.is_(None),
             postgresql_where=conflict_of.is_(None),
         ),
-        Index("ix_inbound_pending", "forwarded_epoch", "seq"),
+        Index(
+            "ix_inbound_unforwarded",
+            "seq",
+            sqlite_where=pending.is_(True),
+            postgresql_where=pending.is_(True),
+        ),
         Index("ix_inbound_key", "standard", "broker_key"),
     )
 
@@ -255,6 +266,7 @@ class StoreStateRow(Base):
 _M = cast(Table, MessageRow.__table__)
 _S = cast(Table, StoreStateRow.__table__)
 _INFO_COLUMNS = [c for c in _M.c if c.name != "content"]
+_PENDING = _M.c.pending.is_(True)  # the partial index's condition, word for word, so the planner uses it
 
 
 def _now() -> dt.datetime:
@@ -347,12 +359,22 @@ class MessageStore:
     ) -> dict[tuple[str, str, str], RowMapping | dict[str, Any]]:
         found: dict[tuple[str, str, str], RowMapping | dict[str, Any]] = {}
         columns = (_M.c.standard, _M.c.sender, _M.c.control_id)
-        # Three values per name: keep each IN (...) as small as the other chunks.
+        # One equality term per name, each with the unique index's condition: SQLite then searches that
+        # index once per name. A row-value IN (...) made it pick the conflict_of index, where every first
+        # receipt sits under NULL, and scan the whole store for every transaction.
         for chunk in in_chunks(list(dict.fromkeys(names)), 150):
-            query = (
-                select(*columns, _M.c.message_id, _M.c.ack, _M.c.received_at)
-                .where(tuple_(*columns).in_(chunk))
-                .where(_M.c.conflict_of.is_(None))
+            query = select(*columns, _M.c.message_id, _M.c.ack, _M.c.received_at).where(
+                or_(
+                    *(
+                        and_(
+                            _M.c.standard == standard,
+                            _M.c.sender == sender,
+                            _M.c.control_id == control_id,
+                            _M.c.conflict_of.is_(None),
+                        )
+                        for standard, sender, control_id in chunk
+                    )
+                )
             )
             for row in conn.execute(query):
                 found[(row.standard, row.sender, row.control_id)] = row._mapping
@@ -363,7 +385,12 @@ class MessageStore:
     def epoch(self) -> int:
         """Return the current forwarding epoch."""
         with self._engine.connect() as conn:
-            return int(conn.execute(select(_S.c.forward_epoch).where(_S.c.id == 1)).scalar_one())
+            return self.epoch_of(conn)
+
+    @staticmethod
+    def epoch_of(conn: Connection, *, lock: bool = False) -> int:
+        query = select(_S.c.forward_epoch).where(_S.c.id == 1)
+        return int(conn.execute(query.with_for_update() if lock else query).scalar_one())
 
     def new_epoch(self, reason: str) -> int:
         """Start a new forwarding epoch, making every stored message pending again; return it."""
@@ -373,7 +400,8 @@ class MessageStore:
                 .where(_S.c.id == 1)
                 .values(forward_epoch=_S.c.forward_epoch + 1, epoch_started_at=_now(), epoch_reason=reason)
             )
-            return int(conn.execute(select(_S.c.forward_epoch).where(_S.c.id == 1)).scalar_one())
+            conn.execute(update(_M).where(_M.c.pending.is_not(True)).values(pending=True))
+            return self.epoch_of(conn)
 
     def pending(self, epoch: int, limit: int) -> list[Pending]:
         """Return up to ``limit`` messages not yet forwarded in ``epoch``, in receipt order."""
@@ -389,11 +417,13 @@ class MessageStore:
                 _M.c.received_at,
                 _M.c.conflict_of,
             )
-            .where(_M.c.forwarded_epoch < epoch)
+            .where(_PENDING)
             .order_by(_M.c.seq)
             .limit(limit)
         )
         with self._engine.connect() as conn:
+            if self.epoch_of(conn) != epoch:
+                return []  # a new epoch started: the caller must take it up first
             return [Pending(**row._mapping) for row in conn.execute(query)]
 
     def mark_forwarded(self, message_ids: Sequence[str], epoch: int) -> int:
@@ -403,12 +433,17 @@ class MessageStore:
         now = _now()
         changed = 0
         with self._engine.begin() as conn:
+            # Locked (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers anyway): a new epoch cannot
+            # start between the check and the update, and after one the sends of the old epoch count for
+            # nothing, since the broker that acknowledged them is gone.
+            if self.epoch_of(conn, lock=True) != epoch:
+                return 0
             for chunk in in_chunks(list(message_ids)):
                 result = conn.execute(
                     update(_M)
                     .where(_M.c.message_id.in_(chunk))
-                    .where(_M.c.forwarded_epoch < epoch)
-                    .values(forwarded_epoch=epoch, forwarded_at=now)
+                    .where(_PENDING)
+                    .values(pending=False, forwarded_epoch=epoch, forwarded_at=now)
                 )
                 changed += result.rowcount or 0
         return changed
@@ -421,7 +456,7 @@ class MessageStore:
                 result = conn.execute(
                     update(_M)
                     .where(_M.c.message_id.in_(chunk))
-                    .values(forwarded_epoch=0, replay_count=_M.c.replay_count + 1)
+                    .values(pending=True, forwarded_epoch=0, replay_count=_M.c.replay_count + 1)
                 )
                 changed += result.rowcount or 0
         return changed
@@ -464,29 +499,26 @@ class MessageStore:
 
     def list(self, where: MessageFilter = MessageFilter(), *, limit: int | None = 100) -> list[MessageInfo]:
         """Return the messages that match, newest first."""
-        epoch = self.epoch()
-        query = _filtered(select(*_INFO_COLUMNS), where, epoch).order_by(_M.c.seq.desc())
+        query = _filtered(select(*_INFO_COLUMNS), where).order_by(_M.c.seq.desc())
         if limit is not None:
             query = query.limit(limit)
         with self._engine.connect() as conn:
-            return [_info(row._mapping, epoch) for row in conn.execute(query)]
+            return [_info(row._mapping) for row in conn.execute(query)]
 
     def count(self, where: MessageFilter = MessageFilter()) -> int:
         """Return how many messages match."""
-        epoch = self.epoch()
-        query = _filtered(select(func.count()).select_from(_M), where, epoch)
+        query = _filtered(select(func.count()).select_from(_M), where)
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def ids(self, where: MessageFilter) -> builtins.list[str]:
         """Return the ids of the messages that match, in receipt order."""
-        query = _filtered(select(_M.c.message_id), where, self.epoch()).order_by(_M.c.seq)
+        query = _filtered(select(_M.c.message_id), where).order_by(_M.c.seq)
         with self._engine.connect() as conn:
             return [str(value) for value in conn.execute(query).scalars()]
 
     def get(self, message_id: str) -> MessageInfo | None:
         """Return one message by id (or by a unique prefix of at least 6 characters), or None."""
-        epoch = self.epoch()
         with self._engine.connect() as conn:
             rows = conn.execute(select(*_INFO_COLUMNS).where(_M.c.message_id == message_id)).all()
             if not rows and len(message_id) >= 6:
@@ -494,7 +526,7 @@ class MessageStore:
                     _M.c.message_id.startswith(message_id, autoescape=True)
                 )
                 rows = conn.execute(prefixed.limit(2)).all()
-        return _info(rows[0]._mapping, epoch) if len(rows) == 1 else None
+        return _info(rows[0]._mapping) if len(rows) == 1 else None
 
     def content(self, message_id: str) -> bytes:
         """Return a message's bytes as received (KeyError when there is no such message)."""
@@ -506,12 +538,9 @@ class MessageStore:
 
     def totals(self) -> dict[str, int]:
         """Return counts the status and report show: messages, pending, conflicts, and by outcome."""
-        epoch = self.epoch()
         with self._engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(_M)).scalar_one()
-            pending = conn.execute(
-                select(func.count()).select_from(_M).where(_M.c.forwarded_epoch < epoch)
-            ).scalar_one()
+            pending = conn.execute(select(func.count()).select_from(_M).where(_PENDING)).scalar_one()
             conflicts = conn.execute(
                 select(func.count()).select_from(_M).where(_M.c.conflict_of.is_not(None))
             ).scalar_one()
@@ -525,10 +554,9 @@ class MessageStore:
 
     def purge(self, before: dt.datetime) -> int:
         """Delete forwarded messages received before ``before``; return how many. Pending ones stay."""
-        epoch = self.epoch()
         with self._engine.begin() as conn:
             result = conn.execute(
-                delete(_M).where(_M.c.received_at < utc(before)).where(_M.c.forwarded_epoch >= epoch)
+                delete(_M).where(_M.c.received_at < utc(before)).where(_M.c.pending.is_not(True))
             )
         return result.rowcount or 0
 
@@ -565,6 +593,7 @@ def _new_row(message: InboundMessage, ack: bytes | None, conflict_of: str | None
         "ack": ack,
         "conflict_of": conflict_of,
         "forwarded_epoch": 0,
+        "pending": True,
         "forwarded_at": None,
         "outcome": None,
         "outcome_at": None,
@@ -575,13 +604,13 @@ def _new_row(message: InboundMessage, ack: bytes | None, conflict_of: str | None
     }
 
 
-def _state(row: RowMapping, epoch: int) -> str:
+def _state(row: RowMapping) -> str:
     if row["conflict_of"] is not None:
         return "conflict"
-    return "forwarded" if row["forwarded_epoch"] >= epoch else "pending"
+    return "pending" if row["pending"] else "forwarded"
 
 
-def _info(row: RowMapping, epoch: int) -> MessageInfo:
+def _info(row: RowMapping) -> MessageInfo:
     return MessageInfo(
         message_id=row["message_id"],
         seq=int(row["seq"]),
@@ -596,7 +625,7 @@ def _info(row: RowMapping, epoch: int) -> MessageInfo:
         patient_id=row["patient_id"],
         ack=None if row["ack"] is None else bytes(row["ack"]),
         conflict_of=row["conflict_of"],
-        state=_state(row, epoch),
+        state=_state(row),
         forwarded_at=row["forwarded_at"],
         outcome=row["outcome"],
         outcome_at=row["outcome_at"],
@@ -607,7 +636,7 @@ def _info(row: RowMapping, epoch: int) -> MessageInfo:
     )
 
 
-def _filtered(query: Any, where: MessageFilter, epoch: int) -> Any:
+def _filtered(query: Any, where: MessageFilter) -> Any:
     """Apply a filter to a select over the messages table."""
     if where.control_id is not None:
         query = query.where(_M.c.control_id == where.control_id)
@@ -635,9 +664,9 @@ def _filtered(query: Any, where: MessageFilter, epoch: int) -> Any:
         if where.state == "conflict":
             query = query.where(_M.c.conflict_of.is_not(None))
         elif where.state == "pending":
-            query = query.where(_M.c.conflict_of.is_(None)).where(_M.c.forwarded_epoch < epoch)
+            query = query.where(_M.c.conflict_of.is_(None)).where(_PENDING)
         else:
-            query = query.where(_M.c.conflict_of.is_(None)).where(_M.c.forwarded_epoch >= epoch)
+            query = query.where(_M.c.conflict_of.is_(None)).where(_M.c.pending.is_not(True))
     if where.outcome is not None:
         if where.outcome == "none":
             query = query.where(_M.c.outcome.is_(None))

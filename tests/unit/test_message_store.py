@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from adapters.inbound.hl7v2 import hl7v2_digest, hl7v2_inbound, hl7v2_inbound_bytes
 from adapters.inbound.outcomes import MESSAGE_ID_HEADER, MessageOutcome, OutcomeBatch, message_id_of
@@ -108,6 +110,51 @@ def test_forwarding_is_marked_per_epoch_and_a_new_epoch_makes_everything_pending
     store.mark_forwarded([r.message_id for r in receipts], new)
     assert store.pending(new, 10) == []
     assert store.totals()["pending"] == 0
+
+
+def test_receiving_and_forwarding_search_indexes_instead_of_scanning_the_store(store: MessageStore) -> None:
+    """The gateway's lookups and the forwarder's poll must not grow with the number of stored messages.
+
+    SQLite's own query plans, captured while the store works: a row-value IN over sender and control id
+    once made SQLite scan every first receipt for each transaction, and the pending poll once scanned past
+    every forwarded row.
+    """
+    plans: list[tuple[str, str]] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM inbound_messages" in statement:
+            raw = conn.connection.dbapi_connection.cursor()
+            detail = " / ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+            plans.append((statement, detail))
+
+    event.listen(store._engine, "before_cursor_execute", explain)
+    store.store([(inbound(adt("A01", f"C{n}", f"V{n}")), acks) for n in range(20)])
+    store.pending(store.epoch(), 10)
+    event.remove(store._engine, "before_cursor_execute", explain)
+    [first_receipts] = [detail for statement, detail in plans if "control_id = " in statement]
+    assert "SCAN" not in first_receipts and "USING INDEX uq_inbound_first" in first_receipts, first_receipts
+    [poll] = [detail for statement, detail in plans if "ORDER BY inbound_messages.seq" in statement]
+    assert "USING INDEX ix_inbound_unforwarded" in poll, poll
+
+
+def test_a_store_made_before_the_pending_flag_gets_it_and_forwards_its_messages_again(tmp_path: Path) -> None:
+    """An older database gains the column (every message pending: sent again, at least once) and index."""
+    url = f"sqlite:///{tmp_path / 'messages.db'}"
+    old = MessageStore(url)
+    [receipt] = old.store([(inbound(adt("A01", "C1", "V1")), acks)])
+    old.mark_forwarded([receipt.message_id], old.epoch())
+    old.close()
+    with sqlite3.connect(tmp_path / "messages.db") as conn:
+        conn.execute("DROP INDEX ix_inbound_unforwarded")
+        conn.execute("ALTER TABLE inbound_messages DROP COLUMN pending")
+    reopened = MessageStore(url)
+    try:
+        assert [p.message_id for p in reopened.pending(reopened.epoch(), 10)] == [receipt.message_id]
+        with sqlite3.connect(tmp_path / "messages.db") as conn:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "ix_inbound_unforwarded" in names
+    finally:
+        reopened.close()
 
 
 def test_replay_makes_messages_pending_again(store: MessageStore) -> None:

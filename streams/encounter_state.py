@@ -180,6 +180,14 @@ class EncounterState(CanonicalModel):
         None, description="occurred_at of the full coding (BAR^P01/P05/P06) last sent to billing"
     )
     processed_event_ids: tuple[str, ...] = ()
+    account_events: int = Field(
+        0,
+        description=(
+            "Encounter events applied so far: the state_version of the account upserts. It counts only "
+            "the events the account state is derived from, so the state of a larger set always carries a "
+            "larger number, also when the table is rebuilt and takes the events in another order"
+        ),
+    )
     held_charges: tuple[EventEnvelope, ...] = Field((), description="Charges waiting for registration")
     charges: tuple[ChargeRef, ...] = Field((), description="Charges and credits sent to billing, in order")
     orders: dict[str, str] = Field(default_factory=dict, description="Medication order id -> ORC-1")
@@ -508,7 +516,7 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         encounter=encounter,
         patient=patient,
         status=status,
-        state_version=len(processed),
+        state_version=state.account_events + 1,
         snapshot_at=snapshot_at,
         source_event_id=env.event_id,
         correlation_id=env.correlation_id,
@@ -532,6 +540,7 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
             "encounter": encounter,
             "patient": patient,
             "snapshot_at": snapshot_at,
+            "account_events": state.account_events + 1,
             "processed_event_ids": tuple(i for i in processed if i not in refused),
             "held_charges": (),
             "charges": (*state.charges, *released),

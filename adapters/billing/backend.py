@@ -198,13 +198,23 @@ class SqlBillingBackend:
         account = request.account
         seen = session.get(AccountUpsertRow, key)
         if seen is not None:
-            if seen.request_digest != digest:
-                raise invalid_request(
-                    "idempotency_key", "was already used for a different request", request_id=key
+            if seen.request_digest == digest:
+                return billing_pb2.UpsertAccountResponse(
+                    account_id=seen.account_id, status=UpsertStatus.DUPLICATE, version=seen.version
                 )
-            return billing_pb2.UpsertAccountResponse(
-                account_id=seen.account_id, status=UpsertStatus.DUPLICATE, version=seen.version
-            )
+            if seen.account_id != account.encounter_id or seen.source_event_id != account.source_event_id:
+                raise invalid_request(
+                    "idempotency_key",
+                    "was already used for another account or another event",
+                    request_id=key,
+                )
+            # The same event of the same account, with another state: the encounter's state was derived
+            # again. An upsert carries the encounter's whole state, derived from the set of its events
+            # and numbered by state_version, not a change: when the embedded broker lost everything, the
+            # tables are rebuilt from the message store and may take an encounter's events in another
+            # order, so one event can come with another set behind it. The state_version check below
+            # decides, as for any upsert; refusing it would keep an older state for good (the state with
+            # every event comes with the key of an event already applied).
         now = _now()
         # FOR UPDATE serialises concurrent updates of one account on PostgreSQL; on SQLite the
         # transaction already holds the write lock.
@@ -231,16 +241,20 @@ class SqlBillingBackend:
             # A move or a person update recorded before this upsert, and newer than what it says, stands.
             settle_moves(session, row, now)
             settle_demographics(session, row, now)
-        session.add(
-            AccountUpsertRow(
-                idempotency_key=key,
-                account_id=row.account_id,
-                status=UpsertStatus.Name(status),
-                version=row.version,
-                request_digest=digest,
-                received_at=now,
+        if seen is None:
+            session.add(
+                AccountUpsertRow(
+                    idempotency_key=key,
+                    account_id=row.account_id,
+                    status=UpsertStatus.Name(status),
+                    version=row.version,
+                    request_digest=digest,
+                    received_at=now,
+                    source_event_id=account.source_event_id,
+                )
             )
-        )
+        else:  # the state derived again: its exact replay is now the duplicate
+            seen.status, seen.version, seen.request_digest = UpsertStatus.Name(status), row.version, digest
         # Flush inside the transaction so a lost race surfaces here as IntegrityError and is rerun.
         session.flush()
         return billing_pb2.UpsertAccountResponse(

@@ -98,6 +98,8 @@ class AccountUpsertRow(Base):
     version: Mapped[int]
     request_digest: Mapped[str]
     received_at: Mapped[dt.datetime]
+    # The event whose state the upsert carried: the same key from another event is a reused key.
+    source_event_id: Mapped[str] = mapped_column(default="", server_default="")
 
 
 class ChargeRow(Base):

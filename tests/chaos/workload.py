@@ -130,6 +130,8 @@ class Audit:
     doubled_lines: list[str] = field(default_factory=list)
     unbalanced: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
+    # Quarantine items of the workload's encounters: a valid workload has none, whatever was killed.
+    quarantined: list[str] = field(default_factory=list)
     charges_posted: int = 0
     lines_posted: int = 0
     # Messages whose effect is in billing and the ERP: each ADT applied, each charge with its two lines.
@@ -154,6 +156,7 @@ class Audit:
             or self.doubled_lines
             or self.unbalanced
             or self.out_of_order
+            or self.quarantined
         )
 
     def describe(self) -> str:
@@ -169,6 +172,7 @@ class Audit:
             "doubled_lines",
             "unbalanced",
             "out_of_order",
+            "quarantined",
         ):
             found: list[str] = getattr(self, name)
             if found:
@@ -209,6 +213,18 @@ def audit(run_dir: Path, workload: Sequence[Visit]) -> Audit:
             "where correlation_id in ({marks})",
             by_corr,
         )
+    quarantine_db = run_dir / "quarantine.db"
+    if quarantine_db.exists():
+        with _read(quarantine_db) as quarantine:
+            result.quarantined = [
+                f"{encounter} {stage} {rule}: {reason[:160]}"
+                for encounter, stage, rule, reason in _in(
+                    quarantine,
+                    "select encounter_id, stage, rule, reason from quarantine_items "
+                    "where encounter_id in ({marks})",
+                    [v.encounter_id for v in workload],
+                )
+            ]
     charge_count = Counter(str(corr) for corr, _ in charges)
     line_count = Counter(str(corr) for corr, _, _ in lines)
     amounts: dict[str, int] = {str(corr): int(amount) for corr, amount in charges}  # type: ignore[call-overload]

@@ -155,6 +155,23 @@ def test_status_is_the_same_in_every_processing_order(
     assert len(finals) == 1, "the encounter snapshot must not depend on processing order"
 
 
+def test_the_state_of_more_account_events_carries_a_higher_version_whatever_comes_between() -> None:
+    """Billing keeps the account state with the highest state_version. A table rebuilt from the message
+    store may take the events in another order, so the version must grow with the account events only:
+    charges (held or posted) and other events in between must not make a partial state outrank a fuller
+    one (with a count of every event, A04 + charge + A08 outranked A04 + A08 + A03)."""
+    events = _events(
+        adt("A04", "C1", "V1", at="20261121100000"),
+        dft("C2", "V1", [("CG", "99283", "ED visit", 1, "120.00")]),
+        adt("A08", "C3", "V1", at="20261121110000"),
+        adt("A03", "C4", "V1", at="20261121120000"),
+    )
+    for order in itertools.permutations(events):
+        _, billing, _ = _final(list(order))
+        versions = [c.state_version for c in billing if isinstance(c, UpsertAccountCommand)]
+        assert versions == [1, 2, 3], (order, versions)
+
+
 def test_closed_account_and_status_round_trip_through_the_table_encoding() -> None:
     state, _, _ = _final(
         _events(adt("A01", "A1", "V1"), bar("P06", "B1", "V1", diagnoses=(), procedures=(), drg=""))

@@ -5,6 +5,7 @@ IN clauses, overflow-free sums, and additive schema migration.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "in_chunks",
     "open_engine",
     "read_transaction",
+    "reading",
     "sqlite_path",
     "total",
     "utc",
@@ -134,6 +136,18 @@ def write_transaction(engine: Engine, work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only: on SQLite its transaction is deferred and never takes the write lock.
+
+    A plain ``engine.connect()`` begins with BEGIN IMMEDIATE (the begin hook), so a read would queue for the
+    write lock behind every writer and hold it against them.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{_READ_ONLY: True})
+        yield connection
+
+
 def read_transaction(engine: Engine, work: Callable[[Session], T]) -> T:
     """Run ``work`` in one read-only transaction, so every query sees the same snapshot."""
     with Session(engine) as session:
@@ -159,9 +173,18 @@ def create_schema(engine: Engine, metadata: MetaData) -> None:
     A column added after a table's first release needs a server default (or must be nullable), so the
     rows of an older database get a value. Safe when several processes open the same database at once.
     """
-    metadata.create_all(engine)
+    # Inspected first, through a reading connection: opening a current database writes nothing, so a
+    # command that only reads does not wait for the write lock of a busy database.
+    with reading(engine) as connection:
+        existing = set(inspect(connection).get_table_names())
+    missing = [table for table in metadata.sorted_tables if table.name not in existing]
+    if missing:
+        metadata.create_all(engine, tables=missing)
     for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        with reading(engine) as connection:
+            inspector = inspect(connection)
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         for column in table.columns:
             if column.name in present:
                 continue
@@ -179,7 +202,8 @@ def create_schema(engine: Engine, metadata: MetaData) -> None:
                     raise
             log.info("added column %s.%s", table.name, column.name)
         for index in table.indexes:  # create_all adds the indexes of new tables only
-            index.create(engine, checkfirst=True)
+            if index.name not in indexes:
+                index.create(engine, checkfirst=True)
 
 
 def utc(value: dt.datetime) -> dt.datetime:

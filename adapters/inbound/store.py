@@ -58,7 +58,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from foundation.runs import run_database_url
 from foundation.settings import Settings
-from foundation.sql import UtcDateTime, create_schema, in_chunks, open_engine, utc
+from foundation.sql import UtcDateTime, create_schema, in_chunks, open_engine, reading, utc
 
 __all__ = [
     "FORWARD_STATES",
@@ -280,6 +280,10 @@ class MessageStore:
         self.database_url = database_url
         self._engine = open_engine(database_url, durable=True, busy_timeout_s=busy_timeout_s)
         create_schema(self._engine, Base.metadata)
+        with reading(self._engine) as conn:
+            initialised = conn.execute(select(func.count()).select_from(_S)).scalar_one() > 0
+        if initialised:  # opening a store writes nothing: readers do not wait for the write lock
+            return
         with self._engine.begin() as conn:
             if conn.execute(select(func.count()).select_from(_S)).scalar_one() == 0:
                 conn.execute(
@@ -384,7 +388,7 @@ class MessageStore:
 
     def epoch(self) -> int:
         """Return the current forwarding epoch."""
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return self.epoch_of(conn)
 
     @staticmethod
@@ -421,7 +425,7 @@ class MessageStore:
             .order_by(_M.c.seq)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             if self.epoch_of(conn) != epoch:
                 return []  # a new epoch started: the caller must take it up first
             return [Pending(**row._mapping) for row in conn.execute(query)]
@@ -502,24 +506,24 @@ class MessageStore:
         query = _filtered(select(*_INFO_COLUMNS), where).order_by(_M.c.seq.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return [_info(row._mapping) for row in conn.execute(query)]
 
     def count(self, where: MessageFilter = MessageFilter()) -> int:
         """Return how many messages match."""
         query = _filtered(select(func.count()).select_from(_M), where)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return int(conn.execute(query).scalar_one())
 
     def ids(self, where: MessageFilter) -> builtins.list[str]:
         """Return the ids of the messages that match, in receipt order."""
         query = _filtered(select(_M.c.message_id), where).order_by(_M.c.seq)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return [str(value) for value in conn.execute(query).scalars()]
 
     def get(self, message_id: str) -> MessageInfo | None:
         """Return one message by id (or by a unique prefix of at least 6 characters), or None."""
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             rows = conn.execute(select(*_INFO_COLUMNS).where(_M.c.message_id == message_id)).all()
             if not rows and len(message_id) >= 6:
                 prefixed = select(*_INFO_COLUMNS).where(
@@ -530,7 +534,7 @@ class MessageStore:
 
     def content(self, message_id: str) -> bytes:
         """Return a message's bytes as received (KeyError when there is no such message)."""
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             value = conn.execute(select(_M.c.content).where(_M.c.message_id == message_id)).scalar()
         if value is None:
             raise KeyError(message_id)
@@ -538,7 +542,7 @@ class MessageStore:
 
     def totals(self) -> dict[str, int]:
         """Return counts the status and report show: messages, pending, conflicts, and by outcome."""
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             total = conn.execute(select(func.count()).select_from(_M)).scalar_one()
             pending = conn.execute(select(func.count()).select_from(_M).where(_PENDING)).scalar_one()
             conflicts = conn.execute(

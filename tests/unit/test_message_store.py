@@ -157,6 +157,30 @@ def test_a_store_made_before_the_pending_flag_gets_it_and_forwards_its_messages_
         reopened.close()
 
 
+def test_opening_and_reading_the_store_never_wait_for_the_write_lock(tmp_path: Path) -> None:
+    """`hcsync status`, `hcsync messages` and the forwarder's poll read while the gateway writes: with
+    the write lock held elsewhere (as a long transaction would), they must answer, not queue behind it
+    and fail with "database is locked" (the long chaos run did, when every read began BEGIN IMMEDIATE)."""
+    url = f"sqlite:///{tmp_path / 'messages.db'}"
+    first = MessageStore(url)
+    [receipt] = first.store([(inbound(adt("A01", "C1", "V1")), acks)])
+    first.close()
+    writer = sqlite3.connect(tmp_path / "messages.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # the write lock, held
+        reader = MessageStore(url, busy_timeout_s=0.2)
+        try:
+            assert [p.message_id for p in reader.pending(reader.epoch(), 10)] == [receipt.message_id]
+            assert reader.totals()["messages"] == 1 and reader.count(MessageFilter()) == 1
+            assert [m.message_id for m in reader.list()] == [receipt.message_id]
+            assert reader.content(receipt.message_id).startswith(b"MSH|")
+        finally:
+            reader.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 def test_replay_makes_messages_pending_again(store: MessageStore) -> None:
     [receipt] = store.store([(inbound(adt("A01", "C1", "V1")), acks)])
     store.mark_forwarded([receipt.message_id], store.epoch())

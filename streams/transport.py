@@ -30,6 +30,24 @@
    unexplained failures). ``_SeekFirstRecovery`` seeks and empties the queues while the partitions are
    still paused.
 
+4. **No record is read past unseen: a stream partition the group never committed is sought to its
+   beginning, and records are fetched only for the partitions Faust has active when the fetch returns.**
+   Faust hands aiokafka its live set of active partitions, and pauses partitions by removing them from
+   that set; aiokafka reads an empty set as "every partition". When table recovery finished while a
+   fetch was waiting (the set emptied: stream partitions paused for the recovery, changelog partitions
+   paused as it ended), the waiting fetch returned the records aiokafka had buffered for every
+   partition, and Faust threw away those of partitions no longer active, their positions moved past
+   them. The seek that follows recovery puts a partition back at its committed offset, but aiokafka
+   leaves a partition with no committed offset where it is: a worker taking over a partition the dead
+   worker had not committed yet (it died within a commit interval of its first records there) skipped
+   every record already in it. In the worker-kill test those were billing commands of registrations
+   the dead worker had applied: the encounter table had them, so the redelivered events were
+   duplicates and nothing sent them again (no account, its charges held or refused for good).
+   ``_RewindingConsumerThread`` hands aiokafka a view of the set that is never "all" and, after the
+   seek to committed offsets, seeks stream partitions without a committed offset to their beginning,
+   where a new consumer of the group would start (``auto_offset_reset="earliest"``): whatever is still
+   thrown away in a rebalance (Faust drops fetched records once flow stops) is read again.
+
 ``app_class`` picks the Faust app class for the broker in use; streams.app builds the app with it.
 """
 
@@ -37,13 +55,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, cast
 
+import aiokafka
 import faust
 from faust.exceptions import ProducerSendError
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
 from faust.types.tuples import FutureMessage
@@ -88,7 +108,81 @@ class _DrainingProducer(driver.Producer):
             raise ProducerSendError(f"{count} buffered record(s) refused by the broker: {first!r}") from first
 
 
-class _FetchHighwaterConsumerThread(driver.AIOKafkaConsumerThread):
+async def seek_to_committed_or_beginning(
+    consumer: aiokafka.AIOKafkaConsumer, skip_topics: Iterable[str] = ()
+) -> dict[Any, int | None]:
+    """Seek every assigned partition to its committed offset, and one never committed to its beginning.
+
+    aiokafka's ``seek_to_committed`` leaves a partition without a committed offset at its current
+    position, which is past whatever was fetched and thrown away (module docstring, 4.). Partitions of
+    ``skip_topics`` (table changelogs: recovery seeks those itself) keep aiokafka's behaviour. Returns the
+    committed offsets as aiokafka does (None: never committed).
+    """
+    committed: dict[Any, int | None] = await consumer.seek_to_committed()
+    skip, assigned = set(skip_topics), consumer.assignment()  # a rebalance may have begun meanwhile
+    never = [tp for tp, offset in committed.items() if not offset and tp.topic not in skip and tp in assigned]
+    if never:
+        await consumer.seek_to_beginning(*never)
+        log.info(
+            "no committed offset, reading from the beginning: %s",
+            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in never)),
+        )
+    return committed
+
+
+class _ActivePartitions:
+    """Faust's live set of active partitions as aiokafka must read it: when it is empty, none, not all.
+
+    aiokafka's ``fetched_records`` returns every buffered partition's records when its ``partitions`` are
+    falsy, and re-reads them each time a fetch response wakes it; Faust passes the set it pauses
+    partitions in, which is empty whenever all of them are paused (module docstring, 4.).
+    """
+
+    __slots__ = ("_tps",)
+
+    def __init__(self, tps: set[TP]) -> None:
+        self._tps = tps
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self._tps
+
+
+class _RewindingConsumerThread(driver.AIOKafkaConsumerThread):
+    """A consumer thread that never hands out records Faust throws away unseen (module docstring, 4.)."""
+
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,  # noqa: ASYNC109  # Faust's signature, handed on to aiokafka
+        max_records: int | None = None,
+    ) -> RecordMap:
+        # Still the live set (a partition resumed meanwhile is served at once), but never "all" when empty.
+        active = cast(set[TP], _ActivePartitions(active_partitions))
+        records: RecordMap = await super()._fetch_records(
+            consumer, active, timeout=timeout, max_records=max_records
+        )
+        return records
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        return cast(Mapping[TP, int], await self.call_thread(self._seek_to_committed_or_beginning))
+
+    async def _seek_to_committed_or_beginning(self) -> dict[Any, int | None]:
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return cast(dict[Any, int | None], await self._ensure_consumer().seek_to_committed())
+        changelogs = cast(Any, self.app).tables.changelog_topics
+        return await seek_to_committed_or_beginning(self._ensure_consumer(), skip_topics=changelogs)
+
+
+class _RewindingConsumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return _RewindingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _FetchHighwaterConsumerThread(_RewindingConsumerThread):
     """A consumer thread whose end offsets (table recovery's goal) come from fetch responses."""
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
@@ -109,14 +203,15 @@ class _FetchHighwaterConsumerThread(driver.AIOKafkaConsumerThread):
         return ends
 
 
-class _FetchHighwaterConsumer(driver.Consumer):
+class _FetchHighwaterConsumer(_RewindingConsumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _FetchHighwaterConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class Transport(driver.Transport):
-    """aiokafka's transport with the draining producer."""
+    """aiokafka's transport with the draining producer and the rewinding consumer."""
 
+    Consumer = _RewindingConsumer
     Producer = _DrainingProducer
 
 

@@ -24,11 +24,13 @@ def test_the_embedded_broker_gets_end_offsets_from_fetch_responses() -> None:
     assert isinstance(app.producer, Transport.Producer) and Transport.Producer is not driver.Producer
 
 
-def test_a_real_kafka_keeps_list_offsets_and_gets_the_draining_producer() -> None:
+def test_a_real_kafka_keeps_list_offsets_and_gets_the_draining_producer_and_the_rewinding_consumer() -> None:
     settings = Settings(kafka_bootstrap="kafka-1:9092", encounter_ref_key=SecretStr("a-key-of-our-own-" * 2))
     app = app_class(settings)("t-kafka", broker=f"kafka://{settings.bootstrap}")
     assert type(app.transport) is Transport
-    assert type(app.consumer) is driver.Consumer
+    # The rewinding consumer (no record read past unseen in a rebalance), without the fetch-based ends.
+    assert type(app.consumer) is Transport.Consumer and Transport.Consumer is not driver.Consumer
+    assert not isinstance(app.consumer, EmbeddedBrokerTransport.Consumer)
     assert isinstance(app.producer, Transport.Producer)
 
 

@@ -6,7 +6,7 @@ replay its whole message store into the new broker, so more of them mostly measu
 
 Victims are drawn in turn from every component the short suite kills, while the stream is sent and then
 while the stack works off its backlog (until it settles, or for HCSYNC_CHAOS_KILL_AFTER_SEND_S, default
-1,800, after the last ACK). Each kill opens a segment: the visits whose messages were all acknowledged
+600, after the last ACK). Each kill opens a segment: the visits whose messages were all acknowledged
 before the next kill belong to it (a kill after the last ACK has an empty segment: what it loses shows
 in the totals). Once everything acknowledged is
 posted, the run prints one line per kill (the victim, the messages acknowledged in its segment, posted,
@@ -37,7 +37,7 @@ LONG = os.environ.get("HCSYNC_CHAOS_LONG") == "1"
 MESSAGES = int(os.environ.get("HCSYNC_CHAOS_MESSAGES", "100000"))
 KILL_EVERY_S = float(os.environ.get("HCSYNC_CHAOS_KILL_EVERY_S", "5"))
 BROKER_KILLS = int(os.environ.get("HCSYNC_CHAOS_BROKER_KILLS", "2"))
-KILL_AFTER_SEND_S = float(os.environ.get("HCSYNC_CHAOS_KILL_AFTER_SEND_S", "1800"))
+KILL_AFTER_SEND_S = float(os.environ.get("HCSYNC_CHAOS_KILL_AFTER_SEND_S", "600"))
 
 pytestmark = [
     pytest.mark.skipif(not LONG, reason="the long chaos run is `make chaos` (HCSYNC_CHAOS_LONG=1)"),

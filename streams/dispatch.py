@@ -99,6 +99,19 @@ def _rejection(
     return record.model_dump_json().encode("utf-8")
 
 
+def cache_id(command: BillingCommandT | ErpCommandT) -> str:
+    """Return what the dispatched-command cache knows ``command`` by.
+
+    An account upsert carries the encounter's whole state: the same command id (the same event) comes
+    again with another state when the tables are rebuilt from the message store after the broker lost
+    everything, and billing must see it to keep the state with the highest state_version
+    (docs/reliability.md). Its cache id names the version; every other command is its id.
+    """
+    if isinstance(command, UpsertAccountCommand):
+        return f"{command.command_id}@v{command.state_version}"
+    return command.command_id
+
+
 class _DoneCache:
     """The Redis cache of dispatched command ids."""
 
@@ -166,9 +179,9 @@ class _Dispatcher(ABC, Generic[C]):
                 first = exc.errors()[0]
                 reason = f"undecodable command: {first['loc']}: {first['msg']}"
                 report.exceptions.append(_rejection(self.stage, raw, None, reason, "COMMAND-INVALID", ""))
-        seen = await self._done.seen([cmd.command_id for _, cmd in items])
+        seen = await self._done.seen([cache_id(cmd) for _, cmd in items])
         report.count("dispatch_cache_hits", len(seen))
-        todo = [(raw, cmd) for raw, cmd in items if cmd.command_id not in seen]
+        todo = [(raw, cmd) for raw, cmd in items if cache_id(cmd) not in seen]
         if not todo:
             return report
         try:
@@ -186,7 +199,7 @@ class _Dispatcher(ABC, Generic[C]):
                             self.stage, raw, self._encounter_of(cmd), reason, rule, cmd.source_event_id
                         )
                     )
-                    await self._done.mark([cmd.command_id])
+                    await self._done.mark([cache_id(cmd)])
         return report
 
 
@@ -233,7 +246,7 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                 await self._move(command, report)
             else:
                 continue
-            done.append(command.command_id)
+            done.append(cache_id(command))
         await self._done.mark(done)
         charges = [(raw, c) for raw, c in items if isinstance(c, PostChargeCommand)]
         if charges:

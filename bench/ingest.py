@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,13 +31,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 from rich.table import Table
 
 from adapters.inbound.store import MessageFilter, MessageStore
-from adapters.mllp.client import parse_ack
+from adapters.mllp.client import next_frame, parse_ack
 from adapters.mllp.framing import MllpDecoder, encode
+from bench.surge import percentile
 from cluster.synth import generate_day
+from foundation.processes import free_port, port_open
 
 QUICK_MESSAGES = 3_000
 _READY_TIMEOUT_S = 60.0
@@ -60,21 +62,14 @@ class Result:
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies_s)
-        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    def percentile_ms(self, p: float) -> float:
+        return 1000 * percentile(self.latencies_s, p)
 
 
 def _cpu_s(pid: int) -> float:
-    """Return the user plus system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """Return the user plus system CPU seconds of a process so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _serve(database_url: str, port: int, max_batch: int, stats_file: Path) -> None:
@@ -113,14 +108,7 @@ async def _lane(port: int, messages: Sequence[bytes], latencies: list[float]) ->
             started = time.perf_counter()
             writer.write(encode(raw))
             await writer.drain()
-            frame = None
-            while frame is None:
-                frame = next(decoder.frames(), None)
-                if frame is None:
-                    chunk = await asyncio.wait_for(reader.read(65536), _ACK_TIMEOUT_S)
-                    if not chunk:
-                        raise ConnectionError("the gateway closed the connection")
-                    decoder.feed(chunk)
+            frame = await asyncio.wait_for(next_frame(reader, decoder), _ACK_TIMEOUT_S)
             latencies.append(time.perf_counter() - started)
             if parse_ack(frame).code != "AA":
                 negative += 1
@@ -132,7 +120,7 @@ async def _lane(port: int, messages: Sequence[bytes], latencies: list[float]) ->
 
 
 async def _send(port: int, messages: Sequence[bytes], lanes: int) -> tuple[float, list[float], int]:
-    # An encounter's messages share a lane, as an interface engine keeps them in order on one connection.
+    # Round robin: the bench measures ACKs, not processing, so no lane needs an encounter's order.
     split: list[list[bytes]] = [[] for _ in range(lanes)]
     for index, raw in enumerate(messages):
         split[index % lanes].append(raw)
@@ -147,16 +135,14 @@ def measure(name: str, messages: Sequence[bytes], lanes: int, max_batch: int, wo
     database = workdir / f"{name.replace(' ', '-')}.db"
     database_url = f"sqlite:///{database}"
     stats = workdir / f"{database.stem}.transactions"
-    port = _free_port()
+    port = free_port()
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.ingest", "--serve", database_url, *map(str, (port, max_batch, stats))],
         stdout=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+        while not port_open("127.0.0.1", port):
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{name}: the gateway did not start (exit {child.poll()})")
             time.sleep(0.1)
@@ -184,8 +170,8 @@ def table(results: Sequence[Result], lanes: int) -> Table:
             r.name,
             f"{r.messages:,}",
             f"{r.rate:,.0f}",
-            f"{r.percentile_ms(0.50):.1f}",
-            f"{r.percentile_ms(0.99):.1f}",
+            f"{r.percentile_ms(50):.1f}",
+            f"{r.percentile_ms(99):.1f}",
             f"{1000 * max(r.latencies_s):.1f}",
             f"{r.messages / r.transactions:.1f}" if r.transactions else "?",
             f"{1000 * r.cpu_s / r.messages:.2f}",

@@ -176,15 +176,17 @@ def create_schema(engine: Engine, metadata: MetaData) -> None:
     # Inspected first, through a reading connection: opening a current database writes nothing, so a
     # command that only reads does not wait for the write lock of a busy database.
     with reading(engine) as connection:
-        existing = set(inspect(connection).get_table_names())
+        inspector = inspect(connection)
+        existing = set(inspector.get_table_names())
+        columns = {name: {c["name"] for c in inspector.get_columns(name)} for name in existing}
+        indexes = {name: {i["name"] for i in inspector.get_indexes(name)} for name in existing}
     missing = [table for table in metadata.sorted_tables if table.name not in existing]
     if missing:
-        metadata.create_all(engine, tables=missing)
+        metadata.create_all(engine, tables=missing)  # whole: with their columns and indexes
     for table in metadata.sorted_tables:
-        with reading(engine) as connection:
-            inspector = inspect(connection)
-            present = {column["name"] for column in inspector.get_columns(table.name)}
-            indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        if table.name not in existing:
+            continue
+        present = columns[table.name]
         for column in table.columns:
             if column.name in present:
                 continue
@@ -202,7 +204,7 @@ def create_schema(engine: Engine, metadata: MetaData) -> None:
                     raise
             log.info("added column %s.%s", table.name, column.name)
         for index in table.indexes:  # create_all adds the indexes of new tables only
-            if index.name not in indexes:
+            if index.name not in indexes[table.name]:
                 index.create(engine, checkfirst=True)
 
 

@@ -393,6 +393,7 @@ class MessageStore:
 
     @staticmethod
     def epoch_of(conn: Connection, *, lock: bool = False) -> int:
+        """Return the forwarding epoch as ``conn`` sees it; ``lock`` holds it until the transaction ends."""
         query = select(_S.c.forward_epoch).where(_S.c.id == 1)
         return int(conn.execute(query.with_for_update() if lock else query).scalar_one())
 

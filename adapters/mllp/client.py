@@ -18,7 +18,7 @@ from adapters.mllp.framing import MllpDecoder, encode
 from canonical.errors import DecodeError, Fault, StackError
 from canonical.hl7v2.parser import parse_message
 
-__all__ = ["AckResult", "MllpClientError", "parse_ack", "send_mllp"]
+__all__ = ["AckResult", "MllpClientError", "next_frame", "parse_ack", "send_mllp"]
 
 # Largest ACK accepted: an ACK is a few hundred bytes, anything near this is not one.
 _MAX_ACK_BYTES = 1_048_576
@@ -67,7 +67,7 @@ def parse_ack(raw: bytes) -> AckResult:
     return AckResult(control_id=msa.get(2, 0), code=code, positive=code in POSITIVE_CODES, text=text, raw=raw)
 
 
-async def _next_frame(reader: asyncio.StreamReader, decoder: MllpDecoder) -> bytes:
+async def next_frame(reader: asyncio.StreamReader, decoder: MllpDecoder) -> bytes:
     """Return the next frame from the connection; raise ConnectionError when the peer closes it first."""
     while True:
         for frame in decoder.frames():
@@ -108,7 +108,7 @@ async def send_mllp(
             try:
                 writer.write(encode(raw))
                 await asyncio.wait_for(writer.drain(), timeout_s)
-                answer = await asyncio.wait_for(_next_frame(reader, decoder), timeout_s)
+                answer = await asyncio.wait_for(next_frame(reader, decoder), timeout_s)
             except TimeoutError as exc:
                 raise MllpClientError(
                     f"{target} sent no ACK for {where} within {timeout_s:g}s", results

@@ -13,7 +13,6 @@ and a stream partition, paused, whose records aiokafka has already fetched.
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 import uuid
@@ -26,22 +25,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.transport.drivers import aiokafka as driver
 
 from cluster.binaries import tansu_binary
+from foundation.processes import free_port, port_open
 from foundation.settings import Settings
 from streams.transport import app_class, seek_to_committed_or_beginning
 
 RECORDS = 50
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def bootstrap() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
     broker = subprocess.Popen(
@@ -51,14 +44,10 @@ def bootstrap() -> Iterator[str]:
     )
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or broker.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        while not port_open("127.0.0.1", port):
+            if time.monotonic() > deadline or broker.poll() is not None:
+                raise RuntimeError(f"the broker did not listen on port {port} (exit {broker.poll()})")
+            time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
         broker.kill()

@@ -95,14 +95,7 @@ async def _produce_and_read(
     finally:
         await sender.stop()
     tps = [TopicPartition(topic, p) for p in range(len(batches))]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap)
-    await consumer.start()
-    try:
-        listed = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    fetched = await fetch_high_watermarks(settings.bootstrap, tps)
-    return [(listed[tp], fetched[tp]) for tp in tps]
+    return await _listed_and_fetched(settings, tps)
 
 
 def test_the_embedded_broker_lists_a_wrong_end_offset_after_a_multi_record_batch(
@@ -188,14 +181,7 @@ async def _write_changelog(settings: Settings, states: dict[str, EncounterState]
     finally:
         await sender.stop()
     tps = [TopicPartition(topic, p) for p in partitions]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap)
-    await consumer.start()
-    try:
-        listed = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    fetched = await fetch_high_watermarks(settings.bootstrap, tps)
-    return [(listed[tp], fetched[tp]) for tp in tps]
+    return await _listed_and_fetched(settings, tps)
 
 
 @contextmanager
@@ -276,3 +262,15 @@ def test_a_worker_taking_over_recovers_every_state_of_a_changelog_written_in_bat
             f"\nchangelog (ListOffsets end, fetch high watermark) per partition: {ends}; "
             f"{released} held charges released, {found} posted"
         )
+
+
+async def _listed_and_fetched(settings: Settings, tps: list[TopicPartition]) -> list[tuple[int, int]]:
+    """Return each partition's end offset as ListOffsets says it, and as a fetch's high watermark does."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap)
+    await consumer.start()
+    try:
+        listed = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    fetched = await fetch_high_watermarks(settings.bootstrap, tps)
+    return [(listed[tp], fetched[tp]) for tp in tps]

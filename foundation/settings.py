@@ -174,8 +174,20 @@ class Settings(BaseSettings):
             "A structural fault quarantines the message. JSON list in the environment."
         ),
     )
-    dispatch_batch_size: PositiveInt = 200
-    dispatch_batch_window_s: PositiveFloat = 0.2
+    encounter_batch_size: PositiveInt = Field(
+        50,
+        description=(
+            "Event records (each a batch of events) the encounters agent applies at once, with one wait for "
+            "the broker and one state write per touched encounter."
+        ),
+    )
+    encounter_batch_window_s: PositiveFloat = Field(
+        0.05, description="How long the encounters agent waits to fill a batch."
+    )
+    dispatch_batch_size: PositiveInt = Field(
+        20, description="Command records (each a batch of commands) a dispatcher sends at once."
+    )
+    dispatch_batch_window_s: PositiveFloat = 0.1
 
     # gRPC adapters.
     grpc_host: str = "127.0.0.1"

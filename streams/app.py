@@ -25,21 +25,21 @@ from typing import Any, Literal, cast
 
 import faust
 from faust.types import TP, EventT
-from pydantic import ValidationError
 
 from actors.pool import TransformPool
 from actors.transform import Outcome, StrictPolicy, TransformBatch, TransformResult
 from adapters.inbound.outcomes import MessageOutcome, OutcomeBatch, message_id_of
-from canonical.envelope import AccountMovePayload, EventEnvelope, MergePayload, PatientPayload
-from canonical.quarantine import failure_record, poison_record, unenriched_record
+from canonical.quarantine import failure_record
 from foundation.settings import Settings
 from foundation.topics import TopicNames
 from streams.dispatch import BillingDispatcher, ErpDispatcher
-from streams.encounter_state import EncounterState, apply_event, patient_command
+from streams.encounter_state import EncounterState
+from streams.encounters import StateCodec, apply_records
 from streams.pipeline import OrderedPipeline
 from streams.posting import PostingRules
 from streams.quarantine_agent import register_quarantine_agent
 from streams.quarantine_store import QuarantineStore
+from streams.records import PartitionedBatches, partition_of, split
 from streams.retry import is_outage, retry
 from streams.scaling import IngestOffsets, PoolController, assigned_lag
 from streams.stats import MESSAGE_TYPE_PREFIX, Stats
@@ -84,6 +84,17 @@ def _message_outcome(record: EventT[bytes], outcome: Outcome) -> MessageOutcome:
     )
 
 
+class EncounterTable(faust.Table[str, bytes]):
+    """The encounter table: an encounter's changelog goes to the partition its events come from.
+
+    The encounters agent writes states after a batch (not inside the handling of one event), so the
+    partition is the encounter's, computed as every record about it is routed (streams/records.py).
+    """
+
+    def partition_for_key(self, key: Any) -> int:
+        return partition_of(str(key), self.partitions)
+
+
 def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     """Create the Faust app with its topics, table and agents."""
     names = TopicNames(settings.topic_prefix)
@@ -116,11 +127,17 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     exceptions = app.topic(names.exceptions, key_serializer="raw", value_serializer="raw")
     routed = app.topic(names.routed, key_serializer="raw", value_serializer="raw")
     outcomes = app.topic(names.outcomes, key_serializer="raw", value_serializer="raw")
-    table = app.Table(
-        "encounters",
+    # Values are the states' JSON as bytes (streams/encounters.py StateCodec decodes them).
+    table = EncounterTable(
+        app,
+        name="encounters",
         default=None,
+        beacon=app.tables.beacon,
         partitions=settings.topic_partitions,
+        value_type=bytes,
     )
+    app.tables.add(table)
+    partitions = settings.topic_partitions
     batch_size = settings.transform_batch_size
     strict = StrictPolicy(
         feeds=frozenset(settings.strict_validation_feeds),
@@ -148,10 +165,12 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         pending: list[Awaitable[Any]] = []
         counts = {"raw_in": len(records), "mapped": 0, "events_out": 0, "quarantined": 0, "ignored": 0}
         done: list[MessageOutcome] = []
+        # Events travel in batch records, one per events partition (several when large: records.py).
+        batches = PartitionedBatches(partitions)
         for record, outcome in zip(records, result.outcomes, strict=True):
             done.append(_message_outcome(record, outcome))
             for key, value in outcome.events:
-                pending.append(await events.send(key=key.encode(), value=value))
+                batches.add(key, value)
             counts["events_out"] += len(outcome.events)
             counts["mapped"] += bool(outcome.events)
             if outcome.exception is not None:
@@ -164,6 +183,8 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             if outcome.message_type:
                 name = f"{MESSAGE_TYPE_PREFIX}{outcome.message_type}"
                 counts[name] = counts.get(name, 0) + 1
+        for partition, value in batches.records():
+            pending.append(await events.send(value=value, partition=partition))
         # One record per batch tells the message store what became of each message.
         report = OutcomeBatch(at=dt.datetime.now(dt.UTC), outcomes=tuple(done))
         pending.append(await outcomes.send(value=report.model_dump_json().encode("utf-8")))
@@ -199,67 +220,45 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         finally:
             await pipeline.close()
 
-    async def apply_one(value: bytes) -> None:
-        try:
-            env = EventEnvelope.model_validate_json(value)
-        except ValidationError as exc:
-            # Only our own ingest writes here, but a poison record must not stop every encounter.
-            await exceptions.send(value=poison_record("encounters", value, exc))
-            await runtime.stats.add({"quarantined": 1})
-            return
-        key = env.encounter_id.encode()
-        if isinstance(env.payload, MergePayload | PatientPayload | AccountMovePayload):
-            # A merge, a person update or an account move changes billing accounts of a patient; it keeps
-            # no encounter state, and billing is idempotent on the command id and orders them by event
-            # time, so a redelivery or a late arrival is harmless.
-            await (await billing.send(key=key, value=patient_command(env).model_dump_json().encode()))
-            return
-        stored = table.get(env.encounter_id)
-        state = (
-            EncounterState.model_validate(stored)
-            if stored is not None
-            else EncounterState(encounter_id=env.encounter_id)
-        )
-        transition = apply_event(state, env, runtime.rules)
-        if transition.duplicate:
-            await runtime.stats.add({"duplicate_events": 1})
-            return
-        # Commands first, state second: if this is retried half-way, the event is not yet marked processed
-        # and its commands go out again (the sinks drop the repeats) instead of never.
+    codec = StateCodec()
+
+    def load(encounter_id: str) -> EncounterState:
+        return codec.decode(encounter_id, table.get(encounter_id))
+
+    async def apply_batch(values: list[bytes]) -> None:
+        # Applied afresh from the table on every attempt: a retry after a failed send is the same batch.
+        outcome = apply_records(values, load, runtime.rules, partitions)
         pending: list[Awaitable[Any]] = []
-        for command in transition.billing:
-            pending.append(await billing.send(key=key, value=command.model_dump_json().encode()))
-        for journal in transition.erp:
-            pending.append(await erp.send(key=key, value=journal.model_dump_json().encode()))
-        for refused in transition.unenriched:
-            pending.append(await exceptions.send(value=unenriched_record(refused)))
-        # Delivered, not just queued: otherwise the changelog write below could reach the broker first.
+        for partition, value in outcome.billing.records():
+            pending.append(await billing.send(value=value, partition=partition))
+        for partition, value in outcome.erp.records():
+            pending.append(await erp.send(value=value, partition=partition))
+        for record in outcome.exceptions:
+            pending.append(await exceptions.send(value=record))
+        # Delivered, not just queued: otherwise a changelog write below could reach the broker first.
         await asyncio.gather(*pending)
-        if transition.unenriched:
-            await runtime.stats.add({"quarantined": len(transition.unenriched)})
-        if transition.unenriched and transition.state == state:
-            return  # nothing else changed: a lone posting without dimensions leaves no trace in the state
-        table[env.encounter_id] = transition.state.model_dump(mode="json")
-        if transition.held or transition.released or transition.stale:
-            await runtime.stats.add(
-                {
-                    "held_charges": int(transition.held),
-                    "held_released": transition.released,
-                    "stale_events": int(transition.stale),
-                }
-            )
+        for encounter_id, state in outcome.states.items():
+            table[encounter_id] = codec.encode(state)
+        counts = {name: n for name, n in outcome.counts.items() if n}
+        if counts:
+            await runtime.stats.add(counts)
 
     @app.agent(events, name="encounters")
     async def encounters(stream: faust.StreamT[bytes]) -> None:
-        """Apply each event to its encounter's state; emit billing and ERP commands."""
-        async for value in stream:
+        """Apply batches of events to their encounters' states; emit billing and ERP commands in batches."""
+        size, window_s = settings.encounter_batch_size, settings.encounter_batch_window_s
+        async for taken in stream.take(size, within=window_s):
+            values = list(taken)
 
-            async def give_up(exc: Exception, value: bytes = value) -> None:
-                record = failure_record("encounters", value, "ENCOUNTER-PROCESSING-FAILED", exc)
-                await retry("quarantine", partial(exceptions.send, value=record))
+            async def give_up(exc: Exception, values: list[bytes] = values) -> None:
+                # Not an outage, not one event (those are quarantined inside): quarantine each event.
+                for value in values:
+                    for item in split(value):
+                        record = failure_record("encounters", item, "ENCOUNTER-PROCESSING-FAILED", exc)
+                        await retry("quarantine", partial(exceptions.send, value=record))
 
             await retry(
-                "encounter event", apply_one, value, attempts=5, on_give_up=give_up, transient=is_outage
+                "encounter batch", apply_batch, values, attempts=5, on_give_up=give_up, transient=is_outage
             )
 
     def dispatch_with(

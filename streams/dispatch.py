@@ -44,6 +44,7 @@ from streams.commands import (
     billing_command_adapter,
     erp_command_adapter,
 )
+from streams.records import split
 from streams.stats import done_key
 
 DONE_TTL_S = 7 * 24 * 3600
@@ -169,10 +170,13 @@ class _Dispatcher(ABC, Generic[C]):
         return None
 
     async def dispatch(self, batch: Sequence[bytes]) -> DispatchReport:
-        """Dispatch one batch of raw commands; return counters and quarantine records."""
+        """Dispatch batch records of commands (streams/records.py); return counters and quarantine records.
+
+        Each command is decoded on its own, so one that cannot be is quarantined with its own bytes.
+        """
         report = DispatchReport()
         items: list[tuple[bytes, C]] = []
-        for raw in batch:
+        for raw in (item for record in batch for item in split(record)):
             try:
                 items.append((raw, self._decode(raw)))
             except ValidationError as exc:

@@ -24,7 +24,7 @@ POLICY = AutoscalePolicy(
 
 
 class _Pool:
-    """The pool's surface the controller uses: size, resize, saturation."""
+    """The pool's surface the controller uses: size, capacity, resize, saturation."""
 
     def __init__(self, replicas: int, saturation: float) -> None:
         self.replicas = replicas
@@ -32,6 +32,10 @@ class _Pool:
         self.nodes = ["n1"] * replicas
         self.level = saturation
         self.resizes: list[int] = []
+
+    @property
+    def capacity(self) -> int:
+        return 2 * self.replicas
 
     def saturation(self) -> float:
         return self.level
@@ -51,11 +55,18 @@ class _Clock:
 
 
 def _controller(
-    pool: _Pool, signals: ScaleSignals, *, autoscale: bool, lag: int = 0
+    pool: _Pool, signals: ScaleSignals, *, autoscale: bool, lag: int = 0, cpu: float = 0.2
 ) -> tuple[PoolController, _Clock]:
     clock = _Clock()
+    # The host's CPU is given, not measured: this machine's real load must not decide these tests.
     controller = PoolController(
-        cast(TransformPool, pool), signals, "w1", policy=POLICY, autoscale=autoscale, clock=clock
+        cast(TransformPool, pool),
+        signals,
+        "w1",
+        policy=POLICY,
+        autoscale=autoscale,
+        clock=clock,
+        cpu=lambda: cpu,
     )
     controller.watch(lag=lambda: lag, pending=lambda: 3)
     return controller, clock

@@ -131,6 +131,7 @@ class PoolController:
         self._pending: Callable[[], int] = lambda: 0
         self._app: faust.App | None = None
         self._recorded_hold: tuple[str, str] | None = None
+        self._hold_at: float | None = None  # when the last hold was recorded
 
     def watch(
         self, *, lag: Callable[[], int], pending: Callable[[], int], app: faust.App | None = None
@@ -171,14 +172,20 @@ class PoolController:
         except RedisError as exc:
             log.warning("autoscaling %s not recorded (%s)", what, type(exc).__name__)
 
-    async def _note_hold(self, hold: Hold | None) -> None:
-        """Record a hold when its cause or bottleneck changes (not every tick: its figures always move)."""
+    async def _note_hold(self, hold: Hold | None, now: float) -> None:
+        """Record a hold when its cause or bottleneck changes (not every tick: its figures always move).
+
+        At most one hold per window: a signal that hovers around its threshold would otherwise flip the
+        named bottleneck every tick. A change held back is recorded at the next tick past the window.
+        """
         if hold is None:
             self._recorded_hold = None
             return
         if hold.key == self._recorded_hold:
             return
-        self._recorded_hold = hold.key
+        if self._hold_at is not None and now - self._hold_at < self._policy.window_s:
+            return
+        self._recorded_hold, self._hold_at = hold.key, now
         log.info("the transform pool stays at %d: %s", self._pool.replicas, hold.reason)
         await self._record(self._pool.replicas, hold.reason, "hold")
 
@@ -231,7 +238,7 @@ class PoolController:
                 await self._record(after, decision.reason, "decision")
             else:
                 hold = self._autoscaler.hold
-                await self._note_hold(hold)
+                await self._note_hold(hold, now)
         report = PoolReport(
             worker=self._worker,
             replicas=self._pool.replicas,

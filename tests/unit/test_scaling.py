@@ -240,3 +240,23 @@ def test_the_host_cpu_share_is_a_share() -> None:
     meter = HostCpu()
     sum(i * i for i in range(200_000))
     assert 0.0 <= meter() <= 1.0 and 0.0 <= meter() <= 1.0
+
+
+def test_a_bottleneck_that_flips_every_tick_is_recorded_at_most_once_per_window(
+    signals: ScaleSignals,
+) -> None:
+    pool = _Pool(2, saturation=0.0)
+    clock = _Clock()
+    controller = PoolController(
+        cast(TransformPool, pool), signals, "w1", policy=POLICY, autoscale=True, clock=clock, cpu=lambda: 0.2
+    )
+    ticks = {"n": 0}
+
+    def pending() -> int:  # finished batches fill the pipeline one tick in three: the window's share flips
+        ticks["n"] += 1  # between 1/4 and 2/4 of it, around the routing threshold of 0.5
+        return 8 if ticks["n"] % 3 == 0 else 0
+
+    controller.watch(lag=lambda: 10_000, pending=pending)
+    _run(controller, clock, 30)
+    assert pool.resizes == []
+    assert 1 <= len(signals.history(100)) <= 30 // POLICY.window_s + 1

@@ -41,9 +41,15 @@ class PoolReport:
     lag: int = 0  # raw-topic records of this worker's partitions not yet committed
     saturation: float = 0.0  # share of the last tick the pool spent at its in-flight bound
     pending_batches: int = 0  # batches the ingest pipeline has taken and not yet routed
+    cpu_share: float = 0.0  # share of the worker host's CPU busy over the last tick (all processes)
+    stage_lag: dict[str, int] = field(default_factory=dict)  # the stages after the pool: records behind
+    hold: str = ""  # why the autoscaler does not grow the pool now, naming the bottleneck ("" when nothing)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+_REPORT_FIELDS = frozenset(PoolReport.__dataclass_fields__)
 
 
 def _text(value: Any) -> str:
@@ -101,7 +107,9 @@ class ScaleSignals:
         for key in self._redis.scan_iter(match=self._base + "worker:*"):
             value = self._redis.get(key)
             if value is not None:
-                out.append(PoolReport(**json.loads(_text(value))))
+                doc = json.loads(_text(value))
+                # A worker of another version may report fields this one does not know: ignore them.
+                out.append(PoolReport(**{k: v for k, v in doc.items() if k in _REPORT_FIELDS}))
         return sorted(out, key=lambda r: r.worker)
 
 

@@ -8,16 +8,23 @@ Lag is the consumer group's distance from each partition's end: the high waterma
 see foundation.kafka) minus the offset the Faust workers committed. Throughput and error rate are measured
 over a short sample of the live counters: messages the transform pool finished per second, and the share
 of them quarantined.
+
+The bottleneck line names the stage that limits throughput now (:func:`name_bottleneck`): the lag of each
+stage's input topic is read twice, at the start and the end of the sample, for its trend; with it go the
+pools' saturation and holds (from the workers' reports), the CPU of each supervised component's process
+(pids from supervisor.json) and the host's CPU over the sample.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -28,9 +35,10 @@ from adapters.inbound.store import MessageStore, default_message_store_url
 from canonical.errors import StackError
 from cluster.supervision import ComponentStatus, SupervisorStatus, read_status
 from foundation.kafka import broker_unreachable, committed_offsets, high_watermarks, redis_unreachable
+from foundation.processes import HostCpu
 from foundation.settings import Settings
 from foundation.sql import sqlite_path
-from foundation.topics import WORKER_INPUTS, TopicNames
+from foundation.topics import STAGES, WORKER_INPUTS, TopicNames
 from streams.stats import Stats
 
 # The topics the Faust workers consume (routed.hl7v2 is for downstream consumers, outcomes.ingest for the
@@ -47,6 +55,151 @@ class PartitionLag:
     end_offset: int
     committed: int | None
     lag: int
+
+
+@dataclass(frozen=True, slots=True)
+class StageLag:
+    """One stage's input: records behind at the start and at the end of the sample."""
+
+    stage: str
+    topic: str
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bottleneck:
+    """The stage that limits throughput now, and what shows it."""
+
+    stage: str  # "transform pool", "ingest", "encounters", ..., "none (idle)", "unknown"
+    detail: str
+
+    def line(self) -> str:
+        return f"bottleneck: {self.stage}" + (f" ({self.detail})" if self.detail else "")
+
+
+# A component whose process uses at least this share of one core counts as busy.
+BUSY_CORE_SHARE = 0.8
+# The host counts as saturated from this share of all its cores on.
+HOST_SATURATED = 0.9
+# The processes that serve each stage besides the workers (whose one event loop runs every stage).
+_HELPERS = {"billing dispatch": "billing", "ERP dispatch": "erp"}
+
+
+def _core(share: float) -> str:
+    return f"{share:.0%} of a core"
+
+
+def name_bottleneck(
+    stages: Sequence[StageLag],
+    seconds: float,
+    *,
+    pools: Sequence[PoolReport] = (),
+    process_cpu: Mapping[str, float] | None = None,
+    host_cpu: float | None = None,
+    large: int = 2000,
+    saturation: float = 0.7,
+) -> Bottleneck:
+    """Name the stage that limits throughput, from each stage's lag at two moments ``seconds`` apart
+    (0: one reading only, no trend).
+
+    ``stages`` go most upstream first; ``process_cpu`` is each component's share of one core over the
+    sample; ``large`` is a lag that counts as a backlog even when it shrinks, ``saturation`` the share of
+    time at its in-flight bound from which a pool counts as the bottleneck.
+
+    The rule: the most upstream stage that is behind (its lag grew over the sample, or is at least
+    ``large``) and whose consumer is busy (the workers' processes or the stage's adapter at least
+    ``BUSY_CORE_SHARE`` of a core, or for the ingest the pool at its bound); when no stage that is behind
+    has a busy consumer, the most upstream one that is behind. At the ingest, a saturated pool names the
+    transform pool itself. Every stage at lag 0: "none (idle)".
+    """
+    if not stages:
+        return Bottleneck("unknown", "the consumer lag could not be read")
+    if all(s.after == 0 for s in stages):
+        return Bottleneck("none (idle)", "every stage at lag 0")
+    behind = [s for s in stages if s.after > 0 and (s.after > s.before or s.after >= large)]
+    if not behind:
+        waiting = ", ".join(f"{s.stage} {s.after:,}" for s in stages if s.after)
+        return Bottleneck("none (keeping up)", f"small lags, not growing: {waiting}")
+    cpu = dict(process_cpu or {})
+    workers = [share for name, share in cpu.items() if name.startswith("worker")]
+    worker_cpu = max(workers) if workers else None
+    pool_share = max((p.saturation for p in pools), default=None)
+
+    def busy(stage: StageLag) -> list[str]:
+        why: list[str] = []
+        if stage.stage == "ingest" and pool_share is not None and pool_share >= saturation:
+            why.append(f"the transform pool at its in-flight bound {pool_share:.0%}")
+        if worker_cpu is not None and worker_cpu >= BUSY_CORE_SHARE:
+            why.append(f"the worker process at {_core(worker_cpu)}")
+        helper = _HELPERS.get(stage.stage)
+        if helper is not None and cpu.get(helper, 0.0) >= BUSY_CORE_SHARE:
+            why.append(f"the {helper} adapter at {_core(cpu[helper])}")
+        return why
+
+    chosen, reasons = behind[0], busy(behind[0])
+    for stage in behind:
+        if busy(stage):
+            chosen, reasons = stage, busy(stage)
+            break
+    trend = f", {(chosen.after - chosen.before) / seconds:+,.0f}/s" if seconds > 0 else ""
+    parts = [f"{chosen.topic} {chosen.after:,} behind{trend}"]
+    name = chosen.stage
+    if chosen.stage == "ingest":
+        if pool_share is not None and pool_share >= saturation:
+            name = "transform pool"
+        elif pool_share is not None:
+            parts.append(f"the pool at its bound only {pool_share:.0%}: routing or the event loop holds it")
+        holds = sorted({p.hold for p in pools if p.hold})
+        parts.extend(f"autoscaler: {hold}" for hold in holds)
+    parts.extend(r for r in reasons if not r.startswith("the transform pool"))
+    if not reasons:
+        parts.append("no busy consumer seen: it waits on something else, or is stalled")
+    if host_cpu is not None and host_cpu >= HOST_SATURATED:
+        parts.append(f"the host's CPU {host_cpu:.0%} busy")
+    return Bottleneck(name, "; ".join(parts))
+
+
+def stage_lags(before: Sequence[PartitionLag], after: Sequence[PartitionLag]) -> list[StageLag]:
+    """Each stage's lag at the two readings, most upstream first (a topic not read twice is left out)."""
+
+    def by_topic(rows: Sequence[PartitionLag]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in rows:
+            out[row.topic] = out.get(row.topic, 0) + row.lag
+        return out
+
+    first, second = by_topic(before), by_topic(after)
+    return [
+        StageLag(stage, topic, first[topic], second[topic])
+        for topic, stage in STAGES.items()
+        if topic in first and topic in second
+    ]
+
+
+class _ProcessCpu:
+    """Each supervised component's process CPU over the sample, in shares of one core."""
+
+    def __init__(self, components: Sequence[ComponentStatus]) -> None:
+        self._procs: dict[str, psutil.Process] = {}
+        for component in components:
+            if component.pid is None or component.state != "running":
+                continue
+            try:
+                proc = psutil.Process(component.pid)
+                proc.cpu_percent(None)  # starts the measurement
+            except (psutil.Error, OSError):
+                continue
+            self._procs[component.name] = proc
+
+    def read(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, proc in self._procs.items():
+            try:
+                out[name] = round(proc.cpu_percent(None) / 100, 3)
+            except (psutil.Error, OSError):
+                continue
+        return out
 
 
 @dataclass(slots=True)
@@ -70,6 +223,11 @@ class Status:
     messages: dict[str, int] | None = None
     # What could not be read, and why.
     problems: list[str] = field(default_factory=list)
+    # The stage that limits throughput now (None: not judged).
+    bottleneck: Bottleneck | None = None
+    # Each running component's process CPU over the sample (share of one core) and the host's (all cores).
+    cpu: dict[str, float] = field(default_factory=dict)
+    host_cpu_share: float | None = None
 
     @property
     def replicas(self) -> int:
@@ -138,6 +296,9 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
     problems: list[str] = []
     run_dir = _run_dir(settings)
     supervisor = read_status(run_dir) if run_dir is not None else None
+    live = supervisor is not None and not supervisor.stale()
+    process_cpu = _ProcessCpu(supervisor.components if supervisor is not None and live else [])
+    host = HostCpu()
     messages = await asyncio.to_thread(_message_totals, settings, problems)
     client = aioredis.Redis.from_url(settings.redis, socket_timeout=3, socket_connect_timeout=3)
     stats = Stats(client, settings.topic_prefix)
@@ -148,6 +309,8 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
     started = time.monotonic()
     ends: dict[TopicPartition, int] = {}
     committed: dict[TopicPartition, int] = {}
+    ends2: dict[TopicPartition, int] = {}
+    committed2: dict[TopicPartition, int] = {}
     try:
         try:
             before, started = await stats.read(), time.monotonic()
@@ -161,27 +324,49 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
         except (KafkaError, StackError, OSError) as exc:
             problems.append(str(broker_unreachable(settings, exc)))
         after: dict[str, int] = {}
-        if before is not None:
+        if before is not None or ends:
             await asyncio.sleep(max(0.0, sample_s - (time.monotonic() - started)))
+        if before is not None:
             try:
                 after = await stats.read()
             except RedisError as exc:
                 problems.append(str(redis_unreachable(settings, exc)))
                 before = None
+        if ends:
+            try:  # the lag again, for its trend (the bottleneck line)
+                ends2 = await high_watermarks(settings, [names[t] for t in CONSUMED])
+                committed2 = await committed_offsets(settings, group, ends2)
+            except (KafkaError, StackError, OSError):
+                ends2 = {}  # the first reading stands; the bottleneck goes without a trend
     finally:
         await client.aclose()
     elapsed = time.monotonic() - started
+    cpu, host_share = process_cpu.read(), host()
     logical = {names[t]: t for t in CONSUMED}
-    lag = [
-        PartitionLag(
-            topic=logical[tp.topic],
-            partition=tp.partition,
-            end_offset=end,
-            committed=committed.get(tp),
-            lag=max(0, end - committed.get(tp, 0)),
-        )
-        for tp, end in sorted(ends.items(), key=lambda item: (item[0].topic, item[0].partition))
-    ]
+
+    def lag_rows(ends: dict[TopicPartition, int], committed: dict[TopicPartition, int]) -> list[PartitionLag]:
+        return [
+            PartitionLag(
+                topic=logical[tp.topic],
+                partition=tp.partition,
+                end_offset=end,
+                committed=committed.get(tp),
+                lag=max(0, end - committed.get(tp, 0)),
+            )
+            for tp, end in sorted(ends.items(), key=lambda item: (item[0].topic, item[0].partition))
+        ]
+
+    lag = lag_rows(ends, committed)
+    later = lag_rows(ends2, committed2) if ends2 else lag
+    bottleneck = name_bottleneck(
+        stage_lags(lag, later),
+        elapsed if ends2 else 0.0,
+        pools=pools,
+        process_cpu=cpu,
+        host_cpu=host_share,
+        large=settings.autoscale_lag_per_replica,
+        saturation=settings.autoscale_saturation,
+    )
     # Rates only from a complete sample of the counters (both reads answered).
     base, moved = (before, after) if before is not None and after else ({}, {})
     postings = ("charges_posted", "journal_lines_accepted", "inventory_movements")
@@ -204,7 +389,19 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
         supervisor_stale=supervisor is not None and supervisor.stale(),
         messages=messages,
         problems=problems,
+        bottleneck=bottleneck,
+        cpu=cpu,
+        host_cpu_share=round(host_share, 3),
     )
 
 
-__all__ = ["CONSUMED", "PartitionLag", "Status", "collect_status"]
+__all__ = [
+    "CONSUMED",
+    "Bottleneck",
+    "PartitionLag",
+    "StageLag",
+    "Status",
+    "collect_status",
+    "name_bottleneck",
+    "stage_lags",
+]

@@ -1,4 +1,5 @@
-"""Small helpers the stack and the local Ray cluster share: free ports, open ports, live processes."""
+"""Small helpers the stack and the local Ray cluster share: free ports, open ports, live processes, the
+host's CPU."""
 
 from __future__ import annotations
 
@@ -66,4 +67,31 @@ def session_members(session_id: int) -> list[psutil.Process]:
     return found
 
 
-__all__ = ["alive", "free_port", "gone_ok", "kill_survivors", "port_open", "session_members"]
+class HostCpu:
+    """The share of the host's CPU (all cores, all processes) that was busy since the previous reading.
+
+    Own deltas of ``psutil.cpu_times()`` rather than ``psutil.cpu_percent()``, whose "since the last call"
+    state is one per process and would be shared with any other caller. Idle and I/O wait count as free.
+    """
+
+    def __init__(self) -> None:
+        self._last = psutil.cpu_times()
+
+    @staticmethod
+    def _split(times: tuple[float, ...]) -> tuple[float, float]:
+        total = sum(times)
+        free = float(getattr(times, "idle", 0.0)) + float(getattr(times, "iowait", 0.0))
+        return total, free
+
+    def __call__(self) -> float:
+        now = psutil.cpu_times()
+        total0, free0 = self._split(self._last)
+        total1, free1 = self._split(now)
+        self._last = now
+        elapsed = total1 - total0
+        if elapsed <= 0:
+            return 0.0
+        return min(1.0, max(0.0, 1.0 - (free1 - free0) / elapsed))
+
+
+__all__ = ["HostCpu", "alive", "free_port", "gone_ok", "kill_survivors", "port_open", "session_members"]

@@ -164,6 +164,24 @@ class Settings(BaseSettings):
     autoscale_down_cooldown_s: PositiveFloat = Field(
         60.0, description="How long the pool must be calm, and the least time after a change, to shrink."
     )
+    autoscale_max_cpu_share: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Never grow the pool while the worker host's CPU (every process, Ray actors on the host "
+            "included) was busy at least this share of the window; 1 switches the check off."
+        ),
+    )
+    autoscale_routing_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Share of the ingest pipeline held by transformed batches waiting to be routed above which the "
+            "routing stage, not the pool, counts as the bottleneck."
+        ),
+    )
     transform_batch_size: PositiveInt = 500
     transform_batch_window_s: PositiveFloat = 0.2
     strict_validation_feeds: list[str] = Field(

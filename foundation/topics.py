@@ -18,6 +18,15 @@ OUTCOMES_INGEST = "outcomes.ingest"
 ALL = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS, ROUTED_HL7V2, OUTCOMES_INGEST)
 # The topics the Faust workers consume.
 WORKER_INPUTS = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS)
+# The stage of the worker that consumes each of them, most upstream first (`hcsync status` names the
+# bottleneck by these, and the autoscaler its hold reasons).
+STAGES = {
+    RAW_HL7V2: "ingest",
+    EVENTS_CANONICAL: "encounters",
+    COMMANDS_BILLING: "billing dispatch",
+    COMMANDS_ERP: "ERP dispatch",
+    EXCEPTIONS: "quarantine",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from actors.scaling import ScaleSignals
 from adapters.clients import BillingClient, ErpClient
 from foundation.logmask import mask_all_handlers
 from foundation.settings import Settings
+from foundation.topics import TopicNames
 from streams.app import Runtime, build_app
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.posting import PostingRules
@@ -95,6 +96,8 @@ def autoscale_policy(settings: Settings) -> AutoscalePolicy:
         window_s=settings.autoscale_window_s,
         up_cooldown_s=settings.autoscale_up_cooldown_s,
         down_cooldown_s=settings.autoscale_down_cooldown_s,
+        max_cpu_share=settings.autoscale_max_cpu_share,
+        routing_share=settings.autoscale_routing_share,
     )
 
 
@@ -131,6 +134,7 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
             worker=f"{socket.gethostname()}:{os.getpid()}:{settings.worker_name}",
             policy=autoscale_policy(settings),
             autoscale=settings.transform_autoscale,
+            topics=TopicNames(settings.topic_prefix),
         ),
         rules=PostingRules(
             encounter_ref_key=settings.encounter_ref_key.get_secret_value().encode(),

@@ -202,6 +202,8 @@ def status(
         return
     for table in _tables(result):
         console.print(table)
+    if result.bottleneck is not None:
+        console.print(escape(result.bottleneck.line()))
     for problem in result.problems:
         err_console.print(f"[red]unavailable[/]: {escape(problem)}")
     if result.problems or any(c.state == "failed" for c in result.components):

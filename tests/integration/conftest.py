@@ -45,6 +45,11 @@ def stack_settings(home: Path, **overrides: object) -> Settings:
         "autoscale_window_s": 2.0,
         "autoscale_up_cooldown_s": 3.0,
         "autoscale_down_cooldown_s": 6.0,
+        # The CPU rule off (1 = never hold for the host's CPU): on a loaded 2-core machine the surge alone
+        # (the stack, Ray and hl7apy validation, beside other people's work) keeps the host busy above the
+        # default 0.9, and test_scaling must still prove that the pool grows when the pool is the
+        # bottleneck. The rule itself is proved by tests/unit/test_autoscale.py and test_scaling.py.
+        "autoscale_max_cpu_share": 1.0,
     }
     return Settings.model_validate(fields | overrides)
 

@@ -45,8 +45,12 @@ def test_status_shows_pools_lag_and_rates(settings: Settings) -> None:
     assert rows == {(topic, p) for topic in CONSUMED for p in range(settings.topic_partitions)}
     assert all(row["lag"] >= 0 for row in doc["lag"])
     assert {"messages_per_s", "events_per_s", "postings_per_s", "error_rate", "sample_s"} <= set(doc)
+    assert doc["bottleneck"]["stage"] and 0 <= doc["host_cpu_share"] <= 1
+    if doc["supervisor"] is not None and not doc["supervisor_stale"]:
+        assert "worker" in doc["cpu"], doc["cpu"]  # each running component's process CPU
     table = run_cli(settings, "status", "--sample-s", "0.2")
     assert "Transform pools" in table and "Consumer lag" in table and "error rate" in table
+    assert "bottleneck: " in table
 
 
 def test_a_resize_while_messages_flow_loses_and_repeats_nothing(
@@ -137,6 +141,9 @@ def test_the_autoscaler_grows_the_pool_in_a_surge_and_shrinks_it_after(
     assert all(2 < e["replicas"] <= settings.transform_max_replicas for e in ups)
     doc = json.loads(run_cli(settings, "status", "--json", "--sample-s", "0.1"))
     assert doc["desired"] == "auto" and doc["pools"][0]["mode"] == "auto"
+    # No hold ever read as a growth: each says "not growing" and names a bottleneck.
+    holds = [e for e in ours if e["reason"].startswith("not growing: ")]
+    assert all(e not in ups and "CPU" not in e["reason"] for e in holds), holds
 
 
 def test_the_bounds_are_enforced(settings: Settings) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import cast
 
+import faust
 import pytest
 import redis
 from faust.types import TP
@@ -15,7 +17,9 @@ from faust.types import TP
 from actors.autoscale import AutoscalePolicy
 from actors.pool import TransformPool
 from actors.scaling import ScaleSignals
-from streams.scaling import IngestOffsets, PoolController
+from foundation.processes import HostCpu
+from foundation.topics import TopicNames
+from streams.scaling import IngestOffsets, PoolController, stage_lag
 from tests.redis_server import redis_server
 
 POLICY = AutoscalePolicy(
@@ -24,7 +28,7 @@ POLICY = AutoscalePolicy(
 
 
 class _Pool:
-    """The pool's surface the controller uses: size, resize, saturation."""
+    """The pool's surface the controller uses: size, capacity, resize, saturation."""
 
     def __init__(self, replicas: int, saturation: float) -> None:
         self.replicas = replicas
@@ -32,6 +36,10 @@ class _Pool:
         self.nodes = ["n1"] * replicas
         self.level = saturation
         self.resizes: list[int] = []
+
+    @property
+    def capacity(self) -> int:
+        return 2 * self.replicas
 
     def saturation(self) -> float:
         return self.level
@@ -51,11 +59,18 @@ class _Clock:
 
 
 def _controller(
-    pool: _Pool, signals: ScaleSignals, *, autoscale: bool, lag: int = 0
+    pool: _Pool, signals: ScaleSignals, *, autoscale: bool, lag: int = 0, cpu: float = 0.2
 ) -> tuple[PoolController, _Clock]:
     clock = _Clock()
+    # The host's CPU is given, not measured: this machine's real load must not decide these tests.
     controller = PoolController(
-        cast(TransformPool, pool), signals, "w1", policy=POLICY, autoscale=autoscale, clock=clock
+        cast(TransformPool, pool),
+        signals,
+        "w1",
+        policy=POLICY,
+        autoscale=autoscale,
+        clock=clock,
+        cpu=lambda: cpu,
     )
     controller.watch(lag=lambda: lag, pending=lambda: 3)
     return controller, clock
@@ -142,3 +157,106 @@ def test_the_lag_counts_what_was_taken_but_not_acknowledged() -> None:
     offsets.forget([b])
     assert offsets.lag(ends, [a, b]) == 700
     assert offsets.lag({a: 250}, [a]) == 0  # a stale end offset never makes the lag negative
+
+
+def test_a_hold_is_recorded_once_per_cause_with_the_bottleneck_it_names(signals: ScaleSignals) -> None:
+    """The pool is at its bound and the backlog is there, but the host's CPU is saturated, then it is not
+    and the pool is not at its bound: two holds in the history, not one per tick; the report says why."""
+    pool = _Pool(2, saturation=1.0)
+    host = {"cpu": 0.97}
+    clock = _Clock()
+    controller = PoolController(
+        cast(TransformPool, pool),
+        signals,
+        "w1",
+        policy=POLICY,
+        autoscale=True,
+        clock=clock,
+        cpu=lambda: host["cpu"],
+    )
+    controller.watch(lag=lambda: 10_000, pending=lambda: 0)
+    _run(controller, clock, 20)
+    assert pool.resizes == []
+    report = signals.reports()[0]
+    assert report.hold.startswith("not growing: CPU saturated (97% over 3s)") and report.cpu_share == 0.97
+    pool.level = 0.1  # the pool drops below its bound; the CPU, checked first, still holds: no new record
+    _run(controller, clock, 20)
+    host["cpu"] = 0.3
+    _run(controller, clock, 20)
+    assert pool.resizes == []
+    reasons = [entry["reason"] for entry in signals.history()]
+    assert len(reasons) == 2, reasons
+    assert reasons[0].startswith("not growing: the pool is at its in-flight bound only 10% of the last 3s")
+    assert reasons[0].endswith("bottleneck: ingest reading") and reasons[1].startswith("not growing: CPU")
+    assert all(entry["replicas"] == 2 and entry["by"] == "autoscaler w1" for entry in signals.history())
+    # The pool becomes the bottleneck: it grows, and the growth is recorded after the holds.
+    pool.level = 1.0
+    _run(controller, clock, 20)
+    assert pool.resizes[:2] == [4, 6]
+    grown = [entry["reason"][:20] for entry in signals.history()[:2]]
+    assert grown == ["lag 10,000 > 4 x 100", "lag 10,000 > 2 x 100"]
+
+
+def test_finished_batches_waiting_for_routing_name_the_routing_stage(signals: ScaleSignals) -> None:
+    pool = _Pool(2, saturation=0.1)  # in-flight bound 4, the pipeline 8 deep
+    pool.in_flight = 1
+    clock = _Clock()
+    controller = PoolController(
+        cast(TransformPool, pool), signals, "w1", policy=POLICY, autoscale=True, clock=clock, cpu=lambda: 0.2
+    )
+    controller.watch(lag=lambda: 10_000, pending=lambda: 7)  # 6 of 8 transformed, waiting to be routed
+    _run(controller, clock, 10)
+    assert pool.resizes == []
+    reason = signals.history()[0]["reason"]
+    assert "finished batches waiting to be routed fill 75% of the pipeline" in reason
+    assert reason.endswith("bottleneck: ingest routing")
+
+
+def test_the_stages_lag_is_read_from_the_monitor_on_this_workers_partitions() -> None:
+    names = TopicNames("p.")
+    ev0, ev1, bill, erp, other = (
+        TP("p.events.canonical", 0),
+        TP("p.events.canonical", 1),
+        TP("p.commands.billing", 0),
+        TP("p.commands.erp", 0),
+        TP("p.commands.erp", 1),  # another worker's
+    )
+    monitor = SimpleNamespace(
+        tp_end_offsets={ev0: 900, ev1: 50, bill: 300, erp: 10, other: 5_000},
+        tp_committed_offsets={ev0: 100, ev1: 50, bill: 290, other: 0},  # nothing committed on erp yet
+    )
+    consumer = SimpleNamespace(assignment=lambda: {ev0, ev1, bill, erp, TP("p.raw.hl7v2", 0)})
+    app = cast(faust.App, SimpleNamespace(monitor=monitor, consumer=consumer))
+    assert stage_lag(app, names) == {
+        "encounters": 800,
+        "billing dispatch": 10,
+        "ERP dispatch": 0,
+        "quarantine": 0,
+    }
+    assert list(stage_lag(app, names)) == ["encounters", "billing dispatch", "ERP dispatch", "quarantine"]
+
+
+def test_the_host_cpu_share_is_a_share() -> None:
+    meter = HostCpu()
+    sum(i * i for i in range(200_000))
+    assert 0.0 <= meter() <= 1.0 and 0.0 <= meter() <= 1.0
+
+
+def test_a_bottleneck_that_flips_every_tick_is_recorded_at_most_once_per_window(
+    signals: ScaleSignals,
+) -> None:
+    pool = _Pool(2, saturation=0.0)
+    clock = _Clock()
+    controller = PoolController(
+        cast(TransformPool, pool), signals, "w1", policy=POLICY, autoscale=True, clock=clock, cpu=lambda: 0.2
+    )
+    ticks = {"n": 0}
+
+    def pending() -> int:  # finished batches fill the pipeline one tick in three: the window's share flips
+        ticks["n"] += 1  # between 1/4 and 2/4 of it, around the routing threshold of 0.5
+        return 8 if ticks["n"] % 3 == 0 else 0
+
+    controller.watch(lag=lambda: 10_000, pending=pending)
+    _run(controller, clock, 30)
+    assert pool.resizes == []
+    assert 1 <= len(signals.history(100)) <= 30 // POLICY.window_s + 1

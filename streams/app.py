@@ -292,6 +292,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         controller.watch(
             lag=lambda: assigned_lag(app, names.raw_hl7v2, offsets),
             pending=lambda: 0 if runtime.ingest is None else runtime.ingest.pending,
+            app=app,
         )
 
         @app.timer(interval=settings.scale_check_interval_s, name="scale-transform")  # type: ignore[untyped-decorator]

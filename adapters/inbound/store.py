@@ -38,13 +38,16 @@ from typing import Any, cast
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    ColumnElement,
     Index,
     Integer,
     LargeBinary,
     String,
     Table,
     Text,
+    Update,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -474,28 +477,22 @@ class MessageStore:
         An outcome names its message by id (the forwarder's record header) or, for a record that came
         another way (a quarantine replay), by standard and broker key: then it is the first receipt's.
         """
+        by_id = [outcome for outcome in outcomes if outcome.message_id]
+        by_key = [outcome for outcome in outcomes if not outcome.message_id]
         changed = 0
         with self._engine.begin() as conn:
-            for outcome in outcomes:
-                target = (
-                    _M.c.message_id == outcome.message_id
-                    if outcome.message_id
-                    else (_M.c.standard == outcome.standard)
-                    & (_M.c.broker_key == outcome.broker_key)
-                    & _M.c.conflict_of.is_(None)
-                )
-                at = utc(outcome.at)
+            if by_id:
+                # One statement for the whole batch (executemany): the forwarder records a transform
+                # batch's outcomes at once, and compiling and running a statement per message cost more
+                # than the update itself.
                 result = conn.execute(
-                    update(_M)
-                    .where(target)
-                    .where(or_(_M.c.outcome_at.is_(None), _M.c.outcome_at <= at))
-                    .values(
-                        outcome=outcome.outcome,
-                        outcome_at=at,
-                        outcome_rule=outcome.rule,
-                        event_ids=" ".join(outcome.event_ids),
-                        exception_id=outcome.exception_id,
-                    )
+                    _OUTCOME_BY_ID, [{"v_mid": o.message_id, **_outcome_values(o)} for o in by_id]
+                )
+                changed += result.rowcount or 0
+            for outcome in by_key:
+                result = conn.execute(
+                    _OUTCOME_BY_KEY,
+                    {"v_std": outcome.standard, "v_key": outcome.broker_key, **_outcome_values(outcome)},
                 )
                 changed += result.rowcount or 0
         return changed
@@ -564,6 +561,42 @@ class MessageStore:
                 delete(_M).where(_M.c.received_at < utc(before)).where(_M.c.pending.is_not(True))
             )
         return result.rowcount or 0
+
+
+def _outcome_values(outcome: OutcomeUpdate) -> dict[str, Any]:
+    return {
+        "v_outcome": outcome.outcome,
+        "v_at": utc(outcome.at),
+        "v_rule": outcome.rule,
+        "v_event_ids": " ".join(outcome.event_ids),
+        "v_exception_id": outcome.exception_id,
+    }
+
+
+def _outcome_update(target: ColumnElement[bool]) -> Update:
+    """An outcome update of the message(s) ``target`` names; the newest outcome of a message wins."""
+    at = bindparam("v_at", type_=_M.c.outcome_at.type)
+    return (
+        update(_M)
+        .where(target)
+        .where(or_(_M.c.outcome_at.is_(None), _M.c.outcome_at <= at))
+        .values(
+            outcome=bindparam("v_outcome"),
+            outcome_at=at,
+            outcome_rule=bindparam("v_rule"),
+            event_ids=bindparam("v_event_ids"),
+            exception_id=bindparam("v_exception_id"),
+        )
+    )
+
+
+_OUTCOME_BY_ID = _outcome_update(_M.c.message_id == bindparam("v_mid"))
+# A record that came another way (a quarantine replay) names the first receipt by standard and key.
+_OUTCOME_BY_KEY = _outcome_update(
+    (_M.c.standard == bindparam("v_std"))
+    & (_M.c.broker_key == bindparam("v_key"))
+    & _M.c.conflict_of.is_(None)
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,3 +309,23 @@ def test_outcome_batches_round_trip_to_store_updates() -> None:
     assert message_id_of([(MESSAGE_ID_HEADER, b"abc")]) == "abc"
     assert message_id_of({MESSAGE_ID_HEADER: b"abc"}) == "abc"
     assert message_id_of(None) == "" and message_id_of([("other", b"x")]) == ""
+
+
+def test_a_batch_of_outcomes_is_recorded_in_one_statement_each_message_its_own(store: MessageStore) -> None:
+    receipts = store.store([(inbound(adt("A01", f"B{n}", f"V{n}"), NOW), acks) for n in range(5)])
+    updates = [
+        OutcomeUpdate(
+            message_id=r.message_id,
+            standard="hl7v2",
+            broker_key=b"",
+            outcome="mapped" if n % 2 else "routed",
+            at=NOW,
+            event_ids=(f"e{n}",),
+        )
+        for n, r in enumerate(receipts)
+    ]
+    assert store.record_outcomes(updates) == 5
+    for n, receipt in enumerate(receipts):
+        info = store.get(receipt.message_id)
+        assert info is not None and info.outcome == ("mapped" if n % 2 else "routed")
+        assert info.event_ids == (f"e{n}",)

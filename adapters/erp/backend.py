@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from adapters import invalid_request
@@ -230,6 +230,7 @@ class SqlErpBackend:
         session.flush()
 
         outcomes: dict[str, _Outcome] = {}
+        new_rows: list[dict[str, object]] = []
         for line_id, line in first.items():
             if line_id in stored:
                 # The ledger already has it; that is the truth whatever this copy says.
@@ -238,8 +239,12 @@ class SqlErpBackend:
                 outcomes[line_id] = _Outcome(accepted=False, reason=faults[line_id])
             else:
                 posting_id = f"GL-{uuid.uuid4().hex}"
-                session.add(_line_row(line, posting_id, key, now))
+                new_rows.append(_line_row(line, posting_id, key, now))
                 outcomes[line_id] = _Outcome(accepted=True, posting_id=posting_id)
+        if new_rows:
+            # One bulk INSERT (executemany) instead of the unit of work's per-object bookkeeping: the
+            # ledger's lines are written, never read back in this transaction.
+            session.execute(insert(JournalLineRow), new_rows)
 
         ack = erp_pb2.JournalAck(batch_id=batch.batch_id)
         reported: set[str] = set()
@@ -290,27 +295,29 @@ class SqlErpBackend:
         return read_transaction(self._engine, inventory_totals)
 
 
-def _line_row(line: erp_pb2.JournalLine, posting_id: str, batch_key: str, now: dt.datetime) -> JournalLineRow:
-    """Build the row of a newly accepted line."""
-    return JournalLineRow(
-        line_id=line.line_id,
-        posting_id=posting_id,
-        batch_key=batch_key,
-        journal_date=dt.date.fromisoformat(line.journal_date),
-        account=line.account,
-        cost_centre=line.cost_centre,
-        facility=line.facility,
-        legal_entity=line.legal_entity,
-        business_unit=line.business_unit,
-        debit_cents=line.debit_cents,
-        credit_cents=line.credit_cents,
-        currency=line.currency,
-        encounter_ref=line.encounter_ref,
-        source_event_id=line.source_event_id,
-        correlation_id=line.correlation_id,
-        description=line.description,
-        posted_at=now,
-    )
+def _line_row(
+    line: erp_pb2.JournalLine, posting_id: str, batch_key: str, now: dt.datetime
+) -> dict[str, object]:
+    """Return the row of a newly accepted line, for a bulk insert."""
+    return {
+        "line_id": line.line_id,
+        "posting_id": posting_id,
+        "batch_key": batch_key,
+        "journal_date": dt.date.fromisoformat(line.journal_date),
+        "account": line.account,
+        "cost_centre": line.cost_centre,
+        "facility": line.facility,
+        "legal_entity": line.legal_entity,
+        "business_unit": line.business_unit,
+        "debit_cents": line.debit_cents,
+        "credit_cents": line.credit_cents,
+        "currency": line.currency,
+        "encounter_ref": line.encounter_ref,
+        "source_event_id": line.source_event_id,
+        "correlation_id": line.correlation_id,
+        "description": line.description,
+        "posted_at": now,
+    }
 
 
 def _ledger_totals(session: Session) -> erp_pb2.LedgerTotals:

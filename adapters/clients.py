@@ -208,11 +208,12 @@ class BillingClient(_AdapterClient):
         await self._wait_ready("GetTotals", self._stub.GetTotals, billing_pb2.GetTotalsRequest(), timeout_s)
 
 
-def item_refusal(address: str, index: int, error: billing_pb2.BillingItemError) -> NotRetryableError:
+def item_refusal(address: str, error: billing_pb2.BillingItemError) -> NotRetryableError:
     """Return the error of an ApplyBatch item the billing adapter at ``address`` refused, worded as the
-    refusal of a single call: the code and the details name the call and the field, never a value."""
+    refusal of a single call: the code and the details name the call and the field, never a value. It
+    does not name the item's place in the batch: the same command refused in another batch reads the same."""
     return NotRetryableError(
-        f"ApplyBatch to billing adapter at {address} refused item {index}: {error.code}: {error.message}"
+        f"ApplyBatch to billing adapter at {address} refused an item: {error.code}: {error.message}"
     )
 
 

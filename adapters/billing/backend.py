@@ -440,9 +440,10 @@ class SqlBillingBackend:
         # One line per call, counts by kind and answer: the items' fields are PHI, their keys too many.
         counts = Counter(_outcome(result) for result in response.results)
         log.info(
-            "billing batch %s: %d items: %s",
+            "billing batch %s: %d item%s: %s",
             request.idempotency_key,
             len(request.items),
+            "" if len(request.items) == 1 else "s",
             ", ".join(f"{outcome} {count}" for outcome, count in sorted(counts.items())) or "none",
         )
         return response

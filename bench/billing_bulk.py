@@ -1,6 +1,6 @@
 """Billing writes one call each against ApplyBatch: what one transaction per batch saves.
 
-    .venv/bin/python -m bench.billing_bulk [--commands N] [--batch N] [--no-grpc]
+    .venv/bin/python -m bench.billing_bulk [--commands N] [--batch N] [--repeat N] [--no-grpc]
 
 N commands (2,000 by default: an account upsert then a coding update for each of N/2 encounters, the
 order the encounter agent emits them) go to a fresh SQLite billing database (WAL, as the adapter opens it),
@@ -14,8 +14,10 @@ side by side:
   one call in flight at a time as the dispatcher sends them), unless ``--no-grpc``.
 
 For each: wall milliseconds per command, CPU milliseconds per command (this process for the backend
-runs; the server process, and the client, for the gRPC runs), and the transactions committed. Every run
-must end with N/2 accounts and N/2 codings; the bench says so and fails otherwise.
+runs; the server process, and the client, for the gRPC runs), and the transactions committed. Each run
+is repeated ``--repeat`` times (3), the runs interleaved, on a fresh database each time, and the table
+shows the best (lowest) wall and CPU figures of each: on a shared machine the other loads only ever add.
+Every run must end with N/2 accounts and N/2 codings; the bench says so and fails otherwise.
 """
 
 from __future__ import annotations
@@ -222,6 +224,22 @@ def measure_grpc(name: str, commands: Sequence[Command], batch: int, workdir: Pa
     return Result(name, len(commands), seconds, server_cpu, client_cpu, None, accounts, codings)
 
 
+def best(results: Sequence[Result]) -> Result:
+    """The lowest wall time and the lowest CPU times of repeated runs of one kind."""
+    first = results[0]
+    clients = [r.client_cpu_s for r in results if r.client_cpu_s is not None]
+    return Result(
+        first.name,
+        first.commands,
+        min(r.seconds for r in results),
+        min(r.cpu_s for r in results),
+        min(clients) if clients else None,
+        first.transactions,
+        first.accounts,
+        first.codings,
+    )
+
+
 def table(results: Sequence[Result], batch: int) -> Table:
     out = Table(title=f"billing upserts + codings: one call each vs ApplyBatch of {batch}")
     columns = ("run", "commands", "ms/cmd", "CPU ms/cmd", "client CPU ms/cmd", "transactions", "cmd/s")
@@ -248,10 +266,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--commands", type=int, default=2_000, help="upserts + codings in all (even)")
     parser.add_argument("--batch", type=int, default=200, help="commands per ApplyBatch call")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, the best one shown")
     parser.add_argument("--no-grpc", action="store_true", help="the backend runs only")
     args = parser.parse_args(argv)
-    if args.commands < 2 or args.batch < 1:
-        parser.error("--commands must be at least 2 and --batch at least 1")
+    if args.commands < 2 or args.batch < 1 or args.repeat < 1:
+        parser.error("--commands must be at least 2, --batch and --repeat at least 1")
     console = Console(width=None if sys.stdout.isatty() else 120)
     commands = workload(args.commands)
     console.print(f"[bold]hcsync billing bulk bench[/]: {os.cpu_count()} CPUs, {len(commands):,} commands")
@@ -264,14 +283,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("gRPC, one call each", measure_grpc, 0),
             (f"gRPC, ApplyBatch of {args.batch}", measure_grpc, args.batch),
         ]
-    results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="hcsync-billing-bulk-") as workdir:
+    every: dict[str, list[Result]] = {name: [] for name, _, _ in runs}
+    for attempt in range(1, args.repeat + 1):
         for name, measure, batch in runs:
-            with console.status(f"{name} ..."):
-                results.append(measure(name, commands, batch, Path(workdir)))
+            with (
+                tempfile.TemporaryDirectory(prefix="hcsync-billing-bulk-") as workdir,
+                console.status(f"{name} ({attempt} of {args.repeat}) ..."),
+            ):
+                every[name].append(measure(name, commands, batch, Path(workdir)))
+    results = [best(measured) for measured in every.values()]
     console.print(table(results, args.batch))
     expected = len(commands) // 2
-    wrong = [r for r in results if (r.accounts, r.codings) != (expected, expected)]
+    wrong = [r for m in every.values() for r in m if (r.accounts, r.codings) != (expected, expected)]
     for r in wrong:
         console.print(
             f"[red]{r.name}: {r.accounts:,} accounts and {r.codings:,} codings, expected {expected:,}[/]"
@@ -284,8 +307,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if len(pair) == 2:
             single, batched = pair
             console.print(
-                f"{kind}: ApplyBatch {single.seconds / batched.seconds:.1f}x faster, "
-                f"{single.cpu_s / batched.cpu_s:.1f}x less CPU in the billing process"
+                f"{kind}: ApplyBatch {single.per_command_ms(single.seconds):.2f} -> "
+                f"{batched.per_command_ms(batched.seconds):.2f} ms per command "
+                f"({single.seconds / batched.seconds:.2f}x the rate), billing CPU "
+                f"{single.per_command_ms(single.cpu_s):.2f} -> "
+                f"{batched.per_command_ms(batched.cpu_s):.2f} ms per command"
             )
 
 

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test chaos lint typecheck proto proto-check up bench bench-surge bench-ingest clean
+.PHONY: install demo test chaos lint typecheck proto proto-check up bench bench-surge bench-ingest bench-billing clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-surge: install
 
 bench-ingest: install
 	$(PY) -m bench.ingest
+
+bench-billing: install
+	$(PY) -m bench.billing_bulk
 
 clean:
 	rm -rf $(VENV) .hcsync .mypy_cache .ruff_cache .pytest_cache

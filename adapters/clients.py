@@ -24,7 +24,7 @@ from canonical.errors import NotRetryableError, RetryableError, StackError
 from foundation.settings import Settings
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 
-__all__ = ["RETRYABLE_CODES", "BillingClient", "ErpClient"]
+__all__ = ["RETRYABLE_CODES", "BillingClient", "ErpClient", "item_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,12 @@ class BillingClient(_AdapterClient):
         """Move an account or a visit to another patient; MOVED or DUPLICATE, accounts moved."""
         return await self._call("MoveAccount", self._stub.MoveAccount, req, billing_pb2.MoveAccountResponse)
 
+    async def apply_batch(self, req: billing_pb2.BillingBatchRequest) -> billing_pb2.BillingBatchResponse:
+        """Apply upserts, codings, merges, person updates and moves in order in one call and one
+        transaction; one result per item, in order: the single call's answer, or the error it would raise
+        (turn it into that error with :func:`item_refusal`)."""
+        return await self._call("ApplyBatch", self._stub.ApplyBatch, req, billing_pb2.BillingBatchResponse)
+
     async def get_totals(self) -> billing_pb2.BillingTotals:
         """Return the billing system's reconciliation totals."""
         return await self._call(
@@ -200,6 +206,15 @@ class BillingClient(_AdapterClient):
     async def wait_ready(self, timeout_s: float) -> None:
         """Return once GetTotals succeeds; raise StackError if it does not within ``timeout_s``."""
         await self._wait_ready("GetTotals", self._stub.GetTotals, billing_pb2.GetTotalsRequest(), timeout_s)
+
+
+def item_refusal(address: str, error: billing_pb2.BillingItemError) -> NotRetryableError:
+    """Return the error of an ApplyBatch item the billing adapter at ``address`` refused, worded as the
+    refusal of a single call: the code and the details name the call and the field, never a value. It
+    does not name the item's place in the batch: the same command refused in another batch reads the same."""
+    return NotRetryableError(
+        f"ApplyBatch to billing adapter at {address} refused an item: {error.code}: {error.message}"
+    )
 
 
 class ErpClient(_AdapterClient):

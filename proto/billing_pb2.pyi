@@ -970,6 +970,168 @@ class MoveAccountResponse(_message.Message):
 Global___MoveAccountResponse: _TypeAlias = MoveAccountResponse  # noqa: Y015
 
 @_typing.final
+class BillingBatchItem(_message.Message):
+    """One command of an ApplyBatch call: the request its single call takes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPSERT_ACCOUNT_FIELD_NUMBER: _builtins.int
+    UPDATE_CODING_FIELD_NUMBER: _builtins.int
+    MERGE_PATIENT_FIELD_NUMBER: _builtins.int
+    UPDATE_PATIENT_FIELD_NUMBER: _builtins.int
+    MOVE_ACCOUNT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def upsert_account(self) -> Global___UpsertAccountRequest: ...
+    @_builtins.property
+    def update_coding(self) -> Global___UpdateCodingRequest: ...
+    @_builtins.property
+    def merge_patient(self) -> Global___MergePatientRequest: ...
+    @_builtins.property
+    def update_patient(self) -> Global___UpdatePatientRequest: ...
+    @_builtins.property
+    def move_account(self) -> Global___MoveAccountRequest: ...
+    def __init__(
+        self,
+        *,
+        upsert_account: Global___UpsertAccountRequest | None = ...,
+        update_coding: Global___UpdateCodingRequest | None = ...,
+        merge_patient: Global___MergePatientRequest | None = ...,
+        update_patient: Global___UpdatePatientRequest | None = ...,
+        move_account: Global___MoveAccountRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "merge_patient", b"merge_patient", "move_account", b"move_account", "update_coding", b"update_coding", "update_patient", b"update_patient", "upsert_account", b"upsert_account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "merge_patient", b"merge_patient", "move_account", b"move_account", "update_coding", b"update_coding", "update_patient", b"update_patient", "upsert_account", b"upsert_account"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["upsert_account", "update_coding", "merge_patient", "update_patient", "move_account"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___BillingBatchItem: _TypeAlias = BillingBatchItem  # noqa: Y015
+
+@_typing.final
+class BillingBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    """Names the call in logs; the items' own keys make a replay safe."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingBatchItem]:
+        """applied in this order"""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        items: _abc.Iterable[Global___BillingBatchItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BillingBatchRequest: _TypeAlias = BillingBatchRequest  # noqa: Y015
+
+@_typing.final
+class BillingItemError(_message.Message):
+    """Why one item of a batch was refused. Names the field, never a value (requests carry PHI)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """the gRPC status code name its single call would fail with: INVALID_ARGUMENT"""
+    message: _builtins.str
+    """as that call's status details: "<Rpc>: <field>: <reason>" """
+    field: _builtins.str
+    """the field of the item's request at fault, e.g. account.facility"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BillingItemError: _TypeAlias = BillingItemError  # noqa: Y015
+
+@_typing.final
+class BillingBatchResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPSERT_ACCOUNT_FIELD_NUMBER: _builtins.int
+    UPDATE_CODING_FIELD_NUMBER: _builtins.int
+    MERGE_PATIENT_FIELD_NUMBER: _builtins.int
+    UPDATE_PATIENT_FIELD_NUMBER: _builtins.int
+    MOVE_ACCOUNT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def upsert_account(self) -> Global___UpsertAccountResponse: ...
+    @_builtins.property
+    def update_coding(self) -> Global___UpdateCodingResponse: ...
+    @_builtins.property
+    def merge_patient(self) -> Global___MergePatientResponse: ...
+    @_builtins.property
+    def update_patient(self) -> Global___UpdatePatientResponse: ...
+    @_builtins.property
+    def move_account(self) -> Global___MoveAccountResponse: ...
+    @_builtins.property
+    def error(self) -> Global___BillingItemError:
+        """refused: nothing of this item was stored"""
+
+    def __init__(
+        self,
+        *,
+        upsert_account: Global___UpsertAccountResponse | None = ...,
+        update_coding: Global___UpdateCodingResponse | None = ...,
+        merge_patient: Global___MergePatientResponse | None = ...,
+        update_patient: Global___UpdatePatientResponse | None = ...,
+        move_account: Global___MoveAccountResponse | None = ...,
+        error: Global___BillingItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "merge_patient", b"merge_patient", "move_account", b"move_account", "outcome", b"outcome", "update_coding", b"update_coding", "update_patient", b"update_patient", "upsert_account", b"upsert_account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "merge_patient", b"merge_patient", "move_account", b"move_account", "outcome", b"outcome", "update_coding", b"update_coding", "update_patient", b"update_patient", "upsert_account", b"upsert_account"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["upsert_account", "update_coding", "merge_patient", "update_patient", "move_account", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___BillingBatchResult: _TypeAlias = BillingBatchResult  # noqa: Y015
+
+@_typing.final
+class BillingBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingBatchResult]:
+        """one per request item, in request order"""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BillingBatchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BillingBatchResponse: _TypeAlias = BillingBatchResponse  # noqa: Y015
+
+@_typing.final
 class GetTotalsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

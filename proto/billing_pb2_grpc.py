@@ -64,6 +64,11 @@ class BillingAdapterStub:
                 request_serializer=proto_dot_billing__pb2.MoveAccountRequest.SerializeToString,
                 response_deserializer=proto_dot_billing__pb2.MoveAccountResponse.FromString,
                 _registered_method=True)
+        self.ApplyBatch = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/ApplyBatch',
+                request_serializer=proto_dot_billing__pb2.BillingBatchRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.BillingBatchResponse.FromString,
+                _registered_method=True)
         self.GetTotals = channel.unary_unary(
                 '/hcsync.billing.v1.BillingAdapter/GetTotals',
                 request_serializer=proto_dot_billing__pb2.GetTotalsRequest.SerializeToString,
@@ -116,6 +121,16 @@ class BillingAdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyBatch(self, request, context):
+        """Apply account upserts, coding updates, merges, person updates and account moves in one call and one
+        transaction, in the order given, with one result per item in order. An item refused (the same
+        checks as its single call) gets an error result and changes nothing; the others are applied. Each
+        item is idempotent on its own key, so a replayed batch answers DUPLICATE item by item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTotals(self, request, context):
         """Return reconciliation totals over everything posted so far.
         """
@@ -155,6 +170,11 @@ def add_BillingAdapterServicer_to_server(servicer, server):
                     servicer.MoveAccount,
                     request_deserializer=proto_dot_billing__pb2.MoveAccountRequest.FromString,
                     response_serializer=proto_dot_billing__pb2.MoveAccountResponse.SerializeToString,
+            ),
+            'ApplyBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyBatch,
+                    request_deserializer=proto_dot_billing__pb2.BillingBatchRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.BillingBatchResponse.SerializeToString,
             ),
             'GetTotals': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTotals,
@@ -324,6 +344,33 @@ class BillingAdapter:
             '/hcsync.billing.v1.BillingAdapter/MoveAccount',
             proto_dot_billing__pb2.MoveAccountRequest.SerializeToString,
             proto_dot_billing__pb2.MoveAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/ApplyBatch',
+            proto_dot_billing__pb2.BillingBatchRequest.SerializeToString,
+            proto_dot_billing__pb2.BillingBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

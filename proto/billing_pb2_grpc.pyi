@@ -47,6 +47,12 @@ class BillingAdapterStub:
     """Put a person's current demographics on every account of the patient (ADT^A28, A31)."""
     MoveAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveAccountRequest, _billing_pb2.MoveAccountResponse]
     """Move one account (every visit of an account number) or one visit to another patient (ADT^A44, A45)."""
+    ApplyBatch: _grpc.UnaryUnaryMultiCallable[_billing_pb2.BillingBatchRequest, _billing_pb2.BillingBatchResponse]
+    """Apply account upserts, coding updates, merges, person updates and account moves in one call and one
+    transaction, in the order given, with one result per item in order. An item refused (the same
+    checks as its single call) gets an error result and changes nothing; the others are applied. Each
+    item is idempotent on its own key, so a replayed batch answers DUPLICATE item by item.
+    """
     GetTotals: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]
     """Return reconciliation totals over everything posted so far."""
 
@@ -65,6 +71,12 @@ class BillingAdapterAsyncStub(BillingAdapterStub):
     """Put a person's current demographics on every account of the patient (ADT^A28, A31)."""
     MoveAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveAccountRequest, _billing_pb2.MoveAccountResponse]  # type: ignore[assignment]
     """Move one account (every visit of an account number) or one visit to another patient (ADT^A44, A45)."""
+    ApplyBatch: _aio.UnaryUnaryMultiCallable[_billing_pb2.BillingBatchRequest, _billing_pb2.BillingBatchResponse]  # type: ignore[assignment]
+    """Apply account upserts, coding updates, merges, person updates and account moves in one call and one
+    transaction, in the order given, with one result per item in order. An item refused (the same
+    checks as its single call) gets an error result and changes nothing; the others are applied. Each
+    item is idempotent on its own key, so a replayed batch answers DUPLICATE item by item.
+    """
     GetTotals: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]  # type: ignore[assignment]
     """Return reconciliation totals over everything posted so far."""
 
@@ -116,6 +128,18 @@ class BillingAdapterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.MoveAccountResponse, _abc.Awaitable[_billing_pb2.MoveAccountResponse]]:
         """Move one account (every visit of an account number) or one visit to another patient (ADT^A44, A45)."""
+
+    @_abc_1.abstractmethod
+    def ApplyBatch(
+        self,
+        request: _billing_pb2.BillingBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.BillingBatchResponse, _abc.Awaitable[_billing_pb2.BillingBatchResponse]]:
+        """Apply account upserts, coding updates, merges, person updates and account moves in one call and one
+        transaction, in the order given, with one result per item in order. An item refused (the same
+        checks as its single call) gets an error result and changes nothing; the others are applied. Each
+        item is idempotent on its own key, so a replayed batch answers DUPLICATE item by item.
+        """
 
     @_abc_1.abstractmethod
     def GetTotals(

@@ -1,10 +1,10 @@
 """Dispatchers: turn command batches into idempotent gRPC calls on the billing and ERP adapters.
 
-Billing: account upserts, coding updates, patient merges, person updates and account moves go one call
-each, in command order (so an encounter's upserts and codings reach billing in the order the encounter
-agent emitted them), then the batch's charges in one PostCharges call. ERP: the batch's journal commands
-in one journal batch, its inventory commands in one inventory batch. Every call carries a deterministic
-idempotency key.
+Billing: account upserts, coding updates, patient merges, person updates and account moves go in command
+order in one ApplyBatch call (one billing transaction, one result per command; so an encounter's upserts
+and codings reach billing in the order the encounter agent emitted them), then the batch's charges in one
+PostCharges call. ERP: the batch's journal commands in one journal batch, its inventory commands in one
+inventory batch. Every call carries a deterministic idempotency key.
 
 Redis caches the idempotency keys of commands already dispatched so a replayed batch costs no call;
 the adapters' databases still decide (a key evicted from Redis is caught by the unique constraints).
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from adapters import convert
-from adapters.clients import BillingClient, ErpClient
+from adapters.clients import BillingClient, ErpClient, item_refusal
 from canonical import ids
 from canonical.errors import Fault, NotRetryableError
 from canonical.quarantine import ExceptionRecord
@@ -211,10 +211,17 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
     """Dispatch billing commands: upserts, codings and patient commands in command order, then charges."""
 
     stage = "billing"
+    # Commands per ApplyBatch call (one billing transaction each); a dispatch batch is usually smaller.
+    max_batch_items = 500
+    # What building a request raises for a command protobuf cannot hold (a subset of LOCAL_FAULTS).
+    unsendable = (ValueError, OverflowError, TypeError)
 
-    def __init__(self, client: BillingClient, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: BillingClient, redis: aioredis.Redis, prefix: str, *, max_batch_items: int | None = None
+    ) -> None:
         super().__init__(redis, prefix)
         self._client = client
+        self._max_batch_items = max_batch_items or self.max_batch_items
 
     def _decode(self, raw: bytes) -> BillingCommandT:
         return billing_command_adapter.validate_json(raw)
@@ -232,104 +239,148 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
         return None
 
     async def _send(self, items: Sequence[tuple[bytes, BillingCommandT]], report: DispatchReport) -> None:
-        # One call per command, in command order: an encounter's upserts and codings keep their order
-        # (billing also orders them itself, by state_version and coded_at, but in order costs nothing).
-        # Charges go last, in one call: a charge's account upsert always precedes it on its partition,
-        # so doing this batch's upserts first keeps every charge behind its account.
-        done: list[str] = []
-        for _, command in items:
-            if isinstance(command, UpsertAccountCommand):
-                await self._upsert(command, report)
-            elif isinstance(command, UpdateCodingCommand):
-                await self._update_coding(command, report)
-            elif isinstance(command, MergePatientCommand):
-                await self._merge(command, report)
-            elif isinstance(command, UpdatePatientCommand):
-                await self._update_patient(command, report)
-            elif isinstance(command, MoveAccountCommand):
-                await self._move(command, report)
-            else:
+        # Upserts, codings, merges, person updates and moves in command order, in ApplyBatch calls of at
+        # most max_batch_items (one billing transaction each): an encounter's upserts and codings keep
+        # their order (billing also orders them itself, by state_version and coded_at, but in order
+        # costs nothing). Charges go last, in one call: a charge's account upsert always precedes it on
+        # its partition, so doing this batch's upserts first keeps every charge behind its account.
+        todo: list[tuple[bytes, BillingCommandT, billing_pb2.BillingBatchItem]] = []
+        for raw, command in items:
+            if isinstance(command, PostChargeCommand):
                 continue
-            done.append(cache_id(command))
-        await self._done.mark(done)
+            try:
+                todo.append((raw, command, self._batch_item(command)))
+            except self.unsendable as exc:
+                # A value protobuf cannot hold, or a time without an offset: it would fail every call.
+                self._quarantine(raw, command, exc, report)
+                await self._done.mark([cache_id(command)])
+        for start in range(0, len(todo), self._max_batch_items):
+            await self._apply(todo[start : start + self._max_batch_items], report)
         charges = [(raw, c) for raw, c in items if isinstance(c, PostChargeCommand)]
         if charges:
             await self._post_charges(charges, report)
 
-    async def _upsert(self, command: UpsertAccountCommand, report: DispatchReport) -> None:
-        response = await self._client.upsert_account(
-            billing_pb2.UpsertAccountRequest(
-                idempotency_key=command.command_id,
-                account=convert.account_from(
-                    command.encounter,
-                    command.patient,
-                    command.status.value,
+    def _quarantine(
+        self, raw: bytes, command: BillingCommandT, exc: Exception, report: DispatchReport
+    ) -> None:
+        """Quarantine ``command`` for good, as the one-by-one fallback of dispatch does."""
+        rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
+        reason = f"{type(exc).__name__}: {exc}"
+        report.exceptions.append(
+            _rejection(self.stage, raw, self._encounter_of(command), reason, rule, command.source_event_id)
+        )
+
+    async def _apply(
+        self,
+        chunk: Sequence[tuple[bytes, BillingCommandT, billing_pb2.BillingBatchItem]],
+        report: DispatchReport,
+    ) -> None:
+        """Send one ApplyBatch call; count each answer, quarantine each refused item."""
+        key = ids.derived_id("|".join(cache_id(command) for _, command, _ in chunk), "billing.apply")
+        response = await self._client.apply_batch(
+            billing_pb2.BillingBatchRequest(idempotency_key=key, items=[item for _, _, item in chunk])
+        )
+        if len(response.results) != len(chunk):
+            raise NotRetryableError(
+                f"ApplyBatch to billing adapter at {self._client.address} answered "
+                f"{len(response.results)} results for {len(chunk)} items"
+            )
+        for (raw, command, _), result in zip(chunk, response.results, strict=True):
+            if result.HasField("error"):
+                self._quarantine(raw, command, item_refusal(self._client.address, result.error), report)
+            else:
+                self._count_answer(result, report)
+        # Answered for good, refusals included: a replay does not ask again.
+        await self._done.mark([cache_id(command) for _, command, _ in chunk])
+
+    @staticmethod
+    def _batch_item(command: BillingCommandT) -> billing_pb2.BillingBatchItem:
+        """Return the ApplyBatch item of a non-charge billing command (ValueError, OverflowError or TypeError
+        when a value cannot be put in the request)."""
+        if isinstance(command, UpsertAccountCommand):
+            return billing_pb2.BillingBatchItem(
+                upsert_account=billing_pb2.UpsertAccountRequest(
+                    idempotency_key=command.command_id,
+                    account=convert.account_from(
+                        command.encounter,
+                        command.patient,
+                        command.status.value,
+                        command.source_event_id,
+                        command.correlation_id,
+                        state_version=command.state_version,
+                        patient_as_of=command.snapshot_at,
+                    ),
+                )
+            )
+        if isinstance(command, UpdateCodingCommand):
+            return billing_pb2.BillingBatchItem(
+                update_coding=convert.coding_request_from(
+                    command.coding,
+                    convert.aware_datetime(command.coded_at, "coded_at"),
+                    command.command_id,
                     command.source_event_id,
                     command.correlation_id,
-                    state_version=command.state_version,
-                    patient_as_of=command.snapshot_at,
-                ),
+                )
             )
-        )
-        report.count(_UPSERT_COUNTERS.get(response.status, "accounts_upserted"))
+        if isinstance(command, MergePatientCommand):
+            return billing_pb2.BillingBatchItem(
+                merge_patient=convert.merge_request_from(
+                    command.merge, command.command_id, command.source_event_id, command.correlation_id
+                )
+            )
+        if isinstance(command, UpdatePatientCommand):
+            return billing_pb2.BillingBatchItem(
+                update_patient=convert.patient_update_request_from(
+                    command.patient,
+                    command.updated_at,
+                    command.command_id,
+                    command.source_event_id,
+                    command.correlation_id,
+                )
+            )
+        if isinstance(command, MoveAccountCommand):
+            return billing_pb2.BillingBatchItem(
+                move_account=convert.move_request_from(
+                    command.move,
+                    command.moved_at,
+                    command.command_id,
+                    command.source_event_id,
+                    command.correlation_id,
+                )
+            )
+        raise TypeError(f"no ApplyBatch item for a {type(command).__name__}")
 
-    async def _update_coding(self, command: UpdateCodingCommand, report: DispatchReport) -> None:
-        response = await self._client.update_coding(
-            convert.coding_request_from(
-                command.coding,
-                convert.aware_datetime(command.coded_at, "coded_at"),
-                command.command_id,
-                command.source_event_id,
-                command.correlation_id,
-            )
-        )
-        report.count(_CODING_COUNTERS.get(response.status, "coding_updates"))
-
-    async def _merge(self, command: MergePatientCommand, report: DispatchReport) -> None:
-        response = await self._client.merge_patient(
-            convert.merge_request_from(
-                command.merge, command.command_id, command.source_event_id, command.correlation_id
-            )
-        )
-        if response.status == MergeStatus.DUPLICATE:
-            report.count("merges_duplicate")
+    @staticmethod
+    def _count_answer(result: billing_pb2.BillingBatchResult, report: DispatchReport) -> None:
+        """Count one ApplyBatch answer under the counter its single call counted it by."""
+        kind = result.WhichOneof("outcome")
+        if kind == "upsert_account":
+            report.count(_UPSERT_COUNTERS.get(result.upsert_account.status, "accounts_upserted"))
+        elif kind == "update_coding":
+            report.count(_CODING_COUNTERS.get(result.update_coding.status, "coding_updates"))
+        elif kind == "merge_patient":
+            if result.merge_patient.status == MergeStatus.DUPLICATE:
+                report.count("merges_duplicate")
+            else:
+                report.count("merges")
+                report.count("accounts_merged", result.merge_patient.accounts_moved)
+        elif kind == "update_patient":
+            answer = result.update_patient
+            if answer.status == PatientStatus.DUPLICATE:
+                report.count("patient_updates_duplicate")
+            elif answer.status == PatientStatus.STALE:
+                report.count("patient_updates_stale")
+            else:
+                report.count("patient_updates")
+                report.count("accounts_updated_by_patient", answer.accounts_updated)
+        elif kind == "move_account":
+            if result.move_account.status == MoveStatus.DUPLICATE:
+                report.count("account_moves_duplicate")
+            else:
+                report.count("account_moves")
+                report.count("accounts_moved", result.move_account.accounts_moved)
         else:
-            report.count("merges")
-            report.count("accounts_merged", response.accounts_moved)
-
-    async def _update_patient(self, command: UpdatePatientCommand, report: DispatchReport) -> None:
-        response = await self._client.update_patient(
-            convert.patient_update_request_from(
-                command.patient,
-                command.updated_at,
-                command.command_id,
-                command.source_event_id,
-                command.correlation_id,
-            )
-        )
-        if response.status == PatientStatus.DUPLICATE:
-            report.count("patient_updates_duplicate")
-        elif response.status == PatientStatus.STALE:
-            report.count("patient_updates_stale")
-        else:
-            report.count("patient_updates")
-            report.count("accounts_updated_by_patient", response.accounts_updated)
-
-    async def _move(self, command: MoveAccountCommand, report: DispatchReport) -> None:
-        response = await self._client.move_account(
-            convert.move_request_from(
-                command.move,
-                command.moved_at,
-                command.command_id,
-                command.source_event_id,
-                command.correlation_id,
-            )
-        )
-        if response.status == MoveStatus.DUPLICATE:
-            report.count("account_moves_duplicate")
-        else:
-            report.count("account_moves")
-            report.count("accounts_moved", response.accounts_moved)
+            raise NotRetryableError(f"ApplyBatch answered an item with {kind or 'nothing'}")
 
     async def _post_charges(
         self, items: Sequence[tuple[bytes, PostChargeCommand]], report: DispatchReport

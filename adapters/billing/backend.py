@@ -5,6 +5,9 @@ merge, a person update and an account move are recorded under their idempotency 
 charge under its charge_id (primary key). A replay reads the original outcome back instead of writing
 again, and a lost race on any key reruns the transaction. The tables live in adapters.billing.schema,
 coding in .coding, merges in .merge, person updates in .patients, account and visit moves in .moves.
+
+``apply_batch`` applies many of the non-charge writes in one transaction, in order, each in a savepoint:
+an item refused while it is applied rolls back alone and the others commit.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import Counter
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -37,6 +40,7 @@ from adapters.billing.schema import (
     create_schema,
     total,
 )
+from canonical.errors import Fault, InvalidMessageError
 from canonical.models import EncounterStatus, TransactionType
 from foundation.sql import distinct, in_chunks, open_engine, read_transaction, write_transaction
 from proto import billing_pb2
@@ -74,6 +78,23 @@ MergeStatus = billing_pb2.MergePatientResponse.Status
 PatientStatus = billing_pb2.UpdatePatientResponse.Status
 MoveStatus = billing_pb2.MoveAccountResponse.Status
 
+# A command an ApplyBatch item carries: the request of one of the single calls.
+BatchCommand: TypeAlias = (
+    billing_pb2.UpsertAccountRequest
+    | billing_pb2.UpdateCodingRequest
+    | billing_pb2.MergePatientRequest
+    | billing_pb2.UpdatePatientRequest
+    | billing_pb2.MoveAccountRequest
+)
+# The single call of each kind of batch item (its oneof field name), as its errors name it.
+_BATCH_RPCS = {
+    "upsert_account": "UpsertAccount",
+    "update_coding": "UpdateCoding",
+    "merge_patient": "MergePatient",
+    "update_patient": "UpdatePatient",
+    "move_account": "MoveAccount",
+}
+
 
 class BillingBackend(Protocol):
     """What the BillingAdapter service needs from a billing system."""
@@ -100,6 +121,10 @@ class BillingBackend(Protocol):
 
     def move_account(self, request: billing_pb2.MoveAccountRequest) -> billing_pb2.MoveAccountResponse:
         """Move an account or a visit to another patient; a replayed key is DUPLICATE."""
+        ...
+
+    def apply_batch(self, request: billing_pb2.BillingBatchRequest) -> billing_pb2.BillingBatchResponse:
+        """Apply the items in order in one transaction; one result (or error) per item, in order."""
         ...
 
     def totals(self) -> billing_pb2.BillingTotals:
@@ -377,9 +402,131 @@ class SqlBillingBackend:
         )
         return response
 
+    def apply_batch(self, request: billing_pb2.BillingBatchRequest) -> billing_pb2.BillingBatchResponse:
+        """Apply the items in order in one transaction; one result (or error) per item, in order.
+
+        Each item is checked up front as its single call checks it: a refused item gets an
+        INVALID_ARGUMENT error result and is skipped. The others are applied in one write transaction,
+        each in a savepoint, so an item refused while it is applied (a reused idempotency key) rolls back
+        alone. Anything else (a lost unique-key race, a database error) fails the whole call, as it
+        fails a single call; a lost race reruns the whole transaction, every item answered afresh.
+        """
+        if not request.idempotency_key:
+            raise invalid_request("idempotency_key", "is empty")
+        errors: dict[int, billing_pb2.BillingItemError] = {}
+        todo: list[tuple[int, BatchCommand, str]] = []
+        for index, item in enumerate(request.items):
+            kind = item.WhichOneof("command")
+            if kind is None:
+                errors[index] = _item_error("ApplyBatch", Fault(rule="", reason="is empty", field="command"))
+                continue
+            command: BatchCommand = getattr(item, kind)
+            try:
+                _validate_item(command)
+            except InvalidMessageError as exc:
+                errors[index] = _item_error(_BATCH_RPCS[kind], exc.fault)
+                continue
+            todo.append((index, command, fingerprint(command)))
+        applied = (
+            write_transaction(self._engine, lambda session: self._apply_items(session, todo)) if todo else {}
+        )
+        response = billing_pb2.BillingBatchResponse()
+        for index in range(len(request.items)):
+            result = response.results.add()
+            if index in errors:
+                result.error.CopyFrom(errors[index])
+            else:
+                result.CopyFrom(applied[index])
+        # One line per call, counts by kind and answer: the items' fields are PHI, their keys too many.
+        counts = Counter(_outcome(result) for result in response.results)
+        log.info(
+            "billing batch %s: %d item%s: %s",
+            request.idempotency_key,
+            len(request.items),
+            "" if len(request.items) == 1 else "s",
+            ", ".join(f"{outcome} {count}" for outcome, count in sorted(counts.items())) or "none",
+        )
+        return response
+
+    def _apply_items(
+        self, session: Session, todo: list[tuple[int, BatchCommand, str]]
+    ) -> dict[int, billing_pb2.BillingBatchResult]:
+        """Apply checked items in order, each in a savepoint; a refusal rolls back that item only."""
+        results: dict[int, billing_pb2.BillingBatchResult] = {}
+        for index, command, digest in todo:
+            try:
+                with session.begin_nested():
+                    results[index] = self._apply_item(session, command, digest, _now())
+            except InvalidMessageError as exc:
+                kind = _BATCH_RPCS[_kind_of(command)]
+                results[index] = billing_pb2.BillingBatchResult(error=_item_error(kind, exc.fault))
+        return results
+
+    def _apply_item(
+        self, session: Session, command: BatchCommand, digest: str, now: dt.datetime
+    ) -> billing_pb2.BillingBatchResult:
+        """Apply one batch item with the function its single call uses."""
+        if isinstance(command, billing_pb2.UpsertAccountRequest):
+            return billing_pb2.BillingBatchResult(upsert_account=self._upsert(session, command, digest))
+        if isinstance(command, billing_pb2.UpdateCodingRequest):
+            return billing_pb2.BillingBatchResult(update_coding=apply_coding(session, command, digest, now))
+        if isinstance(command, billing_pb2.MergePatientRequest):
+            return billing_pb2.BillingBatchResult(merge_patient=apply_merge(session, command, digest, now))
+        if isinstance(command, billing_pb2.UpdatePatientRequest):
+            return billing_pb2.BillingBatchResult(
+                update_patient=apply_patient_update(session, command, digest, now)
+            )
+        return billing_pb2.BillingBatchResult(move_account=apply_move(session, command, digest, now))
+
     def totals(self) -> billing_pb2.BillingTotals:
         """Return reconciliation totals: accounts, charges, codings, merges, person updates, moves."""
         return read_transaction(self._engine, _totals)
+
+
+def _kind_of(command: BatchCommand) -> str:
+    """Return the name of the batch item field that holds ``command``."""
+    if isinstance(command, billing_pb2.UpsertAccountRequest):
+        return "upsert_account"
+    if isinstance(command, billing_pb2.UpdateCodingRequest):
+        return "update_coding"
+    if isinstance(command, billing_pb2.MergePatientRequest):
+        return "merge_patient"
+    if isinstance(command, billing_pb2.UpdatePatientRequest):
+        return "update_patient"
+    return "move_account"
+
+
+def _validate_item(command: BatchCommand) -> None:
+    """Refuse a batch item as its single call would refuse its request."""
+    if isinstance(command, billing_pb2.UpsertAccountRequest):
+        _validate_upsert(command)
+    elif isinstance(command, billing_pb2.UpdateCodingRequest):
+        validate_coding(command)
+    elif isinstance(command, billing_pb2.MergePatientRequest):
+        validate_merge(command)
+    elif isinstance(command, billing_pb2.UpdatePatientRequest):
+        validate_patient_update(command)
+    else:
+        validate_move(command)
+
+
+def _item_error(rpc: str, fault: Fault) -> billing_pb2.BillingItemError:
+    """Return the error result of a refused item: what its single call's INVALID_ARGUMENT would say."""
+    return billing_pb2.BillingItemError(
+        code="INVALID_ARGUMENT", message=f"{rpc}: {fault.field}: {fault.reason}", field=fault.field
+    )
+
+
+def _outcome(result: billing_pb2.BillingBatchResult) -> str:
+    """Return "<kind> <status>" of one batch result (or "error <code>"), for the call's summary line."""
+    kind = result.WhichOneof("outcome")
+    if kind is None:
+        return "unanswered"
+    if kind == "error":
+        return f"error {result.error.code}"
+    answer = getattr(result, kind)
+    status = answer.DESCRIPTOR.fields_by_name["status"]
+    return f"{kind} {status.enum_type.values_by_number[answer.status].name}"
 
 
 def _newer_parts(

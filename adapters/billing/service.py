@@ -53,6 +53,12 @@ class BillingService(billing_pb2_grpc.BillingAdapterServicer):
         """Move an account or a visit to another patient."""
         return await answer(context, "MoveAccount", lambda: self._backend.move_account(request))
 
+    async def ApplyBatch(
+        self, request: billing_pb2.BillingBatchRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.BillingBatchResponse:
+        """Apply upserts, codings, merges, person updates and moves in order, one result per item."""
+        return await answer(context, "ApplyBatch", lambda: self._backend.apply_batch(request))
+
     async def GetTotals(
         self, request: billing_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.BillingTotals:

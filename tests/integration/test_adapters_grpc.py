@@ -27,6 +27,7 @@ from adapters.clients import BillingClient, ErpClient
 from adapters.server import AdapterServer, ServiceName, build_server
 from canonical.errors import NotRetryableError, RetryableError, StackError
 from canonical.models import MovementType
+from canonical.quarantine import ExceptionRecord
 from foundation.settings import Settings
 from proto import billing_pb2, erp_pb2
 from streams.commands import InventoryCommand
@@ -614,3 +615,108 @@ def dispatch_stock(command_id: str) -> InventoryCommand:
     enrichment = {"inventory_account": "1400", "unit_cost_cents": 125}
     movements = tuple(moved.model_copy(update=enrichment) for moved in command.movements)
     return command.model_copy(update={"movements": movements})
+
+
+def batch_item(request: object) -> billing_pb2.BillingBatchItem:
+    """The ApplyBatch item that carries ``request``."""
+    if isinstance(request, billing_pb2.UpsertAccountRequest):
+        return billing_pb2.BillingBatchItem(upsert_account=request)
+    if isinstance(request, billing_pb2.UpdateCodingRequest):
+        return billing_pb2.BillingBatchItem(update_coding=request)
+    assert isinstance(request, billing_pb2.MergePatientRequest)
+    return billing_pb2.BillingBatchItem(merge_patient=request)
+
+
+def test_billing_apply_batch_over_grpc(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    coded_at = dt.datetime(2025, 3, 2, 12, 0, tzinfo=dt.UTC)
+    CodingStatus = billing_pb2.UpdateCodingResponse.Status
+    MergeStatus = billing_pb2.MergePatientResponse.Status
+
+    async def scenario() -> None:
+        async with (
+            running("billing", tmp_path) as adapter,
+            BillingClient(adapter_settings(), adapter.address) as client,
+        ):
+            await client.wait_ready(5.0)
+            request = billing_pb2.BillingBatchRequest(
+                idempotency_key="b-1",
+                items=[
+                    batch_item(account_request("k-1")),
+                    batch_item(coding_request("d-1", coded_at, "I50.9")),
+                    batch_item(coding_request("d-2", coded_at, "")),  # refused: diagnoses[0].code
+                    batch_item(account_request("k-1", encounter_id="GH:V200")),  # refused: key reused
+                    batch_item(merge_request("m-1")),
+                ],
+            )
+            applied = await client.apply_batch(request)
+            assert [r.WhichOneof("outcome") for r in applied.results] == [
+                "upsert_account",
+                "update_coding",
+                "error",
+                "error",
+                "merge_patient",
+            ]
+            assert applied.results[0].upsert_account.status == UpsertStatus.CREATED
+            assert applied.results[1].update_coding.status == CodingStatus.APPLIED
+            assert applied.results[4].merge_patient.status == MergeStatus.MERGED
+            assert [(r.error.code, r.error.field) for r in applied.results[2:4]] == [
+                ("INVALID_ARGUMENT", "diagnoses[0].code"),
+                ("INVALID_ARGUMENT", "idempotency_key"),
+            ]
+            assert applied.results[3].error.message == (
+                "UpsertAccount: idempotency_key: was already used for another account or another event"
+            )
+
+            replay = await client.apply_batch(request)
+            assert replay.results[0].upsert_account.status == UpsertStatus.DUPLICATE
+            assert replay.results[1].update_coding.status == CodingStatus.DUPLICATE
+            assert replay.results[4].merge_patient.status == MergeStatus.DUPLICATE
+            assert replay.results[2:4] == applied.results[2:4]
+
+            with pytest.raises(NotRetryableError, match=r"ApplyBatch.*INVALID_ARGUMENT.*idempotency_key"):
+                await client.apply_batch(billing_pb2.BillingBatchRequest(items=request.items))
+
+            totals = await client.get_totals()
+            assert (totals.account_count, totals.coded_account_count, totals.merge_count) == (1, 1, 1)
+            assert totals.merged_account_count == 1
+
+    asyncio.run(scenario())
+    # The refusals name fields, never values: nothing the server logged names the patient or the visit.
+    for value in ("Hopper", "Grace", "MRN-445566", "MRN-990000", "1906-12-09", "GH:V100", "GH:V200"):
+        assert value not in caplog.text
+
+
+def test_the_billing_dispatcher_quarantines_a_refused_item_over_grpc(tmp_path: Path) -> None:
+    """A refused item comes back in its ApplyBatch result: the dispatcher quarantines it, the rest commit."""
+    redis = FakeRedis()
+
+    async def scenario() -> None:
+        settings = adapter_settings()
+        async with (
+            running("billing", tmp_path) as adapter,
+            BillingClient(settings, adapter.address) as billing,
+        ):
+            dispatcher = BillingDispatcher(billing, redis, "t.")  # type: ignore[arg-type]
+            bad = dispatch_merge("m-bad", prior="MRN-1", surviving="MRN-1")  # a patient into itself
+            commands = (dispatch_upsert("u-1"), bad, dispatch_coding("d-1"), dispatch_charge("c-1"))
+            report = await dispatcher.dispatch([c.model_dump_json().encode() for c in commands])
+            [raw] = report.exceptions
+            record = ExceptionRecord.model_validate_json(raw)
+            assert (record.rule, record.source_message_id) == ("ADAPTER-REFUSED", "evt-m-bad")
+            assert record.reason == (
+                "message evt-m-bad: [ADAPTER-REFUSED] NotRetryableError: ApplyBatch to billing adapter at "
+                f"{adapter.address} refused an item: INVALID_ARGUMENT: MergePatient: surviving.mrn: "
+                "is the prior identifier: nothing to merge"
+            )
+            assert report.counts == {
+                "dispatch_cache_hits": 0,
+                "accounts_upserted": 1,
+                "coding_updates": 1,
+                "charges_posted": 1,
+            }
+            totals = await billing.get_totals()
+            assert (totals.account_count, totals.coded_account_count, totals.charge_count) == (1, 1, 1)
+            assert totals.merge_count == 0
+
+    asyncio.run(scenario())

@@ -1,6 +1,7 @@
 """The dispatchers: every command kind to its RPC, order, counters, quarantine, cache and retry behaviour.
 
-The clients here call the real SQL backends in this process (an InvalidMessageError becomes the
+Billing's upserts, codings, merges, person updates and moves go in ApplyBatch calls. The clients here
+call the real SQL backends in this process (an InvalidMessageError becomes the
 NotRetryableError the gRPC client raises for INVALID_ARGUMENT), and Redis is a dict.
 """
 
@@ -113,10 +114,26 @@ class InProcess:
 
 
 class Billing(InProcess):
+    address = "in-process"
+
     def __init__(self, backend: SqlBillingBackend, backend_path: Path | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.backend_path = backend_path
+        self.batches: list[list[tuple[str, str]]] = []  # each ApplyBatch call's items: (kind, key)
+
+    async def apply_batch(self, req: Any) -> Any:
+        items = [
+            (kind, getattr(item, kind).idempotency_key)
+            for item in req.items
+            for kind in [item.WhichOneof("command")]
+        ]
+        self.batches.append(items)
+        for _, key in items:  # a command whose key is in ``fail`` fails the whole call, as a server bug would
+            if key in self.fail:
+                self.calls.append(("ApplyBatch", req.idempotency_key))
+                raise self.fail[key]
+        return await self._call("ApplyBatch", req.idempotency_key, self.backend.apply_batch, req)
 
     async def upsert_account(self, req: Any) -> Any:
         return await self._call("UpsertAccount", req.idempotency_key, self.backend.upsert_account, req)
@@ -306,14 +323,16 @@ def test_every_billing_kind_goes_to_its_rpc_in_command_order(billing: Billing, r
         upsert("u-2", status=EncounterStatus.DISCHARGED, version=2),
         coding("d-2", "2025-03-02T13:00:00+00:00", code="I10"),
     )
-    # Upserts, codings and merges one by one in command order; the charges after them in one call.
-    assert billing.calls == [
-        ("UpsertAccount", "u-1"),
-        ("UpdateCoding", "d-1"),
-        ("MergePatient", "m-1"),
-        ("UpsertAccount", "u-2"),
-        ("UpdateCoding", "d-2"),
-        ("PostCharges", billing.calls[-1][1]),
+    # Upserts, codings and merges in one ApplyBatch call in command order; the charges after it in one call.
+    assert billing.rpcs() == ["ApplyBatch", "PostCharges"]
+    assert billing.batches == [
+        [
+            ("upsert_account", "u-1"),
+            ("update_coding", "d-1"),
+            ("merge_patient", "m-1"),
+            ("upsert_account", "u-2"),
+            ("update_coding", "d-2"),
+        ]
     ]
     assert report.exceptions == []
     assert report.counts == {
@@ -410,7 +429,8 @@ def test_a_refused_command_is_quarantined_alone(billing: Billing, redis: FakeRed
         "ADAPTER-REFUSED",
         "evt-m-bad",
     )
-    assert "MergePatient: INVALID_ARGUMENT" in record.reason and "surviving.mrn" in record.reason
+    # Worded as the single call's refusal: the code, the call and the field, never a value.
+    assert "refused an item: INVALID_ARGUMENT: MergePatient: surviving.mrn: " in record.reason
     assert record.original == bad_merge.model_dump_json().encode()
     # The rest of the batch went through, and the refused command is not asked again.
     totals = billing.backend.totals()
@@ -446,16 +466,17 @@ def test_an_undecodable_command_is_quarantined(billing: Billing, redis: FakeRedi
     report = run_billing(billing, redis, b'{"kind": "refund_everyone", "command_id": "x"}', upsert("u-1"))
     [record] = records(report)
     assert record.rule == "COMMAND-INVALID"
-    assert billing.rpcs() == ["UpsertAccount"]
+    assert billing.rpcs() == ["ApplyBatch"]
 
 
 def test_a_transient_failure_propagates_for_a_whole_batch_retry(billing: Billing, redis: FakeRedis) -> None:
-    billing.fail["d-1"] = RetryableError("UpdateCoding: UNAVAILABLE")
+    billing.fail["ApplyBatch"] = RetryableError("ApplyBatch: UNAVAILABLE")
     with pytest.raises(RetryableError):
         run_billing(billing, redis, upsert("u-1"), coding("d-1"), charge("c-1"))
-    # What went before was sent (and is idempotent); nothing after it was.
-    assert billing.rpcs() == ["UpsertAccount", "UpdateCoding"]
-    del billing.fail["d-1"]
+    # Nothing after the failed call was sent, and nothing of the batch is marked done.
+    assert billing.rpcs() == ["ApplyBatch"]
+    assert not redis.data
+    del billing.fail["ApplyBatch"]
     report = run_billing(billing, redis, upsert("u-1"), coding("d-1"), charge("c-1"))
     assert report.counts["coding_updates"] == 1 and report.counts["charges_posted"] == 1
 
@@ -567,7 +588,13 @@ def test_person_updates_and_moves_go_to_their_rpcs_in_command_order(
         upsert("u-2", encounter_id="GH:V2", version=1),
         visit_move("m-1", "GH:V2", WHEN + dt.timedelta(hours=1)),
     )
-    assert billing.rpcs() == ["UpsertAccount", "UpdatePatient", "UpsertAccount", "MoveAccount"]
+    assert billing.rpcs() == ["ApplyBatch"]
+    assert [kind for kind, _ in billing.batches[0]] == [
+        "upsert_account",
+        "update_patient",
+        "upsert_account",
+        "move_account",
+    ]
     assert report.exceptions == []
     assert report.counts == {
         "dispatch_cache_hits": 0,
@@ -600,7 +627,7 @@ def test_a_refused_move_is_quarantined_with_its_visit(billing: Billing, redis: F
     report = run_billing(billing, redis, bad, upsert("u-1"))
     [record] = records(report)
     assert (record.rule, record.encounter_id) == ("ADAPTER-REFUSED", "GH:V1")
-    assert "MoveAccount: INVALID_ARGUMENT" in record.reason and "prior_mrn" in record.reason
+    assert "INVALID_ARGUMENT: MoveAccount: prior_mrn: is empty" in record.reason
     assert billing.backend.totals().account_count == 1
 
 
@@ -614,3 +641,94 @@ def test_an_upsert_carries_its_snapshot_time_to_billing(billing: Billing, redis:
     with sqlite3.connect(billing.backend_path) as raw:
         names = dict(raw.execute("SELECT account_id, family_name FROM billing_accounts").fetchall())
     assert names == {"GH:V1": "King", "GH:V2": PATIENT.family_name}
+
+
+def test_one_apply_batch_call_per_chunk_in_command_order(billing: Billing, redis: FakeRedis) -> None:
+    dispatcher = BillingDispatcher(billing, redis, PREFIX, max_batch_items=2)  # type: ignore[arg-type]
+    commands = (
+        upsert("u-1"),
+        charge("c-1"),
+        coding("d-1"),
+        upsert("u-2", encounter_id="GH:V2"),
+        coding("d-2", encounter_id="GH:V2"),
+        person("p-1"),
+    )
+    report = asyncio.run(dispatcher.dispatch([c.model_dump_json().encode() for c in commands]))
+    assert billing.rpcs() == ["ApplyBatch", "ApplyBatch", "ApplyBatch", "PostCharges"]
+    assert [[key for _, key in batch] for batch in billing.batches] == [
+        ["u-1", "d-1"],
+        ["u-2", "d-2"],
+        ["p-1"],
+    ]
+    assert report.exceptions == []
+    assert report.counts == {
+        "dispatch_cache_hits": 0,
+        "accounts_upserted": 2,
+        "coding_updates": 2,
+        "patient_updates": 1,
+        "accounts_updated_by_patient": 2,
+        "charges_posted": 1,
+    }
+
+
+def test_an_unsendable_command_is_quarantined_without_failing_the_call(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    too_big = upsert("u-big", encounter_id="GH:V9", version=2**63)  # no int64 holds it
+    report = run_billing(billing, redis, upsert("u-1"), too_big, coding("d-1"))
+    [record] = records(report)
+    assert (record.rule, record.encounter_id, record.source_message_id) == (
+        "COMMAND-UNSENDABLE",
+        "GH:V9",
+        "evt-u-big",
+    )
+    assert record.reason.startswith("message evt-u-big: [COMMAND-UNSENDABLE] ValueError: ")
+    # One call with the others, not a failed call and a resend one by one.
+    assert billing.rpcs() == ["ApplyBatch"] and billing.batches == [
+        [("upsert_account", "u-1"), ("update_coding", "d-1")]
+    ]
+    assert (billing.backend.totals().account_count, report.counts["coding_updates"]) == (1, 1)
+    assert done_key(PREFIX, "u-big@v" + str(2**63)) in redis.data
+
+
+def test_a_key_reused_for_another_account_is_refused_alone_inside_the_batch(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    run_billing(billing, redis, upsert("u-1"))
+    redis.data.clear()
+    # Passes the up-front checks; billing refuses it while applying it (its savepoint rolls back).
+    reused = upsert("u-1", encounter_id="GH:V2")
+    report = run_billing(billing, redis, upsert("u-2", encounter_id="GH:V3"), reused, coding("d-1"))
+    [record] = records(report)
+    assert (record.rule, record.encounter_id) == ("ADAPTER-REFUSED", "GH:V2")
+    assert "INVALID_ARGUMENT: UpsertAccount: idempotency_key: was already used" in record.reason
+    assert billing.rpcs()[-1] == "ApplyBatch" and len(billing.batches) == 2
+    assert report.counts == {"dispatch_cache_hits": 0, "accounts_upserted": 1, "coding_updates": 1}
+    totals = billing.backend.totals()
+    assert (totals.account_count, totals.coded_account_count) == (2, 1)
+    assert done_key(PREFIX, "u-1@v1") in redis.data
+
+
+def test_a_whole_call_failure_falls_back_one_by_one_to_the_culprit(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    # The adapter fails the whole call (say INTERNAL) over one command: the dispatcher resends one by one.
+    billing.fail["m-1"] = NotRetryableError("ApplyBatch to billing adapter at in-process failed: INTERNAL")
+    report = run_billing(billing, redis, upsert("u-1"), merge("m-1"), coding("d-1"), charge("c-1"))
+    [record] = records(report)
+    assert (record.rule, record.source_message_id) == ("ADAPTER-REFUSED", "evt-m-1")
+    assert "INTERNAL" in record.reason
+    assert [[key for _, key in batch] for batch in billing.batches] == [
+        ["u-1", "m-1", "d-1"],
+        ["u-1"],
+        ["m-1"],
+        ["d-1"],
+    ]
+    totals = billing.backend.totals()
+    assert (totals.account_count, totals.coded_account_count, totals.charge_count, totals.merge_count) == (
+        1,
+        1,
+        1,
+        0,
+    )
+    assert done_key(PREFIX, "m-1") in redis.data

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
 from sqlalchemy import ColumnElement, func, select
@@ -35,6 +36,7 @@ from adapters.billing.schema import (
     DiagnosisRow,
     MergeRow,
     MoveRow,
+    PatientRow,
     PatientUpdateRow,
     ProcedureRow,
     create_schema,
@@ -217,7 +219,11 @@ class SqlBillingBackend:
         return response
 
     def _upsert(
-        self, session: Session, request: billing_pb2.UpsertAccountRequest, digest: str
+        self,
+        session: Session,
+        request: billing_pb2.UpsertAccountRequest,
+        digest: str,
+        hints: _Absent | None = None,
     ) -> billing_pb2.UpsertAccountResponse:
         key = request.idempotency_key
         account = request.account
@@ -249,7 +255,10 @@ class SqlBillingBackend:
             # state arriving late must not overwrite a newer one (whichever way the status moved).
             status = UpsertStatus.STALE
         else:
-            account, merged_by = _under_surviving_identity(session, account)
+            if hints is not None and hints.no_merge(account.mrn):
+                merged_by = ""  # no merge names this identifier: the surviving identity is its own
+            else:
+                account, merged_by = _under_surviving_identity(session, account)
             as_of = optional_datetime(account, "patient_as_of")
             if row is None:
                 row = _account_row(account, key, now)
@@ -264,8 +273,10 @@ class SqlBillingBackend:
             if merged_by:
                 row.merged_by = merged_by
             # A move or a person update recorded before this upsert, and newer than what it says, stands.
-            settle_moves(session, row, now)
-            settle_demographics(session, row, now)
+            if hints is None or not hints.no_move(row.account_id, row.account_number):
+                settle_moves(session, row, now)
+            if hints is None or not hints.no_person_update(row.mrn):
+                settle_demographics(session, row, now)
         if seen is None:
             session.add(
                 AccountUpsertRow(
@@ -453,21 +464,31 @@ class SqlBillingBackend:
     ) -> dict[int, billing_pb2.BillingBatchResult]:
         """Apply checked items in order, each in a savepoint; a refusal rolls back that item only."""
         results: dict[int, billing_pb2.BillingBatchResult] = {}
+        hints = _Absent.read(session, [c for _, c, _ in todo])
         for index, command, digest in todo:
+            if not isinstance(command, billing_pb2.UpsertAccountRequest | billing_pb2.UpdateCodingRequest):
+                hints = None  # a merge, move or person update of this batch: the lookups are needed again
             try:
                 with session.begin_nested():
-                    results[index] = self._apply_item(session, command, digest, _now())
+                    results[index] = self._apply_item(session, command, digest, _now(), hints)
             except InvalidMessageError as exc:
                 kind = _BATCH_RPCS[_kind_of(command)]
                 results[index] = billing_pb2.BillingBatchResult(error=_item_error(kind, exc.fault))
         return results
 
     def _apply_item(
-        self, session: Session, command: BatchCommand, digest: str, now: dt.datetime
+        self,
+        session: Session,
+        command: BatchCommand,
+        digest: str,
+        now: dt.datetime,
+        hints: _Absent | None = None,
     ) -> billing_pb2.BillingBatchResult:
         """Apply one batch item with the function its single call uses."""
         if isinstance(command, billing_pb2.UpsertAccountRequest):
-            return billing_pb2.BillingBatchResult(upsert_account=self._upsert(session, command, digest))
+            return billing_pb2.BillingBatchResult(
+                upsert_account=self._upsert(session, command, digest, hints)
+            )
         if isinstance(command, billing_pb2.UpdateCodingRequest):
             return billing_pb2.BillingBatchResult(update_coding=apply_coding(session, command, digest, now))
         if isinstance(command, billing_pb2.MergePatientRequest):
@@ -481,6 +502,72 @@ class SqlBillingBackend:
     def totals(self) -> billing_pb2.BillingTotals:
         """Return reconciliation totals: accounts, charges, codings, merges, person updates, moves."""
         return read_transaction(self._engine, _totals)
+
+
+@dataclass(slots=True)
+class _Absent:
+    """What a batch's upserts are known not to need: identifiers no merge, move or person update names.
+
+    An upsert looks for a merge of its patient identifier, moves of its visit or account number and a
+    person update of its patient: three to five queries, most of an upsert's cost, that nearly always
+    find nothing. A batch asks once for all of its upserts (one IN query per table) and an upsert skips
+    a lookup only for an identifier that was asked about and found absent, so the answer is the one the
+    lookup would give. Only on SQLite, where the write transaction holds the database's lock from its
+    start, so nothing can be recorded between this read and the upserts; on PostgreSQL a merge may
+    commit meanwhile (the per-identifier lock is taken by the lookup itself), so every upsert looks.
+    """
+
+    mrns: set[str] = field(default_factory=set)  # asked about
+    merged_mrns: set[str] = field(default_factory=set)
+    updated_mrns: set[str] = field(default_factory=set)
+    visits: set[str] = field(default_factory=set)
+    moved_visits: set[str] = field(default_factory=set)
+    numbers: set[str] = field(default_factory=set)
+    moved_numbers: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, session: Session, commands: list[BatchCommand]) -> _Absent | None:
+        if session.get_bind().dialect.name != "sqlite":
+            return None
+        accounts = [c.account for c in commands if isinstance(c, billing_pb2.UpsertAccountRequest)]
+        if not accounts:
+            return None
+        absent = cls(
+            mrns={a.mrn for a in accounts if a.mrn},
+            visits={a.encounter_id for a in accounts},
+            numbers={a.account_number for a in accounts if a.account_number},
+        )
+        for chunk in in_chunks(sorted(absent.mrns)):
+            absent.merged_mrns.update(
+                session.scalars(select(MergeRow.prior_mrn).where(MergeRow.prior_mrn.in_(chunk)))
+            )
+            absent.updated_mrns.update(
+                session.scalars(select(PatientRow.mrn).where(PatientRow.mrn.in_(chunk)))
+            )
+        for chunk in in_chunks(sorted(absent.visits)):
+            absent.moved_visits.update(
+                session.scalars(select(MoveRow.encounter_id).where(MoveRow.encounter_id.in_(chunk)))
+            )
+        for chunk in in_chunks(sorted(absent.numbers)):
+            absent.moved_numbers.update(
+                session.scalars(
+                    select(MoveRow.prior_account_number).where(MoveRow.prior_account_number.in_(chunk))
+                )
+            )
+        return absent
+
+    def no_merge(self, mrn: str) -> bool:
+        """No merge names ``mrn`` as its prior identifier (an empty one is never looked up)."""
+        return not mrn or (mrn in self.mrns and mrn not in self.merged_mrns)
+
+    def no_person_update(self, mrn: str) -> bool:
+        return not mrn or (mrn in self.mrns and mrn not in self.updated_mrns)
+
+    def no_move(self, visit: str, number: str) -> bool:
+        """No move names the visit, nor the account number (moves of an empty number are never looked up)."""
+        visit_clear = visit in self.visits and visit not in self.moved_visits
+        number_clear = not number or (number in self.numbers and number not in self.moved_numbers)
+        return visit_clear and number_clear
 
 
 def _kind_of(command: BatchCommand) -> str:

@@ -286,3 +286,38 @@ def test_one_summary_log_line_per_call_without_phi(
     ]
     for value in ("GH:V1", "GH:V2", "Lovelace", "Ada", "MRN-1", "I50.9"):
         assert value not in caplog.text
+
+
+def test_upserts_of_a_batch_find_merges_moves_and_person_updates_recorded_before_it(tmp_path: Path) -> None:
+    """A batch of upserts skips the merge, move and person lookups only for identifiers nothing names."""
+    carol = Patient(mrn="MRN-C", assigning_authority="GH", family_name="Carol")
+    dave = Patient(mrn="MRN-D", assigning_authority="GH", family_name="Dave")
+    recorded: tuple[Message, ...] = (
+        merge("g-1", prior=BOB, surviving=Patient(mrn="MRN-9", assigning_authority="GH", family_name="Nine")),
+        move("m-1", at(20), visit="GH:V3"),
+        move("m-2", at(20), prior=carol, target=dave, account_number="ACC-4"),
+        person("p-1", ADA.model_copy(update={"given_name": "Augusta"}), at(10)),
+    )
+    upserts = (
+        upsert("u-1", "GH:V1", ADA, account_number="ACC-1"),  # a person update names ADA
+        upsert("u-2", "GH:V2", BOB, account_number="ACC-2"),  # BOB was merged into MRN-9
+        upsert("u-3", "GH:V3", dave, account_number="ACC-3"),  # its visit was moved
+        upsert("u-4", "GH:V4", carol, account_number="ACC-4"),  # its account number was moved
+        upsert("u-5", "GH:V5", dave, account_number="ACC-5"),  # nothing names it
+    )
+    one_by_one = SqlBillingBackend(f"sqlite:///{tmp_path / 'single.db'}")
+    batched = SqlBillingBackend(f"sqlite:///{tmp_path / 'batch.db'}")
+    try:
+        for request in recorded:
+            send_any(one_by_one, request)
+            send_any(batched, request)
+        singles = [send_any(one_by_one, request) for request in upserts]
+        response = batched.apply_batch(batch("b-1", *upserts))
+        assert [getattr(r, r.WhichOneof("outcome")) for r in response.results] == singles
+        ends = accounts(tmp_path / "batch.db")
+        assert ends == accounts(tmp_path / "single.db")
+        assert ends["GH:V1"][2] == "Augusta" and ends["GH:V2"][0] == "MRN-9"
+        assert ends["GH:V3"][0] == BOB.mrn and ends["GH:V4"][0] == dave.mrn and ends["GH:V5"][0] == dave.mrn
+    finally:
+        one_by_one.close()
+        batched.close()

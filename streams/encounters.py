@@ -7,10 +7,10 @@ quarantine records, and one new state per touched encounter. It then waits once 
 every record and only then writes the states, so a batch retried half-way sends its commands again (the
 sinks drop the repeats) instead of never.
 
-Within a batch, an encounter's events are applied in record order to one working state. An encounter
-whose state changed several times in the batch sends billing one account upsert, the last one (it carries
-the whole state, numbered by state_version), in the place of the first, so it still precedes every
-charge and coding of that encounter in the batch.
+Within a batch, an encounter's events are applied in record order to one working state. Every event
+still sends its own commands, an account upsert per encounter event included: billing keeps one upsert
+record per source event (what `hcsync` audits and what finance traces an account change to), and an
+upsert is cheap in a batch call.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from canonical.envelope import AccountMovePayload, EventEnvelope, MergePayload, PatientPayload
 from canonical.quarantine import failure_record, poison_record, unenriched_record
-from streams.commands import UpsertAccountCommand
 from streams.encounter_state import EncounterState, apply_event, patient_command
 from streams.posting import PostingRules
 from streams.records import PartitionedBatches, split
@@ -75,14 +74,6 @@ class BatchOutcome:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass(slots=True)
-class _Billing:
-    """One encounter's billing commands of the batch, with the place of its account upsert."""
-
-    items: list[tuple[str, bytes | UpsertAccountCommand]] = field(default_factory=list)
-    upsert_at: dict[str, int] = field(default_factory=dict)  # encounter id -> index of its upsert
-
-
 def apply_records(
     records: list[bytes],
     load: Callable[[str], EncounterState],
@@ -98,7 +89,6 @@ def apply_records(
     out = BatchOutcome(billing=PartitionedBatches(partitions), erp=PartitionedBatches(partitions))
     working: dict[str, EncounterState] = {}
     before: dict[str, EncounterState] = {}
-    billing = _Billing()
     for record in records:
         for item in split(record):
             try:
@@ -109,13 +99,10 @@ def apply_records(
                 out.counts["quarantined"] += 1
                 continue
             try:
-                _apply(env, working, before, load, rules, billing, out)
+                _apply(env, working, before, load, rules, out)
             except Exception as exc:  # a failure of this event's data: quarantined, the rest goes on
                 out.exceptions.append(failure_record("encounters", item, "ENCOUNTER-PROCESSING-FAILED", exc))
                 out.counts["quarantined"] += 1
-    for key, command in billing.items:
-        raw = command.model_dump_json().encode() if isinstance(command, UpsertAccountCommand) else command
-        out.billing.add(key, raw)
     out.states = {eid: state for eid, state in working.items() if state is not before[eid]}
     return out
 
@@ -126,14 +113,13 @@ def _apply(
     before: dict[str, EncounterState],
     load: Callable[[str], EncounterState],
     rules: PostingRules,
-    billing: _Billing,
     out: BatchOutcome,
 ) -> None:
     eid = env.encounter_id
     if isinstance(env.payload, MergePayload | PatientPayload | AccountMovePayload):
         # A merge, a person update or an account move changes billing accounts of a patient; it keeps no
         # encounter state, and billing is idempotent on the command id and orders them by event time.
-        billing.items.append((eid, patient_command(env).model_dump_json().encode()))
+        out.billing.add(eid, patient_command(env).model_dump_json().encode())
         return
     state = working.get(eid)
     if state is None:
@@ -144,15 +130,7 @@ def _apply(
         out.counts["duplicate_events"] += 1
         return
     for command in transition.billing:
-        if isinstance(command, UpsertAccountCommand):
-            at = billing.upsert_at.get(eid)
-            if at is not None:
-                billing.items[at] = (eid, command)  # the fuller state, where the first upsert stood
-                continue
-            billing.upsert_at[eid] = len(billing.items)
-            billing.items.append((eid, command))
-        else:
-            billing.items.append((eid, command.model_dump_json().encode()))
+        out.billing.add(eid, command.model_dump_json().encode())
     for journal in transition.erp:
         out.erp.add(eid, journal.model_dump_json().encode())
     for refused in transition.unenriched:

@@ -122,20 +122,17 @@ def test_a_batch_ends_in_the_states_of_one_event_at_a_time() -> None:
     assert stored["NMH:V1"].status is EncounterStatus.DISCHARGED and stored["NMH:V1"].charges_posted == 2
 
 
-def test_a_batch_sends_one_upsert_per_encounter_the_latest_before_its_charges() -> None:
+def test_a_batch_sends_every_event_s_commands_each_upsert_before_the_charges_after_it() -> None:
     out = apply_records(_records(*MESSAGES), lambda eid: EncounterState(encounter_id=eid), RULES, PARTITIONS)
     commands = _billing(list(out.billing.records()))
+    _, expected = _one_by_one(*MESSAGES)
+    assert sorted(c.command_id for c in commands) == sorted(c.command_id for c in expected)  # type: ignore[attr-defined]
     upserts = [c for c in commands if isinstance(c, UpsertAccountCommand)]
-    assert sorted(u.encounter.encounter_id for u in upserts) == ["NMH:V1", "NMH:V2"]
-    v1 = next(u for u in upserts if u.encounter.encounter_id == "NMH:V1")
-    assert v1.state_version == 3 and v1.status is EncounterStatus.DISCHARGED
-    for upsert in upserts:
-        mine = [
-            c
-            for c in commands
-            if getattr(c, "charge", None) and c.charge.encounter_id == upsert.encounter.encounter_id
-        ]  # type: ignore[attr-defined]
-        assert all(commands.index(upsert) < commands.index(c) for c in mine)
+    v1 = [u.state_version for u in upserts if u.encounter.encounter_id == "NMH:V1"]
+    assert v1 == [1, 2, 3], "one upsert per encounter event, in order"
+    first_charge = next(i for i, c in enumerate(commands) if isinstance(c, PostChargeCommand))
+    first_upsert = next(i for i, c in enumerate(commands) if isinstance(c, UpsertAccountCommand))
+    assert first_upsert < first_charge
     charges = [c for c in commands if isinstance(c, PostChargeCommand)]
     assert len(charges) == 3
     journals = [erp_command_adapter.validate_json(i) for _, r in out.erp.records() for i in split(r)]

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session
 
 from adapters import fingerprint, invalid_request, optional_datetime, request_date
@@ -329,6 +329,7 @@ class SqlBillingBackend:
             )
         now = _now()
         response = billing_pb2.PostChargesResponse()
+        new_rows: list[dict[str, object]] = []
         for charge in request.charges:
             result = response.results.add(charge_id=charge.charge_id)
             if charge.charge_id in postings:
@@ -341,11 +342,14 @@ class SqlBillingBackend:
                 result.reason = f"no account for encounter {charge.encounter_id}"
             else:
                 posting_id = f"BP-{uuid.uuid4().hex}"
-                session.add(_charge_row(charge, posting_id, request.idempotency_key, now))
+                new_rows.append(_charge_row(charge, posting_id, request.idempotency_key, now))
                 postings[charge.charge_id] = posting_id
                 result.status = ChargeStatus.ACCEPTED
                 result.posting_id = posting_id
-        session.flush()
+        if new_rows:
+            # One bulk INSERT (executemany), not the unit of work's per-object bookkeeping; a lost race
+            # surfaces here as IntegrityError and the transaction is rerun.
+            session.execute(insert(ChargeRow), new_rows)
         return response
 
     def update_coding(self, request: billing_pb2.UpdateCodingRequest) -> billing_pb2.UpdateCodingResponse:
@@ -715,34 +719,36 @@ def _merge(row: AccountRow, account: billing_pb2.Account, request_id: str) -> No
         row.discharged_at = optional_datetime(account, "discharged_at") or row.discharged_at
 
 
-def _charge_row(charge: billing_pb2.Charge, posting_id: str, request_key: str, now: dt.datetime) -> ChargeRow:
-    """Build the row of a newly accepted charge."""
-    return ChargeRow(
-        charge_id=charge.charge_id,
-        posting_id=posting_id,
-        encounter_id=charge.encounter_id,
-        transaction_id=charge.transaction_id,
-        transaction_type=charge.transaction_type,
-        charge_code=charge.charge_code,
-        code_system=charge.code_system,
-        description=charge.description,
-        quantity=charge.quantity,
-        unit_amount_cents=charge.unit_amount_cents if charge.HasField("unit_amount_cents") else None,
-        amount_cents=charge.amount_cents,
-        currency=charge.currency,
-        service_at=charge.service_at.ToDatetime(dt.UTC),
-        facility=charge.facility,
-        department=charge.department,
-        source_event_id=charge.source_event_id,
-        correlation_id=charge.correlation_id,
-        request_key=request_key,
-        posted_at=now,
-        procedure_code=charge.procedure_code,
-        ndc_code=charge.ndc_code,
-        is_supply=charge.is_supply,
-        filler_order_number=charge.filler_order_number,
-        unit_cost_cents=charge.unit_cost_cents if charge.HasField("unit_cost_cents") else None,
-    )
+def _charge_row(
+    charge: billing_pb2.Charge, posting_id: str, request_key: str, now: dt.datetime
+) -> dict[str, object]:
+    """Return the row of a newly accepted charge, for a bulk insert."""
+    return {
+        "charge_id": charge.charge_id,
+        "posting_id": posting_id,
+        "encounter_id": charge.encounter_id,
+        "transaction_id": charge.transaction_id,
+        "transaction_type": charge.transaction_type,
+        "charge_code": charge.charge_code,
+        "code_system": charge.code_system,
+        "description": charge.description,
+        "quantity": charge.quantity,
+        "unit_amount_cents": charge.unit_amount_cents if charge.HasField("unit_amount_cents") else None,
+        "amount_cents": charge.amount_cents,
+        "currency": charge.currency,
+        "service_at": charge.service_at.ToDatetime(dt.UTC),
+        "facility": charge.facility,
+        "department": charge.department,
+        "source_event_id": charge.source_event_id,
+        "correlation_id": charge.correlation_id,
+        "request_key": request_key,
+        "posted_at": now,
+        "procedure_code": charge.procedure_code,
+        "ndc_code": charge.ndc_code,
+        "is_supply": charge.is_supply,
+        "filler_order_number": charge.filler_order_number,
+        "unit_cost_cents": charge.unit_cost_cents if charge.HasField("unit_cost_cents") else None,
+    }
 
 
 def _totals(session: Session) -> billing_pb2.BillingTotals:

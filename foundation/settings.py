@@ -193,17 +193,19 @@ class Settings(BaseSettings):
         ),
     )
     encounter_batch_size: PositiveInt = Field(
-        50,
+        10,
         description=(
             "Event records (each a batch of events) the encounters agent applies at once, with one wait for "
-            "the broker and one state write per touched encounter."
+            "the broker and one state write per touched encounter. A record holds up to a transform "
+            "batch's events of one partition (about 250 in a backlog), and a batch is applied without "
+            "yielding the event loop (about 0.3 ms of CPU per source message), so keep it small."
         ),
     )
     encounter_batch_window_s: PositiveFloat = Field(
         0.05, description="How long the encounters agent waits to fill a batch."
     )
     dispatch_batch_size: PositiveInt = Field(
-        20, description="Command records (each a batch of commands) a dispatcher sends at once."
+        10, description="Command records (each a batch of commands) a dispatcher sends at once."
     )
     dispatch_batch_window_s: PositiveFloat = 0.1
 

@@ -161,7 +161,7 @@ def summary_table(day: SyntheticDay, report: StackReport, rec: Reconciliation, e
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("messages in", f"{report.messages_received:,}")
-    table.add_row("canonical events", f"{report.topics.get('events.canonical', 0):,}")
+    table.add_row("canonical events", f"{report.counters.get('events_out', 0):,}")
     table.add_row("quarantined", f"{report.topics.get('exceptions', 0):,}")
     table.add_row("billing accounts", f"{int(report.billing.get('accountCount', 0)):,}")
     table.add_row("charges posted", f"{rec.billing_lines:,}")

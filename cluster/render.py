@@ -22,7 +22,8 @@ def report_tables(report: StackReport) -> list[Table]:
     flow.add_column("count", justify="right")
     rows = [
         ("messages received (raw.hl7v2)", report.messages_received),
-        ("canonical events (events.canonical)", report.topics.get("events.canonical", 0)),
+        ("canonical events", report.counters.get("events_out", 0)),
+        ("  in events.canonical records (batches)", report.topics.get("events.canonical", 0)),
         ("quarantined (exceptions)", report.topics.get("exceptions", 0)),
         ("messages processed by the pool", report.counters.get("raw_in", 0)),
         ("messages with no financial effect", report.counters.get("ignored", 0)),
@@ -32,8 +33,10 @@ def report_tables(report: StackReport) -> list[Table]:
             "charges still held now",
             report.counters.get("held_charges", 0) - report.counters.get("held_released", 0),
         ),
-        ("billing commands", report.topics.get("commands.billing", 0)),
-        ("ERP commands", report.topics.get("commands.erp", 0)),
+        ("billing commands", report.counters.get("billing_commands", 0)),
+        ("  in commands.billing records (batches)", report.topics.get("commands.billing", 0)),
+        ("ERP commands", report.counters.get("erp_commands", 0)),
+        ("  in commands.erp records (batches)", report.topics.get("commands.erp", 0)),
     ]
     for name, value in rows:
         flow.add_row(name, f"{value:,}")

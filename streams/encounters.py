@@ -104,6 +104,8 @@ def apply_records(
                 out.exceptions.append(failure_record("encounters", item, "ENCOUNTER-PROCESSING-FAILED", exc))
                 out.counts["quarantined"] += 1
     out.states = {eid: state for eid, state in working.items() if state is not before[eid]}
+    out.counts["billing_commands"] += len(out.billing)
+    out.counts["erp_commands"] += len(out.erp)
     return out
 
 

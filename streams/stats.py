@@ -48,6 +48,8 @@ COUNTERS = (
     "journal_lines_duplicate",
     "journal_lines_rejected",
     "dispatch_cache_hits",
+    "billing_commands",
+    "erp_commands",
 )
 
 

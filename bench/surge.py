@@ -97,7 +97,9 @@ with both baselines, 5 s at 300 messages/s, and a search over 100 and 300 messag
 quick drains with 1 worker only: 2 workers (``--quick --workers 1,2``) add a stack and about a minute,
 past 3 minutes. It pins HCSYNC_CONSUMER_SESSION_TIMEOUT_S to 6 s unless it is set (Tansu answers a
 group's first join after about half the session timeout, ~15 s at the default 30 s, which would be most
-of a short run), and runs the baselines on the first drain only. Its figures are too short to quote.
+of a short run) and HCSYNC_STOP_TIMEOUT_S to 3 s unless it is set (a worker lingers ~8 s in Ray's
+shutdown after its loop closed; every figure is read before the stack stops), and runs the baselines on
+the first drain only. Its figures are too short to quote.
 
 The stack's settings come from the usual HCSYNC_* environment (batch sizes and windows, partitions...),
 except that the bench always runs its own embedded stack on free ports with its own topic prefix and the
@@ -173,6 +175,7 @@ QUICK_RATE_SEARCH = (100.0, 300.0)
 QUICK_SEARCH_S = 4.0
 QUICK_SEARCH_WARMUP_S = 2.0
 QUICK_SESSION_TIMEOUT_S = 6.0  # HCSYNC_CONSUMER_SESSION_TIMEOUT_S unless set (its minimum)
+QUICK_STOP_TIMEOUT_S = 3.0  # HCSYNC_STOP_TIMEOUT_S unless set: a stack is stopped once its figures are read
 BENCH_LABEL = "bench (sending, polling)"
 
 
@@ -270,6 +273,11 @@ class SurgeStack(Stack):
                 self.ready_at[component.name] = ready.stat().st_mtime
         return min(self.ready_at.values(), default=time.time())
 
+    def ray_cluster_pids(self) -> list[int]:
+        """The processes of the local Ray cluster the stack started (several workers); none without one."""
+        with self._lock:  # the supervisor may be restarting it
+            return self.ray_cluster.pids() if self.ray_cluster is not None else []
+
     @property
     def ready_spread_s(self) -> float:
         """Seconds from the first worker being ready to the last."""
@@ -290,7 +298,7 @@ class ProcSample:
 Snapshot = dict[int, ProcSample]  # by pid
 
 
-def proc_snapshot(stack: Stack) -> Snapshot:
+def proc_snapshot(stack: SurgeStack) -> Snapshot:
     """Return the CPU time and RSS of every process of the stack (and of this one), labelled by what it runs.
 
     The processes of a local Ray cluster the stack started (several workers) count too.
@@ -312,14 +320,13 @@ def proc_snapshot(stack: Stack) -> Snapshot:
             sample = _sample(proc, component.name, proc.pid == root.pid)
             if sample is not None:
                 out[proc.pid] = sample
-    if stack.ray_cluster is not None:
-        for pid in stack.ray_cluster.pids():
-            if pid in out:
-                continue
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                sample = _sample(psutil.Process(pid), "ray cluster", False)
-                if sample is not None:
-                    out[pid] = sample
+    for pid in stack.ray_cluster_pids():
+        if pid in out:
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            sample = _sample(psutil.Process(pid), "ray cluster", False)
+            if sample is not None:
+                out[pid] = sample
     return out
 
 
@@ -1765,8 +1772,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 def run(args: argparse.Namespace, console: Console) -> bool:
     """Run every phase and print the results; False when a phase failed."""
     overrides: dict[str, object] = {}
-    if args.quick and "HCSYNC_CONSUMER_SESSION_TIMEOUT_S" not in os.environ:
-        overrides["consumer_session_timeout_s"] = QUICK_SESSION_TIMEOUT_S
+    if args.quick:
+        quick = {
+            "consumer_session_timeout_s": QUICK_SESSION_TIMEOUT_S,
+            "stop_timeout_s": QUICK_STOP_TIMEOUT_S,
+        }
+        overrides |= {
+            name: value for name, value in quick.items() if f"HCSYNC_{name.upper()}" not in os.environ
+        }
     s = bench_settings(1, 1, overrides)
     console.print(
         f"[bold]hcsync surge bench[/]: {os.cpu_count()} CPUs; {s.topic_partitions} partitions, transform "

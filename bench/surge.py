@@ -1696,6 +1696,35 @@ def _rates(text: str) -> list[float]:
     return values
 
 
+# The options whose default depends on --quick.
+DEFAULTS: dict[str, object] = {
+    "messages": 100_000,
+    "workers": [1, 2],
+    "steady_s": 300.0,
+    "rate_search": [100.0, 200.0, 300.0, 500.0, 800.0, 1000.0],
+    "search_s": 60.0,
+    "search_bisect": 1,
+    "search_warmup_s": 5.0,
+}
+QUICK_DEFAULTS: dict[str, object] = {
+    "messages": QUICK_MESSAGES,
+    "workers": [1],
+    "steady_s": QUICK_STEADY_S,
+    "rate_search": list(QUICK_RATE_SEARCH),
+    "search_s": QUICK_SEARCH_S,
+    "search_bisect": 0,
+    "search_warmup_s": QUICK_SEARCH_WARMUP_S,
+}
+
+
+def resolve_defaults(args: argparse.Namespace) -> None:
+    """Give every option left unset its default, the quick one under --quick; options given stay."""
+    defaults = QUICK_DEFAULTS if args.quick else DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, list(value) if isinstance(value, list) else value)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.surge",
@@ -1703,45 +1732,46 @@ def main(argv: Sequence[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--messages", type=int, default=100_000, help="backlog size (whole encounters, about)"
+        "--messages", type=int, help="backlog size (whole encounters, about); default 100,000, quick 1,000"
     )
     parser.add_argument(
         "--workers",
         type=_counts,
-        default=None,
-        help="Faust workers of the drains, e.g. 1,2 (default 1,2; with --quick 1: 2 do not fit in 3 minutes)",
+        help="Faust workers of the drains, e.g. 1,2; default 1,2, quick 1 (2 do not fit in its 3 minutes)",
     )
     parser.add_argument(
-        "--replicas", type=_counts, default=[1], help="transform replicas of the drains, e.g. 1,2"
+        "--replicas", type=_counts, default=[1], help="transform replicas of the drains, e.g. 1,2 (1)"
     )
-    parser.add_argument("--rate", type=float, default=TARGET_P99_RATE, help="messages/s of the steady run")
-    parser.add_argument("--steady-s", type=float, default=300.0, help="length of the steady run")
     parser.add_argument(
-        "--steady-workers", type=int, default=1, help="Faust workers of the steady run and the rate search"
+        "--rate", type=float, default=TARGET_P99_RATE, help="messages/s of the steady run (300)"
+    )
+    parser.add_argument("--steady-s", type=float, help="length of the steady run; default 300, quick 5")
+    parser.add_argument(
+        "--steady-workers",
+        type=int,
+        default=1,
+        help="Faust workers of the steady run and the rate search (1)",
     )
     parser.add_argument(
         "--rate-search",
         type=lambda text: _rates(text) if text.strip() else [],
-        default=[100.0, 200.0, 300.0, 500.0, 800.0, 1000.0],
-        help="rates (messages/s) the search tries in increasing order ('' skips the search)",
+        help="rates (messages/s) the search tries in increasing order ('' skips the search); "
+        "default 100,200,300,500,800,1000, quick 100,300",
     )
-    parser.add_argument("--search-s", type=float, default=60.0, help="length of each step of the rate search")
+    parser.add_argument("--search-s", type=float, help="length of each search step; default 60, quick 4")
     parser.add_argument(
-        "--search-bisect", type=int, default=1, help="steps between the last passing and first failing rate"
+        "--search-bisect", type=int, help="steps between the last passing and first failing rate; 1, quick 0"
     )
     parser.add_argument(
         "--search-warmup-s",
         type=float,
-        default=5.0,
-        help="seconds sent at the lowest rate before the search's first step, not judged",
+        help="seconds at the lowest rate before the search's first step, not judged; default 5, quick 2",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"every column in under 3 minutes: {QUICK_MESSAGES:,} messages, baselines once, 1 worker (2 do "
-        f"not fit in 3 minutes: add --workers 1,2 for about a minute more), {QUICK_STEADY_S:g}s steady, a "
-        f"search over {','.join(f'{r:g}' for r in QUICK_RATE_SEARCH)}/s of {QUICK_SEARCH_S:g}s each after "
-        f"{QUICK_SEARCH_WARMUP_S:g}s of warm-up, no bisection",
+        help="every column in under 3 minutes on 2 cores (options given still apply): small runs, baselines "
+        "on the first drain only, 1 worker (--workers 1,2 adds about a minute, past 3 minutes)",
     )
     parser.add_argument("--seed", type=int, default=11, help="seed of the synthetic days")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="give up on a phase after this long")
@@ -1749,12 +1779,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.baseline_consumer is not None:
         raise SystemExit(_baseline_consumer(args.baseline_consumer))
-    if args.quick:
-        args.messages, args.steady_s = QUICK_MESSAGES, QUICK_STEADY_S
-        args.rate_search, args.search_s, args.search_bisect = list(QUICK_RATE_SEARCH), QUICK_SEARCH_S, 0
-        args.search_warmup_s = QUICK_SEARCH_WARMUP_S
-    if args.workers is None:
-        args.workers = [1] if args.quick else [1, 2]
+    resolve_defaults(args)
     # Piped output gets a width the tables fit in, not rich's 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 160)
     signal.signal(signal.SIGTERM, _terminate)  # stop the stack on SIGTERM too, not only on Ctrl-C

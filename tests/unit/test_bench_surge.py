@@ -22,6 +22,7 @@ from bench.surge import (
     prefixed_topics,
     queue_grew,
     records_by_topic,
+    resolve_defaults,
     search_plan_messages,
     targets_line,
     usage,
@@ -179,3 +180,17 @@ def test_option_parsers() -> None:
         _counts("0")
     with pytest.raises(argparse.ArgumentTypeError):
         _rates("100,x")
+
+
+def test_quick_gives_defaults_but_keeps_the_options_given() -> None:
+    full = argparse.Namespace(quick=False, messages=None, workers=None, steady_s=None, rate_search=None)
+    full.search_s = full.search_bisect = full.search_warmup_s = None
+    resolve_defaults(full)
+    assert (full.messages, full.workers, full.steady_s, full.search_bisect) == (100_000, [1, 2], 300.0, 1)
+    assert full.rate_search == [100.0, 200.0, 300.0, 500.0, 800.0, 1000.0]
+    quick = argparse.Namespace(quick=True, messages=None, workers=[1, 2], steady_s=None, rate_search=[])
+    quick.search_s = quick.search_bisect = quick.search_warmup_s = None
+    resolve_defaults(quick)
+    assert quick.messages < 100_000 and quick.steady_s < 300.0 and quick.search_bisect == 0
+    assert quick.workers == [1, 2]  # given: kept
+    assert quick.rate_search == []  # given (skip the search): kept

@@ -1215,17 +1215,20 @@ def judge_step(
     tail_s: float | None,
     limit_s: float,
 ) -> tuple[bool, str]:
-    """Whether a search step passed, and why (or why not)."""
+    """Whether a search step passed, and why (every reason it failed, or its p99 under the limit)."""
+    failures = []
     if tail_s is None:
-        return False, "fell behind: the lag was not 0 in time after the last send"
+        failures.append("fell behind: the lag was not 0 in time after the last send")
     if achieved < 0.95 * rate:
-        return False, f"the sender held only {achieved:,.0f} messages/s"
+        failures.append(f"the sender held only {achieved:,.0f} messages/s")
     if p99_s is None or math.isnan(p99_s):
-        return False, "no message was posted"
-    if p99_s >= limit_s:
-        return False, f"p99 {p99_s:.2f}s >= {limit_s:g}s"
+        failures.append("no message was posted")
+    elif p99_s >= limit_s:
+        failures.append(f"p99 {p99_s:.2f}s >= {limit_s:g}s")
     if queue_grew(*trend):
-        return False, "latency grew through the step: a queue built"
+        failures.append("latency grew through the step: a queue built")
+    if failures:
+        return False, "; ".join(failures)
     return True, f"p99 {p99_s:.2f}s < {limit_s:g}s"
 
 

@@ -101,6 +101,12 @@ def test_judge_step(
     assert why in reason
 
 
+def test_judge_step_gives_every_reason() -> None:
+    ok, reason = judge_step(800.0, 800.0, 20.9, (3.0, 18.0), None, 2.0)
+    assert not ok
+    assert "fell behind" in reason and "p99 20.90s" in reason and "queue" in reason
+
+
 def test_queue_grew_needs_both_a_doubling_and_a_second() -> None:
     assert queue_grew(1.0, 3.0)
     assert not queue_grew(0.2, 0.9)  # doubled, but by less than a second

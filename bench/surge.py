@@ -99,7 +99,8 @@ past 3 minutes. It pins HCSYNC_CONSUMER_SESSION_TIMEOUT_S to 6 s unless it is se
 group's first join after about half the session timeout, ~15 s at the default 30 s, which would be most
 of a short run) and HCSYNC_STOP_TIMEOUT_S to 3 s unless it is set (a worker lingers ~8 s in Ray's
 shutdown after its loop closed; every figure is read before the stack stops), and runs the baselines on
-the first drain only. Its figures are too short to quote.
+the first drain only. Options given on the command line keep their values. Its figures are too short
+to quote.
 
 The stack's settings come from the usual HCSYNC_* environment (batch sizes and windows, partitions...),
 except that the bench always runs its own embedded stack on free ports with its own topic prefix and the

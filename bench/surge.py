@@ -1400,7 +1400,7 @@ def drain_table(runs: Sequence[Drain]) -> Table:
     table.add_column("messages/s\nend to end", justify="right")
     for kind in BASELINE_NAMES:
         table.add_column(f"of the fastest\n{BASELINE_NAMES[kind]}", justify="right")
-    table.add_column("CPU ms/msg\n(all processes)", justify="right")
+    table.add_column("CPU ms/msg\n(its processes,\nnot the bench)", justify="right")
     table.add_column("RSS MB\nat the end", justify="right")
 
     def shares(rate: float) -> list[str]:

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     worker_name: str = Field(
         "worker", description="This worker process's name: its ready file and Faust data directory."
     )
+    consumer_fetch_max_wait_s: PositiveFloat = Field(
+        0.1,
+        le=1.5,
+        description=(
+            "Longest a worker's fetch waits for records. The embedded broker answers a fetch only when "
+            "this wait ends, even when records arrive meanwhile, so each hop of the pipeline adds up to "
+            "this much latency; a Kafka broker answers as soon as records arrive."
+        ),
+    )
     consumer_session_timeout_s: PositiveFloat = Field(
         30.0,
         ge=6.0,

@@ -151,7 +151,20 @@ class _ActivePartitions:
 
 
 class _RewindingConsumerThread(driver.AIOKafkaConsumerThread):
-    """A consumer thread that never hands out records Faust throws away unseen (module docstring, 4.)."""
+    """A consumer thread that never hands out records Faust throws away unseen (module docstring, 4.).
+
+    Its consumer also waits at most the app's ``fetch_max_wait_ms`` for a fetch (Faust fixes 1,500 ms):
+    the embedded broker holds a fetch for its whole wait even when records arrive meanwhile, so every
+    hop of the pipeline (raw, events, commands) would add up to that much latency.
+    """
+
+    def _create_worker_consumer(self, transport: driver.Transport) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            # Read by the consumer's fetcher, which is created when the consumer starts.
+            consumer._fetch_max_wait_ms = wait_ms
+        return consumer
 
     async def _fetch_records(
         self,
@@ -290,5 +303,7 @@ class _EmbeddedBrokerApp(_App):
 
 
 def app_class(settings: Settings) -> type[faust.App]:
-    """Return the Faust app class for the broker ``settings`` name."""
-    return _EmbeddedBrokerApp if settings.embedded_broker else _App
+    """Return the Faust app class for the broker ``settings`` name, its consumers' fetch wait set."""
+    base = _EmbeddedBrokerApp if settings.embedded_broker else _App
+    wait_ms = round(settings.consumer_fetch_max_wait_s * 1000)
+    return type(base.__name__, (base,), {"fetch_max_wait_ms": wait_ms})

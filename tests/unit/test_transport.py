@@ -71,3 +71,16 @@ def test_recovery_resumes_stream_partitions_only_once_they_are_sought_and_the_qu
         return [queue.get_nowait() for _ in range(queue.qsize())]
 
     assert asyncio.run(recover()) == [(stream, committed)]
+
+
+def test_a_worker_fetch_waits_the_configured_time_not_faust_s_1500_ms() -> None:
+    """The embedded broker answers a fetch only when its wait ends: each hop would add up to that wait."""
+    settings = Settings(consumer_fetch_max_wait_s=0.08)
+
+    async def created() -> int:
+        app = app_class(settings)("t-fetch-wait", broker=f"kafka://{settings.bootstrap}")
+        thread = app.consumer._new_consumer_thread()
+        consumer = thread._create_worker_consumer(app.transport)
+        return int(consumer._fetch_max_wait_ms)
+
+    assert asyncio.run(created()) == 80

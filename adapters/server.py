@@ -21,6 +21,7 @@ from adapters.billing.backend import SqlBillingBackend
 from adapters.billing.service import BillingService
 from adapters.erp.backend import SqlErpBackend
 from adapters.erp.service import ErpService
+from adapters.interceptors import UndecodableRequests
 from canonical.errors import StackError
 from foundation.logmask import install
 from foundation.settings import Settings, get_settings
@@ -96,7 +97,7 @@ def build_server(
     bind_port = (
         port if port is not None else (settings.billing_port if service == "billing" else settings.erp_port)
     )
-    server = grpc.aio.server(options=_SERVER_OPTIONS)
+    server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=[UndecodableRequests()])
     backend: SqlBillingBackend | SqlErpBackend
     if service == "billing":
         backend = SqlBillingBackend(database_url)

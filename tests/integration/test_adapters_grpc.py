@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 import pytest
 
 from adapters.clients import BillingClient, ErpClient
@@ -264,6 +265,32 @@ def test_an_invalid_request_is_not_retryable_and_names_the_field(tmp_path: Path)
             bad.currency = ""
             with pytest.raises(NotRetryableError, match=r"PostJournalBatch.*INVALID_ARGUMENT.*currency"):
                 await erp.post_journal_batch(bad)
+
+    asyncio.run(scenario())
+
+
+def test_an_undecodable_body_is_invalid_argument_and_the_server_goes_on(tmp_path: Path) -> None:
+    """Bytes that are not the method's message: INVALID_ARGUMENT naming the method, never UNKNOWN."""
+
+    async def refused(address: str, method: str) -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.aio.AioRpcError) as answer:
+                await call(b"\xff\xff\xff\xff not a protobuf message", timeout=5)
+        assert answer.value.code() is grpc.StatusCode.INVALID_ARGUMENT, answer.value
+        assert method in str(answer.value.details())
+
+    async def scenario() -> None:
+        async with running("billing", tmp_path) as adapter:
+            await refused(adapter.address, "/hcsync.billing.v1.BillingAdapter/PostCharges")
+            async with BillingClient(adapter_settings(), adapter.address) as client:
+                upserted = await client.upsert_account(account_request("k-after-garbage"))
+                assert upserted.account_id == "GH:V100"
+        async with running("erp", tmp_path) as adapter:
+            await refused(adapter.address, "/hcsync.erp.v1.ErpAdapter/PostJournalBatch")
+            async with ErpClient(adapter_settings(), adapter.address) as erp:
+                ack = await erp.post_journal_batch(journal_batch("b-after-garbage", "evt-1", 100, 100))
+                assert len(ack.accepted) == 2
 
     asyncio.run(scenario())
 

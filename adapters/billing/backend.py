@@ -88,6 +88,8 @@ BatchCommand: TypeAlias = (
     | billing_pb2.UpdatePatientRequest
     | billing_pb2.MoveAccountRequest
 )
+# A batch item that passed its checks: its index, kind (oneof field name), request and fingerprint.
+_Checked: TypeAlias = tuple[int, str, BatchCommand, str]
 # The single call of each kind of batch item (its oneof field name), as its errors name it.
 _BATCH_RPCS = {
     "upsert_account": "UpsertAccount",
@@ -429,7 +431,7 @@ class SqlBillingBackend:
         if not request.idempotency_key:
             raise invalid_request("idempotency_key", "is empty")
         errors: dict[int, billing_pb2.BillingItemError] = {}
-        todo: list[tuple[int, BatchCommand, str]] = []
+        todo: list[_Checked] = []
         for index, item in enumerate(request.items):
             kind = item.WhichOneof("command")
             if kind is None:
@@ -441,7 +443,7 @@ class SqlBillingBackend:
             except InvalidMessageError as exc:
                 errors[index] = _item_error(_BATCH_RPCS[kind], exc.fault)
                 continue
-            todo.append((index, command, fingerprint(command)))
+            todo.append((index, kind, command, fingerprint(command)))
         applied = (
             write_transaction(self._engine, lambda session: self._apply_items(session, todo)) if todo else {}
         )
@@ -464,20 +466,21 @@ class SqlBillingBackend:
         return response
 
     def _apply_items(
-        self, session: Session, todo: list[tuple[int, BatchCommand, str]]
+        self, session: Session, todo: list[_Checked]
     ) -> dict[int, billing_pb2.BillingBatchResult]:
         """Apply checked items in order, each in a savepoint; a refusal rolls back that item only."""
         results: dict[int, billing_pb2.BillingBatchResult] = {}
-        hints = _Absent.read(session, [c for _, c, _ in todo])
-        for index, command, digest in todo:
-            if not isinstance(command, billing_pb2.UpsertAccountRequest | billing_pb2.UpdateCodingRequest):
+        hints = _Absent.read(session, [command for _, _, command, _ in todo])
+        for index, kind, command, digest in todo:
+            if kind not in ("upsert_account", "update_coding"):
                 hints = None  # a merge, move or person update of this batch: the lookups are needed again
             try:
                 with session.begin_nested():
                     results[index] = self._apply_item(session, command, digest, _now(), hints)
             except InvalidMessageError as exc:
-                kind = _BATCH_RPCS[_kind_of(command)]
-                results[index] = billing_pb2.BillingBatchResult(error=_item_error(kind, exc.fault))
+                results[index] = billing_pb2.BillingBatchResult(
+                    error=_item_error(_BATCH_RPCS[kind], exc.fault)
+                )
         return results
 
     def _apply_item(
@@ -572,19 +575,6 @@ class _Absent:
         visit_clear = visit in self.visits and visit not in self.moved_visits
         number_clear = not number or (number in self.numbers and number not in self.moved_numbers)
         return visit_clear and number_clear
-
-
-def _kind_of(command: BatchCommand) -> str:
-    """Return the name of the batch item field that holds ``command``."""
-    if isinstance(command, billing_pb2.UpsertAccountRequest):
-        return "upsert_account"
-    if isinstance(command, billing_pb2.UpdateCodingRequest):
-        return "update_coding"
-    if isinstance(command, billing_pb2.MergePatientRequest):
-        return "merge_patient"
-    if isinstance(command, billing_pb2.UpdatePatientRequest):
-        return "update_patient"
-    return "move_account"
 
 
 def _validate_item(command: BatchCommand) -> None:

@@ -196,15 +196,17 @@ class _Dispatcher(ABC, Generic[C]):
                 try:
                     await self._send([(raw, cmd)], report)
                 except LOCAL_FAULTS as exc:
-                    rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
-                    reason = f"{type(exc).__name__}: {exc}"
-                    report.exceptions.append(
-                        _rejection(
-                            self.stage, raw, self._encounter_of(cmd), reason, rule, cmd.source_event_id
-                        )
-                    )
+                    self._quarantine(raw, cmd, exc, report)
                     await self._done.mark([cache_id(cmd)])
         return report
+
+    def _quarantine(self, raw: bytes, command: C, exc: Exception, report: DispatchReport) -> None:
+        """Quarantine ``command`` for good: the adapter refused it, or it cannot be put in a request."""
+        rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
+        reason = f"{type(exc).__name__}: {exc}"
+        report.exceptions.append(
+            _rejection(self.stage, raw, self._encounter_of(command), reason, rule, command.source_event_id)
+        )
 
 
 class BillingDispatcher(_Dispatcher[BillingCommandT]):
@@ -259,16 +261,6 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
         charges = [(raw, c) for raw, c in items if isinstance(c, PostChargeCommand)]
         if charges:
             await self._post_charges(charges, report)
-
-    def _quarantine(
-        self, raw: bytes, command: BillingCommandT, exc: Exception, report: DispatchReport
-    ) -> None:
-        """Quarantine ``command`` for good, as the one-by-one fallback of dispatch does."""
-        rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
-        reason = f"{type(exc).__name__}: {exc}"
-        report.exceptions.append(
-            _rejection(self.stage, raw, self._encounter_of(command), reason, rule, command.source_event_id)
-        )
 
     async def _apply(
         self,

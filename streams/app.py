@@ -127,17 +127,17 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     exceptions = app.topic(names.exceptions, key_serializer="raw", value_serializer="raw")
     routed = app.topic(names.routed, key_serializer="raw", value_serializer="raw")
     outcomes = app.topic(names.outcomes, key_serializer="raw", value_serializer="raw")
+    partitions = settings.topic_partitions
     # Values are the states' JSON as bytes (streams/encounters.py StateCodec decodes them).
     table = EncounterTable(
         app,
         name="encounters",
         default=None,
         beacon=app.tables.beacon,
-        partitions=settings.topic_partitions,
+        partitions=partitions,
         value_type=bytes,
     )
     app.tables.add(table)
-    partitions = settings.topic_partitions
     batch_size = settings.transform_batch_size
     strict = StrictPolicy(
         feeds=frozenset(settings.strict_validation_feeds),

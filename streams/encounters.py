@@ -125,8 +125,7 @@ def _apply(
         return
     state = working.get(eid)
     if state is None:
-        state = load(eid)
-        before[eid] = state
+        state = working[eid] = before[eid] = load(eid)
     transition = apply_event(state, env, rules)
     if transition.duplicate:
         out.counts["duplicate_events"] += 1

@@ -18,7 +18,7 @@ partition (streams/app.py ``EncounterTable``), which is the partition the encoun
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
@@ -76,11 +76,6 @@ class PartitionedBatches:
     def add(self, key: str, item: bytes) -> None:
         """Add ``item``, about ``key`` (an encounter or patient id), to its partition's batch."""
         self._items.setdefault(partition_of(key, self._partitions), []).append(item)
-
-    def extend(self, partition: int, items: Sequence[bytes]) -> None:
-        """Add items already known to belong to ``partition``."""
-        if items:
-            self._items.setdefault(partition, []).extend(items)
 
     def __len__(self) -> int:
         return sum(len(items) for items in self._items.values())

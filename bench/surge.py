@@ -117,7 +117,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -148,6 +147,7 @@ from cluster.report import StackReport, collect
 from cluster.stack import Stack
 from cluster.synth import SyntheticDay, generate_day
 from foundation.kafka import committed_offsets, high_watermarks, producer, topic_counts
+from foundation.processes import free_port
 from foundation.runs import new_run_dir
 from foundation.settings import Settings
 from foundation.topics import COMMANDS_BILLING, COMMANDS_ERP, EVENTS_CANONICAL, RAW_HL7V2, TopicNames
@@ -181,14 +181,6 @@ BENCH_LABEL = "bench (sending, polling)"
 
 
 # -- settings and the stack -----------------------------------------------------------------------------
-def free_port() -> int:
-    """Return a TCP port that is free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def bench_settings(
     replicas: int, workers: int = 1, overrides: Mapping[str, object] | None = None
 ) -> Settings:

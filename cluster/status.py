@@ -137,11 +137,8 @@ def name_bottleneck(
             why.append(f"the {helper} adapter at {_core(cpu[helper])}")
         return why
 
-    chosen, reasons = behind[0], busy(behind[0])
-    for stage in behind:
-        if busy(stage):
-            chosen, reasons = stage, busy(stage)
-            break
+    chosen = next((stage for stage in behind if busy(stage)), behind[0])
+    reasons = busy(chosen)
     trend = f", {(chosen.after - chosen.before) / seconds:+,.0f}/s" if seconds > 0 else ""
     parts = [f"{chosen.topic} {chosen.after:,} behind{trend}"]
     name = chosen.stage

@@ -48,6 +48,7 @@ from types import TracebackType
 
 import psutil
 import redis
+from pydantic import SecretStr
 
 from adapters.inbound.store import MessageStore
 from canonical.errors import StackError
@@ -87,8 +88,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
-        if name == "encounter_ref_key":
-            value = settings.encounter_ref_key.get_secret_value()
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):
+            # model_dump masks secrets as "**********"; children need the value itself.
+            value = secret.get_secret_value()
         # pydantic-settings reads complex fields (lists) from the environment as JSON.
         env[f"HCSYNC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env

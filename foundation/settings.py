@@ -7,11 +7,20 @@ Units are part of the names (``timeout_s``, ``memory_mb``). Leave ``kafka_bootst
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -96,7 +105,89 @@ class Settings(BaseSettings):
     mllp_strict_validation: bool = Field(
         False, description="Validate structure with hl7apy before accepting."
     )
-    mllp_idle_timeout_s: PositiveFloat = Field(300.0, description="Close a connection idle this long.")
+    mllp_idle_timeout_s: PositiveFloat = Field(
+        300.0,
+        description=(
+            "Close a connection that has had no unfinished frame this long (since it opened or its last "
+            "frame ended): bytes outside a frame do not reset it; an unfinished frame has "
+            "mllp_frame_timeout_s instead."
+        ),
+    )
+    mllp_frame_timeout_s: PositiveFloat = Field(
+        60.0,
+        description=(
+            "Close a connection whose frame has not ended this long after its start block arrived, however "
+            "many bytes trickle in meanwhile (the sender gets no ACK, so it resends)."
+        ),
+    )
+    mllp_max_connections: PositiveInt = Field(
+        256, description="Most MLLP connections open at once; one more is closed as soon as it is accepted."
+    )
+    mllp_max_connections_per_peer: PositiveInt = Field(
+        32,
+        description=(
+            "Most MLLP connections open at once from one peer IP address; one more is closed as soon as "
+            "it is accepted."
+        ),
+    )
+    mllp_tls_handshake_timeout_s: PositiveFloat = Field(
+        10.0, description="Close a TLS connection whose handshake has not completed this long after accept."
+    )
+    mllp_tls_client_ca_file: Path | None = Field(
+        None,
+        description=(
+            "PEM CA certificate(s): set (with TLS on) to require every sender to present a client "
+            "certificate issued by one of them (mutual TLS); a connection without one is closed."
+        ),
+    )
+    mllp_allowed_senders: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Who may send as which feed; empty allows anyone as any feed. JSON object: each key a peer IP "
+            "address or CIDR (10.2.0.0/16) or CN=<client certificate common name>, each value a list of "
+            "feeds: sending application (MSH-3.1), application^facility (MSH-3.1^MSH-4.1) or * for all. "
+            "A connection may send as the feeds of every key it matches; any other message is answered "
+            "AR (MLLP-SENDER-NOT-ALLOWED) and not stored."
+        ),
+    )
+    mllp_stats_interval_s: PositiveFloat = Field(
+        5.0, description="How often the gateway writes its counters to mllp.stats.json in the run directory."
+    )
+    # The sender's side (hcsync send --mllp): TLS when a CA is set, mutual TLS with a certificate too.
+    mllp_client_tls_ca_file: Path | None = Field(
+        None, description="PEM CA certificate the MLLP sender trusts for the gateway; set turns TLS on."
+    )
+    mllp_client_tls_cert_file: Path | None = Field(
+        None, description="PEM client certificate the MLLP sender presents (mutual TLS); set with the key."
+    )
+    mllp_client_tls_key_file: Path | None = Field(
+        None, description="PEM private key of mllp_client_tls_cert_file."
+    )
+
+    @field_validator("mllp_allowed_senders")
+    @classmethod
+    def _sender_rules(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
+        # A typo here would silently refuse a feed (or allow one): name the key and the reason at start.
+        for key, feeds in rules.items():
+            if key[:3].upper() == "CN=":
+                if not key[3:].strip():
+                    raise ValueError(f"HCSYNC_MLLP_ALLOWED_SENDERS: key {key!r} names no common name")
+            else:
+                try:
+                    ipaddress.ip_network(key.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"HCSYNC_MLLP_ALLOWED_SENDERS: key {key!r} is neither an IP address, a CIDR "
+                        "(10.2.0.0/16) nor CN=<client certificate common name>"
+                    ) from None
+            for feed in feeds:
+                app, _, facility = feed.strip().partition("^")
+                if not app or "^" in facility:
+                    raise ValueError(
+                        f"HCSYNC_MLLP_ALLOWED_SENDERS[{key!r}]: feed {feed!r} must be APPLICATION, "
+                        "APPLICATION^FACILITY or *"
+                    )
+        return rules
 
     # Strict validation (hl7apy) refuses larger messages unvalidated: its time grows with the element count,
     # at worst about 0.34 s at 900 on 2 cores (measured in canonical/hl7v2/strict.py).

@@ -4,6 +4,9 @@ It waits for each ACK before sending the next message, which is what the gateway
 expects and what makes the result list line up with the input. A message whose MSH-15 is NE, ER or SU may
 legitimately get no ACK; this client is for senders that want one (original mode or AL), and reports the
 missing answer as a timeout.
+
+:func:`client_tls_context` builds the TLS context a sender uses from the settings: the CA it trusts for the
+gateway (``mllp_client_tls_ca_file``) and, for mutual TLS, the certificate it presents.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 
 from adapters.mllp.ack import POSITIVE_CODES
 from adapters.mllp.framing import MllpDecoder, encode
-from canonical.errors import DecodeError, Fault, StackError
+from canonical.errors import ConfigurationError, DecodeError, Fault, StackError
 from canonical.hl7v2.parser import parse_message
+from foundation.settings import Settings
 
-__all__ = ["AckResult", "MllpClientError", "next_frame", "parse_ack", "send_mllp"]
+__all__ = ["AckResult", "MllpClientError", "client_tls_context", "next_frame", "parse_ack", "send_mllp"]
 
 # Largest ACK accepted: an ACK is a few hundred bytes, anything near this is not one.
 _MAX_ACK_BYTES = 1_048_576
@@ -43,6 +47,44 @@ class MllpClientError(StackError):
     def __init__(self, message: str, results: list[AckResult]) -> None:
         super().__init__(message)
         self.results = results
+
+
+def client_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Return the sender's TLS context from the settings, or None when the sender speaks plain TCP.
+
+    ``mllp_client_tls_ca_file`` turns TLS on (the gateway's certificate must be issued by it and name the
+    host dialled); ``mllp_client_tls_cert_file`` and ``mllp_client_tls_key_file`` add the client
+    certificate a gateway with mutual TLS asks for.
+    """
+    ca = settings.mllp_client_tls_ca_file
+    cert, key = settings.mllp_client_tls_cert_file, settings.mllp_client_tls_key_file
+    if (cert is None) != (key is None):
+        raise ConfigurationError(
+            "HCSYNC_MLLP_CLIENT_TLS_CERT_FILE and HCSYNC_MLLP_CLIENT_TLS_KEY_FILE must be set together"
+        )
+    if ca is None:
+        if cert is not None:
+            raise ConfigurationError(
+                "a client certificate (HCSYNC_MLLP_CLIENT_TLS_CERT_FILE) needs TLS: set "
+                "HCSYNC_MLLP_CLIENT_TLS_CA_FILE to the CA of the gateway's certificate"
+            )
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cannot load the MLLP CA {ca} (HCSYNC_MLLP_CLIENT_TLS_CA_FILE): {exc}"
+        ) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(certfile=cert, keyfile=key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"cannot load the MLLP client certificate {cert} with key {key} "
+                f"(HCSYNC_MLLP_CLIENT_TLS_CERT_FILE, HCSYNC_MLLP_CLIENT_TLS_KEY_FILE): {exc}"
+            ) from exc
+    return context
 
 
 def parse_ack(raw: bytes) -> AckResult:

@@ -24,8 +24,27 @@ settled:
 
 A frame over ``max_message_bytes`` is answered AR (CR) as soon as the limit is crossed, with the control
 id read from its first bytes; the rest of the frame is discarded as it arrives and the connection stays
-open, so the sender reads the reject and goes on with its next message. Memory per connection is bounded
-by the limit. Connections idle for ``mllp_idle_timeout_s`` are closed.
+open, so the sender reads the reject and goes on with its next message.
+
+The listener is bounded (docs/security.md, "The MLLP listener's bounds"), each bound a setting:
+
+- At most ``mllp_max_connections`` connections at once, and ``mllp_max_connections_per_peer`` from one
+  peer address; one more is closed as soon as it is accepted, before any TLS handshake. MLLP has no
+  connection-level refusal, and bytes that are not an ACK would only confuse a sender: the close says it.
+- A frame must end within ``mllp_frame_timeout_s`` of its start block, however many bytes trickle in
+  (a start block that abandons a frame does not restart the clock); between frames, a connection may
+  stay ``mllp_idle_timeout_s``, and bytes outside a frame do not reset that either. A TLS handshake must
+  complete within ``mllp_tls_handshake_timeout_s``.
+- An unfinished frame holds at most ``max_message_bytes`` plus one byte (framing.py); the read buffer of a
+  connection adds at most two reads of 64 KiB.
+- With ``mllp_tls_client_ca_file``, TLS asks for a client certificate and refuses a connection without
+  one signed by that CA. With ``mllp_allowed_senders``, a message whose MSH-3/MSH-4 the connection (its
+  peer address or its certificate's CN) may not send as is answered AR (CR) MLLP-SENDER-NOT-ALLOWED and
+  not stored.
+
+Each refusal is counted in :class:`GatewayCounters` (written to ``mllp.stats.json`` in the run directory
+by run.py) and logged; connection refusals, which an attacker can make by the thousand, log at most one
+line per reason each second with the count of those not logged.
 
 Logs name connections, control ids, rules and counts, never message content.
 """
@@ -40,6 +59,7 @@ import functools
 import itertools
 import logging
 import ssl
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +69,7 @@ from adapters.inbound.store import Receipt, Verdict
 from adapters.inbound.writer import GroupCommitWriter, StoreUnavailableError
 from adapters.mllp.ack import Outcome, ack_code, build_ack, header_of
 from adapters.mllp.framing import FrameTooLargeError, MllpDecoder, encode
+from adapters.mllp.senders import SenderRules, peer_common_name
 from canonical.errors import ConfigurationError, DecodeError, Fault
 from canonical.hl7v2.parser import Hl7Message, parse_message
 from canonical.hl7v2.strict import strict_fault
@@ -59,6 +80,8 @@ __all__ = ["GatewayCounters", "MllpGateway", "server_tls_context"]
 log = logging.getLogger(__name__)
 
 _READ_BYTES = 65_536
+# Connection refusals are logged at most once per reason in this interval (a flood would drown the log).
+_REFUSAL_LOG_INTERVAL_S = 1.0
 
 
 @dataclass(slots=True)
@@ -77,6 +100,23 @@ class GatewayCounters:
     conflicts: int = 0
     # Bytes received outside any delivered frame (noise, abandoned or oversize frames).
     skipped_bytes: int = 0
+    # Connections closed as soon as accepted: over mllp_max_connections, over mllp_max_connections_per_peer.
+    refused_total_cap: int = 0
+    refused_peer_cap: int = 0
+    # TLS handshakes that failed or timed out (no or an untrusted client certificate, not TLS at all).
+    refused_tls: int = 0
+    # Connections closed because a frame did not end within mllp_frame_timeout_s of its start block.
+    frames_timed_out: int = 0
+    # Connections closed after mllp_idle_timeout_s without an unfinished frame.
+    idle_closes: int = 0
+    # Frames over max_message_bytes (answered AR, the rest discarded).
+    oversize_frames: int = 0
+    # Messages whose MSH-3/MSH-4 the connection may not send as (answered AR, not stored).
+    senders_refused: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        """Return the counters by name (what mllp.stats.json holds)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +135,35 @@ class _Connection:
     task: asyncio.Task[None]
     writer: asyncio.StreamWriter
     peer: str = ""
+    # The peer's IP address: what the per-peer cap counts and peer rules match.
+    address: str = ""
     busy: bool = False
+    # Frames ended (delivered or refused as oversize): a new one restarts the frame deadline.
+    ended: int = 0
+    # The feeds this connection may send as, when there is an allowlist.
+    feeds: frozenset[str] = frozenset()
+    common_name: str | None = None
+
+
+class _RefusalLog:
+    """Log refusals at most once per reason each interval, with how many went unlogged since."""
+
+    def __init__(self, interval_s: float = _REFUSAL_LOG_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def warning(self, reason: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(reason)
+        if last is not None and now - last < self._interval_s:
+            self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        unlogged = self._unlogged.pop(reason, 0)
+        if unlogged:
+            message += f" ({unlogged} more refused for this reason since the last line)"
+        log.warning(message, *args)
 
 
 def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -116,7 +184,32 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
             f"cannot load the MLLP TLS certificate {cert} with key {key} "
             f"(HCSYNC_MLLP_TLS_CERT_FILE, HCSYNC_MLLP_TLS_KEY_FILE): {exc}"
         ) from exc
+    client_ca = settings.mllp_tls_client_ca_file
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"cannot load the MLLP client CA {client_ca} (HCSYNC_MLLP_TLS_CLIENT_CA_FILE): {exc}"
+            ) from exc
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _check_settings(settings: Settings, rules: SenderRules) -> None:
+    """Refuse settings that would not do what they say."""
+    tls = settings.mllp_tls_cert_file is not None
+    if settings.mllp_tls_client_ca_file is not None and not tls:
+        raise ConfigurationError(
+            "HCSYNC_MLLP_TLS_CLIENT_CA_FILE needs TLS: set HCSYNC_MLLP_TLS_CERT_FILE and "
+            "HCSYNC_MLLP_TLS_KEY_FILE too"
+        )
+    if rules.names_certificates and settings.mllp_tls_client_ca_file is None:
+        # Without verified client certificates, a CN= rule would match nothing (or, if it did, anyone).
+        raise ConfigurationError(
+            "HCSYNC_MLLP_ALLOWED_SENDERS names client certificates (CN=...): set "
+            "HCSYNC_MLLP_TLS_CLIENT_CA_FILE so that senders must present verified ones"
+        )
 
 
 class MllpGateway:
@@ -148,6 +241,16 @@ class MllpGateway:
         self._validator: ThreadPoolExecutor | None = None
         # Whether the listener speaks TLS; set by start() from the settings.
         self.tls = False
+        self._tls_context: ssl.SSLContext | None = None
+        self._rules = SenderRules.from_settings(settings)
+        # Open connections per peer address, for mllp_max_connections_per_peer.
+        self._per_peer: dict[str, int] = {}
+        self._refusals = _RefusalLog()
+
+    @property
+    def open_connections(self) -> int:
+        """Return how many connections are open now."""
+        return len(self._connections)
 
     @property
     def bound_port(self) -> int:
@@ -165,12 +268,16 @@ class MllpGateway:
         """Start listening."""
         if self._server is not None:
             raise RuntimeError("the MLLP gateway is already started")
+        _check_settings(self.settings, self._rules)
+        # The handshake is made per connection (_serve), after the connection caps: a refused connection
+        # costs no handshake, and a failed one is counted.
         context = server_tls_context(self.settings)
         if self.settings.mllp_strict_validation:
             self._validator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mllp-validate")
         self._stopping = False
-        self._server = await asyncio.start_server(self._serve, self._host, self._port, ssl=context)
+        self._server = await asyncio.start_server(self._serve, self._host, self._port, limit=_READ_BYTES)
         self._bound_port = int(self._server.sockets[0].getsockname()[1])
+        self._tls_context = context
         self.tls = context is not None
 
     async def stop(self) -> None:
@@ -203,33 +310,25 @@ class MllpGateway:
     # -- connections ------------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one connection until the peer closes it, it idles out or the gateway stops."""
+        """Serve one connection until the peer closes it, it times out or the gateway stops."""
         task = asyncio.current_task()
         assert task is not None
-        conn = _Connection(next(self._numbers), task, writer, _peer(writer.get_extra_info("peername")))
+        peername = writer.get_extra_info("peername")
+        conn = _Connection(next(self._numbers), task, writer, _peer(peername), _address(peername))
+        if not self._admit(conn):
+            writer.close()
+            return
         self._connections[conn.number] = conn
+        self._per_peer[conn.address] = self._per_peer.get(conn.address, 0) + 1
         self.counters.connections += 1
         log.info("mllp connection %d from %s", conn.number, conn.peer)
         decoder = MllpDecoder(self.settings.max_message_bytes)
         try:
-            while not self._stopping:
-                try:
-                    chunk = await asyncio.wait_for(
-                        reader.read(_READ_BYTES), self.settings.mllp_idle_timeout_s
-                    )
-                except TimeoutError:
-                    log.info("mllp connection %d idle for %gs, closing", conn.number, self._idle_s)
-                    break
-                if not chunk:
-                    break
-                decoder.feed(chunk)
-                conn.busy = True
-                try:
-                    keep_open = await self._answer_frames(conn, decoder, writer)
-                finally:
-                    conn.busy = False
-                if not keep_open:
-                    break
+            if self._tls_context is not None and not await self._handshake(conn, self._tls_context):
+                return
+            if self._rules.enabled:
+                conn.feeds = self._rules.feeds_for(conn.address, conn.common_name)
+            await self._read_frames(conn, reader, decoder)
         except OSError as exc:
             # Reset by the peer, a TLS failure, or a peer that stopped reading its ACKs (TimeoutError).
             log.info("mllp connection %d lost: %s", conn.number, type(exc).__name__)
@@ -248,10 +347,125 @@ class MllpGateway:
                     decoder.pending_bytes,
                 )
             del self._connections[conn.number]
+            left = self._per_peer[conn.address] - 1
+            if left:
+                self._per_peer[conn.address] = left
+            else:
+                del self._per_peer[conn.address]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             log.info("mllp connection %d closed", conn.number)
+
+    def _admit(self, conn: _Connection) -> bool:
+        """Say whether a new connection is within the caps; count and log it when it is not."""
+        cap = self.settings.mllp_max_connections
+        if self._stopping:
+            return False
+        if len(self._connections) >= cap:
+            self.counters.refused_total_cap += 1
+            self._refusals.warning(
+                "total",
+                "mllp connection from %s refused: %d connections open, HCSYNC_MLLP_MAX_CONNECTIONS is %d",
+                conn.peer,
+                len(self._connections),
+                cap,
+            )
+            return False
+        per_peer = self.settings.mllp_max_connections_per_peer
+        if self._per_peer.get(conn.address, 0) >= per_peer:
+            self.counters.refused_peer_cap += 1
+            self._refusals.warning(
+                "peer",
+                "mllp connection from %s refused: %d connections open from %s, "
+                "HCSYNC_MLLP_MAX_CONNECTIONS_PER_PEER is %d",
+                conn.peer,
+                self._per_peer[conn.address],
+                conn.address,
+                per_peer,
+            )
+            return False
+        return True
+
+    async def _handshake(self, conn: _Connection, context: ssl.SSLContext) -> bool:
+        """Make the TLS handshake within its timeout; count, log and return False when it fails."""
+        try:
+            await conn.writer.start_tls(
+                context, ssl_handshake_timeout=self.settings.mllp_tls_handshake_timeout_s
+            )
+        except (OSError, ssl.SSLError) as exc:
+            if self._stopping:
+                return False  # stop() closed it mid-handshake: not the peer's failure
+            # TimeoutError is an OSError; an SSLError's reason names the cause (no or a bad certificate).
+            self.counters.refused_tls += 1
+            why = getattr(exc, "reason", None) or type(exc).__name__
+            self._refusals.warning(
+                "tls",
+                "mllp connection %d from %s refused: TLS handshake failed (%s)",
+                conn.number,
+                conn.peer,
+                why,
+            )
+            return False
+        conn.common_name = peer_common_name(conn.writer.get_extra_info("peercert"))
+        if conn.common_name is not None:
+            log.info("mllp connection %d: client certificate %s", conn.number, _shown(conn.common_name))
+        return True
+
+    async def _read_frames(
+        self, conn: _Connection, reader: asyncio.StreamReader, decoder: MllpDecoder
+    ) -> None:
+        """Read and answer frames until the peer closes, a deadline passes or the gateway stops.
+
+        Two clocks, never both: between frames, ``mllp_idle_timeout_s`` from the connection's start or its
+        last ended frame; inside a frame, ``mllp_frame_timeout_s`` from when its start block was seen.
+        Bytes arriving reset neither: only a frame that ends does.
+        """
+        loop = asyncio.get_running_loop()
+        idle_since = loop.time()
+        frame_deadline: float | None = None
+        while not self._stopping:
+            if frame_deadline is not None:
+                wait_s = frame_deadline - loop.time()
+            else:
+                wait_s = idle_since + self._idle_s - loop.time()
+            try:
+                chunk = await asyncio.wait_for(reader.read(_READ_BYTES), max(wait_s, 0.0))
+            except TimeoutError:
+                self._timed_out(conn, decoder, in_frame=frame_deadline is not None)
+                return
+            if not chunk:
+                return
+            decoder.feed(chunk)
+            ended = conn.ended
+            conn.busy = True
+            try:
+                keep_open = await self._answer_frames(conn, decoder, conn.writer)
+            finally:
+                conn.busy = False
+            if conn.ended != ended:
+                frame_deadline = None
+                idle_since = loop.time()
+            if decoder.in_frame and frame_deadline is None:
+                frame_deadline = loop.time() + self.settings.mllp_frame_timeout_s
+            if not keep_open:
+                return
+
+    def _timed_out(self, conn: _Connection, decoder: MllpDecoder, *, in_frame: bool) -> None:
+        """Count and log a connection closed by one of its deadlines."""
+        if in_frame:
+            self.counters.frames_timed_out += 1
+            log.warning(
+                "mllp connection %d from %s: frame not ended within %gs of its start "
+                "(HCSYNC_MLLP_FRAME_TIMEOUT_S), %d byte(s) received; closing",
+                conn.number,
+                conn.peer,
+                self.settings.mllp_frame_timeout_s,
+                decoder.pending_bytes,
+            )
+        else:
+            self.counters.idle_closes += 1
+            log.info("mllp connection %d idle for %gs, closing", conn.number, self._idle_s)
 
     @property
     def _idle_s(self) -> float:
@@ -268,10 +482,12 @@ class MllpGateway:
             except StopIteration:
                 return True
             except FrameTooLargeError as exc:
+                conn.ended += 1
                 reply = self._too_large(conn, exc)
                 # The generator ended with the error; a new one continues after the oversize frame.
                 frames = decoder.frames()
             else:
+                conn.ended += 1
                 reply = await self._handle_safely(conn, frame)
             if reply.ack is not None:
                 writer.write(encode(reply.ack))
@@ -324,6 +540,8 @@ class MllpGateway:
                 position=0,
             )
             return self._refuse(conn, msg, frame, Outcome.REJECT, fault)
+        if self._rules.enabled and not SenderRules.permits(conn.feeds, msg):
+            return self._refuse_sender(conn, msg, frame)
         if self._validator is not None:
             loop = asyncio.get_running_loop()
             validate = functools.partial(
@@ -429,15 +647,39 @@ class MllpGateway:
             fault = dataclasses.replace(fault, message_id=control_id)
         return _Reply(build_ack(msg, frame, code, fault))
 
+    def _refuse_sender(self, conn: _Connection, msg: Hl7Message, frame: bytes) -> _Reply:
+        """Answer AR to a message whose feed this connection may not send as; nothing is stored."""
+        self.counters.senders_refused += 1
+        self._refusals.warning(
+            "sender",
+            "mllp connection %d from %s (certificate %s): sender %s^%s not allowed "
+            "(HCSYNC_MLLP_ALLOWED_SENDERS), control id %s refused",
+            conn.number,
+            conn.peer,
+            _shown(conn.common_name) if conn.common_name is not None else "none",
+            _shown(msg.sending_application),
+            _shown(msg.sending_facility),
+            _shown(msg.control_id),
+        )
+        return self._refuse(conn, msg, frame, Outcome.REJECT, SenderRules.fault(msg))
+
     def _too_large(self, conn: _Connection, exc: FrameTooLargeError) -> _Reply:
         """Answer a frame over the size limit, naming the message when its MSH was received."""
         self.counters.frames += 1
+        self.counters.oversize_frames += 1
         return self._refuse(conn, header_of(exc.head), exc.head, Outcome.REJECT, exc.fault)
 
 
 def _shown(control_id: str) -> str:
     """Render a control id for a log line: as sent when printable, else escaped (a CR could forge a line)."""
     return control_id if control_id.isprintable() else ascii(control_id)
+
+
+def _address(peer: object) -> str:
+    """Return a peer's IP address (what the per-peer cap counts), without its port."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer)
 
 
 def _peer(peer: object) -> str:

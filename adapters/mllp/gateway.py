@@ -398,7 +398,7 @@ class MllpGateway:
                 return False  # stop() closed it mid-handshake: not the peer's failure
             # TimeoutError is an OSError; an SSLError's reason names the cause (no or a bad certificate).
             self.counters.refused_tls += 1
-            why = getattr(exc, "reason", None) or type(exc).__name__
+            why = _handshake_failure(exc, self.settings.mllp_tls_handshake_timeout_s)
             self._refusals.warning(
                 "tls",
                 "mllp connection %d from %s refused: TLS handshake failed (%s)",
@@ -673,6 +673,15 @@ class MllpGateway:
 def _shown(control_id: str) -> str:
     """Render a control id for a log line: as sent when printable, else escaped (a CR could forge a line)."""
     return control_id if control_id.isprintable() else ascii(control_id)
+
+
+def _handshake_failure(exc: BaseException, timeout_s: float) -> str:
+    """Name why a TLS handshake failed: OpenSSL's reason, or the timeout (asyncio aborts the connection)."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, TimeoutError | ConnectionAbortedError):
+        return f"not completed within {timeout_s:g}s, HCSYNC_MLLP_TLS_HANDSHAKE_TIMEOUT_S"
+    return type(exc).__name__
 
 
 def _address(peer: object) -> str:

@@ -342,7 +342,7 @@ def test_mutual_tls_refuses_a_sender_without_a_trusted_client_certificate(
 
     with caplog.at_level(logging.INFO, logger="adapters.mllp"):
         asyncio.run(scenario())
-    assert "TLS handshake failed" in caplog.text
+    assert "TLS handshake failed (PEER_DID_NOT_RETURN_A_CERTIFICATE)" in caplog.text
     assert "client certificate lab-engine" in caplog.text
 
 

@@ -155,3 +155,32 @@ def test_any_chunking_yields_the_same_frames(messages: list[bytes], cuts: list[i
     frames, decoder = decode(*chunks)
     assert frames == messages
     assert decoder.skipped_bytes == 0
+
+
+def test_an_unfinished_frame_never_holds_more_than_the_limit_plus_one_byte() -> None:
+    # A sender streaming far past the limit in large chunks: whatever the chunk size, the decoder holds
+    # at most the limit plus the one byte that shows it was crossed, and counts every byte it dropped.
+    limit, chunk = 1_000, 4_096
+    decoder = MllpDecoder(limit)
+    decoder.feed(b"\x0b" + b"x" * (chunk - 1))
+    held: list[int] = []
+    errors = 0
+    for _ in range(50):
+        try:
+            list(decoder.frames())
+        except FrameTooLargeError as exc:
+            errors += 1
+            assert len(exc.head) <= limit + 1
+        held.append(decoder.pending_bytes)
+        decoder.feed(b"y" * chunk)
+    assert errors == 1
+    assert max(held) <= limit + 1
+    decoder.feed(b"\x1c\r" + encode(MSG_A))
+    assert drain(decoder) == [MSG_A]
+    assert decoder.skipped_bytes == 51 * chunk - 1  # the whole oversize frame, start block aside
+
+
+def test_a_frame_one_byte_over_the_limit_in_one_chunk_is_refused() -> None:
+    frames, decoder = decode(encode(b"x" * 101) + encode(MSG_A), limit=100)
+    assert frames == [b"<too large>", MSG_A]
+    assert decoder.skipped_bytes == 101

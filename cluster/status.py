@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from actors.scaling import PoolReport, ScaleSignals, Wanted
 from adapters.inbound.store import MessageStore, default_message_store_url
+from adapters.mllp.run import read_gateway_stats
 from canonical.errors import StackError
 from cluster.supervision import ComponentStatus, SupervisorStatus, read_status
 from foundation.kafka import broker_unreachable, committed_offsets, high_watermarks, redis_unreachable
@@ -225,6 +226,8 @@ class Status:
     # Each running component's process CPU over the sample (share of one core) and the host's (all cores).
     cpu: dict[str, float] = field(default_factory=dict)
     host_cpu_share: float | None = None
+    # The MLLP listener's counters as it last wrote them (connections, frames, refusals); None: none written.
+    mllp: dict[str, int] | None = None
 
     @property
     def replicas(self) -> int:
@@ -389,7 +392,16 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
         bottleneck=bottleneck,
         cpu=cpu,
         host_cpu_share=round(host_share, 3),
+        mllp=_gateway_counters(run_dir),
     )
+
+
+def _gateway_counters(run_dir: Path | None) -> dict[str, int] | None:
+    """The MLLP listener's counters from its stats file (integers only), or None when it wrote none."""
+    data = read_gateway_stats(run_dir) if run_dir is not None else None
+    if data is None:
+        return None
+    return {name: value for name, value in data.items() if isinstance(value, int)}
 
 
 __all__ = [

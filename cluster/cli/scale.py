@@ -131,8 +131,35 @@ def _message_table(status: Status) -> Table | None:
     return table
 
 
+# The MLLP listener's counters `hcsync status` shows, in this order; refusals show only when not zero.
+_MLLP_COUNTERS = {
+    "connections": "connections accepted",
+    "refused_total_cap": "refused: HCSYNC_MLLP_MAX_CONNECTIONS reached",
+    "refused_peer_cap": "refused: HCSYNC_MLLP_MAX_CONNECTIONS_PER_PEER reached",
+    "refused_tls": "refused: TLS handshake failed",
+    "frames_timed_out": "closed: frame not finished within HCSYNC_MLLP_FRAME_TIMEOUT_S",
+    "idle_closes": "closed: idle for HCSYNC_MLLP_IDLE_TIMEOUT_S",
+    "oversize_frames": "frames over HCSYNC_MAX_MESSAGE_BYTES (AR)",
+    "senders_refused": "messages from senders not allowed (AR)",
+}
+
+
+def _mllp_table(status: Status) -> Table | None:
+    if status.mllp is None:
+        return None
+    table = Table(title="MLLP listener")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, label in _MLLP_COUNTERS.items():
+        value = status.mllp.get(name, 0)
+        if name == "connections" or value:
+            table.add_row(label, f"{value:,}", style="red" if name != "connections" else None)
+    return table
+
+
 def _tables(status: Status) -> list[Table]:
-    tables = [t for t in (_component_table(status), _message_table(status)) if t is not None]
+    parts = (_component_table(status), _message_table(status), _mllp_table(status))
+    tables = [t for t in parts if t is not None]
     return tables + _pipeline_tables(status)
 
 

@@ -183,13 +183,18 @@ def test_send_stores_files_and_knows_a_resend(stack: Stack, tmp_path: Path) -> N
 
 
 def test_status_shows_every_component_and_the_message_store(stack: Stack) -> None:
-    deadline = time.monotonic() + 10
+    # The supervisor writes its status each second, the MLLP listener its counters each
+    # HCSYNC_MLLP_STATS_INTERVAL_S (5 s): a stack just started may have written neither yet.
+    deadline = time.monotonic() + 30
     doc = json.loads(run_cli(stack.settings, "status", "--json", "--sample-s", "0.2"))
-    while doc["supervisor"] is None and time.monotonic() < deadline:
+    while (doc["supervisor"] is None or doc["mllp"] is None) and time.monotonic() < deadline:
+        time.sleep(0.5)
         doc = json.loads(run_cli(stack.settings, "status", "--json", "--sample-s", "0.2"))
     components = {c["name"]: c for c in doc["supervisor"]["components"]}
     assert set(components) == {"broker", "redis", "billing", "erp", "forwarder", "mllp", "worker"}
     assert all(c["state"] == "running" and c["pid"] for c in components.values()), components
     assert doc["messages"]["messages"] >= 1 and doc["problems"] == []
+    assert doc["mllp"]["connections"] >= 0 and doc["mllp"]["refused_total_cap"] == 0, doc["mllp"]
     table = run_cli(stack.settings, "status", "--sample-s", "0.2")
     assert "Components" in table and "forwarder" in table and "Message store" in table
+    assert "MLLP listener" in table and "connections accepted" in table

@@ -9,7 +9,7 @@ matches: nothing is stored that maps references to encounters, so the key remain
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from sqlalchemy import select, union
 
@@ -30,7 +30,7 @@ def billing_database_url(settings: Settings) -> str:
     )
 
 
-def billing_encounter_ids(database_url: str) -> Iterator[str]:
+def billing_encounter_ids(database_url: str) -> Generator[str, None, None]:
     """Yield every encounter id billing knows: its accounts' and its charges'."""
     engine = open_engine(database_url)
     try:

@@ -182,9 +182,13 @@ class AuditLog:
                 for statement in ddl:
                     connection.exec_driver_sql(statement)
         except (SQLAlchemyError, OSError) as exc:
-            raise AuditStoreError(
-                f"audit store {self.location} cannot be opened: {type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
+            raise self._failed("opened", exc) from exc
+
+    def _failed(self, verb: str, exc: BaseException) -> AuditStoreError:
+        return AuditStoreError(
+            f"audit store {self.location} (HCSYNC_AUDIT_DATABASE_URL) cannot be {verb}: "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditLog:
@@ -235,9 +239,7 @@ class AuditLog:
         try:
             return write_transaction(self._engine, work)
         except SQLAlchemyError as exc:
-            raise AuditStoreError(
-                f"audit store {self.location} cannot be written: {type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
+            raise self._failed("written", exc) from exc
 
     def records(
         self,
@@ -264,9 +266,7 @@ class AuditLog:
         try:
             rows = read_transaction(self._engine, lambda session: list(session.scalars(query)))
         except SQLAlchemyError as exc:
-            raise AuditStoreError(
-                f"audit store {self.location} cannot be read: {type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
+            raise self._failed("read", exc) from exc
         return sorted((_record(row) for row in rows), key=lambda record: record.seq)
 
     def verify(self) -> tuple[list[ChainBreak], str]:

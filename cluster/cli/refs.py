@@ -22,6 +22,12 @@ refs_app = typer.Typer(
 )
 
 
+@refs_app.callback()
+def _group() -> None:
+    """Resolve pseudonymous encounter references (a PHI read, audited)."""
+    # A callback makes this a group even with one command, so `hcsync refs resolve` keeps its name.
+
+
 @refs_app.command()
 def resolve(
     ref: Annotated[str, typer.Argument(help="The reference, as the ERP shows it: ENC-<key id>-<hmac>.")],

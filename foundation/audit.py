@@ -21,14 +21,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Engine, Integer, String, Text, select
+from sqlalchemy import JSON, Engine, Integer, String, Text, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from canonical.errors import ConfigurationError, HcsyncError
 from foundation.settings import Settings
-from foundation.sql import UtcDateTime, create_schema, open_engine, read_transaction, write_transaction
+from foundation.sql import (
+    UtcDateTime,
+    create_schema,
+    open_engine,
+    read_transaction,
+    reading,
+    write_transaction,
+)
 
 __all__ = [
     "GENESIS_HASH",
@@ -163,8 +170,18 @@ def _append_only_ddl(dialect: str) -> list[str]:
     )
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+# How many of the append-only triggers exist, per dialect; _append_only_ddl makes two on either.
+_TRIGGERS = 2
+_TRIGGER_COUNT = {
+    "sqlite": f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = '{TABLE}'",
+    "postgresql": (
+        f"SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('{TABLE}') AND NOT tgisinternal"
+    ),
+}
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= _MAX_TEXT else value[: _MAX_TEXT - 1] + "…"
 
 
 class AuditLog:
@@ -178,9 +195,13 @@ class AuditLog:
             # durable: a record acknowledged before PHI is shown must survive a power cut.
             self._engine: Engine = open_engine(database_url, durable=True)
             create_schema(self._engine, _Base.metadata)
-            with self._engine.begin() as connection:
-                for statement in ddl:
-                    connection.exec_driver_sql(statement)
+            # Checked first: once the owner created them, a user with INSERT and SELECT only may open it.
+            with reading(self._engine) as connection:
+                present = connection.execute(text(_TRIGGER_COUNT[url.get_backend_name()])).scalar_one()
+            if present < _TRIGGERS:
+                with self._engine.begin() as connection:
+                    for statement in ddl:
+                        connection.exec_driver_sql(statement)
         except (SQLAlchemyError, OSError) as exc:
             raise self._failed("opened", exc) from exc
 

@@ -167,7 +167,9 @@ def list_messages(
     as_json: Annotated[
         bool,
         typer.Option(
-            "--json", help="Print JSON lines instead of a table (with visit and patient ids: audited)."
+            "--json",
+            help="Print JSON lines instead of a table (with visit and patient ids: audited, as is "
+            "a search by --visit or --patient).",
         ),
     ] = False,
     reason: ReasonOption = None,
@@ -177,9 +179,11 @@ def list_messages(
     with _store() as store:
         infos = store.list(where, limit=limit)
         total = store.count(where)
+    # The table shows no PHI, but the JSON holds each message's visit and patient ids, and a search by
+    # visit or patient tells which messages a patient has: those are audited.
+    if infos and (as_json or visit is not None or patient is not None):
+        record_access("messages list", [info.message_id for info in infos], "shown", reason)
     if as_json:
-        if infos:  # the table shows no PHI; the JSON holds each message's visit and patient ids
-            record_access("messages list", [info.message_id for info in infos], "shown", reason)
         sys.stdout.write("".join(json.dumps(_doc(info)) + "\n" for info in infos))
         return
     out = stdout_console()

@@ -248,6 +248,10 @@ def test_each_phi_command_records_who_what_why_and_outcome(stores: dict[str, str
     assert _run(messages_app, stores, "show", message_id[:8], "--raw").exit_code == 0
     assert _run(messages_app, stores, "list").exit_code == 0  # the table: no PHI, no record
     assert _run(messages_app, stores, "list", "--json").exit_code == 0
+    assert (
+        _run(messages_app, stores, "list", "--patient", "NOBODY").exit_code == 0
+    )  # nothing found, nothing read
+    assert _run(messages_app, stores, "list", "--visit", "V1").exit_code == 0  # a search by visit: who has it
     assert _run(messages_app, stores, "replay", "--visit", "V1", "--dry-run").exit_code == 0
     replayed = _run(messages_app, stores, "replay", message_id, "--reason", "resend after outage")
     assert replayed.exit_code == 0, replayed.output
@@ -257,6 +261,7 @@ def test_each_phi_command_records_who_what_why_and_outcome(stores: dict[str, str
         ("exceptions list", ("ingest-1",), "shown", "", me),
         ("exceptions replay", ("ingest-1",), "dry run", "", me),
         ("messages show", (message_id,), "shown", "", me),  # the full id, not the prefix given
+        ("messages list", (message_id,), "shown", "", me),
         ("messages list", (message_id,), "shown", "", me),
         ("messages replay", (message_id,), "dry run", "", me),
         ("messages replay", (message_id,), "replaying", "resend after outage", me),

@@ -25,7 +25,7 @@ from canonical.ids import DEFAULT_KEY_ID, KEY_ID_PATTERN
 Port = Annotated[int, Field(ge=1, le=65535)]
 DEMO_ENCOUNTER_REF_KEY = "hcsync-embedded-demo-key"
 # What a key must have outside the embedded stack: 32 bytes (64 hex digits when written in hex), and at
-# least 128 bits by a per-character estimate (which refuses repeats such as "aaaa..." or "abab...").
+# least 128 bits by a per-character estimate (which refuses repeats such as "xxxx..." or "xyxy...").
 MIN_KEY_BYTES = 32
 MIN_KEY_ESTIMATED_BITS = 128
 # Words of a value copied from an example instead of generated (compared without case, "-", "_", " ").
@@ -547,8 +547,10 @@ def _previous_keys(value: SecretStr) -> dict[str, str]:
         raise ValueError('HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS must be a JSON object {"<id>": "<key>"}')
     for key_id, key in parsed.items():
         if re.fullmatch(KEY_ID_PATTERN, key_id) is None:
+            # Not echoed: a key pasted where its id belongs would land in the error.
             raise ValueError(
-                f"HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS: key id {key_id[:20]!r} must match {KEY_ID_PATTERN}"
+                f"HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS: a key id ({len(key_id)} characters) does not match "
+                f"{KEY_ID_PATTERN}"
             )
         if not isinstance(key, str) or not key:
             raise ValueError(
@@ -564,14 +566,17 @@ def _url_password(url: str) -> str | None:
         return None  # not a URL we can read; its client will say what is wrong with it
 
 
-def _host_of(address: str) -> str | None:
-    """Return the host of host:port, [v6]:port, scheme://host:port or dns:///host:port."""
+def _host_of(address: str) -> str:
+    """Return the host of host:port, [v6]:port, scheme://host:port or dns:///host:port.
+
+    An address it cannot read is returned whole, which no loopback check accepts: unknown means external.
+    """
     address = address.strip()
-    if "://" not in address:
-        address = f"//{address}"
+    absolute = address if "://" in address else f"//{address}"
     try:
-        parts = urlsplit(address)
-        return parts.hostname or (urlsplit(f"//{parts.path.lstrip('/')}").hostname if parts.path else None)
+        parts = urlsplit(absolute)
+        path_host = urlsplit(f"//{parts.path.lstrip('/')}").hostname if parts.path else None
+        return parts.hostname or path_host or address
     except ValueError:
         return address
 

@@ -213,7 +213,7 @@ def test_previous_keys_and_key_ids() -> None:
     for bad, problem in [
         ("not json", "HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS is not JSON"),
         ('["k1"]', "must be a JSON object"),
-        (json.dumps({"K 1": old}), "key id 'K 1' must match"),
+        (json.dumps({old: "k1"}), "a key id (64 characters) does not match"),  # swapped: not echoed
         (json.dumps({"k1": ""}), "the key of id 'k1' must be a non-empty string"),
         (json.dumps({"k2": old}), "HCSYNC_ENCOUNTER_REF_KEY_ID 'k2' is also in"),
         (json.dumps({"k1": "CHANGE-ME"}), "HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS holds a placeholder"),
@@ -241,3 +241,8 @@ def test_the_stack_hands_every_secret_to_its_children(monkeypatch: pytest.Monkey
     assert child.encounter_ref_keys() == settings.encounter_ref_keys()
     assert child.redis == settings.redis
     assert child.database_url("message_store") == settings.database_url("message_store")
+
+
+def test_an_address_that_cannot_be_read_counts_as_external() -> None:
+    with pytest.raises(ValidationError, match="HCSYNC_KAFKA_BOOTSTRAP point"):
+        _settings(kafka_bootstrap="[kafka-1:9092")

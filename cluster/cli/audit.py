@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Annotated
@@ -33,6 +35,14 @@ ReasonOption = Annotated[
 ]
 
 
+def _who() -> str:
+    """Return user@host; a container user with no name (no passwd entry) is its uid."""
+    try:
+        return operator()
+    except (KeyError, OSError):  # getpass: no LOGNAME/USER and no passwd entry for the uid
+        return f"uid:{os.getuid()}@{socket.gethostname()}"
+
+
 def record_access(what: str, objects: Sequence[str], outcome: str, reason: str | None) -> None:
     """Append the audit record of a PHI access about to happen; refuse the access when that fails.
 
@@ -44,7 +54,7 @@ def record_access(what: str, objects: Sequence[str], outcome: str, reason: str |
     except HcsyncError as exc:
         raise fail(f"PHI not shown: {exc}") from None
     try:
-        log.append(who=operator(), what=what, objects=objects, outcome=outcome, reason=reason or "")
+        log.append(who=_who(), what=what, objects=objects, outcome=outcome, reason=reason or "")
     except HcsyncError as exc:
         raise fail(f"PHI not shown: {exc}") from None
     finally:

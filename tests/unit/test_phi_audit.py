@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import getpass
 import json
+import os
 import secrets
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -372,3 +375,15 @@ def test_audit_list_filters_prints_json_and_verifies(stores: dict[str, str], tmp
         raw.close()
     broken = _run(audit_app, stores, "list", "--verify")
     assert broken.exit_code == 1 and "chain broken at record 1: its content does not match" in broken.stderr
+
+
+def test_a_container_user_without_a_name_is_recorded_by_uid(
+    stores: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_name() -> str:
+        raise KeyError(f"getpwuid(): uid not found: {os.getuid()}")  # what getpass raises in such a pod
+
+    monkeypatch.setattr(getpass, "getuser", no_name)
+    assert _run(exceptions_app, stores, "show", "ingest-1").exit_code == 0
+    ((*_, who),) = _records(stores)
+    assert who == f"uid:{os.getuid()}@{socket.gethostname()}"

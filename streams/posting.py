@@ -21,10 +21,11 @@ class MissingDimensionsError(NotRetryableError):
 
 @dataclass(frozen=True, slots=True)
 class PostingRules:
-    """The pseudonymisation key and default currency used to turn charges into journal lines."""
+    """The pseudonymisation key (and its id) and default currency used to turn charges into journal lines."""
 
     encounter_ref_key: bytes
     currency: str = "USD"
+    encounter_ref_key_id: str = ids.DEFAULT_KEY_ID
 
     @staticmethod
     def dimensions(env: EventEnvelope) -> ErpDimensions:
@@ -37,7 +38,7 @@ class PostingRules:
         return env.dimensions
 
     def encounter_ref(self, encounter_id: str) -> str:
-        return ids.encounter_ref(encounter_id, self.encounter_ref_key)
+        return ids.encounter_ref(encounter_id, self.encounter_ref_key, self.encounter_ref_key_id)
 
     def journal_lines(
         self, charge: Charge, dims: ErpDimensions, source_event_id: str, correlation_id: str

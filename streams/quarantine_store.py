@@ -78,9 +78,10 @@ CountField = Literal["stage", "rule", "status"]
 
 
 def default_quarantine_url(settings: Settings) -> str:
-    """Return the store's URL: the setting, else quarantine.db in this run, else in the latest run."""
+    """Return the store's URL (with its password): the setting, else quarantine.db in this run, else in the
+    latest run."""
     return run_database_url(
-        settings, settings.quarantine_database_url, "quarantine.db", "HCSYNC_QUARANTINE_DATABASE_URL"
+        settings, settings.database_url("quarantine"), "quarantine.db", "HCSYNC_QUARANTINE_DATABASE_URL"
     )
 
 

@@ -138,6 +138,7 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
         ),
         rules=PostingRules(
             encounter_ref_key=settings.encounter_ref_key.get_secret_value().encode(),
+            encounter_ref_key_id=settings.encounter_ref_key_id,
             currency=settings.currency,
         ),
     )

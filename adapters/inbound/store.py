@@ -83,8 +83,11 @@ FORWARD_STATES = ("pending", "forwarded", "conflict")
 
 
 def default_message_store_url(settings: Settings) -> str:
-    """Return the store's URL: the setting, else messages.db in this run, else in the latest run."""
-    return run_database_url(settings, settings.message_store_url, "messages.db", "HCSYNC_MESSAGE_STORE_URL")
+    """Return the store's URL (with its password): the setting, else messages.db in this run, else in the
+    latest run."""
+    return run_database_url(
+        settings, settings.database_url("message_store"), "messages.db", "HCSYNC_MESSAGE_STORE_URL"
+    )
 
 
 class Verdict(StrEnum):

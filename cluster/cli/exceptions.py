@@ -18,6 +18,7 @@ from rich.table import Table
 
 from canonical.errors import HcsyncError
 from canonical.hl7v2.parser import split_messages
+from cluster.cli.audit import ReasonOption, record_access
 from cluster.cli.console import fail, parse_time, readable, stdout_console, when
 from foundation.settings import get_settings
 from streams.quarantine_store import (
@@ -132,8 +133,9 @@ def list_items(
     until: _UntilOption = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, most recent first.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    reason: ReasonOption = None,
 ) -> None:
-    """List quarantined items, most recently seen first."""
+    """List quarantined items, most recently seen first (their encounter ids are PHI: audited)."""
     out = stdout_console()
     wanted = _status(status)
     after, before = parse_time(since, "--since"), parse_time(until, "--until")
@@ -149,6 +151,8 @@ def list_items(
             until=before,
             limit=limit,
         )
+    if items:
+        record_access("exceptions list", [item.record_id for item in items], "shown", reason)
     if as_json:
         sys.stdout.write("".join(item.model_dump_json() + "\n" for item in items))
         return
@@ -163,14 +167,18 @@ def show(
     record_id: Annotated[str, typer.Argument(help="Record id (from `hcsync exceptions list`).")],
     raw: Annotated[bool, typer.Option("--raw", help="Write only the original bytes to stdout.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, the original base64-encoded.")] = False,
+    reason: ReasonOption = None,
 ) -> None:
-    """Show one quarantined item: where and why it failed, and its original message."""
+    """Show one quarantined item: where and why it failed, and its original message (audited)."""
     out = stdout_console()
     with _store() as store:
         item = store.get(record_id)
         if item is None:
+            record_access("exceptions show", [record_id], "not found", reason)
             raise fail(f"no quarantined item {record_id!r}", 1)
         original = store.original(record_id)
+    # Recorded before anything is shown; nothing is shown when it cannot be recorded.
+    record_access("exceptions show", [record_id], "shown", reason)
     if raw:
         sys.stdout.buffer.write(original)
         sys.stdout.flush()
@@ -277,8 +285,9 @@ def replay_items(
         bool, typer.Option("--dry-run", help="Show what would be replayed and where; send nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replaying by filter.")] = False,
+    reason: ReasonOption = None,
 ) -> None:
-    """Publish quarantined messages again, by id or by filter, to where they failed.
+    """Publish quarantined messages again, by id or by filter, to where they failed (audited).
 
     A filter replays the items that match all its options (open ones unless --status says otherwise),
     after showing them and asking. --dry-run shows the same and stops.
@@ -339,16 +348,21 @@ def replay_items(
             planned = plan_replay(settings, store, ids, replacement=replacement)
         except ReplayError as exc:
             raise fail(f"replay refused: {exc}", 1) from None
+        planned_ids = [record.item.record_id for record in planned]
         if dry_run:
+            record_access("exceptions replay", planned_ids, "dry run", reason)
             out.print(_plan_table(planned, f"Would replay {len(planned)} item(s) ({_stages(planned)})"))
             out.print(f"dry run: nothing was sent to {settings.bootstrap}")
             return
         if by_filter and not yes:
+            record_access("exceptions replay", planned_ids, "listed for confirmation", reason)
             out.print(_plan_table(planned, f"Would replay {len(planned)} item(s) ({_stages(planned)})"))
             typer.confirm(f"Replay these {len(planned)} item(s)?", abort=True)
+        record_access("exceptions replay", planned_ids, "replaying", reason)
         try:
             report = asyncio.run(publish(settings, store, planned))
         except HcsyncError as exc:
+            record_access("exceptions replay", planned_ids, f"replay failed: {type(exc).__name__}", reason)
             raise fail(f"replay failed: {exc}") from None
     stages = ", ".join(f"{name} {count}" for name, count in sorted(report.by_stage.items()))
     out.print(f"replayed {report.total} item(s) ({stages}) on {settings.bootstrap}")

@@ -17,9 +17,11 @@ from rich.markup import escape
 from canonical.errors import HcsyncError, MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
+from cluster.cli.audit import audit_app
 from cluster.cli.exceptions import exceptions_app
 from cluster.cli.masterdata import masterdata_app
 from cluster.cli.messages import messages_app
+from cluster.cli.refs import refs_app
 from cluster.cli.scale import register as register_scale
 from cluster.cli.schema import register as register_schema
 from foundation.logmask import install
@@ -29,6 +31,8 @@ app = typer.Typer(help="hcsync: keep the EHR, billing and the ERP in sync.", no_
 app.add_typer(exceptions_app, name="exceptions", help="Find, fix and replay quarantined messages.")
 app.add_typer(masterdata_app, name="masterdata", help="Validate, compare, load and roll back master data.")
 app.add_typer(messages_app, name="messages", help="Find, inspect and replay received messages.")
+app.add_typer(refs_app, name="refs", help="Resolve encounter references of ERP lines (audited).")
+app.add_typer(audit_app, name="audit", help="Read the PHI access audit.")
 register_schema(app)
 register_scale(app)
 console = Console()
@@ -67,7 +71,7 @@ def up() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     console.print(
-        f"hcsync is up: broker {settings.bootstrap}, redis {settings.redis}, "
+        f"hcsync is up: broker {settings.bootstrap}, redis {settings.redis_location}, "
         f"billing {settings.billing_address}, erp {settings.erp_address}, "
         f"mllp {settings.mllp_host}:{settings.mllp_port}; logs in {run_dir}"
     )
@@ -107,7 +111,7 @@ def serve(service: Annotated[str, typer.Argument(help="billing or erp")]) -> Non
     if service not in ("billing", "erp"):
         raise typer.BadParameter("service must be billing or erp")
     run_dir = _run_dir(settings)
-    configured = settings.billing_database_url if service == "billing" else settings.erp_database_url
+    configured = settings.database_url("billing" if service == "billing" else "erp")  # with its password
     url = configured or f"sqlite:///{run_dir / (service + '.db')}"
     asyncio.run(serve_service(service, settings, url))  # type: ignore[arg-type]
 

@@ -24,6 +24,7 @@ from adapters.inbound.store import (
     default_message_store_url,
 )
 from canonical.errors import HcsyncError
+from cluster.cli.audit import ReasonOption, record_access
 from cluster.cli.console import fail, parse_time, readable, stdout_console, when
 from foundation.settings import get_settings
 from foundation.sql import sqlite_path
@@ -163,13 +164,25 @@ def list_messages(
     state: _StateOption = None,
     outcome: _OutcomeOption = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, most recent first.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON lines instead of a table (with visit and patient ids: audited, as is "
+            "a search by --visit or --patient).",
+        ),
+    ] = False,
+    reason: ReasonOption = None,
 ) -> None:
     """List received messages, most recent first."""
     where = _filter(control_id, sender, message_type, visit, patient, since, until, state, outcome)
     with _store() as store:
         infos = store.list(where, limit=limit)
         total = store.count(where)
+    # The table shows no PHI, but the JSON holds each message's visit and patient ids, and a search by
+    # visit or patient tells which messages a patient has: those are audited.
+    if infos and (as_json or visit is not None or patient is not None):
+        record_access("messages list", [info.message_id for info in infos], "shown", reason)
     if as_json:
         sys.stdout.write("".join(json.dumps(_doc(info)) + "\n" for info in infos))
         return
@@ -188,13 +201,17 @@ def show(
     ],
     raw: Annotated[bool, typer.Option("--raw", help="Write only the message's bytes to stdout.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, the message base64-encoded.")] = False,
+    reason: ReasonOption = None,
 ) -> None:
-    """Show one received message: where it came from, its ACK, what became of it, and its bytes."""
+    """Show one received message: where it came from, its ACK, what became of it, and its bytes (audited)."""
     with _store() as store:
         info = store.get(message_id)
         if info is None:
+            record_access("messages show", [message_id], "not found", reason)
             raise fail(f"no message {message_id!r} (or the prefix matches several)", 1)
         content = store.content(info.message_id)
+    # Recorded before anything is shown; nothing is shown when it cannot be recorded.
+    record_access("messages show", [info.message_id], "shown", reason)
     if raw:
         sys.stdout.buffer.write(content)
         sys.stdout.flush()
@@ -243,8 +260,9 @@ def replay(
         bool, typer.Option("--dry-run", help="Show what would be replayed; change nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replaying by filter.")] = False,
+    reason: ReasonOption = None,
 ) -> None:
-    """Send stored messages through the pipeline again, by id or by filter.
+    """Send stored messages through the pipeline again, by id or by filter (audited).
 
     The forwarder of the running stack sends them to the broker once more. Replays are safe: event ids are
     derived from the source and every sink is idempotent, so a message already posted posts nothing twice.
@@ -283,12 +301,16 @@ def replay(
             out.print("no messages to replay")
             return
         title = f"Would replay {len(infos)} message(s)"
+        chosen = [info.message_id for info in infos]
         if dry_run:
+            record_access("messages replay", chosen, "dry run", reason)
             out.print(_table(infos[:100], title))
             out.print("dry run: nothing was changed")
             return
         if by_filter and not yes:
+            record_access("messages replay", chosen, "listed for confirmation", reason)
             out.print(_table(infos[:100], title))
             typer.confirm(f"Replay these {len(infos)} message(s)?", abort=True)
-        marked = store.mark_for_replay([info.message_id for info in infos])
+        record_access("messages replay", chosen, "replaying", reason)
+        marked = store.mark_for_replay(chosen)
     out.print(f"queued {marked} message(s) for the forwarder to send again")

@@ -49,7 +49,7 @@ def scale_transform(
         try:
             signals.request("auto", by=operator(), reason=reason)
         except redis.RedisError as exc:
-            raise fail(f"cannot reach redis at {settings.redis}: {exc}") from None
+            raise fail(f"cannot reach redis at {settings.redis_location}: {exc}") from None
         console.print(f"the autoscaler sizes each worker's pool from now on, within {low}..{high} replicas")
         return
     if not low <= replicas <= high:
@@ -60,7 +60,7 @@ def scale_transform(
     try:
         signals.request(replicas, by=operator(), reason=reason)
     except redis.RedisError as exc:
-        raise fail(f"cannot reach redis at {settings.redis}: {exc}") from None
+        raise fail(f"cannot reach redis at {settings.redis_location}: {exc}") from None
     console.print(
         f"asked every worker for {replicas} transform replica(s); the autoscaler stands aside until --auto"
     )

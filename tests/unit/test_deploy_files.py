@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import faust
 import pytest
 import typer
 import yaml
+from pydantic import ValidationError
 from ray.autoscaler._private.util import validate_config
 from typer.main import get_command_name
 
@@ -190,12 +193,43 @@ def test_configmap_and_secret_make_valid_settings(
     for name in list(os.environ):
         if name.startswith("HCSYNC_") or name == "RAY_ADDRESS":
             monkeypatch.delenv(name)
-    for name, value in {**config, **secret["stringData"]}.items():
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    # As shipped, the example's placeholders are refused: a copy applied unedited never runs.
+    for name, value in secret["stringData"].items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=r"HCSYNC_\w+ holds a placeholder"):
+        Settings(_env_file=None)
+    # Filled in, every secret by its own value: the URLs of the ConfigMap get their passwords.
+    filled = {name: secrets.token_hex(32) for name in secret["stringData"]}
+    for name, value in filled.items():
         monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)
     assert settings.kafka_bootstrap and settings.redis_url and settings.ray_address
     assert settings.billing_target and settings.erp_target and settings.run_dir is not None
-    assert settings.encounter_ref_key.get_secret_value() != DEMO_ENCOUNTER_REF_KEY
+    assert settings.encounter_ref_key.get_secret_value() == filled["HCSYNC_ENCOUNTER_REF_KEY"]
+    assert filled["HCSYNC_REDIS_PASSWORD"] in settings.redis
+    assert filled["HCSYNC_REDIS_PASSWORD"] not in settings.redis_location
+    passwords = {
+        "billing": "HCSYNC_BILLING_DATABASE_PASSWORD",
+        "erp": "HCSYNC_ERP_DATABASE_PASSWORD",
+        "quarantine": "HCSYNC_QUARANTINE_DATABASE_PASSWORD",
+        "message_store": "HCSYNC_MESSAGE_STORE_PASSWORD",
+        "audit": "HCSYNC_AUDIT_DATABASE_PASSWORD",
+    }
+    for store, password in passwords.items():
+        url = settings.database_url(store)  # type: ignore[arg-type]  # the DatabaseStore names
+        assert url is not None and f":{filled[password]}@" in url, store
+    # The demo key with these systems is refused, naming the setting.
+    monkeypatch.setenv("HCSYNC_ENCOUNTER_REF_KEY", DEMO_ENCOUNTER_REF_KEY)
+    with pytest.raises(ValidationError, match="HCSYNC_ENCOUNTER_REF_KEY is the public demo key"):
+        Settings(_env_file=None)
+
+
+def test_configmap_urls_hold_no_credentials(config: dict[str, str]) -> None:
+    for name, value in config.items():
+        if "://" in value:
+            assert urlsplit(value).password is None, f"{name}: a password belongs in hcsync-secrets"
 
 
 def test_containers_run_hcsync_subcommands(manifests: list[Doc]) -> None:

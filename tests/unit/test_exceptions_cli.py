@@ -90,9 +90,10 @@ def store_url(tmp_path: Path) -> Iterator[str]:
 
 
 def _run(url: str, *args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(
-        exceptions_app, list(args), env={"HCSYNC_QUARANTINE_DATABASE_URL": url}, input=stdin
-    )
+    # show and replay write the PHI access audit, in the home directory: the test's, next to the store.
+    home = Path(url.removeprefix("sqlite:///")).parent / "home"
+    env = {"HCSYNC_QUARANTINE_DATABASE_URL": url, "HCSYNC_HOME_DIR": str(home)}
+    return CliRunner().invoke(exceptions_app, list(args), env=env, input=stdin)
 
 
 def _status(url: str, record_id: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import faust
 import pytest
 import sqlalchemy
+from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 
 from canonical.errors import StackError
@@ -406,8 +408,12 @@ def test_undecodable_topic_record_is_kept_whole() -> None:
 
 
 def test_default_url(tmp_path: Path) -> None:
-    explicit = Settings(quarantine_database_url="postgresql+psycopg://db/q")
-    assert default_quarantine_url(explicit) == "postgresql+psycopg://db/q"
+    explicit = Settings(
+        quarantine_database_url="postgresql+psycopg://hcsync@db/q",
+        quarantine_database_password=SecretStr("p@ss/word"),
+        encounter_ref_key=SecretStr(secrets.token_hex(32)),  # a remote database: no demo key
+    )
+    assert default_quarantine_url(explicit) == "postgresql+psycopg://hcsync:p%40ss%2Fword@db/q"
     in_run = Settings(run_dir=tmp_path / "run")
     assert default_quarantine_url(in_run) == f"sqlite:///{tmp_path / 'run' / 'quarantine.db'}"
     latest = Settings(home_dir=tmp_path / "home")

@@ -25,7 +25,7 @@ def test_the_embedded_broker_gets_end_offsets_from_fetch_responses() -> None:
 
 
 def test_a_real_kafka_keeps_list_offsets_and_gets_the_draining_producer_and_the_rewinding_consumer() -> None:
-    settings = Settings(kafka_bootstrap="kafka-1:9092", encounter_ref_key=SecretStr("a-key-of-our-own-" * 2))
+    settings = Settings(kafka_bootstrap="kafka-1:9092", encounter_ref_key=SecretStr("5f1c0e7b9a2d4c68" * 4))
     app = app_class(settings)("t-kafka", broker=f"kafka://{settings.bootstrap}")
     assert type(app.transport) is Transport
     # The rewinding consumer (no record read past unseen in a rebalance), without the fetch-based ends.

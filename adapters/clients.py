@@ -4,6 +4,8 @@ Every call has a deadline of ``settings.grpc_timeout_s``. UNAVAILABLE, DEADLINE_
 RESOURCE_EXHAUSTED are retried with exponential back-off, up to ``settings.grpc_retry_attempts``
 attempts, then raise :class:`RetryableError`; any other failure raises :class:`NotRetryableError`.
 Retrying is safe because every write the adapters accept is idempotent on a key in the request.
+Channels use TLS and carry the bearer token of the settings (adapters/security.py); a refused token is
+UNAUTHENTICATED or PERMISSION_DENIED, never retried.
 Create a client inside the event loop that uses it (grpc.aio channels belong to one loop).
 """
 
@@ -20,6 +22,7 @@ from typing import Any, Self, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from adapters.security import secure_aio_channel
 from canonical.errors import NotRetryableError, RetryableError, StackError
 from foundation.settings import Settings
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
@@ -64,7 +67,8 @@ class _AdapterClient:
         self._attempts = settings.grpc_retry_attempts
         self._backoff_s = backoff_s
         self._backoff_cap_s = backoff_cap_s
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        # TLS and the bearer token of the settings (ConfigurationError when there are none).
+        self._channel = secure_aio_channel(address, settings, options=_CHANNEL_OPTIONS)
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""

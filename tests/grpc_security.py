@@ -50,7 +50,9 @@ class GrpcSecurity:
         fields = BASE | self.local.server_settings(service, require_client_cert=mutual)
         return Settings.model_validate(fields | overrides)
 
-    def client_settings(self, caller: str = WORKER, *, certificate: bool = True, **overrides: Any) -> Settings:
+    def client_settings(
+        self, caller: str = WORKER, *, certificate: bool = True, **overrides: Any
+    ) -> Settings:
         """Settings of a client calling as ``caller`` ("worker" writes, "reader" reads)."""
         return Settings.model_validate(
             BASE | self.local.client_settings(caller, certificate=certificate) | overrides
@@ -130,5 +132,5 @@ def client_settings(caller: str = WORKER, **overrides: Any) -> Settings:
 def running_adapter(
     service: ServiceName, database_dir: Path, *, port: int = 0, **overrides: Any
 ) -> AbstractAsyncContextManager[AdapterServer]:
-    """A secured ``service`` server (mutual TLS, tokens of :func:`shared`), its database in ``database_dir``."""
+    """A secured ``service`` server (mutual TLS, tokens of :func:`shared`), database in database_dir."""
     return serving(shared(), service, database_dir, port=port, **overrides)

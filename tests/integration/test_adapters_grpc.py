@@ -347,7 +347,10 @@ def test_two_servers_cannot_share_a_port(tmp_path: Path) -> None:
         async with running("billing", tmp_path) as adapter:
             with pytest.raises(StackError, match="cannot listen"):
                 build_server(
-                    "erp", shared().server_settings("erp"), f"sqlite:///{tmp_path / 'erp.db'}", port=adapter.port
+                    "erp",
+                    shared().server_settings("erp"),
+                    f"sqlite:///{tmp_path / 'erp.db'}",
+                    port=adapter.port,
                 )
 
     asyncio.run(scenario())

@@ -228,16 +228,13 @@ class BearerTokens(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc's 
 
     Run it first among a server's interceptors: an unauthenticated request is refused before its body is
     even decoded. ``services`` are the access tables of every service the server hosts; a call to a
-    service without a table (other than the open health service) is refused.
+    hosted service without a table (other than the open health service) is refused, a call to a method
+    the server does not host is UNIMPLEMENTED for an authenticated caller.
     """
 
     def __init__(self, verifier: TokenVerifier, services: Iterable[ServiceAccess]) -> None:
         self._verifier = verifier
         self._services = {access.service: access for access in services}
-
-    def register(self, access: ServiceAccess) -> None:
-        """Add the access table of a service added to the server later."""
-        self._services[access.service] = access
 
     async def intercept_service(
         self,
@@ -248,17 +245,17 @@ class BearerTokens(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc's 
         service, _, method = full_method.lstrip("/").rpartition("/")
         if service in OPEN_SERVICES:
             return await continuation(handler_call_details)
-        try:
-            caller = self._admit(service, method, handler_call_details.invocation_metadata)
-        except _Refusal as refusal:
-            handler = await continuation(handler_call_details)
-            return _refusing(handler, full_method, refusal)
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+        try:
+            caller = self._authenticate(handler_call_details.invocation_metadata)
+            if handler is None:
+                return None  # UNIMPLEMENTED, told to authenticated callers only
+            self._authorize(service, method, caller)
+        except _Refusal as refusal:
+            return _refusing(handler, full_method, refusal)
         return _as_caller(handler, caller)
 
-    def _admit(self, service: str, method: str, metadata: Iterable[tuple[str, Any]] | None) -> Caller:
+    def _authenticate(self, metadata: Iterable[tuple[str, Any]] | None) -> Caller:
         token = _bearer(metadata)
         if token is None:
             raise _Refusal(
@@ -273,7 +270,9 @@ class BearerTokens(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc's 
             claims = self._verifier.verify(token)
         except InvalidToken as exc:
             raise _Refusal(grpc.StatusCode.UNAUTHENTICATED, f"invalid bearer token: {exc}") from None
-        caller = Caller(subject=claims["sub"], audiences=_audiences(claims), scopes=_scopes(claims))
+        return Caller(subject=claims["sub"], audiences=_audiences(claims), scopes=_scopes(claims))
+
+    def _authorize(self, service: str, method: str, caller: Caller) -> None:
         access = self._services.get(service)
         if access is None:
             raise _Refusal(grpc.StatusCode.PERMISSION_DENIED, f"no access policy for the service {service}")
@@ -289,7 +288,6 @@ class BearerTokens(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc's 
                 f"{method} needs the scope {needed}; the token of {caller.subject!r} has "
                 f"{' '.join(sorted(caller.scopes)) or 'none'}",
             )
-        return caller
 
 
 def _refusing(handler: grpc.RpcMethodHandler | None, method: str, refusal: _Refusal) -> grpc.RpcMethodHandler:

@@ -21,13 +21,15 @@ from adapters.clients import BillingClient, ErpClient
 from adapters.credentials import READER, new_signing_key, public_key_pem
 from adapters.security import BearerTokens, ServiceAccess, TokenVerifier, current_caller, secure_aio_channel
 from adapters.server import build_server
-from canonical.errors import ConfigurationError, NotRetryableError, RetryableError
+from canonical.errors import ConfigurationError, RetryableError
 from cluster.send import send_messages
 from cluster.stack import Stack
 from foundation.settings import Settings
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2
+from streams.dispatch import BillingDispatcher
 from tests.grpc_security import GrpcSecurity, serving
 from tests.integration.conftest import ed_day, report_now, wait_for_charges
+from tests.unit.test_dispatch import FakeRedis, upsert
 
 GET_TOTALS = "/hcsync.billing.v1.BillingAdapter/GetTotals"
 Code = grpc.StatusCode
@@ -84,6 +86,10 @@ def test_a_call_without_a_token_is_unauthenticated(security: GrpcSecurity, tmp_p
             error = await refused(raw_totals(adapter.address, tls(security), (("authorization", "Basic x"),)))
             assert error.code() is Code.UNAUTHENTICATED
             assert "not 'Bearer <token>'" in str(error.details())
+            # Without a token, a method that does not exist looks like one that does: nothing is revealed.
+            async with grpc.aio.secure_channel(adapter.address, tls(security)) as channel:
+                nope = channel.unary_unary("/hcsync.billing.v1.BillingAdapter/Nope")
+                assert (await refused(nope(b"", timeout=10))).code() is Code.UNAUTHENTICATED
 
     run(scenario)
 
@@ -112,7 +118,7 @@ def test_a_bad_token_is_unauthenticated_and_never_echoed(
         async with serving(security, "billing", tmp_path) as adapter:
             settings = security.settings_with_token(token, "bad")
             async with BillingClient(settings, adapter.address) as client:
-                with pytest.raises(NotRetryableError, match="UNAUTHENTICATED") as error:
+                with pytest.raises(ConfigurationError, match="UNAUTHENTICATED") as error:
                     await client.get_totals()
             assert reason in str(error.value)
             assert token not in str(error.value)
@@ -133,24 +139,24 @@ def test_wrong_audience_or_scope_is_permission_denied(security: GrpcSecurity, tm
                 security.settings_with_token(erp_only, "erp-only"), adapter.address
             ) as c:
                 with pytest.raises(
-                    NotRetryableError, match=r"PERMISSION_DENIED.*not for the billing service"
+                    ConfigurationError, match=r"PERMISSION_DENIED.*not for the billing service"
                 ):
                     await c.get_totals()
             async with BillingClient(
                 security.settings_with_token(scoped_wrong, "wrong"), adapter.address
             ) as c:
                 with pytest.raises(
-                    NotRetryableError, match=r"PERMISSION_DENIED.*needs the scope billing:read"
+                    ConfigurationError, match=r"PERMISSION_DENIED.*needs the scope billing:read"
                 ):
                     await c.get_totals()
             # The reader token reads, and is refused every write.
             async with BillingClient(security.client_settings(READER), adapter.address) as reader:
                 assert (await reader.get_totals()).account_count == 0
                 with pytest.raises(
-                    NotRetryableError, match=r"PostCharges.*PERMISSION_DENIED.*needs the scope billing:write"
+                    ConfigurationError, match=r"PostCharges.*PERMISSION_DENIED.*needs the scope billing:write"
                 ):
                     await reader.post_charges(billing_pb2.PostChargesRequest(idempotency_key="p-1"))
-                with pytest.raises(NotRetryableError, match=r"ApplyBatch.*PERMISSION_DENIED"):
+                with pytest.raises(ConfigurationError, match=r"ApplyBatch.*PERMISSION_DENIED"):
                     await reader.apply_batch(billing_pb2.BillingBatchRequest(idempotency_key="b-1"))
             async with BillingClient(security.client_settings(), adapter.address) as writer:
                 assert (await writer.get_totals()).account_count == 0
@@ -160,8 +166,34 @@ def test_wrong_audience_or_scope_is_permission_denied(security: GrpcSecurity, tm
         ):
             assert (await reader.get_ledger_totals()).line_count == 0
             assert (await reader.get_inventory_totals()).movement_count == 0
-            with pytest.raises(NotRetryableError, match=r"PostJournalBatch.*PERMISSION_DENIED"):
+            with pytest.raises(ConfigurationError, match=r"PostJournalBatch.*PERMISSION_DENIED"):
                 await reader.post_journal_batch(erp_pb2.JournalBatch(idempotency_key="j-1"))
+
+    run(scenario)
+
+
+def test_a_dispatcher_with_refused_credentials_stalls_and_quarantines_nothing(
+    security: GrpcSecurity, tmp_path: Path
+) -> None:
+    """A refused token is the operator's to fix: the dispatcher raises (its agent retries the batch until
+    the token file is fixed) instead of quarantining every command as refused by the adapter."""
+    expired = security.token(lifetime_s=-120.0)
+
+    async def scenario() -> None:
+        async with serving(security, "billing", tmp_path) as adapter:
+            token_settings = security.settings_with_token(expired, "expired")
+            for settings in (security.client_settings(READER), token_settings):
+                async with BillingClient(settings, adapter.address) as client:
+                    dispatcher = BillingDispatcher(client, FakeRedis(), "t.")  # type: ignore[arg-type]
+                    with pytest.raises(ConfigurationError, match="refused this caller's credentials"):
+                        await dispatcher.dispatch([upsert("u-1").model_dump_json().encode()])
+            # The token file is fixed in place: the same client settings now get through.
+            (security.local.directory / "expired.token").write_text(security.token(), "utf-8")
+            async with BillingClient(token_settings, adapter.address) as client:
+                report = await BillingDispatcher(client, FakeRedis(), "t.").dispatch(  # type: ignore[arg-type]
+                    [upsert("u-1").model_dump_json().encode()]
+                )
+                assert report.exceptions == [] and report.counts["accounts_upserted"] == 1
 
     run(scenario)
 
@@ -328,7 +360,7 @@ def test_the_embedded_stack_runs_with_tls_and_tokens(stack: Stack, settings: Set
         # `hcsync report` beside the stack: it finds the run's read-only credentials by itself.
         async with BillingClient(settings) as client:
             await client.get_totals()
-            with pytest.raises(NotRetryableError, match="PERMISSION_DENIED"):
+            with pytest.raises(ConfigurationError, match="PERMISSION_DENIED"):
                 await client.post_charges(billing_pb2.PostChargesRequest(idempotency_key="p-x"))
 
     asyncio.run(probe_refusals())

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from adapters.credentials import READER, LocalCredentials
-from canonical.errors import ConfigurationError
+from canonical.errors import ConfigurationError, HcsyncError
 from foundation.settings import Settings
 
 __all__ = [
@@ -109,7 +109,7 @@ def current_caller() -> Caller | None:
     return _CALLER.get()
 
 
-class InvalidToken(Exception):
+class InvalidToken(HcsyncError):
     """A token that does not verify; the message says why and never holds the token."""
 
 
@@ -216,7 +216,7 @@ def _bearer(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
     return None
 
 
-class _Refusal(Exception):
+class _Refusal(HcsyncError):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
         self.code = code

@@ -2,8 +2,10 @@
 
 Every call has a deadline of ``settings.grpc_timeout_s``. UNAVAILABLE, DEADLINE_EXCEEDED and
 RESOURCE_EXHAUSTED are retried with exponential back-off, up to ``settings.grpc_retry_attempts``
-attempts, then raise :class:`RetryableError`; any other failure raises :class:`NotRetryableError`.
+attempts, then raise :class:`RetryableError`; UNAUTHENTICATED and PERMISSION_DENIED (the caller's token
+or certificate) raise :class:`ConfigurationError`; any other failure raises :class:`NotRetryableError`.
 Retrying is safe because every write the adapters accept is idempotent on a key in the request.
+Channels use TLS and carry the bearer token of the settings (adapters/security.py).
 Create a client inside the event loop that uses it (grpc.aio channels belong to one loop).
 """
 
@@ -20,11 +22,12 @@ from typing import Any, Self, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from canonical.errors import NotRetryableError, RetryableError, StackError
+from adapters.security import secure_aio_channel
+from canonical.errors import ConfigurationError, NotRetryableError, RetryableError, StackError
 from foundation.settings import Settings
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 
-__all__ = ["RETRYABLE_CODES", "BillingClient", "ErpClient", "item_refusal"]
+__all__ = ["CREDENTIAL_CODES", "RETRYABLE_CODES", "BillingClient", "ErpClient", "item_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,10 @@ R = TypeVar("R", bound=Message)
 RETRYABLE_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
+# The caller's credentials were refused: the operator's to fix, never the data's. Raised as
+# ConfigurationError, so a dispatcher stalls and retries (picking up a fixed token file) instead of
+# quarantining every command.
+CREDENTIAL_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 # First back-off pause; it doubles per attempt up to the cap, with jitter so clients do not retry in step.
 _BACKOFF_S = 0.05
 _BACKOFF_CAP_S = 2.0
@@ -64,7 +71,8 @@ class _AdapterClient:
         self._attempts = settings.grpc_retry_attempts
         self._backoff_s = backoff_s
         self._backoff_cap_s = backoff_cap_s
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        # TLS and the bearer token of the settings (ConfigurationError when there are none).
+        self._channel = secure_aio_channel(address, settings, options=_CHANNEL_OPTIONS)
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -91,6 +99,11 @@ class _AdapterClient:
                 response = await method(request, timeout=self._timeout_s)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
+                if code in CREDENTIAL_CODES:
+                    raise ConfigurationError(
+                        f"{rpc} to {self._kind} at {self.address} refused this caller's credentials: "
+                        f"{code.name}: {exc.details()} (HCSYNC_GRPC_TOKEN_FILE, HCSYNC_GRPC_CLIENT_CERT_FILE)"
+                    ) from exc
                 if code not in RETRYABLE_CODES:
                     raise NotRetryableError(
                         f"{rpc} to {self._kind} at {self.address} failed: {code.name}: {exc.details()}"

@@ -1,4 +1,8 @@
-"""A synchronous readiness probe for the adapter services: a totals call that must succeed."""
+"""A synchronous readiness probe for the adapter services: a totals call that must succeed.
+
+It dials like every client (adapters/security.py: TLS and the bearer token of the settings), so a ready
+adapter is one that also admits the caller's token.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Literal
 
 import grpc
 
+from adapters.security import secure_channel
 from foundation.settings import Settings
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 
@@ -13,7 +18,7 @@ from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 def probe(service: Literal["billing", "erp"] | str, settings: Settings, timeout_s: float = 1.0) -> bool:
     """Return True when the service answers a totals call within ``timeout_s``."""
     address = settings.billing_address if service == "billing" else settings.erp_address
-    with grpc.insecure_channel(address) as channel:
+    with secure_channel(address, settings) as channel:
         try:
             if service == "billing":
                 billing_pb2_grpc.BillingAdapterStub(channel).GetTotals(

@@ -2,8 +2,19 @@
 
 Usage: ``python -m adapters.server billing|erp [--database-url URL] [--port N]``. The server logs
 "ready" once it listens and its database answers, and stops gracefully on SIGTERM or SIGINT.
-Readiness is a successful GetTotals / GetLedgerTotals call (``wait_ready`` in adapters.clients), not
-grpc.health.v1: grpcio-health-checking is not a dependency, and a totals call also proves the database.
+
+Every server listens with TLS (``grpc_server_cert_file`` / ``grpc_server_key_file``; with
+``grpc_require_client_cert`` only clients with a certificate of ``grpc_ca_file`` get through the
+handshake) and admits a call only with a bearer token that verifies against
+``grpc_token_public_key_file`` and holds the scope of the method (adapters/security.py; the tables
+``BILLING_ACCESS`` and ``ERP_ACCESS`` below say which methods only read). Without that configuration
+it refuses to start with a ConfigurationError naming the settings, unless ``grpc_insecure`` (a
+developer's machine only) makes it plaintext without tokens.
+
+The standard gRPC health service (grpc.health.v1.Health) answers without a token, over the same TLS:
+SERVING for "" and the service's full name once the server listens, NOT_SERVING from the stop signal.
+Readiness of the stack stays a GetTotals / GetLedgerTotals call (``wait_ready`` in adapters.clients,
+adapters.probe): it also proves the database and the caller's token.
 """
 
 from __future__ import annotations
@@ -16,18 +27,29 @@ from dataclasses import dataclass
 from typing import Literal
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from adapters.billing.backend import SqlBillingBackend
 from adapters.billing.service import BillingService
 from adapters.erp.backend import SqlErpBackend
 from adapters.erp.service import ErpService
 from adapters.interceptors import UndecodableRequests
-from canonical.errors import StackError
+from adapters.security import BearerTokens, ServiceAccess, server_credentials
+from canonical.errors import ConfigurationError, StackError
 from foundation.logmask import install
 from foundation.settings import Settings, get_settings
-from proto import billing_pb2_grpc, erp_pb2_grpc
+from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 
-__all__ = ["AdapterServer", "ServiceName", "build_server", "default_database_url", "main", "serve"]
+__all__ = [
+    "BILLING_ACCESS",
+    "ERP_ACCESS",
+    "AdapterServer",
+    "ServiceName",
+    "build_server",
+    "default_database_url",
+    "main",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +61,32 @@ _SERVER_OPTIONS = [
     # Without this, Linux lets a second server bind the same port and silently share its traffic.
     ("grpc.so_reuseport", 0),
 ]
+# What each RPC needs: "read" or "write" scope of the service's audience. An RPC missing here needs write.
+BILLING_ACCESS = ServiceAccess(
+    service=billing_pb2.DESCRIPTOR.services_by_name["BillingAdapter"].full_name,
+    audience="billing",
+    verbs={
+        "UpsertAccount": "write",
+        "PostCharges": "write",
+        "UpdateCoding": "write",
+        "MergePatient": "write",
+        "UpdatePatient": "write",
+        "MoveAccount": "write",
+        "ApplyBatch": "write",
+        "GetTotals": "read",
+    },
+)
+ERP_ACCESS = ServiceAccess(
+    service=erp_pb2.DESCRIPTOR.services_by_name["ErpAdapter"].full_name,
+    audience="erp",
+    verbs={
+        "PostJournalBatch": "write",
+        "PostInventoryMovements": "write",
+        "GetLedgerTotals": "read",
+        "GetInventoryTotals": "read",
+    },
+)
+ACCESS: dict[str, ServiceAccess] = {"billing": BILLING_ACCESS, "erp": ERP_ACCESS}
 
 
 @dataclass
@@ -50,6 +98,8 @@ class AdapterServer:
     host: str
     port: int
     backend: SqlBillingBackend | SqlErpBackend
+    health: health.aio.HealthServicer
+    secure: bool = True
 
     @property
     def address(self) -> str:
@@ -60,9 +110,12 @@ class AdapterServer:
         """Start serving, after checking that the backend's database answers."""
         await asyncio.to_thread(self._check_backend)
         await self.server.start()
+        for name in ("", ACCESS[self.service].service):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float | None = GRACE_S) -> None:
         """Stop serving, letting calls in flight finish within ``grace_s``, then close the backend."""
+        await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await asyncio.to_thread(self.backend.close)
 
@@ -97,7 +150,16 @@ def build_server(
     bind_port = (
         port if port is not None else (settings.billing_port if service == "billing" else settings.erp_port)
     )
-    server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=[UndecodableRequests()])
+    security = server_credentials(settings)  # ConfigurationError names what is missing
+    interceptors: list[grpc.aio.ServerInterceptor] = [UndecodableRequests()]
+    if security is not None:
+        # First: a call without a valid token is refused before its body is decoded.
+        interceptors.insert(0, BearerTokens(security[1], [ACCESS[service]]))
+    else:
+        log.warning("%s adapter: plaintext gRPC without tokens (HCSYNC_GRPC_INSECURE)", service)
+    server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=interceptors)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     backend: SqlBillingBackend | SqlErpBackend
     if service == "billing":
         backend = SqlBillingBackend(database_url)
@@ -106,14 +168,27 @@ def build_server(
         backend = SqlErpBackend(database_url)
         erp_pb2_grpc.add_ErpAdapterServicer_to_server(ErpService(backend), server)
     try:
-        bound: int = server.add_insecure_port(f"{bind_host}:{bind_port}")
+        address = f"{bind_host}:{bind_port}"
+        bound: int = (
+            server.add_insecure_port(address)
+            if security is None
+            else server.add_secure_port(address, security[0])
+        )
     except RuntimeError as exc:
         backend.close()
         raise StackError(f"{service} adapter cannot listen on {bind_host}:{bind_port}: {exc}") from exc
     if bound == 0:
         backend.close()
         raise StackError(f"{service} adapter cannot listen on {bind_host}:{bind_port}")
-    return AdapterServer(service=service, server=server, host=bind_host, port=bound, backend=backend)
+    return AdapterServer(
+        service=service,
+        server=server,
+        host=bind_host,
+        port=bound,
+        backend=backend,
+        health=health_servicer,
+        secure=security is not None,
+    )
 
 
 async def serve(service: ServiceName, settings: Settings, database_url: str) -> None:
@@ -125,7 +200,12 @@ async def serve(service: ServiceName, settings: Settings, database_url: str) -> 
         loop.add_signal_handler(signum, stop.set)
     try:
         await adapter.start()
-        log.info("ready: %s adapter on %s", service, adapter.address)
+        log.info(
+            "ready: %s adapter on %s (%s)",
+            service,
+            adapter.address,
+            "TLS, bearer tokens" if adapter.secure else "PLAINTEXT, no tokens",
+        )
         await stop.wait()
         log.info("stopping: %s adapter, %.1fs grace", service, GRACE_S)
     finally:
@@ -150,7 +230,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings.model_copy(update={port_field: args.port})
     install(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     service: ServiceName = "billing" if args.service == "billing" else "erp"
-    asyncio.run(serve(service, settings, args.database_url or default_database_url(service, settings)))
+    try:
+        asyncio.run(serve(service, settings, args.database_url or default_database_url(service, settings)))
+    except ConfigurationError as exc:
+        raise SystemExit(f"{service} adapter not started: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ side by side:
 - **backend, ApplyBatch**: ``SqlBillingBackend.apply_batch`` with ``--batch`` commands per call (200, the
   dispatcher's default batch), one write transaction per call;
 - the same two over gRPC (``python -m adapters.server billing`` in a child process, our BillingClient here,
-  one call in flight at a time as the dispatcher sends them), unless ``--no-grpc``.
+  one call in flight at a time as the dispatcher sends them), unless ``--no-grpc``. As in the stack: TLS
+  with client certificates and a bearer token per call, from credentials made for the run
+  (adapters/credentials.py).
 
 For each: wall milliseconds per command, CPU milliseconds per command (this process for the backend
 runs; the server process, and the client, for the gRPC runs), and the transactions committed. Each run
@@ -42,6 +44,7 @@ from sqlalchemy import Engine, event
 from adapters.billing.backend import SqlBillingBackend
 from adapters.clients import BillingClient
 from adapters.convert import account_from, coding_request_from
+from adapters.credentials import WORKER, LocalCredentials, issue_local
 from canonical.models import CodingUpdate, Diagnosis, Encounter, Patient, PatientClass, Procedure
 from foundation.processes import free_port
 from foundation.settings import Settings
@@ -162,8 +165,13 @@ def measure_backend(name: str, commands: Sequence[Command], batch: int, workdir:
     return Result(name, len(commands), seconds, cpu, None, transactions, accounts, codings)
 
 
-async def _send_grpc(address: str, commands: Sequence[Command], batch: int) -> None:
-    settings = Settings(grpc_timeout_s=60.0)
+def _client_settings(local: LocalCredentials, **fields: object) -> Settings:
+    """The bench's client settings: a writer's certificate and token."""
+    return local.apply(Settings.model_validate(fields), **local.client_settings(WORKER))
+
+
+async def _send_grpc(local: LocalCredentials, address: str, commands: Sequence[Command], batch: int) -> None:
+    settings = _client_settings(local, grpc_timeout_s=60.0)
     async with BillingClient(settings, address) as client:
         await client.wait_ready(_READY_TIMEOUT_S)
         if batch:
@@ -179,8 +187,8 @@ async def _send_grpc(address: str, commands: Sequence[Command], batch: int) -> N
                 await client.update_coding(command)
 
 
-async def _ready(address: str) -> None:
-    async with BillingClient(Settings(), address) as client:
+async def _ready(local: LocalCredentials, address: str) -> None:
+    async with BillingClient(_client_settings(local), address) as client:
         await client.wait_ready(_READY_TIMEOUT_S)
 
 
@@ -188,7 +196,9 @@ def measure_grpc(name: str, commands: Sequence[Command], batch: int, workdir: Pa
     """Apply the commands over gRPC to a billing adapter in a child process."""
     database_url = f"sqlite:///{workdir / (name.replace(' ', '-') + '.db')}"
     port = free_port()
-    env = {**os.environ, "HCSYNC_LOG_LEVEL": os.environ.get("HCSYNC_LOG_LEVEL", "INFO")}
+    local = issue_local(workdir / "grpc", services=("billing",))
+    server_env = {f"HCSYNC_{k.upper()}": str(v) for k, v in local.server_settings("billing").items()}
+    env = {**os.environ, **server_env, "HCSYNC_LOG_LEVEL": os.environ.get("HCSYNC_LOG_LEVEL", "INFO")}
     child = subprocess.Popen(
         [
             sys.executable,
@@ -206,11 +216,11 @@ def measure_grpc(name: str, commands: Sequence[Command], batch: int, workdir: Pa
     )
     address = f"127.0.0.1:{port}"
     try:
-        asyncio.run(_ready(address))
+        asyncio.run(_ready(local, address))
         server, client = psutil.Process(child.pid), psutil.Process()
         server_before, client_before = _cpu_s(server), _cpu_s(client)
         started = time.perf_counter()
-        asyncio.run(_send_grpc(address, commands, batch))
+        asyncio.run(_send_grpc(local, address, commands, batch))
         seconds = time.perf_counter() - started
         server_cpu, client_cpu = _cpu_s(server) - server_before, _cpu_s(client) - client_before
     finally:

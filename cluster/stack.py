@@ -19,6 +19,12 @@ supervisor thread watches them:
 - A local Ray cluster the stack started (``HCSYNC_RAY_LOCAL_NODES``, or several workers) is restarted
   whole when one of its nodes dies, and the workers with it.
 
+gRPC between the workers and the adapters is TLS with client certificates and bearer tokens: unless the
+``grpc_*`` settings name a deployment's own files (or ``grpc_insecure`` is set), the stack makes a CA,
+server and client certificates, a signing key and one token per caller in ``<run dir>/grpc`` at start
+(adapters/credentials.py) and hands each child only its own: the adapters their server certificate and
+the public key, the workers a read-write token, and commands beside the stack find the read-only one.
+
 The supervisor writes what it knows of every component (state, restarts, last exit) to
 ``supervisor.json`` in the run directory, which ``hcsync status`` shows.
 
@@ -50,8 +56,10 @@ import psutil
 import redis
 from pydantic import SecretStr
 
+from adapters.credentials import READER, WORKER, issue_local
 from adapters.inbound.store import MessageStore
-from canonical.errors import StackError
+from adapters.security import LOCAL_CREDENTIALS_DIR
+from canonical.errors import ConfigurationError, StackError
 from cluster.binaries import redis_binary, tansu_binary
 from cluster.raycluster import LocalRayCluster
 from cluster.supervision import (
@@ -95,6 +103,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
         # pydantic-settings reads complex fields (lists) from the environment as JSON.
         env[f"HCSYNC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
+
+
+# The settings that say a deployment brought its own gRPC credentials: then the stack makes none.
+_GRPC_FILE_SETTINGS = (
+    "grpc_ca_file",
+    "grpc_server_cert_file",
+    "grpc_client_cert_file",
+    "grpc_token_file",
+    "grpc_token_public_key_file",
+)
+
+
+def _as_env(fields: dict[str, object]) -> dict[str, str]:
+    return {f"HCSYNC_{name.upper()}": str(value) for name, value in fields.items()}
 
 
 def _utc_now() -> str:
@@ -168,6 +190,10 @@ class Stack:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._env: dict[str, str] = {}
+        # Per component (billing, erp, worker) the gRPC settings it gets on top of the stack's.
+        self._grpc_env: dict[str, dict[str, str]] = {}
+        # The settings the stack's own readiness probes dial the adapters with.
+        self._probe_settings = settings
         self._last_remember = 0.0
         self._last_status = 0.0
         self._dirty = False  # a state changed since the status file was written
@@ -229,6 +255,7 @@ class Stack:
                     self._python("serve", "billing"),
                     ready=self._grpc_ready("billing"),
                     port=(s.billing_port, "HCSYNC_BILLING_PORT"),
+                    env=dict(self._grpc_env.get("billing", {})),
                 )
             )
         if s.erp_target is None:
@@ -238,6 +265,7 @@ class Stack:
                     self._python("serve", "erp"),
                     ready=self._grpc_ready("erp"),
                     port=(s.erp_port, "HCSYNC_ERP_PORT"),
+                    env=dict(self._grpc_env.get("erp", {})),
                 )
             )
         forwarder_ready = self.run_dir / "forwarder.ready"
@@ -265,7 +293,7 @@ class Stack:
                     name,
                     self._python("worker"),
                     ready=ready_file.exists,
-                    env={"HCSYNC_WORKER_NAME": name},
+                    env={"HCSYNC_WORKER_NAME": name, **self._grpc_env.get("worker", {})},
                     ready_file=ready_file,
                     requires=("broker",) if s.embedded_broker else (),
                 )
@@ -298,7 +326,7 @@ class Stack:
         def check() -> bool:
             from adapters.probe import probe
 
-            return probe(service, self.settings)
+            return probe(service, self._probe_settings)
 
         return check
 
@@ -312,6 +340,7 @@ class Stack:
         self.started_at = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._env = os.environ | settings_env(self.settings.model_copy(update={"run_dir": self.run_dir}))
+        self._secure_grpc()
         plan = self._plan()
         for component in plan:
             if component.port is not None and port_open("127.0.0.1", component.port[0]):
@@ -331,6 +360,28 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def _secure_grpc(self) -> None:
+        """Make this run's gRPC credentials, unless configured; decide what each child gets."""
+        s = self.settings
+        if s.grpc_insecure or any(getattr(s, name) is not None for name in _GRPC_FILE_SETTINGS):
+            return  # a developer's plaintext, or a deployment's own files: every child has the settings
+        if s.billing_target or s.erp_target:
+            raise ConfigurationError(
+                "the workers call remote adapters (HCSYNC_BILLING_TARGET / HCSYNC_ERP_TARGET): give them "
+                "their credentials with HCSYNC_GRPC_CA_FILE and HCSYNC_GRPC_TOKEN_FILE (and "
+                "HCSYNC_GRPC_CLIENT_CERT_FILE / HCSYNC_GRPC_CLIENT_KEY_FILE for mutual TLS)"
+            )
+        local = issue_local(
+            self.run_dir / LOCAL_CREDENTIALS_DIR, hosts=[s.grpc_host], issuer=s.grpc_token_issuer
+        )
+        self._grpc_env = {
+            "billing": _as_env(local.server_settings("billing")),
+            "erp": _as_env(local.server_settings("erp")),
+            "worker": _as_env(local.client_settings(WORKER)),
+        }
+        self._probe_settings = local.apply(s, **local.client_settings(READER))
+        log.info("gRPC: TLS with client certificates and bearer tokens, credentials in %s", local.directory)
 
     def start_workers(self) -> float:
         """Start the held-back worker(s) and wait until ready; return the wall-clock time they were ready."""

@@ -368,6 +368,53 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL without a password; default SQLite in the run."
     )
     erp_database_password: SecretStr | None = Field(None, description="Password of erp_database_url.")
+    # gRPC security: TLS on every adapter server (mutual TLS optional), a signed bearer token on every call.
+    # The embedded stack makes its own CA, certificates, signing key and tokens in the run directory and
+    # sets these for its children; a deployment points them at its own files (docs/security.md).
+    grpc_insecure: bool = Field(
+        False,
+        description=(
+            "Local development only: plaintext gRPC and no bearer tokens. Refused unless the deployment is "
+            "the embedded default (no Kafka, adapter targets, database or Redis URLs set)."
+        ),
+    )
+    grpc_ca_file: Path | None = Field(
+        None,
+        description=(
+            "PEM CA certificate(s): clients verify the adapters' server certificates with it, and servers "
+            "verify client certificates with it under grpc_require_client_cert."
+        ),
+    )
+    grpc_server_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) an adapter server presents; its SAN names the dialled host.",
+    )
+    grpc_server_key_file: Path | None = Field(None, description="PEM private key of grpc_server_cert_file.")
+    grpc_require_client_cert: bool = Field(
+        False, description="Mutual TLS: servers refuse a client without a certificate issued by grpc_ca_file."
+    )
+    grpc_client_cert_file: Path | None = Field(
+        None, description="PEM client certificate a gRPC client presents (for mutual TLS)."
+    )
+    grpc_client_key_file: Path | None = Field(None, description="PEM private key of grpc_client_cert_file.")
+    grpc_token_file: Path | None = Field(
+        None,
+        description=(
+            "File holding the bearer token (a signed JWT) a gRPC client sends; re-read when it changes, so "
+            "a rotated token is picked up without a restart."
+        ),
+    )
+    grpc_token_public_key_file: Path | None = Field(
+        None,
+        description=(
+            "PEM public key(s) servers verify bearer tokens with (ES256 recommended; several keys in one "
+            "file while a signing key is rotated)."
+        ),
+    )
+    grpc_token_issuer: str = Field("hcsync", description="The issuer (iss claim) a bearer token must carry.")
+    grpc_token_leeway_s: float = Field(
+        30.0, ge=0, le=300, description="Clock skew allowed when checking a token's expiry and not-before."
+    )
 
     # Finance. Accounts and ERP dimensions come from master data (charge codes, legal entities, items).
     currency: str = "USD"
@@ -539,6 +586,45 @@ class Settings(BaseSettings):
 
         with_password = make_url(url).set(password=password.get_secret_value())
         return with_password.render_as_string(hide_password=False)
+
+    @model_validator(mode="after")
+    def _grpc_files_in_pairs(self) -> Settings:
+        pairs = [
+            ("grpc_server_cert_file", "grpc_server_key_file"),
+            ("grpc_client_cert_file", "grpc_client_key_file"),
+        ]
+        for cert, key in pairs:
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ValueError(f"HCSYNC_{cert.upper()} and HCSYNC_{key.upper()} must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _grpc_insecure_only_embedded(self) -> Settings:
+        # Plaintext without tokens is for a developer's own machine: anything that points at real systems
+        # carries PHI over a network and must use TLS and tokens.
+        if not self.grpc_insecure:
+            return self
+        external = [
+            f"HCSYNC_{name.upper()}"
+            for name in (
+                "kafka_bootstrap",
+                "redis_url",
+                "billing_target",
+                "erp_target",
+                "billing_database_url",
+                "erp_database_url",
+                "quarantine_database_url",
+                "message_store_url",
+            )
+            if getattr(self, name)
+        ]
+        if external:
+            raise ValueError(
+                "HCSYNC_GRPC_INSECURE=true (plaintext gRPC without tokens) is for the embedded stack only; "
+                f"it is refused with {', '.join(external)} set: configure TLS and tokens instead "
+                "(HCSYNC_GRPC_CA_FILE, HCSYNC_GRPC_SERVER_CERT_FILE, HCSYNC_GRPC_TOKEN_FILE, ...)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from canonical.errors import HcsyncError, MessageError
+from canonical.errors import ConfigurationError, HcsyncError, MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
 from cluster.cli.audit import audit_app
@@ -113,7 +113,11 @@ def serve(service: Annotated[str, typer.Argument(help="billing or erp")]) -> Non
     run_dir = _run_dir(settings)
     configured = settings.database_url("billing" if service == "billing" else "erp")  # with its password
     url = configured or f"sqlite:///{run_dir / (service + '.db')}"
-    asyncio.run(serve_service(service, settings, url))  # type: ignore[arg-type]
+    try:
+        asyncio.run(serve_service(service, settings, url))  # type: ignore[arg-type]
+    except ConfigurationError as exc:  # no TLS or token settings: refuse, naming them
+        err_console.print(f"[red]{service} adapter not started[/]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 @app.command()

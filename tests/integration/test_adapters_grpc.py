@@ -1,5 +1,8 @@
 """The adapters over real gRPC: in-process grpc.aio servers on free ports, SQLite in tmp_path, our clients.
 
+Servers and clients are secured as everywhere (mutual TLS and bearer tokens, tests/grpc_security.py); the
+security itself is tested in test_grpc_security.py.
+
 The dispatchers run here too, over the real clients, with the command builders of tests/unit/test_dispatch.
 
 These start only the two adapters, not the embedded stack, so they use none of conftest's fixtures.
@@ -25,6 +28,7 @@ import grpc
 import pytest
 
 from adapters.clients import BillingClient, ErpClient
+from adapters.security import secure_aio_channel
 from adapters.server import AdapterServer, ServiceName, build_server
 from canonical.errors import NotRetryableError, RetryableError, StackError
 from canonical.models import MovementType
@@ -33,6 +37,7 @@ from foundation.settings import Settings
 from proto import billing_pb2, erp_pb2
 from streams.commands import InventoryCommand
 from streams.dispatch import BillingDispatcher, ErpDispatcher
+from tests.grpc_security import client_settings, running_adapter, shared
 from tests.unit.test_dispatch import FakeRedis, stock
 from tests.unit.test_dispatch import charge as dispatch_charge
 from tests.unit.test_dispatch import coding as dispatch_coding
@@ -54,22 +59,15 @@ def free_port() -> int:
 
 
 def adapter_settings(**overrides: object) -> Settings:
-    """Return settings for talking to local adapters, with short deadlines so failures show fast."""
-    fields: dict[str, object] = {"grpc_host": "127.0.0.1", "grpc_timeout_s": 5.0, "grpc_retry_attempts": 3}
-    return Settings.model_validate(fields | overrides)
+    """Return settings of a writing client of local adapters, with short deadlines so failures show fast."""
+    return client_settings(**overrides)
 
 
 @asynccontextmanager
 async def running(service: ServiceName, tmp_path: Path, port: int = 0) -> AsyncIterator[AdapterServer]:
-    """Run one adapter server on 127.0.0.1 with its SQLite database in ``tmp_path``."""
-    adapter = build_server(
-        service, adapter_settings(), f"sqlite:///{tmp_path / f'{service}.db'}", host="127.0.0.1", port=port
-    )
-    await adapter.start()
-    try:
+    """Run one secured adapter server on 127.0.0.1 with its SQLite database in ``tmp_path``."""
+    async with running_adapter(service, tmp_path, port=port) as adapter:
         yield adapter
-    finally:
-        await adapter.stop(grace_s=1.0)
 
 
 def account_request(
@@ -273,7 +271,7 @@ def test_an_undecodable_body_is_invalid_argument_and_the_server_goes_on(tmp_path
     """Bytes that are not the method's message: INVALID_ARGUMENT naming the method, never UNKNOWN."""
 
     async def refused(address: str, method: str) -> None:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with secure_aio_channel(address, adapter_settings()) as channel:
             call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
             with pytest.raises(grpc.aio.AioRpcError) as answer:
                 await call(b"\xff\xff\xff\xff not a protobuf message", timeout=5)
@@ -347,14 +345,20 @@ def test_two_servers_cannot_share_a_port(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running("billing", tmp_path) as adapter:
             with pytest.raises(StackError, match="cannot listen"):
-                build_server("erp", adapter_settings(), f"sqlite:///{tmp_path / 'erp.db'}", port=adapter.port)
+                build_server(
+                    "erp",
+                    shared().server_settings("erp"),
+                    f"sqlite:///{tmp_path / 'erp.db'}",
+                    port=adapter.port,
+                )
 
     asyncio.run(scenario())
 
 
 def test_serve_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    env = os.environ | {"HCSYNC_HOME_DIR": str(tmp_path), "HCSYNC_GRPC_HOST": "127.0.0.1"}
+    server = {f"HCSYNC_{k.upper()}": str(v) for k, v in shared().local.server_settings("erp").items()}
+    env = os.environ | server | {"HCSYNC_HOME_DIR": str(tmp_path), "HCSYNC_GRPC_HOST": "127.0.0.1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "adapters.server", "erp", "--port", str(port)],
         cwd=ROOT,

@@ -37,6 +37,7 @@ TOPICS_FILE = DEPLOY / "kafka" / "topics.yaml"
 RAY_UP_FILE = DEPLOY / "ray" / "cluster.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 SECRET_EXAMPLE = "secret.example.yaml"
+TLS_SECRET_EXAMPLE = "tls-secret.example.yaml"
 PLACEHOLDER = "CHANGE-ME"
 ENCOUNTER_TABLE = "encounters"  # the Faust table of streams/app.py
 READY_FILE = "worker.ready"  # what streams/worker.py writes in the run directory
@@ -393,9 +394,10 @@ def test_kustomization_lists_every_manifest(files: dict[Path, list[Doc]]) -> Non
     listed = kustomization["resources"]
     assert len(listed) == len(set(listed)), "a resource is listed twice"
     present = {path.name for path in KUBE.glob("*.yaml")} - {"kustomization.yaml", SECRET_EXAMPLE}
+    present -= {name for name in present if name.endswith(".example.yaml")}  # the gRPC Secrets' too
     assert set(listed) == present
     # Applying the example would overwrite the real Secret with placeholders.
-    assert SECRET_EXAMPLE not in listed
+    assert SECRET_EXAMPLE not in listed and TLS_SECRET_EXAMPLE not in listed
 
 
 def test_secret_example_holds_only_placeholders(secret: Doc) -> None:
@@ -443,3 +445,113 @@ def test_dockerfile_installs_the_project_as_non_root() -> None:
     (entrypoint,) = [rest for keyword, rest in instructions if keyword == "ENTRYPOINT"]
     assert json.loads(entrypoint) == ["hcsync"]
     assert "hcsync" in pyproject["project"]["scripts"]
+
+
+# -- gRPC: NetworkPolicies and TLS / token Secrets (docs/security.md) ----------------------------------
+GRPC_SERVERS = {"hcsync-billing": "billing_port", "hcsync-erp": "erp_port"}
+
+
+def _labels(manifests: list[Doc], deployment: str) -> dict[str, str]:
+    labels: dict[str, str] = _named(manifests, "Deployment", deployment)["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    return labels
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    return bool(selector.get("matchLabels", {}).items() <= labels.items()) and not selector.get(
+        "matchExpressions"
+    )
+
+
+def test_ingress_is_denied_by_default_and_opened_per_path(manifests: list[Doc]) -> None:
+    policies = _of_kind(manifests, "NetworkPolicy")
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
+    assert deny and "Ingress" in deny[0]["spec"]["policyTypes"], "no default deny of ingress"
+    worker = _labels(manifests, "hcsync-worker")
+    for name, port_field in GRPC_SERVERS.items():
+        labels = _labels(manifests, name)
+        port = Settings.model_fields[port_field].default
+        admitting = [
+            p for p in policies if p["spec"]["podSelector"] and _selects(p["spec"]["podSelector"], labels)
+        ]
+        assert admitting, f"{name}: no policy admits anything"
+        for policy in admitting:
+            for rule in policy["spec"]["ingress"]:
+                # Only the workers' pods, only on the gRPC port.
+                assert [peer.keys() for peer in rule["from"]] == [{"podSelector"}], policy["metadata"]["name"]
+                assert all(_selects(peer["podSelector"], worker) for peer in rule["from"])
+                assert [(p["port"], p["protocol"]) for p in rule["ports"]] == [(port, "TCP")]
+    mllp = _labels(manifests, "hcsync-mllp")
+    (senders,) = [
+        p for p in policies if p["spec"]["podSelector"] and _selects(p["spec"]["podSelector"], mllp)
+    ]
+    for rule in senders["spec"]["ingress"]:
+        assert all(set(peer) == {"ipBlock"} for peer in rule["from"]), (
+            "MLLP admits its senders' addresses only"
+        )
+        assert [p["port"] for p in rule["ports"]] == [Settings.model_fields["mllp_port"].default]
+
+
+def _mounted_secret(manifests: list[Doc], deployment: str, path: str) -> str:
+    """The Secret mounted where ``path`` lies in the Deployment's one container."""
+    container = _deployment_container(manifests, deployment)
+    volumes = {
+        v["name"]: v
+        for v in _named(manifests, "Deployment", deployment)["spec"]["template"]["spec"]["volumes"]
+    }
+    for mount in container["volumeMounts"]:
+        if path.startswith(mount["mountPath"].rstrip("/") + "/"):
+            assert mount.get("readOnly"), f"{deployment}: {mount['mountPath']} must be read-only"
+            secret: str = volumes[mount["name"]]["secret"]["secretName"]
+            return secret
+    raise AssertionError(f"{deployment}: nothing is mounted at {path}")
+
+
+def test_grpc_servers_and_workers_get_tls_and_token_files(
+    manifests: list[Doc], config: dict[str, str], secret: Doc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {doc["metadata"]["name"]: doc for doc in _of_kind(manifests, "Secret")}
+    needs = {
+        "hcsync-billing": [
+            "HCSYNC_GRPC_SERVER_CERT_FILE",
+            "HCSYNC_GRPC_SERVER_KEY_FILE",
+            "HCSYNC_GRPC_TOKEN_PUBLIC_KEY_FILE",
+        ],
+        "hcsync-erp": [
+            "HCSYNC_GRPC_SERVER_CERT_FILE",
+            "HCSYNC_GRPC_SERVER_KEY_FILE",
+            "HCSYNC_GRPC_TOKEN_PUBLIC_KEY_FILE",
+        ],
+        "hcsync-worker": [
+            "HCSYNC_GRPC_CLIENT_CERT_FILE",
+            "HCSYNC_GRPC_CLIENT_KEY_FILE",
+            "HCSYNC_GRPC_TOKEN_FILE",
+        ],
+    }
+    for deployment, names in needs.items():
+        env = _env(_deployment_container(manifests, deployment))
+        files = {name: env[name] for name in names} | {"HCSYNC_GRPC_CA_FILE": config["HCSYNC_GRPC_CA_FILE"]}
+        for name, path in files.items():
+            mounted = _mounted_secret(manifests, deployment, path)
+            assert mounted in secrets, f"{deployment}: {mounted} is not in {TLS_SECRET_EXAMPLE}"
+            assert Path(path).name in secrets[mounted]["stringData"], f"{deployment}: {name} {path}"
+        # What the process reads: complete, valid settings, mutual TLS on.
+        for variable in list(os.environ):
+            if variable.startswith("HCSYNC_") or variable == "RAY_ADDRESS":
+                monkeypatch.delenv(variable)
+        for variable, value in {**config, **secret["stringData"], **env}.items():
+            monkeypatch.setenv(variable, value)
+        settings = Settings(_env_file=None)
+        assert settings.grpc_require_client_cert and not settings.grpc_insecure
+        for name in names:
+            assert getattr(settings, name.removeprefix("HCSYNC_").lower()) is not None
+
+
+def test_tls_secret_example_holds_only_placeholders(files: dict[Path, list[Doc]]) -> None:
+    docs = files[KUBE / TLS_SECRET_EXAMPLE]
+    assert {doc["kind"] for doc in docs} == {"Secret"}
+    for doc in docs:
+        assert "data" not in doc, "base64 data cannot be checked for placeholders: use stringData"
+        for name, value in doc["stringData"].items():
+            assert PLACEHOLDER in value and "-----BEGIN" not in value, f"{doc['metadata']['name']}: {name}"

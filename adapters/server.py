@@ -130,8 +130,8 @@ class AdapterServer:
 
 
 def default_database_url(service: ServiceName, settings: Settings) -> str:
-    """Return the database URL of ``service``: its setting, else a SQLite file in the home directory."""
-    configured = settings.billing_database_url if service == "billing" else settings.erp_database_url
+    """Return the database URL of ``service``: its setting (with its password), else SQLite in home_dir."""
+    configured = settings.database_url(service)
     if configured:
         return configured
     return f"sqlite:///{(settings.home_dir / 'adapters' / f'{service}.db').resolve()}"

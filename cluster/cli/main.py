@@ -140,14 +140,15 @@ def forwarder() -> None:
     asyncio.run(run_forwarder(settings, settings.run_dir))
 
 
-def _send_mllp(target: str, messages: list[bytes]) -> None:
-    from adapters.mllp.client import MllpClientError, send_mllp
+def _send_mllp(settings: Settings, target: str, messages: list[bytes]) -> None:
+    from adapters.mllp.client import MllpClientError, client_tls_context, send_mllp
 
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise typer.BadParameter("--mllp takes HOST:PORT", param_hint="--mllp")
     try:
-        results = asyncio.run(send_mllp(host, int(port), messages))
+        # TLS, and the client certificate of mutual TLS, from HCSYNC_MLLP_CLIENT_TLS_* when set.
+        results = asyncio.run(send_mllp(host, int(port), messages, tls=client_tls_context(settings)))
     except MllpClientError as exc:
         err_console.print(f"[red]MLLP send stopped after {len(exc.results)} ACK(s)[/]: {exc}")
         raise typer.Exit(2) from None
@@ -176,7 +177,7 @@ def send(
     settings = get_settings()
     messages = messages_of(files)
     if mllp_target is not None:
-        _send_mllp(mllp_target, messages)
+        _send_mllp(settings, mllp_target, messages)
         return
     try:
         report = store_messages(settings, messages)

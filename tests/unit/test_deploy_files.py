@@ -511,7 +511,7 @@ def _mounted_secret(manifests: list[Doc], deployment: str, path: str) -> str:
 def test_grpc_servers_and_workers_get_tls_and_token_files(
     manifests: list[Doc], config: dict[str, str], secret: Doc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secrets = {doc["metadata"]["name"]: doc for doc in _of_kind(manifests, "Secret")}
+    tls_secrets = {doc["metadata"]["name"]: doc for doc in _of_kind(manifests, "Secret")}
     needs = {
         "hcsync-billing": [
             "HCSYNC_GRPC_SERVER_CERT_FILE",
@@ -534,13 +534,15 @@ def test_grpc_servers_and_workers_get_tls_and_token_files(
         files = {name: env[name] for name in names} | {"HCSYNC_GRPC_CA_FILE": config["HCSYNC_GRPC_CA_FILE"]}
         for name, path in files.items():
             mounted = _mounted_secret(manifests, deployment, path)
-            assert mounted in secrets, f"{deployment}: {mounted} is not in {TLS_SECRET_EXAMPLE}"
-            assert Path(path).name in secrets[mounted]["stringData"], f"{deployment}: {name} {path}"
+            assert mounted in tls_secrets, f"{deployment}: {mounted} is not in {TLS_SECRET_EXAMPLE}"
+            assert Path(path).name in tls_secrets[mounted]["stringData"], f"{deployment}: {name} {path}"
         # What the process reads: complete, valid settings, mutual TLS on.
         for variable in list(os.environ):
             if variable.startswith("HCSYNC_") or variable == "RAY_ADDRESS":
                 monkeypatch.delenv(variable)
-        for variable, value in {**config, **secret["stringData"], **env}.items():
+        # The example Secret's placeholders are refused (another test): each filled in by a value of its own.
+        filled = {name: secrets.token_hex(32) for name in secret["stringData"]}
+        for variable, value in {**config, **filled, **env}.items():
             monkeypatch.setenv(variable, value)
         settings = Settings(_env_file=None)
         assert settings.grpc_require_client_cert and not settings.grpc_insecure

@@ -27,6 +27,7 @@ __all__ = [
     "AccountRow",
     "AccountUpsertRow",
     "Base",
+    "ChargeBatchRow",
     "ChargeRow",
     "CodingRemovalRow",
     "CodingRow",
@@ -132,6 +133,22 @@ class ChargeRow(Base):
     is_supply: Mapped[bool] = mapped_column(server_default=false())
     filler_order_number: Mapped[str] = mapped_column(server_default="")
     unit_cost_cents: Mapped[int | None]
+
+
+class ChargeBatchRow(Base):
+    """One PostCharges call: its key and a digest of its charges, so a reused key is told from a replay.
+
+    Added in 1.4; a database without it gets it at open (create_schema). Its charges are judged again on
+    a replay (each is idempotent on its charge_id), so a charge refused for a missing account goes through
+    once the account exists.
+    """
+
+    __tablename__ = "billing_charge_batches"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    request_digest: Mapped[str]
+    charge_count: Mapped[int]
+    received_at: Mapped[dt.datetime]
 
 
 class CodingRow(Base):

@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf.message import Message
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from adapters import refusal_code
 from adapters.billing.backend import SqlBillingBackend
 from adapters.erp.backend import SqlErpBackend
 from canonical.errors import InvalidMessageError, NotRetryableError, RetryableError
@@ -50,6 +52,7 @@ from streams.commands import (
 )
 from streams.dispatch import BillingDispatcher, DispatchReport, ErpDispatcher
 from streams.stats import done_key
+from tests.masterdata import ledger_set
 
 PREFIX = "t."
 WHEN = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -107,7 +110,11 @@ class InProcess:
         try:
             return work(request)
         except InvalidMessageError as exc:
-            raise NotRetryableError(f"{rpc}: INVALID_ARGUMENT: {exc}") from exc
+            # As the gRPC client raises it: the status (INVALID_ARGUMENT, ALREADY_EXISTS for a reused key)
+            # is the cause's code.
+            code = refusal_code(exc.fault)
+            status = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=str(exc))
+            raise NotRetryableError(f"{rpc}: {code.name}: {exc}") from status
 
     def rpcs(self) -> list[str]:
         return [rpc for rpc, _ in self.calls]
@@ -184,7 +191,7 @@ def billing(tmp_path: Path) -> Iterator[Billing]:
 
 @pytest.fixture
 def erp(tmp_path: Path) -> Iterator[Erp]:
-    backend = SqlErpBackend(f"sqlite:///{tmp_path / 'erp.db'}")
+    backend = SqlErpBackend(f"sqlite:///{tmp_path / 'erp.db'}", ledger_set)
     try:
         yield Erp(backend)
     finally:
@@ -700,8 +707,8 @@ def test_a_key_reused_for_another_account_is_refused_alone_inside_the_batch(
     reused = upsert("u-1", encounter_id="GH:V2")
     report = run_billing(billing, redis, upsert("u-2", encounter_id="GH:V3"), reused, coding("d-1"))
     [record] = records(report)
-    assert (record.rule, record.encounter_id) == ("ADAPTER-REFUSED", "GH:V2")
-    assert "INVALID_ARGUMENT: UpsertAccount: idempotency_key: was already used" in record.reason
+    assert (record.rule, record.encounter_id) == ("IDEMPOTENCY-KEY-REUSED", "GH:V2")
+    assert "ALREADY_EXISTS: UpsertAccount: idempotency_key: u-1 was already used" in record.reason
     assert billing.rpcs()[-1] == "ApplyBatch" and len(billing.batches) == 2
     assert report.counts == {"dispatch_cache_hits": 0, "accounts_upserted": 1, "coding_updates": 1}
     totals = billing.backend.totals()

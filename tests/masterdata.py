@@ -48,7 +48,7 @@ def ledger_set() -> MasterDataSet:
     GH-LE, NH-LE and GHC): the ERP adapter checks every line against master data, so their codes must be
     in it. Consistent, so it also loads into Redis for tests over real servers."""
     demo = demo_set()
-    version = f"{demo.version}+adapter-tests"
+    version = f"{demo.version}-adapter-tests"
     return demo.model_copy(
         update={
             "manifest": demo.manifest.model_copy(update={"version": version}),

@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from adapters import refusal_code
 from adapters.billing.backend import SqlBillingBackend
 from adapters.erp.backend import SqlErpBackend
+from canonical import ids
 from canonical.errors import InvalidMessageError, NotRetryableError, RetryableError
 from canonical.models import (
     AccountMove,
@@ -40,6 +41,7 @@ from canonical.models import (
     TransactionType,
 )
 from canonical.quarantine import ExceptionRecord
+from proto import billing_pb2, erp_pb2
 from streams.commands import (
     InventoryCommand,
     JournalCommand,
@@ -739,3 +741,35 @@ def test_a_whole_call_failure_falls_back_one_by_one_to_the_culprit(
         0,
     )
     assert done_key(PREFIX, "m-1") in redis.data
+
+
+def test_a_reused_charges_key_is_quarantined_with_the_key_not_resent(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    run_billing(billing, redis, upsert("u-1"))
+    # Another call took the key this dispatch derives for its two charges, with other content.
+    key = ids.derived_id("c-1|c-2", "billing.batch")
+    billing.backend.post_charges(billing_pb2.PostChargesRequest(idempotency_key=key))
+    report = run_billing(billing, redis, charge("c-1"), charge("c-2", amount_cents=5))
+    # One call: not retried, and not resent one by one under other keys (that would post what was refused).
+    assert billing.rpcs().count("PostCharges") == 1
+    found = records(report)
+    assert [(r.rule, r.source_message_id, r.encounter_id) for r in found] == [
+        ("IDEMPOTENCY-KEY-REUSED", "evt-c-1", "GH:V1"),
+        ("IDEMPOTENCY-KEY-REUSED", "evt-c-2", "GH:V1"),
+    ]
+    assert all(f"idempotency key {key} refused as reused" in r.reason for r in found)
+    assert "PostCharges: ALREADY_EXISTS" in found[0].reason and "another set of charges" in found[0].reason
+    assert report.counts["key_reuse_refused"] == 2
+    assert billing.backend.totals().charge_count == 0
+    assert done_key(PREFIX, "c-1") in redis.data  # answered for good: a replay of the batch asks no more
+
+
+def test_a_reused_journal_key_is_quarantined_with_the_key(erp: Erp, redis: FakeRedis) -> None:
+    key = ids.derived_id("j-1", "erp.batch")
+    erp.backend.post_journal_batch(erp_pb2.JournalBatch(batch_id=key, idempotency_key=key, currency="USD"))
+    report = run_erp(erp, redis, journal("j-1"))
+    [record] = records(report)
+    assert (record.rule, record.stage) == ("IDEMPOTENCY-KEY-REUSED", "erp")
+    assert f"idempotency key {key} refused as reused" in record.reason
+    assert erp.backend.ledger_totals().line_count == 0

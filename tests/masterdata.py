@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import lru_cache
 
+import pytest
+
 from actors.enrich import enrich
+from actors.masterdata import MasterDataStore
 from canonical.envelope import EventEnvelope
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import parse_message
@@ -21,6 +26,7 @@ from canonical.reference import (
 )
 from canonical.reference_files import read_set
 from cluster.masterdata import DEMO_DIR
+from foundation.settings import get_settings
 
 
 @lru_cache(maxsize=1)
@@ -108,3 +114,23 @@ def ledger_set() -> MasterDataSet:
             ),
         }
     )
+
+
+@contextlib.contextmanager
+def settings_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, data: MasterDataSet | None = None
+) -> Iterator[str]:
+    """Point the process settings at ``redis_url`` (HCSYNC_REDIS_URL) for the block, with ``data`` loaded
+    there first as `hcsync masterdata load` loads it (None: leave Redis as it is, maybe empty).
+
+    An ERP adapter built in the block (adapters.server.build_server) reads its master data there.
+    """
+    if data is not None:
+        MasterDataStore.from_url(redis_url).load(data, loaded_by="tests")
+    monkeypatch.setenv("HCSYNC_REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    try:
+        yield redis_url
+    finally:
+        monkeypatch.delenv("HCSYNC_REDIS_URL")
+        get_settings.cache_clear()

@@ -17,18 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from actors.masterdata import MasterDataStore
 from adapters.bounds import MAX_CALL_CENTS, MAX_LINE_CENTS
 from adapters.clients import BillingClient, ErpClient
 from adapters.server import AdapterServer, ServiceName, build_server
 from canonical import ids
 from canonical.errors import NotRetryableError, RetryableError
 from canonical.quarantine import ExceptionRecord
-from foundation.settings import Settings, get_settings
+from foundation.settings import Settings
 from foundation.sql import INT64_MAX
 from proto import billing_pb2, erp_pb2
 from streams.dispatch import KEY_REUSED, BillingDispatcher, ErpDispatcher
-from tests.masterdata import ledger_set
+from tests.masterdata import ledger_set, settings_redis
 from tests.redis_server import redis_server
 from tests.unit.test_dispatch import FakeRedis
 from tests.unit.test_dispatch import charge as charge_command
@@ -55,19 +54,8 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def masterdata(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Redis with the adapter tests' master data in force, and the ERP adapter's settings pointing at it."""
-    MasterDataStore.from_url(redis_url).load(ledger_set(), loaded_by="test_adapter_refusals")
-    yield from _erp_reads(redis_url, monkeypatch)
-
-
-def _erp_reads(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # build_server opens the ERP backend on the process settings: HCSYNC_REDIS_URL names our Redis.
-    monkeypatch.setenv("HCSYNC_REDIS_URL", redis_url)
-    get_settings.cache_clear()
-    try:
+    with settings_redis(redis_url, monkeypatch, ledger_set()):
         yield redis_url
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
 
 
 @asynccontextmanager
@@ -361,7 +349,7 @@ def test_the_erp_without_master_data_answers_unavailable(
                 await client.post_journal_batch(journal("j-1", *lines("evt-1", 100)))
             assert (await client.get_ledger_totals()).line_count == 0  # totals need no master data
 
-    for _ in _erp_reads(redis_url, monkeypatch):  # Redis empty: no set loaded yet
+    with settings_redis(redis_url, monkeypatch):  # Redis empty: no set loaded yet
         asyncio.run(scenario())
 
 

@@ -4,7 +4,8 @@ isort:skip_file
 BillingAdapter: the contract between hcsync and the hospital billing system.
 
 Money is an int64 number of cents; datetimes are google.protobuf.Timestamp (UTC).
-Every write carries an idempotency key, so a caller may retry any call safely.
+Every write carries an idempotency key, so a caller may retry any call safely; a key reused with other
+content is refused with ALREADY_EXISTS. Amounts are bounded per line and per call (docs/security.md).
 """
 
 from collections import abc as _abc
@@ -186,7 +187,8 @@ Global___UpsertAccountResponse: _TypeAlias = UpsertAccountResponse  # noqa: Y015
 @_typing.final
 class Charge(_message.Message):
     """One FT1 line. Credits (transaction_type CD) carry a negative amount (or zero); a CG charge with a
-    negative amount is a reversal of an earlier charge.
+    negative amount is a reversal of an earlier charge. A negative line is REJECTED unless the account's
+    earlier charges of the same charge_code cover it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -440,6 +440,9 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                 report.count("charges_posted")
             elif result.status == ChargeStatus.DUPLICATE:
                 report.count("charges_duplicate")
+            elif result.status == ChargeStatus.HELD:
+                # A credit before its original: billing keeps it and posts it when the original comes.
+                report.count("charges_held")
             else:
                 report.count("charges_rejected")
                 report.exceptions.append(
@@ -452,6 +455,10 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                         command.source_event_id,
                     )
                 )
+        # Credits held by earlier calls that this call's charges covered: posted now.
+        if response.released:
+            report.count("charges_posted", len(response.released))
+            report.count("credits_released", len(response.released))
         await self._done.mark(done)
 
 

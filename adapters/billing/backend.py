@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from adapters import (
@@ -44,6 +44,7 @@ from adapters.billing.schema import (
     ChargeRow,
     CodingRow,
     DiagnosisRow,
+    HeldChargeRow,
     MergeRow,
     MoveRow,
     PatientRow,
@@ -390,10 +391,22 @@ class SqlBillingBackend:
                 session.scalars(select(AccountRow.account_id).where(AccountRow.account_id.in_(chunk)))
             )
         balances = _Balances.read(session, request.charges, postings)
+        held = _held_ids(session, charge_ids)
         response = billing_pb2.PostChargesResponse()
+        results = [response.results.add(charge_id=charge.charge_id) for charge in request.charges]
         new_rows: list[dict[str, object]] = []
+        credits: list[int] = []
+
+        def accept(charge: billing_pb2.Charge, result: billing_pb2.ChargeResult, request_key: str) -> None:
+            posting_id = f"BP-{uuid.uuid4().hex}"
+            new_rows.append(_charge_row(charge, posting_id, request_key, now))
+            postings[charge.charge_id] = posting_id
+            balances.post(charge)
+            result.status = ChargeStatus.ACCEPTED
+            result.posting_id = posting_id
+
         for index, charge in enumerate(request.charges):
-            result = response.results.add(charge_id=charge.charge_id)
+            result = results[index]
             if charge.charge_id in postings:
                 # Posted before, by an earlier call or earlier in this one: report the original posting.
                 result.status = ChargeStatus.DUPLICATE
@@ -402,16 +415,31 @@ class SqlBillingBackend:
                 # Not an error: the account may arrive later, and the caller decides whether to retry.
                 result.status = ChargeStatus.REJECTED
                 result.reason = f"no account for encounter {charge.encounter_id}"
-            elif reason := balances.refusal(charge, index):
-                result.status = ChargeStatus.REJECTED
-                result.reason = reason
+            elif charge.amount_cents < 0:
+                credits.append(index)  # judged once every charge of the call is counted
             else:
-                posting_id = f"BP-{uuid.uuid4().hex}"
-                new_rows.append(_charge_row(charge, posting_id, key, now))
-                postings[charge.charge_id] = posting_id
-                balances.post(charge)
-                result.status = ChargeStatus.ACCEPTED
-                result.posting_id = posting_id
+                accept(charge, result, key)
+        for index in credits:
+            charge, result = request.charges[index], results[index]
+            if charge.charge_id in postings:  # the same credit twice in this call, posted above
+                result.status = ChargeStatus.DUPLICATE
+                result.posting_id = postings[charge.charge_id]
+            elif balances.covers(charge):
+                accept(charge, result, key)
+                if charge.charge_id in held:  # held by an earlier call, its original has come since
+                    session.execute(delete(HeldChargeRow).where(HeldChargeRow.charge_id == charge.charge_id))
+            else:
+                result.status = ChargeStatus.HELD
+                result.reason = balances.waiting(charge, index)
+                if charge.charge_id not in held:
+                    session.add(_held_row(charge, key, now))
+                    held.add(charge.charge_id)
+        # Credits held by earlier calls that this call's charges now cover are posted, oldest first.
+        for row in _held_for(session, balances.touched, set(charge_ids)):
+            charge = billing_pb2.Charge.FromString(row.charge)
+            if balances.covers(charge):
+                accept(charge, response.released.add(charge_id=charge.charge_id), row.request_key)
+                session.delete(row)
         if new_rows:
             # One bulk INSERT (executemany), not the unit of work's per-object bookkeeping; a lost race
             # surfaces here as IntegrityError and the transaction is rerun.
@@ -584,22 +612,25 @@ class _Balances:
     """What each account has posted per charge code: what a reversal or a credit may take back.
 
     Billing keeps no reference from a negative line to the line it reverses (every FT1 is its own charge,
-    docs/mappings/dft.md), so its original is the account's earlier charges of the same charge code: a
-    negative line is accepted only while the account's net amount for that code stays at or above zero,
-    counting the lines posted earlier in the same call. One without (a credit out of nothing) is REJECTED.
+    docs/mappings/dft.md), so its original is the account's charges of the same charge code: a negative
+    line is posted only while the account's net amount for that code stays at or above zero, counting
+    every charge of the same call. One without (a credit out of nothing, or one that arrived before its
+    original: the pipeline keeps no order across messages) is HELD apart, out of the books and the totals,
+    and posted when a later call's charges cover it.
     """
 
     net: dict[tuple[str, str], int] = field(default_factory=dict)
+    touched: set[tuple[str, str]] = field(default_factory=set)  # pairs a charge of this call added to
 
     @classmethod
     def read(
         cls, session: Session, charges: Sequence[billing_pb2.Charge], postings: dict[str, str]
     ) -> _Balances:
-        """Read the net per account and charge code that this call's new negative lines need."""
+        """Read the net per account and charge code of every new line of this call."""
         wanted = {
             (charge.encounter_id, charge.charge_code)
             for charge in charges
-            if charge.amount_cents < 0 and charge.charge_id not in postings
+            if charge.charge_id not in postings
         }
         balances = cls(net=dict.fromkeys(wanted, 0))
         for chunk in in_chunks(sorted({encounter for encounter, _ in wanted})):
@@ -613,23 +644,64 @@ class _Balances:
                     balances.net[(encounter, code)] = joined(high, low)
         return balances
 
-    def refusal(self, charge: billing_pb2.Charge, index: int) -> str:
-        """Return why a negative line has nothing to take back, or an empty string."""
-        if charge.amount_cents >= 0:
-            return ""
+    def covers(self, charge: billing_pb2.Charge) -> bool:
+        """Whether the account's net for the line's charge code stays at or above zero with it."""
+        return self.net.get((charge.encounter_id, charge.charge_code), 0) + charge.amount_cents >= 0
+
+    def waiting(self, charge: billing_pb2.Charge, index: int) -> str:
+        """Return why a negative line is held: what it takes back against what its code's charges hold."""
         net = self.net.get((charge.encounter_id, charge.charge_code), 0)
-        if net + charge.amount_cents >= 0:
-            return ""
         kind = "credit" if charge.transaction_type == TransactionType.CREDIT else "reversal"
         return (
             f"charges[{index}].amount_cents: a {kind} needs an original: the account's net for charge code "
-            f"{charge.charge_code} is {net} cents, less than the {-charge.amount_cents} cents it takes back"
+            f"{charge.charge_code} is {net} cents, less than the {-charge.amount_cents} cents it takes back; "
+            "held until the account's charges of that code cover it"
         )
 
     def post(self, charge: billing_pb2.Charge) -> None:
-        """Count an accepted line in its account's net for its charge code."""
+        """Count a posted line in its account's net for its charge code."""
         pair = (charge.encounter_id, charge.charge_code)
         self.net[pair] = self.net.get(pair, 0) + charge.amount_cents
+        if charge.amount_cents > 0:
+            self.touched.add(pair)
+
+
+def _held_ids(session: Session, charge_ids: Sequence[str]) -> set[str]:
+    """Return which of ``charge_ids`` are held, waiting for their original."""
+    held: set[str] = set()
+    for chunk in in_chunks(charge_ids):
+        held.update(
+            session.scalars(select(HeldChargeRow.charge_id).where(HeldChargeRow.charge_id.in_(chunk)))
+        )
+    return held
+
+
+def _held_for(session: Session, pairs: set[tuple[str, str]], skip: set[str]) -> list[HeldChargeRow]:
+    """Return the held lines of the given accounts and charge codes, oldest first, but those in ``skip``."""
+    found: list[HeldChargeRow] = []
+    for chunk in in_chunks(sorted({encounter for encounter, _ in pairs})):
+        rows = session.scalars(
+            select(HeldChargeRow)
+            .where(HeldChargeRow.encounter_id.in_(chunk))
+            .order_by(HeldChargeRow.held_at, HeldChargeRow.charge_id)
+        )
+        found.extend(
+            row for row in rows if (row.encounter_id, row.charge_code) in pairs and row.charge_id not in skip
+        )
+    return sorted(found, key=lambda row: (row.held_at, row.charge_id))
+
+
+def _held_row(charge: billing_pb2.Charge, request_key: str, now: dt.datetime) -> HeldChargeRow:
+    """Return the row of a credit held for want of its original."""
+    return HeldChargeRow(
+        charge_id=charge.charge_id,
+        encounter_id=charge.encounter_id,
+        charge_code=charge.charge_code,
+        amount_cents=charge.amount_cents,
+        request_key=request_key,
+        charge=charge.SerializeToString(deterministic=True),
+        held_at=now,
+    )
 
 
 @dataclass(slots=True)
@@ -893,6 +965,11 @@ def _totals(session: Session) -> billing_pb2.BillingTotals:
     ).one()
     totals.supply_charge_count = supply_count
     totals.supply_amount_cents = int64(joined(high, low), "billing supply_amount_cents")
+    held_count, high, low = session.execute(
+        select(func.count(), *total(HeldChargeRow.amount_cents)).select_from(HeldChargeRow)
+    ).one()
+    totals.held_credit_count = held_count
+    totals.held_credit_cents = int64(joined(high, low), "billing held_credit_cents")
     totals.coded_account_count = _count(session, CodingRow)
     totals.drg_count = _count(session, CodingRow, CodingRow.drg_code.is_not(None))
     totals.diagnosis_count = _count(session, DiagnosisRow)

@@ -14,6 +14,8 @@ from sqlalchemy import (
     DateTime,
     Engine,
     ForeignKey,
+    Index,
+    LargeBinary,
     String,
     false,
     true,
@@ -33,6 +35,7 @@ __all__ = [
     "CodingRow",
     "CodingUpdateRow",
     "DiagnosisRow",
+    "HeldChargeRow",
     "MergeRow",
     "MoveRow",
     "PatientRow",
@@ -49,7 +52,12 @@ class Base(DeclarativeBase):
     """Declarative base of the billing tables."""
 
     # Cents and counts outgrow 32-bit integers (a PostgreSQL INTEGER) at $21M.
-    type_annotation_map = {int: BigInteger, dt.datetime: DateTime(timezone=True), str: String()}
+    type_annotation_map = {
+        int: BigInteger,
+        dt.datetime: DateTime(timezone=True),
+        str: String(),
+        bytes: LargeBinary,
+    }
 
 
 class AccountRow(Base):
@@ -149,6 +157,22 @@ class ChargeBatchRow(Base):
     request_digest: Mapped[str]
     charge_count: Mapped[int]
     received_at: Mapped[dt.datetime]
+
+
+class HeldChargeRow(Base):
+    """A credit or reversal waiting for its original: not in the books (nor the totals) until the account's
+    charges of its charge code cover it, then moved to billing_charges. Added in 1.4."""
+
+    __tablename__ = "billing_held_charges"
+    __table_args__ = (Index("ix_billing_held_charges_account_code", "encounter_id", "charge_code"),)
+
+    charge_id: Mapped[str] = mapped_column(primary_key=True)
+    encounter_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"))
+    charge_code: Mapped[str]
+    amount_cents: Mapped[int]
+    request_key: Mapped[str]  # the PostCharges call that brought it
+    charge: Mapped[bytes]  # the Charge message as received, posted as is once covered
+    held_at: Mapped[dt.datetime]
 
 
 class CodingRow(Base):

@@ -161,7 +161,7 @@ def test_a_charge_beyond_the_line_bound_is_invalid_argument_naming_the_field(tmp
     asyncio.run(scenario())
 
 
-def test_a_credit_without_an_original_is_rejected(tmp_path: Path) -> None:
+def test_a_credit_without_an_original_is_held_until_its_original_comes(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with (
             running("billing", tmp_path) as billing,
@@ -172,18 +172,18 @@ def test_a_credit_without_an_original_is_rejected(tmp_path: Path) -> None:
                 billing_pb2.PostChargesRequest(idempotency_key="p-1", charges=[charge("c-1", -123_456_789)])
             )
             [result] = response.results
-            assert result.status == ChargeStatus.REJECTED
+            assert (result.status, result.posting_id) == (ChargeStatus.HELD, "")
             assert result.reason.startswith("charges[0].amount_cents: a credit needs an original")
-            # With its original, the same credit (under a new charge id) goes through.
+            totals = await client.get_totals()
+            assert (totals.charge_count, totals.amount_cents, totals.held_credit_count) == (0, 0, 1)
+            # Its original comes: both are in the books, the credit posted by the original's call.
             response = await client.post_charges(
-                billing_pb2.PostChargesRequest(
-                    idempotency_key="p-2",
-                    charges=[charge("c-2", 123_456_789), charge("c-3", -123_456_789)],
-                )
+                billing_pb2.PostChargesRequest(idempotency_key="p-2", charges=[charge("c-2", 123_456_789)])
             )
-            assert [r.status for r in response.results] == [ChargeStatus.ACCEPTED, ChargeStatus.ACCEPTED]
+            assert [(r.charge_id, r.status) for r in response.released] == [("c-1", ChargeStatus.ACCEPTED)]
             totals = await client.get_totals()
             assert (totals.charge_count, totals.amount_cents, totals.reversal_count) == (2, 0, 1)
+            assert totals.held_credit_count == 0
 
     asyncio.run(scenario())
 

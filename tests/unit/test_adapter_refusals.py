@@ -126,16 +126,44 @@ def test_a_call_beyond_its_bounds_is_refused(billing: SqlBillingBackend) -> None
 # -- billing: credits need an original ----------------------------------------------------------------
 
 
-def test_a_credit_without_an_original_is_rejected(billing: SqlBillingBackend) -> None:
+def test_a_credit_without_an_original_is_held_out_of_the_books(billing: SqlBillingBackend) -> None:
     response = billing.post_charges(post("p-1", charge("c-1", -123_456_789)))
     [result] = response.results
-    assert (result.status, result.posting_id) == (ChargeStatus.REJECTED, "")
+    assert (result.status, result.posting_id) == (ChargeStatus.HELD, "")
     assert result.reason == (
         "charges[0].amount_cents: a credit needs an original: the account's net for charge code 99213 is "
-        "0 cents, less than the 123456789 cents it takes back"
+        "0 cents, less than the 123456789 cents it takes back; held until the account's charges of that "
+        "code cover it"
     )
     assert "GH:V100" not in result.reason  # the visit number is an identifier
-    assert billing.totals().charge_count == 0
+    totals = billing.totals()
+    assert (totals.charge_count, totals.amount_cents, totals.reversal_count) == (0, 0, 0)
+    assert (totals.held_credit_count, totals.held_credit_cents) == (1, -123_456_789)
+    # A replay is held again, not twice; a charge of another code releases nothing.
+    assert (
+        billing.post_charges(post("p-1", charge("c-1", -123_456_789))).results[0].status == ChargeStatus.HELD
+    )
+    other = charge("c-2", 200_000_000)
+    other.charge_code = "99214"
+    assert list(billing.post_charges(post("p-2", other)).released) == []
+    assert billing.totals().held_credit_count == 1
+
+
+def test_a_held_credit_is_posted_when_its_original_comes(billing: SqlBillingBackend) -> None:
+    # The pipeline keeps no order across messages: a credit may come before the charge it takes back.
+    held = billing.post_charges(post("p-1", charge("c-2", -12_500)))
+    assert held.results[0].status == ChargeStatus.HELD
+    original = billing.post_charges(post("p-2", charge("c-1", 10_000)))
+    assert list(original.released) == []  # 10,000 does not cover 12,500
+    covering = billing.post_charges(post("p-3", charge("c-3", 2_500)))
+    [released] = covering.released
+    assert (released.charge_id, released.status) == ("c-2", ChargeStatus.ACCEPTED)
+    totals = billing.totals()
+    assert (totals.charge_count, totals.amount_cents, totals.reversal_count) == (3, 0, 1)
+    assert (totals.held_credit_count, totals.held_credit_cents) == (0, 0)
+    # Its replay now finds the posting the release made.
+    again = billing.post_charges(post("p-1", charge("c-2", -12_500))).results[0]
+    assert (again.status, again.posting_id) == (ChargeStatus.DUPLICATE, released.posting_id)
 
 
 def test_a_reversal_takes_back_at_most_what_was_charged_for_its_code(billing: SqlBillingBackend) -> None:
@@ -145,27 +173,24 @@ def test_a_reversal_takes_back_at_most_what_was_charged_for_its_code(billing: Sq
     reversal.amount_cents = -6_000  # a CG with a negative amount
     other_code = charge("c-3", -1_000)
     other_code.charge_code = "99214"
+    too_much = charge("c-5", 501)
+    too_much.amount_cents = -501  # a CG reversal too
     response = billing.post_charges(
-        post("p-2", reversal, charge("c-4", -4_000), charge("c-5", -1), other_code, charge("c-6", 500))
+        post("p-2", reversal, charge("c-4", -4_000), too_much, other_code, charge("c-6", 500))
     )
     assert [(r.charge_id, ChargeStatus.Name(r.status)) for r in response.results] == [
         ("c-2", "ACCEPTED"),
-        ("c-4", "ACCEPTED"),  # 10,000 - 6,000 - 4,000: the account's net for 99213 is 0
-        ("c-5", "REJECTED"),
-        ("c-3", "REJECTED"),  # nothing was charged for 99214
+        ("c-4", "ACCEPTED"),  # 10,000 + 500 (c-6: every charge of the call counts) - 6,000 - 4,000
+        ("c-5", "HELD"),  # 501 > the 500 left
+        ("c-3", "HELD"),  # nothing was charged for 99214
         ("c-6", "ACCEPTED"),
     ]
-    assert "a reversal needs an original" not in response.results[2].reason
-    assert response.results[2].reason.startswith("charges[2].amount_cents: a credit needs an original")
-    # A charge and its credit in one call: the credit counts the charge before it.
-    assert [
-        r.status for r in billing.post_charges(post("p-3", charge("c-7"), charge("c-8", -12_500))).results
-    ] == [
-        ChargeStatus.ACCEPTED,
-        ChargeStatus.ACCEPTED,
-    ]
+    assert response.results[1].reason == ""
+    assert response.results[2].reason.startswith("charges[2].amount_cents: a reversal needs an original")
+    assert response.results[3].reason.startswith("charges[3].amount_cents: a credit needs an original")
     totals = billing.totals()
-    assert (totals.charge_count, totals.amount_cents, totals.reversal_count) == (6, 500, 3)
+    assert (totals.charge_count, totals.amount_cents, totals.reversal_count) == (4, 500, 2)
+    assert (totals.held_credit_count, totals.held_credit_cents) == (2, -1_501)
 
 
 # -- idempotency keys ---------------------------------------------------------------------------------

@@ -471,6 +471,26 @@ def test_a_charge_without_an_account_is_quarantined(billing: Billing, redis: Fak
     assert report.counts["charges_rejected"] == 1
 
 
+def test_a_credit_before_its_original_is_held_then_counted_posted_when_released(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    run_billing(billing, redis, upsert("u-1"))
+    credit = charge("c-2", amount_cents=-1_000)
+    credit = credit.model_copy(
+        update={"charge": credit.charge.model_copy(update={"transaction_type": TransactionType.CREDIT})}
+    )
+    report = run_billing(billing, redis, credit)
+    assert (report.exceptions, report.counts.get("charges_held")) == (
+        [],
+        1,
+    )  # billing keeps it: not quarantined
+    assert done_key(PREFIX, "c-2") in redis.data
+    report = run_billing(billing, redis, charge("c-1"))
+    assert (report.counts["charges_posted"], report.counts["credits_released"]) == (2, 1)
+    totals = billing.backend.totals()
+    assert (totals.charge_count, totals.amount_cents, totals.held_credit_count) == (2, 0, 0)
+
+
 def test_an_undecodable_command_is_quarantined(billing: Billing, redis: FakeRedis) -> None:
     report = run_billing(billing, redis, b'{"kind": "refund_everyone", "command_id": "x"}', upsert("u-1"))
     [record] = records(report)

@@ -350,11 +350,13 @@ class SqlBillingBackend:
         response = write_transaction(self._engine, lambda session: self._post(session, request, digest))
         counts = Counter(ChargeStatus.Name(result.status) for result in response.results)
         log.info(
-            "charges %s: %d accepted, %d duplicate, %d rejected",
+            "charges %s: %d accepted, %d duplicate, %d rejected, %d held, %d held earlier released",
             request.idempotency_key,
             counts["ACCEPTED"],
             counts["DUPLICATE"],
             counts["REJECTED"],
+            counts["HELD"],
+            len(response.released),
         )
         return response
 

@@ -12,21 +12,25 @@ import datetime as dt
 import hashlib
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from canonical.errors import Fault, InvalidMessageError
+from canonical.errors import Fault, InvalidMessageError, RetryableError
 
 __all__ = [
+    "KEY_REUSED_RULE",
     "answer",
     "fingerprint",
     "invalid_request",
     "optional_datetime",
+    "refusal_code",
     "request_date",
+    "reused_key",
+    "unordered_digest",
 ]
 
 log = logging.getLogger(__name__)
@@ -35,11 +39,30 @@ T = TypeVar("T")
 
 
 _REQUEST_RULE = "adapter.request"
+# The rule of a refusal for an idempotency key already recorded with other content: ALREADY_EXISTS, not
+# INVALID_ARGUMENT, so a caller can tell it from a malformed request (the dispatcher quarantines it).
+KEY_REUSED_RULE = "adapter.key-reused"
 
 
 def invalid_request(field: str, reason: str, *, request_id: str = "") -> InvalidMessageError:
     """Return the error for a request that breaks the adapter contract at ``field``."""
     return InvalidMessageError(Fault(rule=_REQUEST_RULE, reason=reason, message_id=request_id, field=field))
+
+
+def reused_key(key: str, what: str, field: str = "idempotency_key") -> InvalidMessageError:
+    """Return the refusal of a request whose idempotency ``key`` was recorded before with other content.
+
+    The reason names the key (a derived id, never patient data) and what it was used for, not the content.
+    """
+    reason = f"{key} was already used for {what}"
+    return InvalidMessageError(Fault(rule=KEY_REUSED_RULE, reason=reason, message_id=key, field=field))
+
+
+def refusal_code(fault: Fault) -> grpc.StatusCode:
+    """Return the gRPC status code a refusal answers with: ALREADY_EXISTS for a reused key."""
+    return (
+        grpc.StatusCode.ALREADY_EXISTS if fault.rule == KEY_REUSED_RULE else grpc.StatusCode.INVALID_ARGUMENT
+    )
 
 
 def request_date(value: str, field: str, request_id: str) -> dt.date | None:
@@ -66,6 +89,17 @@ def fingerprint(message: Message) -> str:
     return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
 
 
+def unordered_digest(envelope: Message, items: Iterable[Message]) -> str:
+    """Return a digest of a batch that ignores the order of its items, to tell a replay from a reused key."""
+    # A caller that rebuilds a batch may list the same items in another order; that is still a replay.
+    digest = hashlib.sha256(envelope.SerializeToString(deterministic=True))
+    for item in sorted(item.SerializeToString(deterministic=True) for item in items):
+        # Length-prefixed, so two different item lists can never concatenate to the same bytes.
+        digest.update(len(item).to_bytes(8, "big"))
+        digest.update(item)
+    return digest.hexdigest()
+
+
 async def answer(context: grpc.aio.ServicerContext, rpc: str, work: Callable[[], T]) -> T:
     """Run blocking backend ``work`` in a thread and map its failures to gRPC status codes."""
     try:
@@ -74,7 +108,11 @@ async def answer(context: grpc.aio.ServicerContext, rpc: str, work: Callable[[],
     except InvalidMessageError as exc:
         fault = exc.fault
         log.info("%s refused: %s %s", rpc, fault.field, fault.reason)
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{rpc}: {fault.field}: {fault.reason}")
+        await context.abort(refusal_code(fault), f"{rpc}: {fault.field}: {fault.reason}")
+    except RetryableError as exc:
+        # What the backend needs is not there yet (the ERP's master data): the caller retries later.
+        log.warning("%s: unavailable: %s", rpc, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{rpc}: unavailable: {exc}")
     except IntegrityError:
         # Concurrent writers kept winning races on the same keys; the caller may try again later.
         log.warning("%s aborted: unique-key races lost on every attempt", rpc)

@@ -285,13 +285,15 @@ def journal_line_from(line: JournalLine) -> erp_pb2.JournalLine:
 
 
 def inventory_movement_from(movement: InventoryMovement) -> erp_pb2.InventoryMovement:
-    """Build the ERP inventory movement of a canonical one; no PHI, and the day only, not the time."""
+    """Build the ERP inventory movement of a canonical one: no PHI, no free text, the day but not the time."""
     message = erp_pb2.InventoryMovement(
         movement_id=movement.movement_id,
         movement_type=movement.movement_type.value,
         item_code=movement.item_code,
         code_system=movement.code_system,
-        description=movement.description,
+        # Not the canonical description: it is the message's free text (FT1-7.2, RXA-5.2), which may carry
+        # anything. The ERP refuses free text and writes the item master's description itself.
+        description="",
         quantity_milli=movement.quantity_milli,
         unit=movement.unit,
         facility=movement.facility,

@@ -35,10 +35,14 @@ from sqlalchemy.types import TypeDecorator
 from canonical.errors import ConfigurationError
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "UtcDateTime",
     "create_schema",
     "distinct",
     "in_chunks",
+    "int64",
+    "joined",
     "open_engine",
     "read_transaction",
     "reading",
@@ -161,10 +165,43 @@ def distinct(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def total(expression: ColumnExpressionArgument[int]) -> ColumnElement[int]:
-    """Return SUM(expression) as a BIGINT, 0 over no rows."""
-    # PostgreSQL sums a BIGINT into NUMERIC, which arrives as a Decimal that protobuf refuses.
-    return cast(func.coalesce(func.sum(expression), 0), BigInteger)
+# Each summed value is split into its high and low 32-bit halves, summed apart: neither sum can overflow
+# a 64-bit integer below 2**31 rows, and the halves join again exactly in Python (see ``total``).
+_HALF_BITS = 32
+_LOW_MASK = (1 << _HALF_BITS) - 1
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+def total(expression: ColumnExpressionArgument[int]) -> tuple[ColumnElement[int], ColumnElement[int]]:
+    """Return SUM(expression) as two BIGINT columns that never overflow: join them with :func:`joined`.
+
+    SQLite's SUM raises "integer overflow" past 2**63 - 1, and PostgreSQL's SUM of a BIGINT is a NUMERIC
+    that arrives as a Decimal: one row too many would fail every totals call for good. So the high half
+    (``expression >> 32``, sign kept) and the low half (``expression & 0xFFFFFFFF``, 0 to 2**32 - 1) are
+    summed apart, each a 64-bit integer whatever the values, and :func:`joined` rebuilds the exact sum.
+    A float sum (SQLite ``total()``) is not an option: it rounds cents above 2**53.
+    """
+    column = cast(expression, BigInteger)
+    high = cast(func.coalesce(func.sum(column.op(">>")(_HALF_BITS)), 0), BigInteger)
+    low = cast(func.coalesce(func.sum(column.op("&")(_LOW_MASK)), 0), BigInteger)
+    return high, low
+
+
+def joined(high: int, low: int) -> int:
+    """Return the exact sum whose halves :func:`total` computed (a Python integer: it may exceed int64)."""
+    return (int(high) << _HALF_BITS) + int(low)
+
+
+def int64(value: int, what: str) -> int:
+    """Return ``value`` clamped to a signed 64-bit integer, as a protobuf int64 field holds it.
+
+    Only rows written before the adapters bounded amounts can add up past it; the log says which total.
+    """
+    if INT64_MIN <= value <= INT64_MAX:
+        return value
+    log.warning("%s exceeds a 64-bit integer: reported at the bound (rows beyond the amount bounds)", what)
+    return INT64_MAX if value > 0 else INT64_MIN
 
 
 def create_schema(engine: Engine, metadata: MetaData) -> None:

@@ -4,7 +4,8 @@ isort:skip_file
 BillingAdapter: the contract between hcsync and the hospital billing system.
 
 Money is an int64 number of cents; datetimes are google.protobuf.Timestamp (UTC).
-Every write carries an idempotency key, so a caller may retry any call safely.
+Every write carries an idempotency key, so a caller may retry any call safely; a key reused with other
+content is refused with ALREADY_EXISTS. Amounts are bounded per line and per call (docs/security.md).
 """
 
 from collections import abc as _abc
@@ -186,7 +187,8 @@ Global___UpsertAccountResponse: _TypeAlias = UpsertAccountResponse  # noqa: Y015
 @_typing.final
 class Charge(_message.Message):
     """One FT1 line. Credits (transaction_type CD) carry a negative amount (or zero); a CG charge with a
-    negative amount is a reversal of an earlier charge.
+    negative amount is a reversal of an earlier charge. A negative line is posted only while the account's
+    charges of the same charge_code cover it; until they do it is HELD, apart from the books.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -319,6 +321,11 @@ class ChargeResult(_message.Message):
         """charge_id was posted before; posting_id is the original one"""
         REJECTED: ChargeResult._Status.ValueType  # 3
         """reason says why; nothing was stored"""
+        HELD: ChargeResult._Status.ValueType  # 4
+        """A credit or reversal whose original is not posted yet (the account's charges of its charge_code do
+        not cover it): kept apart, not in the totals, and posted when a later call's charges cover it
+        (that call lists it in released). reason says what it waits for. A replay answers HELD again.
+        """
 
     class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
     STATUS_UNSPECIFIED: ChargeResult.Status.ValueType  # 0
@@ -327,6 +334,11 @@ class ChargeResult(_message.Message):
     """charge_id was posted before; posting_id is the original one"""
     REJECTED: ChargeResult.Status.ValueType  # 3
     """reason says why; nothing was stored"""
+    HELD: ChargeResult.Status.ValueType  # 4
+    """A credit or reversal whose original is not posted yet (the account's charges of its charge_code do
+    not cover it): kept apart, not in the totals, and posted when a later call's charges cover it
+    (that call lists it in released). reason says what it waits for. A replay answers HELD again.
+    """
 
     CHARGE_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
@@ -357,18 +369,24 @@ class PostChargesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeResult]:
         """one per request charge, in request order"""
+
+    @_builtins.property
+    def released(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeResult]:
+        """Credits held by earlier calls that this call's charges covered: posted now (status ACCEPTED)."""
 
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___ChargeResult] | None = ...,
+        released: _abc.Iterable[Global___ChargeResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1214,6 +1232,8 @@ class BillingTotals(_message.Message):
     PATIENT_UPDATE_COUNT_FIELD_NUMBER: _builtins.int
     ACCOUNT_MOVE_COUNT_FIELD_NUMBER: _builtins.int
     MOVED_ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
+    HELD_CREDIT_COUNT_FIELD_NUMBER: _builtins.int
+    HELD_CREDIT_CENTS_FIELD_NUMBER: _builtins.int
     account_count: _builtins.int
     charge_count: _builtins.int
     amount_cents: _builtins.int
@@ -1239,6 +1259,10 @@ class BillingTotals(_message.Message):
     """account and visit moves recorded (ADT^A44, A45)"""
     moved_account_count: _builtins.int
     """accounts moved by them (when the move arrived, or later)"""
+    held_credit_count: _builtins.int
+    """credits and reversals HELD for want of their original (not in the above)"""
+    held_credit_cents: _builtins.int
+    """their amounts, negative"""
     @_builtins.property
     def by_facility(self) -> _containers.RepeatedCompositeFieldContainer[Global___FacilityTotal]: ...
     @_builtins.property
@@ -1263,10 +1287,12 @@ class BillingTotals(_message.Message):
         patient_update_count: _builtins.int = ...,
         account_move_count: _builtins.int = ...,
         moved_account_count: _builtins.int = ...,
+        held_credit_count: _builtins.int = ...,
+        held_credit_cents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "account_move_count", b"account_move_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count", "coded_account_count", b"coded_account_count", "diagnosis_count", b"diagnosis_count", "drg_count", b"drg_count", "merge_count", b"merge_count", "merged_account_count", b"merged_account_count", "moved_account_count", b"moved_account_count", "patient_update_count", b"patient_update_count", "procedure_count", b"procedure_count", "reversal_count", b"reversal_count", "supply_amount_cents", b"supply_amount_cents", "supply_charge_count", b"supply_charge_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "account_move_count", b"account_move_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count", "coded_account_count", b"coded_account_count", "diagnosis_count", b"diagnosis_count", "drg_count", b"drg_count", "held_credit_cents", b"held_credit_cents", "held_credit_count", b"held_credit_count", "merge_count", b"merge_count", "merged_account_count", b"merged_account_count", "moved_account_count", b"moved_account_count", "patient_update_count", b"patient_update_count", "procedure_count", b"procedure_count", "reversal_count", b"reversal_count", "supply_amount_cents", b"supply_amount_cents", "supply_charge_count", b"supply_charge_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,7 +4,8 @@ isort:skip_file
 BillingAdapter: the contract between hcsync and the hospital billing system.
 
 Money is an int64 number of cents; datetimes are google.protobuf.Timestamp (UTC).
-Every write carries an idempotency key, so a caller may retry any call safely.
+Every write carries an idempotency key, so a caller may retry any call safely; a key reused with other
+content is refused with ALREADY_EXISTS. Amounts are bounded per line and per call (docs/security.md).
 """
 
 from collections import abc as _abc

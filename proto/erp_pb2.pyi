@@ -8,6 +8,10 @@ dates of birth, addresses or phone numbers. The encounter is only a pseudonymous
 (a keyed HMAC). tests/unit/test_erp_proto_phi.py enforces an allowlist of field names.
 Money is an int64 number of cents.
 
+The ERP checks every line and movement against the master data in force (accounts, legal entities,
+business units, cost centres, facilities) and bounds amounts per line and per call; a batch key reused
+with other content is refused with ALREADY_EXISTS (docs/security.md).
+
 Every journal line and inventory movement carries the ERP dimensions master data gave it: the legal
 entity whose books it belongs to (required: a line or movement without one is rejected, and the lines
 of one source event must balance within each legal entity) and the business unit. Movements also carry
@@ -65,7 +69,9 @@ class JournalLine(_message.Message):
     """lines of one event must balance"""
     correlation_id: _builtins.str
     description: _builtins.str
-    """charge code and description; never patient data"""
+    """Master-data text only: empty, a charge code, or the code and its master-data description. The ERP
+    rejects free text (it could carry patient data) and stores the code's master-data description.
+    """
     legal_entity: _builtins.str
     """master data: the books the line belongs to; required"""
     business_unit: _builtins.str
@@ -317,7 +323,7 @@ class InventoryMovement(_message.Message):
     code_system: _builtins.str
     """NDC, RxNorm, LOCAL..."""
     description: _builtins.str
-    """the item's description; never patient data"""
+    """Empty or the item master's description of item_code (free text is rejected); the ERP stores the latter."""
     quantity_milli: _builtins.int
     """thousandths of a unit, above zero"""
     unit: _builtins.str

@@ -8,6 +8,10 @@ dates of birth, addresses or phone numbers. The encounter is only a pseudonymous
 (a keyed HMAC). tests/unit/test_erp_proto_phi.py enforces an allowlist of field names.
 Money is an int64 number of cents.
 
+The ERP checks every line and movement against the master data in force (accounts, legal entities,
+business units, cost centres, facilities) and bounds amounts per line and per call; a batch key reused
+with other content is refused with ALREADY_EXISTS (docs/security.md).
+
 Every journal line and inventory movement carries the ERP dimensions master data gave it: the legal
 entity whose books it belongs to (required: a line or movement without one is rejected, and the lines
 of one source event must balance within each legal entity) and the business unit. Movements also carry

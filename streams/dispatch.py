@@ -8,6 +8,11 @@ inventory batch. Every call carries a deterministic idempotency key.
 
 Redis caches the idempotency keys of commands already dispatched so a replayed batch costs no call;
 the adapters' databases still decide (a key evicted from Redis is caught by the unique constraints).
+
+An adapter that refuses a call's key because it recorded that key with other content (ALREADY_EXISTS) has
+not applied the call and never will: its commands are quarantined under IDEMPOTENCY-KEY-REUSED with the key
+in the reason, neither retried (the answer would not change) nor resent under another key (which would
+post what the adapter refused). An operator compares the two and replays what is right.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import grpc
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -53,6 +59,8 @@ DONE_TTL_S = 7 * 24 * 3600
 LOCAL_FAULTS = (NotRetryableError, ValueError, OverflowError, TypeError)
 log = logging.getLogger(__name__)
 C = TypeVar("C", BillingCommandT, ErpCommandT)
+# The rule of a command whose call's idempotency key an adapter had recorded with other content.
+KEY_REUSED = "IDEMPOTENCY-KEY-REUSED"
 
 UpsertStatus = billing_pb2.UpsertAccountResponse.Status
 CodingStatus = billing_pb2.UpdateCodingResponse.Status
@@ -111,6 +119,16 @@ def cache_id(command: BillingCommandT | ErpCommandT) -> str:
     if isinstance(command, UpsertAccountCommand):
         return f"{command.command_id}@v{command.state_version}"
     return command.command_id
+
+
+def reused_key(exc: BaseException) -> bool:
+    """Whether ``exc`` is an adapter's refusal of a reused idempotency key (gRPC ALREADY_EXISTS)."""
+    cause = exc.__cause__
+    return (
+        isinstance(exc, NotRetryableError)
+        and isinstance(cause, grpc.aio.AioRpcError)
+        and cause.code() == grpc.StatusCode.ALREADY_EXISTS
+    )
 
 
 class _DoneCache:
@@ -200,13 +218,29 @@ class _Dispatcher(ABC, Generic[C]):
                     await self._done.mark([cache_id(cmd)])
         return report
 
-    def _quarantine(self, raw: bytes, command: C, exc: Exception, report: DispatchReport) -> None:
+    def _quarantine(
+        self, raw: bytes, command: C, exc: Exception, report: DispatchReport, rule: str = ""
+    ) -> None:
         """Quarantine ``command`` for good: the adapter refused it, or it cannot be put in a request."""
-        rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
+        if not rule:
+            rule = "ADAPTER-REFUSED" if isinstance(exc, NotRetryableError) else "COMMAND-UNSENDABLE"
         reason = f"{type(exc).__name__}: {exc}"
         report.exceptions.append(
             _rejection(self.stage, raw, self._encounter_of(command), reason, rule, command.source_event_id)
         )
+
+    async def _refused_key(
+        self, items: Sequence[tuple[bytes, C]], key: str, exc: NotRetryableError, report: DispatchReport
+    ) -> None:
+        """Quarantine every command of a call whose idempotency ``key`` the adapter refused as reused."""
+        log.warning(
+            "%s: idempotency key %s refused as reused: %d commands quarantined", self.stage, key, len(items)
+        )
+        refusal = NotRetryableError(f"idempotency key {key} refused as reused: {exc}")
+        for raw, command in items:
+            self._quarantine(raw, command, refusal, report, KEY_REUSED)
+        report.count("key_reuse_refused", len(items))
+        await self._done.mark([cache_id(command) for _, command in items])
 
 
 class BillingDispatcher(_Dispatcher[BillingCommandT]):
@@ -279,7 +313,10 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
             )
         for (raw, command, _), result in zip(chunk, response.results, strict=True):
             if result.HasField("error"):
-                self._quarantine(raw, command, item_refusal(self._client.address, result.error), report)
+                # ALREADY_EXISTS: the item's own key was recorded with other content (its message says which).
+                rule = KEY_REUSED if result.error.code == grpc.StatusCode.ALREADY_EXISTS.name else ""
+                refusal = item_refusal(self._client.address, result.error)
+                self._quarantine(raw, command, refusal, report, rule)
             else:
                 self._count_answer(result, report)
         # Answered for good, refusals included: a replay does not ask again.
@@ -379,14 +416,21 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
     ) -> None:
         charges = [c for _, c in items]
         raw_by_id = {c.command_id: raw for raw, c in items}
-        response = await self._client.post_charges(
-            billing_pb2.PostChargesRequest(
-                idempotency_key=ids.derived_id(
-                    "|".join(sorted(c.command_id for c in charges)), "billing.batch"
-                ),
-                charges=[convert.charge_from(c.charge, c.source_event_id, c.correlation_id) for c in charges],
+        key = ids.derived_id("|".join(sorted(c.command_id for c in charges)), "billing.batch")
+        try:
+            response = await self._client.post_charges(
+                billing_pb2.PostChargesRequest(
+                    idempotency_key=key,
+                    charges=[
+                        convert.charge_from(c.charge, c.source_event_id, c.correlation_id) for c in charges
+                    ],
+                )
             )
-        )
+        except NotRetryableError as exc:
+            if not reused_key(exc):
+                raise
+            await self._refused_key(items, key, exc, report)
+            return
         by_charge = {c.charge.charge_id: c for c in charges}
         done: list[str] = []
         for result in response.results:
@@ -396,6 +440,9 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                 report.count("charges_posted")
             elif result.status == ChargeStatus.DUPLICATE:
                 report.count("charges_duplicate")
+            elif result.status == ChargeStatus.HELD:
+                # A credit before its original: billing keeps it and posts it when the original comes.
+                report.count("charges_held")
             else:
                 report.count("charges_rejected")
                 report.exceptions.append(
@@ -408,6 +455,10 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                         command.source_event_id,
                     )
                 )
+        # Credits held by earlier calls that this call's charges covered: posted now.
+        if response.released:
+            report.count("charges_posted", len(response.released))
+            report.count("credits_released", len(response.released))
         await self._done.mark(done)
 
 
@@ -438,14 +489,20 @@ class ErpDispatcher(_Dispatcher[ErpCommandT]):
         todo = [cmd for _, cmd in items]
         raw_by_id = {cmd.command_id: raw for raw, cmd in items}
         key = ids.derived_id("|".join(sorted(c.command_id for c in todo)), "erp.batch")
-        ack = await self._client.post_journal_batch(
-            erp_pb2.JournalBatch(
-                batch_id=key,
-                idempotency_key=key,
-                currency=self._currency,
-                lines=[convert.journal_line_from(line) for c in todo for line in c.lines],
+        try:
+            ack = await self._client.post_journal_batch(
+                erp_pb2.JournalBatch(
+                    batch_id=key,
+                    idempotency_key=key,
+                    currency=self._currency,
+                    lines=[convert.journal_line_from(line) for c in todo for line in c.lines],
+                )
             )
-        )
+        except NotRetryableError as exc:
+            if not reused_key(exc):
+                raise
+            await self._refused_key(items, key, exc, report)
+            return
         report.count("journal_lines_accepted", sum(1 for a in ack.accepted if not a.duplicate))
         report.count("journal_lines_duplicate", sum(1 for a in ack.accepted if a.duplicate))
         if ack.rejected:
@@ -471,13 +528,19 @@ class ErpDispatcher(_Dispatcher[ErpCommandT]):
         todo = [cmd for _, cmd in items]
         raw_by_id = {cmd.command_id: raw for raw, cmd in items}
         key = ids.derived_id("|".join(sorted(c.command_id for c in todo)), "erp.inventory.batch")
-        ack = await self._client.post_inventory_movements(
-            erp_pb2.InventoryMovementBatch(
-                batch_id=key,
-                idempotency_key=key,
-                movements=[convert.inventory_movement_from(m) for c in todo for m in c.movements],
+        try:
+            ack = await self._client.post_inventory_movements(
+                erp_pb2.InventoryMovementBatch(
+                    batch_id=key,
+                    idempotency_key=key,
+                    movements=[convert.inventory_movement_from(m) for c in todo for m in c.movements],
+                )
             )
-        )
+        except NotRetryableError as exc:
+            if not reused_key(exc):
+                raise
+            await self._refused_key(items, key, exc, report)
+            return
         report.count("inventory_movements", sum(1 for a in ack.accepted if not a.duplicate))
         report.count("inventory_duplicates", sum(1 for a in ack.accepted if a.duplicate))
         if ack.rejected:

@@ -46,7 +46,9 @@ class PostingRules:
         """Return the two lines of a charge: debit receivables, credit revenue (reversed for a credit)."""
         amount = abs(charge.amount_cents)
         is_credit = charge.amount_cents < 0
-        text = f"{charge.charge_code} {charge.description}".strip()[:120]
+        # The charge code only, never the message's free text (FT1-7.2 or FT1-8 may carry anything, patient
+        # data included): the ERP refuses free text and writes the code's master-data description itself.
+        text = charge.charge_code
         common = {
             "journal_date": charge.service_at.date(),
             "facility": charge.facility,

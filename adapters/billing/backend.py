@@ -16,13 +16,22 @@ import datetime as dt
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from adapters import fingerprint, invalid_request, optional_datetime, request_date
+from adapters import (
+    fingerprint,
+    invalid_request,
+    optional_datetime,
+    refusal_code,
+    request_date,
+    reused_key,
+    unordered_digest,
+)
 from adapters.billing.coding import apply_coding, as_utc, validate_coding
 from adapters.billing.merge import apply_merge, surviving_identity, validate_merge
 from adapters.billing.moves import apply_move, settle_moves, validate_move
@@ -31,9 +40,11 @@ from adapters.billing.schema import (
     AccountRow,
     AccountUpsertRow,
     Base,
+    ChargeBatchRow,
     ChargeRow,
     CodingRow,
     DiagnosisRow,
+    HeldChargeRow,
     MergeRow,
     MoveRow,
     PatientRow,
@@ -42,9 +53,18 @@ from adapters.billing.schema import (
     create_schema,
     total,
 )
+from adapters.bounds import MAX_CALL_CENTS, MAX_ITEMS_PER_CALL, MAX_LINE_CENTS, MAX_QUANTITY, beyond
 from canonical.errors import Fault, InvalidMessageError
 from canonical.models import EncounterStatus, TransactionType
-from foundation.sql import distinct, in_chunks, open_engine, read_transaction, write_transaction
+from foundation.sql import (
+    distinct,
+    in_chunks,
+    int64,
+    joined,
+    open_engine,
+    read_transaction,
+    write_transaction,
+)
 from proto import billing_pb2
 
 __all__ = ["AccountRow", "Base", "BillingBackend", "SqlBillingBackend"]
@@ -173,10 +193,12 @@ def _validate_upsert(request: billing_pb2.UpsertAccountRequest) -> None:
 
 
 def _validate_charges(request: billing_pb2.PostChargesRequest) -> None:
-    """Refuse a PostCharges request with a malformed charge, naming the field."""
+    """Refuse a PostCharges request with a malformed charge or beyond the amount bounds, naming the field."""
     key = request.idempotency_key
     if not key:
         raise invalid_request("idempotency_key", "is empty")
+    if len(request.charges) > MAX_ITEMS_PER_CALL:
+        raise invalid_request("charges", f"holds more than {MAX_ITEMS_PER_CALL} charges", request_id=key)
     for index, charge in enumerate(request.charges):
         where = f"charges[{index}]"
         for name in ("charge_id", "encounter_id", "charge_code", "currency", "facility"):
@@ -193,6 +215,27 @@ def _validate_charges(request: billing_pb2.PostChargesRequest) -> None:
             raise invalid_request(f"{where}.amount_cents", "a CD credit must be negative", request_id=key)
         if not charge.HasField("service_at"):
             raise invalid_request(f"{where}.service_at", "is missing", request_id=key)
+        _check_bounds(charge, where, key)
+    if sum(abs(charge.amount_cents) for charge in request.charges) > MAX_CALL_CENTS:
+        raise invalid_request(
+            "charges", f"amount_cents summed {beyond(MAX_CALL_CENTS, 'cents per call')}", request_id=key
+        )
+
+
+def _check_bounds(charge: billing_pb2.Charge, where: str, key: str) -> None:
+    """Refuse a charge whose amounts or quantity lie beyond any real line (adapters.bounds)."""
+    for name in ("amount_cents", "unit_amount_cents", "unit_cost_cents"):
+        if abs(getattr(charge, name)) > MAX_LINE_CENTS:
+            raise invalid_request(f"{where}.{name}", beyond(MAX_LINE_CENTS, "cents"), request_id=key)
+    if abs(charge.quantity) > MAX_QUANTITY:
+        raise invalid_request(f"{where}.quantity", beyond(MAX_QUANTITY, "units"), request_id=key)
+
+
+def _charges_digest(request: billing_pb2.PostChargesRequest) -> str:
+    """Return a digest of a PostCharges request that ignores the order of its charges."""
+    return unordered_digest(
+        billing_pb2.PostChargesRequest(idempotency_key=request.idempotency_key), request.charges
+    )
 
 
 class SqlBillingBackend:
@@ -236,11 +279,7 @@ class SqlBillingBackend:
                     account_id=seen.account_id, status=UpsertStatus.DUPLICATE, version=seen.version
                 )
             if seen.account_id != account.encounter_id or seen.source_event_id != account.source_event_id:
-                raise invalid_request(
-                    "idempotency_key",
-                    "was already used for another account or another event",
-                    request_id=key,
-                )
+                raise reused_key(key, "another account or another event")
             # The same event of the same account, with another state: the encounter's state was derived
             # again. An upsert carries the encounter's whole state, derived from the set of its events
             # and numbered by state_version, not a change: when the embedded broker lost everything, the
@@ -300,22 +339,46 @@ class SqlBillingBackend:
         )
 
     def post_charges(self, request: billing_pb2.PostChargesRequest) -> billing_pb2.PostChargesResponse:
-        """Post charges, one result per charge in request order; a replayed charge_id is a duplicate."""
+        """Post charges, one result per charge in request order; a replayed charge_id is a duplicate.
+
+        The call's idempotency key is recorded with a digest of its charges: the same key with other
+        charges is refused (ALREADY_EXISTS) and changes nothing. A true replay is judged again, charge by
+        charge, so what was posted answers DUPLICATE with its original posting_id.
+        """
         _validate_charges(request)
-        response = write_transaction(self._engine, lambda session: self._post(session, request))
+        digest = _charges_digest(request)
+        response = write_transaction(self._engine, lambda session: self._post(session, request, digest))
         counts = Counter(ChargeStatus.Name(result.status) for result in response.results)
         log.info(
-            "charges %s: %d accepted, %d duplicate, %d rejected",
+            "charges %s: %d accepted, %d duplicate, %d rejected, %d held, %d held earlier released",
             request.idempotency_key,
             counts["ACCEPTED"],
             counts["DUPLICATE"],
             counts["REJECTED"],
+            counts["HELD"],
+            len(response.released),
         )
         return response
 
     def _post(
-        self, session: Session, request: billing_pb2.PostChargesRequest
+        self, session: Session, request: billing_pb2.PostChargesRequest, digest: str
     ) -> billing_pb2.PostChargesResponse:
+        key = request.idempotency_key
+        now = _now()
+        seen = session.get(ChargeBatchRow, key)
+        if seen is not None and seen.request_digest != digest:
+            raise reused_key(key, "another set of charges")
+        if seen is None:
+            session.add(
+                ChargeBatchRow(
+                    idempotency_key=key,
+                    request_digest=digest,
+                    charge_count=len(request.charges),
+                    received_at=now,
+                )
+            )
+            # Flushed here so a concurrent call with the same key loses its race now and is rerun.
+            session.flush()
         charge_ids = distinct(charge.charge_id for charge in request.charges)
         postings: dict[str, str] = {}
         for chunk in in_chunks(charge_ids):
@@ -329,11 +392,23 @@ class SqlBillingBackend:
             accounts.update(
                 session.scalars(select(AccountRow.account_id).where(AccountRow.account_id.in_(chunk)))
             )
-        now = _now()
+        balances = _Balances.read(session, request.charges, postings)
+        held = _held_ids(session, charge_ids)
         response = billing_pb2.PostChargesResponse()
+        results = [response.results.add(charge_id=charge.charge_id) for charge in request.charges]
         new_rows: list[dict[str, object]] = []
-        for charge in request.charges:
-            result = response.results.add(charge_id=charge.charge_id)
+        credits: list[int] = []
+
+        def accept(charge: billing_pb2.Charge, result: billing_pb2.ChargeResult, request_key: str) -> None:
+            posting_id = f"BP-{uuid.uuid4().hex}"
+            new_rows.append(_charge_row(charge, posting_id, request_key, now))
+            postings[charge.charge_id] = posting_id
+            balances.post(charge)
+            result.status = ChargeStatus.ACCEPTED
+            result.posting_id = posting_id
+
+        for index, charge in enumerate(request.charges):
+            result = results[index]
             if charge.charge_id in postings:
                 # Posted before, by an earlier call or earlier in this one: report the original posting.
                 result.status = ChargeStatus.DUPLICATE
@@ -342,12 +417,31 @@ class SqlBillingBackend:
                 # Not an error: the account may arrive later, and the caller decides whether to retry.
                 result.status = ChargeStatus.REJECTED
                 result.reason = f"no account for encounter {charge.encounter_id}"
+            elif charge.amount_cents < 0:
+                credits.append(index)  # judged once every charge of the call is counted
             else:
-                posting_id = f"BP-{uuid.uuid4().hex}"
-                new_rows.append(_charge_row(charge, posting_id, request.idempotency_key, now))
-                postings[charge.charge_id] = posting_id
-                result.status = ChargeStatus.ACCEPTED
-                result.posting_id = posting_id
+                accept(charge, result, key)
+        for index in credits:
+            charge, result = request.charges[index], results[index]
+            if charge.charge_id in postings:  # the same credit twice in this call, posted above
+                result.status = ChargeStatus.DUPLICATE
+                result.posting_id = postings[charge.charge_id]
+            elif balances.covers(charge):
+                accept(charge, result, key)
+                if charge.charge_id in held:  # held by an earlier call, its original has come since
+                    session.execute(delete(HeldChargeRow).where(HeldChargeRow.charge_id == charge.charge_id))
+            else:
+                result.status = ChargeStatus.HELD
+                result.reason = balances.waiting(charge, index)
+                if charge.charge_id not in held:
+                    session.add(_held_row(charge, key, now))
+                    held.add(charge.charge_id)
+        # Credits held by earlier calls that this call's charges now cover are posted, oldest first.
+        for row in _held_for(session, balances.touched, set(charge_ids)):
+            charge = billing_pb2.Charge.FromString(row.charge)
+            if balances.covers(charge):
+                accept(charge, response.released.add(charge_id=charge.charge_id), row.request_key)
+                session.delete(row)
         if new_rows:
             # One bulk INSERT (executemany), not the unit of work's per-object bookkeeping; a lost race
             # surfaces here as IntegrityError and the transaction is rerun.
@@ -430,6 +524,10 @@ class SqlBillingBackend:
         """
         if not request.idempotency_key:
             raise invalid_request("idempotency_key", "is empty")
+        if len(request.items) > MAX_ITEMS_PER_CALL:
+            raise invalid_request(
+                "items", f"holds more than {MAX_ITEMS_PER_CALL} items", request_id=request.idempotency_key
+            )
         errors: dict[int, billing_pb2.BillingItemError] = {}
         todo: list[_Checked] = []
         for index, item in enumerate(request.items):
@@ -509,6 +607,103 @@ class SqlBillingBackend:
     def totals(self) -> billing_pb2.BillingTotals:
         """Return reconciliation totals: accounts, charges, codings, merges, person updates, moves."""
         return read_transaction(self._engine, _totals)
+
+
+@dataclass(slots=True)
+class _Balances:
+    """What each account has posted per charge code: what a reversal or a credit may take back.
+
+    Billing keeps no reference from a negative line to the line it reverses (every FT1 is its own charge,
+    docs/mappings/dft.md), so its original is the account's charges of the same charge code: a negative
+    line is posted only while the account's net amount for that code stays at or above zero, counting
+    every charge of the same call. One without (a credit out of nothing, or one that arrived before its
+    original: the pipeline keeps no order across messages) is HELD apart, out of the books and the totals,
+    and posted when a later call's charges cover it.
+    """
+
+    net: dict[tuple[str, str], int] = field(default_factory=dict)
+    touched: set[tuple[str, str]] = field(default_factory=set)  # pairs a charge of this call added to
+
+    @classmethod
+    def read(
+        cls, session: Session, charges: Sequence[billing_pb2.Charge], postings: dict[str, str]
+    ) -> _Balances:
+        """Read the net per account and charge code of every new line of this call."""
+        wanted = {
+            (charge.encounter_id, charge.charge_code)
+            for charge in charges
+            if charge.charge_id not in postings
+        }
+        balances = cls(net=dict.fromkeys(wanted, 0))
+        for chunk in in_chunks(sorted({encounter for encounter, _ in wanted})):
+            rows = session.execute(
+                select(ChargeRow.encounter_id, ChargeRow.charge_code, *total(ChargeRow.amount_cents))
+                .where(ChargeRow.encounter_id.in_(chunk))
+                .group_by(ChargeRow.encounter_id, ChargeRow.charge_code)
+            )
+            for encounter, code, high, low in rows:
+                if (encounter, code) in wanted:
+                    balances.net[(encounter, code)] = joined(high, low)
+        return balances
+
+    def covers(self, charge: billing_pb2.Charge) -> bool:
+        """Whether the account's net for the line's charge code stays at or above zero with it."""
+        return self.net.get((charge.encounter_id, charge.charge_code), 0) + charge.amount_cents >= 0
+
+    def waiting(self, charge: billing_pb2.Charge, index: int) -> str:
+        """Return why a negative line is held: what it takes back against what its code's charges hold."""
+        net = self.net.get((charge.encounter_id, charge.charge_code), 0)
+        kind = "credit" if charge.transaction_type == TransactionType.CREDIT else "reversal"
+        return (
+            f"charges[{index}].amount_cents: a {kind} needs an original: the account's net for charge code "
+            f"{charge.charge_code} is {net} cents, less than the {-charge.amount_cents} cents it takes back; "
+            "held until the account's charges of that code cover it"
+        )
+
+    def post(self, charge: billing_pb2.Charge) -> None:
+        """Count a posted line in its account's net for its charge code."""
+        pair = (charge.encounter_id, charge.charge_code)
+        self.net[pair] = self.net.get(pair, 0) + charge.amount_cents
+        if charge.amount_cents > 0:
+            self.touched.add(pair)
+
+
+def _held_ids(session: Session, charge_ids: Sequence[str]) -> set[str]:
+    """Return which of ``charge_ids`` are held, waiting for their original."""
+    held: set[str] = set()
+    for chunk in in_chunks(charge_ids):
+        held.update(
+            session.scalars(select(HeldChargeRow.charge_id).where(HeldChargeRow.charge_id.in_(chunk)))
+        )
+    return held
+
+
+def _held_for(session: Session, pairs: set[tuple[str, str]], skip: set[str]) -> list[HeldChargeRow]:
+    """Return the held lines of the given accounts and charge codes, oldest first, but those in ``skip``."""
+    found: list[HeldChargeRow] = []
+    for chunk in in_chunks(sorted({encounter for encounter, _ in pairs})):
+        rows = session.scalars(
+            select(HeldChargeRow)
+            .where(HeldChargeRow.encounter_id.in_(chunk))
+            .order_by(HeldChargeRow.held_at, HeldChargeRow.charge_id)
+        )
+        found.extend(
+            row for row in rows if (row.encounter_id, row.charge_code) in pairs and row.charge_id not in skip
+        )
+    return sorted(found, key=lambda row: (row.held_at, row.charge_id))
+
+
+def _held_row(charge: billing_pb2.Charge, request_key: str, now: dt.datetime) -> HeldChargeRow:
+    """Return the row of a credit held for want of its original."""
+    return HeldChargeRow(
+        charge_id=charge.charge_id,
+        encounter_id=charge.encounter_id,
+        charge_code=charge.charge_code,
+        amount_cents=charge.amount_cents,
+        request_key=request_key,
+        charge=charge.SerializeToString(deterministic=True),
+        held_at=now,
+    )
 
 
 @dataclass(slots=True)
@@ -592,9 +787,10 @@ def _validate_item(command: BatchCommand) -> None:
 
 
 def _item_error(rpc: str, fault: Fault) -> billing_pb2.BillingItemError:
-    """Return the error result of a refused item: what its single call's INVALID_ARGUMENT would say."""
+    """Return the error result of a refused item: what its single call's refusal would say (its code:
+    INVALID_ARGUMENT, or ALREADY_EXISTS for a reused idempotency key)."""
     return billing_pb2.BillingItemError(
-        code="INVALID_ARGUMENT", message=f"{rpc}: {fault.field}: {fault.reason}", field=fault.field
+        code=refusal_code(fault).name, message=f"{rpc}: {fault.field}: {fault.reason}", field=fault.field
     )
 
 
@@ -742,20 +938,23 @@ def _charge_row(
 
 
 def _totals(session: Session) -> billing_pb2.BillingTotals:
-    """Compute billing totals in one snapshot."""
+    """Compute billing totals in one snapshot; sums are exact whatever the rows (foundation.sql.total)."""
     account_count = session.scalar(select(func.count()).select_from(AccountRow)) or 0
-    charge_count, amount_cents = session.execute(
-        select(func.count(), total(ChargeRow.amount_cents)).select_from(ChargeRow)
+    charge_count, high, low = session.execute(
+        select(func.count(), *total(ChargeRow.amount_cents)).select_from(ChargeRow)
     ).one()
     totals = billing_pb2.BillingTotals(
-        account_count=account_count, charge_count=charge_count, amount_cents=amount_cents
+        account_count=account_count,
+        charge_count=charge_count,
+        amount_cents=int64(joined(high, low), "billing amount_cents"),
     )
     by_facility = session.execute(
-        select(ChargeRow.facility, func.count(), total(ChargeRow.amount_cents))
+        select(ChargeRow.facility, func.count(), *total(ChargeRow.amount_cents))
         .group_by(ChargeRow.facility)
         .order_by(ChargeRow.facility)
     )
-    for facility, count, amount in by_facility:
+    for facility, count, high, low in by_facility:
+        amount = int64(joined(high, low), "billing amount_cents of a facility")
         totals.by_facility.add(facility=facility, charge_count=count, amount_cents=amount)
     by_status = session.execute(
         select(AccountRow.status, func.count()).group_by(AccountRow.status).order_by(AccountRow.status)
@@ -763,11 +962,16 @@ def _totals(session: Session) -> billing_pb2.BillingTotals:
     for status, count in by_status:
         totals.by_status.add(status=status, account_count=count)
     totals.reversal_count = _count(session, ChargeRow, ChargeRow.amount_cents < 0)
-    supply_count, supply_cents = session.execute(
-        select(func.count(), total(ChargeRow.amount_cents)).where(ChargeRow.is_supply)
+    supply_count, high, low = session.execute(
+        select(func.count(), *total(ChargeRow.amount_cents)).where(ChargeRow.is_supply)
     ).one()
     totals.supply_charge_count = supply_count
-    totals.supply_amount_cents = supply_cents
+    totals.supply_amount_cents = int64(joined(high, low), "billing supply_amount_cents")
+    held_count, high, low = session.execute(
+        select(func.count(), *total(HeldChargeRow.amount_cents)).select_from(HeldChargeRow)
+    ).one()
+    totals.held_credit_count = held_count
+    totals.held_credit_cents = int64(joined(high, low), "billing held_credit_cents")
     totals.coded_account_count = _count(session, CodingRow)
     totals.drg_count = _count(session, CodingRow, CodingRow.drg_code.is_not(None))
     totals.diagnosis_count = _count(session, DiagnosisRow)

@@ -25,7 +25,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request, optional_datetime
+from adapters import invalid_request, optional_datetime, reused_key
 from adapters.billing.schema import (
     CodingRemovalRow,
     CodingRow,
@@ -300,9 +300,7 @@ def apply_coding(
     seen = session.get(CodingUpdateRow, key)
     if seen is not None:
         if seen.request_digest != digest:
-            raise invalid_request(
-                "idempotency_key", "was already used for a different request", request_id=key
-            )
+            raise reused_key(key, "another coding update")
         return billing_pb2.UpdateCodingResponse(
             encounter_id=seen.encounter_id, status=CodingStatus.DUPLICATE, version=seen.version
         )

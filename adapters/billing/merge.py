@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request, request_date
+from adapters import invalid_request, request_date, reused_key
 from adapters.billing.schema import AccountRow, MergeRow
 from proto import billing_pb2
 
@@ -127,9 +127,7 @@ def apply_merge(
     seen = session.get(MergeRow, key)
     if seen is not None:
         if seen.request_digest != digest:
-            raise invalid_request(
-                "idempotency_key", "was already used for a different request", request_id=key
-            )
+            raise reused_key(key, "another merge")
         return billing_pb2.MergePatientResponse(
             status=MergeStatus.DUPLICATE, accounts_moved=seen.accounts_moved
         )

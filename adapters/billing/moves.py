@@ -23,7 +23,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request, request_date
+from adapters import invalid_request, request_date, reused_key
 from adapters.billing.coding import as_utc
 from adapters.billing.merge import lock_identifier
 from adapters.billing.schema import AccountRow, MoveRow
@@ -132,9 +132,7 @@ def apply_move(
     seen = session.get(MoveRow, key)
     if seen is not None:
         if seen.request_digest != digest:
-            raise invalid_request(
-                "idempotency_key", "was already used for a different request", request_id=key
-            )
+            raise reused_key(key, "another move")
         return billing_pb2.MoveAccountResponse(
             status=MoveStatus.DUPLICATE, accounts_moved=seen.accounts_moved
         )

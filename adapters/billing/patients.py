@@ -20,7 +20,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request, request_date
+from adapters import invalid_request, request_date, reused_key
 from adapters.billing.coding import as_utc
 from adapters.billing.merge import lock_identifier
 from adapters.billing.schema import AccountRow, PatientRow, PatientUpdateRow
@@ -91,9 +91,7 @@ def apply_patient_update(
     seen = session.get(PatientUpdateRow, key)
     if seen is not None:
         if seen.request_digest != digest:
-            raise invalid_request(
-                "idempotency_key", "was already used for a different request", request_id=key
-            )
+            raise reused_key(key, "another person update")
         return billing_pb2.UpdatePatientResponse(
             status=PatientStatus.DUPLICATE, accounts_updated=seen.accounts_updated
         )

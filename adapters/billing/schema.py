@@ -14,6 +14,8 @@ from sqlalchemy import (
     DateTime,
     Engine,
     ForeignKey,
+    Index,
+    LargeBinary,
     String,
     false,
     true,
@@ -27,11 +29,13 @@ __all__ = [
     "AccountRow",
     "AccountUpsertRow",
     "Base",
+    "ChargeBatchRow",
     "ChargeRow",
     "CodingRemovalRow",
     "CodingRow",
     "CodingUpdateRow",
     "DiagnosisRow",
+    "HeldChargeRow",
     "MergeRow",
     "MoveRow",
     "PatientRow",
@@ -48,7 +52,12 @@ class Base(DeclarativeBase):
     """Declarative base of the billing tables."""
 
     # Cents and counts outgrow 32-bit integers (a PostgreSQL INTEGER) at $21M.
-    type_annotation_map = {int: BigInteger, dt.datetime: DateTime(timezone=True), str: String()}
+    type_annotation_map = {
+        int: BigInteger,
+        dt.datetime: DateTime(timezone=True),
+        str: String(),
+        bytes: LargeBinary,
+    }
 
 
 class AccountRow(Base):
@@ -132,6 +141,38 @@ class ChargeRow(Base):
     is_supply: Mapped[bool] = mapped_column(server_default=false())
     filler_order_number: Mapped[str] = mapped_column(server_default="")
     unit_cost_cents: Mapped[int | None]
+
+
+class ChargeBatchRow(Base):
+    """One PostCharges call: its key and a digest of its charges, so a reused key is told from a replay.
+
+    Added in 1.4; a database without it gets it at open (create_schema). Its charges are judged again on
+    a replay (each is idempotent on its charge_id), so a charge refused for a missing account goes through
+    once the account exists.
+    """
+
+    __tablename__ = "billing_charge_batches"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    request_digest: Mapped[str]
+    charge_count: Mapped[int]
+    received_at: Mapped[dt.datetime]
+
+
+class HeldChargeRow(Base):
+    """A credit or reversal waiting for its original: not in the books (nor the totals) until the account's
+    charges of its charge code cover it, then moved to billing_charges. Added in 1.4."""
+
+    __tablename__ = "billing_held_charges"
+    __table_args__ = (Index("ix_billing_held_charges_account_code", "encounter_id", "charge_code"),)
+
+    charge_id: Mapped[str] = mapped_column(primary_key=True)
+    encounter_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.account_id"))
+    charge_code: Mapped[str]
+    amount_cents: Mapped[int]
+    request_key: Mapped[str]  # the PostCharges call that brought it
+    charge: Mapped[bytes]  # the Charge message as received, posted as is once covered
+    held_at: Mapped[dt.datetime]
 
 
 class CodingRow(Base):

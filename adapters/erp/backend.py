@@ -2,11 +2,15 @@
 
 Every write is idempotent and the database decides: a batch is recorded under its idempotency key
 with the ack it got (a replay returns that ack), and a line under its line_id (a replay is accepted as
-a duplicate with the original posting_id). Every line must name its legal entity (master data enriches
+a duplicate with the original posting_id; the same key with other lines is refused, ALREADY_EXISTS).
+Every line must name its legal entity (master data enriches
 it upstream). Lines are grouped by source event and each group must balance within each legal entity, so
 no event posts across entities without its own balancing lines; the accepted lines of one call commit
-together. Inventory movements (adapters.erp.inventory) follow the same rules, each movement judged on its
-own. The tables live in adapters.erp.schema; create_schema brings an older database up to date.
+together. Every line is checked against the master data in force (adapters.erp.masterdata): unknown
+accounts, legal entities, business units, cost centres and facilities, and free-text descriptions, are
+rejected. Amounts are bounded per line and per call (adapters.bounds); totals are exact sums. Inventory
+movements (adapters.erp.inventory) follow the same rules, each movement judged on its own. The tables
+live in adapters.erp.schema; create_schema brings an older database up to date.
 """
 
 from __future__ import annotations
@@ -21,15 +25,18 @@ from typing import Protocol
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request
+from adapters import invalid_request, reused_key, unordered_digest
+from adapters.bounds import MAX_CALL_CENTS, MAX_ITEMS_PER_CALL, MAX_LINE_CENTS, beyond
 from adapters.erp.inventory import (
     apply_inventory_batch,
     inventory_totals,
-    unordered_digest,
     validate_inventory_batch,
 )
+from adapters.erp.masterdata import MasterDataSource, governed_masterdata, journal_text, line_master_fault
 from adapters.erp.schema import JournalBatchRow, JournalLineRow, create_schema, total
-from foundation.sql import in_chunks, open_engine, read_transaction, write_transaction
+from canonical.reference import MasterDataSet
+from foundation.settings import get_settings
+from foundation.sql import in_chunks, int64, joined, open_engine, read_transaction, write_transaction
 from proto import erp_pb2
 
 __all__ = ["ErpBackend", "SqlErpBackend"]
@@ -91,15 +98,35 @@ def _validate_batch(batch: erp_pb2.JournalBatch) -> None:
         raise invalid_request("batch_id", "is empty", request_id=batch.idempotency_key)
     if not batch.currency:
         raise invalid_request("currency", "is empty", request_id=batch.idempotency_key)
+    if len(batch.lines) > MAX_ITEMS_PER_CALL:
+        raise invalid_request(
+            "lines", f"holds more than {MAX_ITEMS_PER_CALL} lines", request_id=batch.idempotency_key
+        )
     for index, line in enumerate(batch.lines):
         if not line.line_id:
             raise invalid_request(f"lines[{index}].line_id", "is empty", request_id=batch.idempotency_key)
+    # Lines beyond their own bounds (negative, or above the line bound) are rejected one by one; the
+    # call's bound weighs the others.
+    amounts = (
+        line.debit_cents + line.credit_cents
+        for line in batch.lines
+        if 0 <= line.debit_cents <= MAX_LINE_CENTS and 0 <= line.credit_cents <= MAX_LINE_CENTS
+    )
+    if sum(amounts) > MAX_CALL_CENTS:
+        raise invalid_request(
+            "lines",
+            f"debit_cents and credit_cents summed {beyond(MAX_CALL_CENTS, 'cents per call')}",
+            request_id=batch.idempotency_key,
+        )
 
 
-def _line_fault(line: erp_pb2.JournalLine, currency: str) -> str:
-    """Return why a line cannot be posted, or an empty string when it is well formed."""
+def _line_fault(line: erp_pb2.JournalLine, currency: str, data: MasterDataSet) -> str:
+    """Return why a line cannot be posted, or an empty string when it is well formed and master data."""
     if line.debit_cents < 0 or line.credit_cents < 0:
         return f"line {line.line_id}: debit_cents and credit_cents cannot be negative"
+    for name in ("debit_cents", "credit_cents"):
+        if getattr(line, name) > MAX_LINE_CENTS:
+            return f"line {line.line_id}: {name} {beyond(MAX_LINE_CENTS, 'cents')}"
     if (line.debit_cents > 0) == (line.credit_cents > 0):
         return f"line {line.line_id}: needs exactly one of debit_cents or credit_cents above zero"
     if not line.account:
@@ -113,18 +140,18 @@ def _line_fault(line: erp_pb2.JournalLine, currency: str) -> str:
     try:
         dt.date.fromisoformat(line.journal_date)
     except ValueError:
-        return f"line {line.line_id}: journal_date {line.journal_date!r} is not a YYYY-MM-DD date"
-    return ""
+        return f"line {line.line_id}: journal_date is not a YYYY-MM-DD date"
+    return line_master_fault(line, data)
 
 
-def _group_faults(lines: list[erp_pb2.JournalLine], currency: str) -> dict[str, str]:
+def _group_faults(lines: list[erp_pb2.JournalLine], currency: str, data: MasterDataSet) -> dict[str, str]:
     """Judge each source-event group of distinct lines; return the reason for every line that must go."""
     groups: dict[str, list[erp_pb2.JournalLine]] = defaultdict(list)
     for line in lines:
         groups[line.source_event_id].append(line)
     faults: dict[str, str] = {}
     for event_id, members in groups.items():
-        own = {line.line_id: _line_fault(line, currency) for line in members}
+        own = {line.line_id: _line_fault(line, currency, data) for line in members}
         bad = [line_id for line_id, fault in own.items() if fault]
         if bad:
             # Posting the good lines of a broken event would leave the ledger out of balance.
@@ -166,9 +193,12 @@ def _imbalance(event_id: str, members: list[erp_pb2.JournalLine], currency: str)
 class SqlErpBackend:
     """The reference general ledger: journal batches and lines in SQL (SQLite file or PostgreSQL)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, masterdata: MasterDataSource | None = None) -> None:
+        """Open the ledger at ``database_url``; ``masterdata`` returns the set in force (by default the
+        deployment's governed master data in Redis, read as the settings name it)."""
         self._engine = open_engine(database_url)
         create_schema(self._engine)
+        self._masterdata = masterdata or governed_masterdata(get_settings())
 
     def close(self) -> None:
         """Release the backend's connections."""
@@ -178,7 +208,8 @@ class SqlErpBackend:
         """Post a batch; a replayed idempotency key returns the original ack."""
         _validate_batch(batch)
         digest = _batch_digest(batch)
-        ack = write_transaction(self._engine, lambda session: self._post(session, batch, digest))
+        data = self._masterdata()  # before the transaction: a Redis read must not hold the write lock
+        ack = write_transaction(self._engine, lambda session: self._post(session, batch, digest, data))
         log.info(
             "journal batch %s (%s): %d lines, %d accepted (%d duplicate), %d rejected",
             batch.batch_id,
@@ -190,14 +221,14 @@ class SqlErpBackend:
         )
         return ack
 
-    def _post(self, session: Session, batch: erp_pb2.JournalBatch, digest: str) -> erp_pb2.JournalAck:
+    def _post(
+        self, session: Session, batch: erp_pb2.JournalBatch, digest: str, data: MasterDataSet
+    ) -> erp_pb2.JournalAck:
         key = batch.idempotency_key
         seen = session.get(JournalBatchRow, key)
         if seen is not None:
             if seen.request_digest != digest:
-                raise invalid_request(
-                    "idempotency_key", "was already used for a different batch", request_id=key
-                )
+                raise reused_key(key, "another journal batch")
             return erp_pb2.JournalAck.FromString(seen.ack)
 
         # A line_id repeated within the batch is the same line: its first occurrence is judged and posted.
@@ -211,7 +242,7 @@ class SqlErpBackend:
             stored.update({line_id: posting_id for line_id, posting_id in rows})
         # Balance is judged on the request's content, stored lines included, so a group can be
         # completed by a later call without its already-posted half being counted as missing.
-        faults = _group_faults(list(first.values()), batch.currency)
+        faults = _group_faults(list(first.values()), batch.currency, data)
 
         now = _now()
         # The batch row goes first: its lines reference it.
@@ -239,7 +270,7 @@ class SqlErpBackend:
                 outcomes[line_id] = _Outcome(accepted=False, reason=faults[line_id])
             else:
                 posting_id = f"GL-{uuid.uuid4().hex}"
-                new_rows.append(_line_row(line, posting_id, key, now))
+                new_rows.append(_line_row(line, posting_id, key, now, data))
                 outcomes[line_id] = _Outcome(accepted=True, posting_id=posting_id)
         if new_rows:
             # One bulk INSERT (executemany) instead of the unit of work's per-object bookkeeping: the
@@ -276,8 +307,9 @@ class SqlErpBackend:
             batch_id=batch.batch_id, idempotency_key=batch.idempotency_key
         )
         digest = unordered_digest(envelope, batch.movements)
+        data = self._masterdata()
         ack = write_transaction(
-            self._engine, lambda session: apply_inventory_batch(session, batch, digest, _now())
+            self._engine, lambda session: apply_inventory_batch(session, batch, digest, _now(), data)
         )
         log.info(
             "inventory batch %s (%s): %d movements, %d accepted (%d duplicate), %d rejected",
@@ -296,9 +328,9 @@ class SqlErpBackend:
 
 
 def _line_row(
-    line: erp_pb2.JournalLine, posting_id: str, batch_key: str, now: dt.datetime
+    line: erp_pb2.JournalLine, posting_id: str, batch_key: str, now: dt.datetime, data: MasterDataSet
 ) -> dict[str, object]:
-    """Return the row of a newly accepted line, for a bulk insert."""
+    """Return the row of a newly accepted line, for a bulk insert; its text is master data's."""
     return {
         "line_id": line.line_id,
         "posting_id": posting_id,
@@ -315,23 +347,26 @@ def _line_row(
         "encounter_ref": line.encounter_ref,
         "source_event_id": line.source_event_id,
         "correlation_id": line.correlation_id,
-        "description": line.description,
+        "description": journal_text(line.description, data) or "",
         "posted_at": now,
     }
 
 
 def _ledger_totals(session: Session) -> erp_pb2.LedgerTotals:
-    """Compute ledger totals in one snapshot."""
-    line_count, debit, credit = session.execute(
+    """Compute ledger totals in one snapshot; sums are exact whatever the rows (foundation.sql.total)."""
+    line_count, debit_high, debit_low, credit_high, credit_low = session.execute(
         select(
             func.count(),
-            total(JournalLineRow.debit_cents),
-            total(JournalLineRow.credit_cents),
+            *total(JournalLineRow.debit_cents),
+            *total(JournalLineRow.credit_cents),
         ).select_from(JournalLineRow)
     ).one()
     batch_count = session.scalar(select(func.count()).select_from(JournalBatchRow)) or 0
     totals = erp_pb2.LedgerTotals(
-        line_count=line_count, batch_count=batch_count, total_debit_cents=debit, total_credit_cents=credit
+        line_count=line_count,
+        batch_count=batch_count,
+        total_debit_cents=int64(joined(debit_high, debit_low), "ledger total_debit_cents"),
+        total_credit_cents=int64(joined(credit_high, credit_low), "ledger total_credit_cents"),
     )
     row = JournalLineRow
     by_account = session.execute(
@@ -339,20 +374,20 @@ def _ledger_totals(session: Session) -> erp_pb2.LedgerTotals:
             row.legal_entity,
             row.account,
             row.cost_centre,
-            total(row.debit_cents),
-            total(row.credit_cents),
+            *total(row.debit_cents),
+            *total(row.credit_cents),
             func.count(),
         )
         .group_by(row.legal_entity, row.account, row.cost_centre)
         .order_by(row.legal_entity, row.account, row.cost_centre)
     )
-    for legal_entity, account, cost_centre, account_debit, account_credit, count in by_account:
+    for legal_entity, account, cost_centre, d_high, d_low, c_high, c_low, count in by_account:
         totals.by_account.add(
             legal_entity=legal_entity,
             account=account,
             cost_centre=cost_centre,
-            debit_cents=account_debit,
-            credit_cents=account_credit,
+            debit_cents=int64(joined(d_high, d_low), "ledger debit_cents of an account"),
+            credit_cents=int64(joined(c_high, c_low), "ledger credit_cents of an account"),
             line_count=count,
         )
     return totals

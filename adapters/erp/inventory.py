@@ -15,18 +15,19 @@ and inventory account.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 
-from google.protobuf.message import Message
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request
+from adapters import invalid_request, reused_key
+from adapters.bounds import MAX_CALL_CENTS, MAX_ITEMS_PER_CALL, MAX_LINE_CENTS, MAX_QUANTITY_MILLI, beyond
+from adapters.erp.masterdata import movement_master_fault, movement_text
 from adapters.erp.schema import InventoryBatchRow, InventoryMovementRow, total
 from canonical.models import MovementType, stock_value_cents
-from foundation.sql import in_chunks
+from canonical.reference import MasterDataSet
+from foundation.sql import in_chunks, int64, joined
 from proto import erp_pb2
 
 __all__ = [
@@ -34,12 +35,10 @@ __all__ = [
     "inventory_totals",
     "movement_fault",
     "movement_value",
-    "unordered_digest",
     "validate_inventory_batch",
 ]
 
 _MOVEMENT_TYPES = {kind.value for kind in MovementType}
-_INT64_MAX = 2**63 - 1
 
 
 def movement_value(movement: erp_pb2.InventoryMovement) -> int:
@@ -49,32 +48,40 @@ def movement_value(movement: erp_pb2.InventoryMovement) -> int:
     return stock_value_cents(movement.quantity_milli, movement.unit_cost_cents)
 
 
-def unordered_digest(envelope: Message, items: Iterable[Message]) -> str:
-    """Return a digest of a batch that ignores the order of its items, to tell a replay from a reused key."""
-    # A caller that rebuilds a batch may list the same items in another order; that is still a replay.
-    digest = hashlib.sha256(envelope.SerializeToString(deterministic=True))
-    for item in sorted(item.SerializeToString(deterministic=True) for item in items):
-        # Length-prefixed, so two different item lists can never concatenate to the same bytes.
-        digest.update(len(item).to_bytes(8, "big"))
-        digest.update(item)
-    return digest.hexdigest()
-
-
 def validate_inventory_batch(batch: erp_pb2.InventoryMovementBatch) -> None:
     """Refuse a batch whose envelope breaks the contract, naming the field; movements are judged alone."""
     if not batch.idempotency_key:
         raise invalid_request("idempotency_key", "is empty", request_id=batch.batch_id)
     if not batch.batch_id:
         raise invalid_request("batch_id", "is empty", request_id=batch.idempotency_key)
+    if len(batch.movements) > MAX_ITEMS_PER_CALL:
+        raise invalid_request(
+            "movements", f"holds more than {MAX_ITEMS_PER_CALL} movements", request_id=batch.idempotency_key
+        )
     for index, movement in enumerate(batch.movements):
         if not movement.movement_id:
             raise invalid_request(
                 f"movements[{index}].movement_id", "is empty", request_id=batch.idempotency_key
             )
+    # Movements beyond their own bounds are rejected one by one; the call's bound weighs the others.
+    values = (movement_value(movement) for movement in batch.movements if _within_bounds(movement))
+    if sum(values) > MAX_CALL_CENTS:
+        raise invalid_request(
+            "movements",
+            f"values at standard cost summed {beyond(MAX_CALL_CENTS, 'cents per call')}",
+            request_id=batch.idempotency_key,
+        )
 
 
-def movement_fault(movement: erp_pb2.InventoryMovement) -> str:
-    """Return why a movement cannot be recorded, or an empty string when it is well formed."""
+def _within_bounds(movement: erp_pb2.InventoryMovement) -> bool:
+    """Whether a movement's quantity and unit cost are within the bounds its own checks enforce."""
+    return (
+        0 < movement.quantity_milli <= MAX_QUANTITY_MILLI and 0 <= movement.unit_cost_cents <= MAX_LINE_CENTS
+    )
+
+
+def movement_fault(movement: erp_pb2.InventoryMovement, data: MasterDataSet) -> str:
+    """Return why a movement cannot be recorded, or an empty string when it is well formed and master data."""
     where = f"movement {movement.movement_id}"
     if movement.movement_type not in _MOVEMENT_TYPES:
         kinds = " or ".join(sorted(_MOVEMENT_TYPES))
@@ -83,6 +90,8 @@ def movement_fault(movement: erp_pb2.InventoryMovement) -> str:
         return f"{where}: item_code is empty"
     if movement.quantity_milli <= 0:
         return f"{where}: quantity_milli must be above zero, got {movement.quantity_milli}"
+    if movement.quantity_milli > MAX_QUANTITY_MILLI:
+        return f"{where}: quantity_milli {beyond(MAX_QUANTITY_MILLI, 'thousandths of a unit')}"
     if not movement.facility:
         return f"{where}: facility is empty"
     if not movement.legal_entity.strip():
@@ -90,25 +99,31 @@ def movement_fault(movement: erp_pb2.InventoryMovement) -> str:
     if movement.HasField("unit_cost_cents"):
         if movement.unit_cost_cents < 0:
             return f"{where}: unit_cost_cents cannot be negative, got {movement.unit_cost_cents}"
-        if movement_value(movement) > _INT64_MAX:
-            cost = movement.unit_cost_cents
-            return f"{where}: quantity_milli {movement.quantity_milli} at {cost} cents a unit overflows int64"
+        if movement.unit_cost_cents > MAX_LINE_CENTS:
+            return f"{where}: unit_cost_cents {beyond(MAX_LINE_CENTS, 'cents')}"
+        if movement_value(movement) > MAX_LINE_CENTS:
+            return f"{where}: quantity_milli at unit_cost_cents is worth more than {MAX_LINE_CENTS} cents"
     try:
         dt.date.fromisoformat(movement.movement_date)
     except ValueError:
-        return f"{where}: movement_date {movement.movement_date!r} is not a YYYY-MM-DD date"
-    return ""
+        return f"{where}: movement_date is not a YYYY-MM-DD date"
+    return movement_master_fault(movement, data)
 
 
 def apply_inventory_batch(
-    session: Session, batch: erp_pb2.InventoryMovementBatch, digest: str, now: dt.datetime
+    session: Session,
+    batch: erp_pb2.InventoryMovementBatch,
+    digest: str,
+    now: dt.datetime,
+    data: MasterDataSet,
 ) -> erp_pb2.InventoryAck:
-    """Record a batch's movements in ``session``; a replayed key returns the original ack."""
+    """Record a batch's movements in ``session``, checked against master data ``data``; a replayed key
+    returns the original ack, a reused one (other movements) is refused."""
     key = batch.idempotency_key
     seen = session.get(InventoryBatchRow, key)
     if seen is not None:
         if seen.request_digest != digest:
-            raise invalid_request("idempotency_key", "was already used for a different batch", request_id=key)
+            raise reused_key(key, "another inventory batch")
         return erp_pb2.InventoryAck.FromString(seen.ack)
 
     # A movement_id repeated within the batch is the same movement: its first occurrence is judged.
@@ -141,11 +156,11 @@ def apply_inventory_batch(
         if movement_id in stored:
             # Recorded before; that is the truth whatever this copy says.
             postings[movement_id] = (stored[movement_id], True)
-        elif fault := movement_fault(movement):
+        elif fault := movement_fault(movement, data):
             faults[movement_id] = fault
         else:
             posting_id = f"IM-{uuid.uuid4().hex}"
-            session.add(_movement_row(movement, posting_id, key, now))
+            session.add(_movement_row(movement, posting_id, key, now, movement_text(movement, data) or ""))
             postings[movement_id] = (posting_id, False)
 
     ack = erp_pb2.InventoryAck(batch_id=batch.batch_id)
@@ -168,9 +183,9 @@ def apply_inventory_batch(
 
 
 def _movement_row(
-    movement: erp_pb2.InventoryMovement, posting_id: str, batch_key: str, now: dt.datetime
+    movement: erp_pb2.InventoryMovement, posting_id: str, batch_key: str, now: dt.datetime, text: str
 ) -> InventoryMovementRow:
-    """Build the row of a newly accepted movement."""
+    """Build the row of a newly accepted movement; ``text`` is the item master's description."""
     return InventoryMovementRow(
         movement_id=movement.movement_id,
         posting_id=posting_id,
@@ -178,7 +193,7 @@ def _movement_row(
         movement_type=movement.movement_type,
         item_code=movement.item_code,
         code_system=movement.code_system,
-        description=movement.description,
+        description=text,
         quantity_milli=movement.quantity_milli,
         unit=movement.unit,
         facility=movement.facility,
@@ -197,54 +212,64 @@ def _movement_row(
 
 
 def inventory_totals(session: Session) -> erp_pb2.InventoryTotals:
-    """Compute inventory totals in one snapshot."""
+    """Compute inventory totals in one snapshot; sums are exact whatever the rows (foundation.sql.total)."""
     row = InventoryMovementRow
-    issued = total(case((row.movement_type == MovementType.ISSUE.value, row.quantity_milli), else_=0))
-    returned = total(case((row.movement_type == MovementType.RETURN.value, row.quantity_milli), else_=0))
-    # Net value: an issue takes stock out of the inventory account, a return puts it back.
-    value = total(
-        case(
-            (row.movement_type == MovementType.ISSUE.value, row.value_cents),
-            (row.movement_type == MovementType.RETURN.value, -row.value_cents),
-            else_=0,
-        )
+    is_issue = row.movement_type == MovementType.ISSUE.value
+    is_return = row.movement_type == MovementType.RETURN.value
+    # Four exact sums, each a (high, low) pair: issued and returned quantities and values. The net value
+    # (an issue takes stock out of the inventory account, a return puts it back) is their difference,
+    # taken in Python, so no negation or subtraction can overflow in SQL.
+    sums = (
+        *total(case((is_issue, row.quantity_milli), else_=0)),
+        *total(case((is_return, row.quantity_milli), else_=0)),
+        *total(case((is_issue, row.value_cents), else_=0)),
+        *total(case((is_return, row.value_cents), else_=0)),
     )
-    count, issued_milli, returned_milli, value_cents = session.execute(
-        select(func.count(), issued, returned, value).select_from(row)
-    ).one()
+    count, *halves = session.execute(select(func.count(), *sums).select_from(row)).one()
+    issued, returned, value = _quantities_and_value(halves)
     batch_count = session.scalar(select(func.count()).select_from(InventoryBatchRow)) or 0
     totals = erp_pb2.InventoryTotals(
         movement_count=count,
         batch_count=batch_count,
-        issued_milli=issued_milli,
-        returned_milli=returned_milli,
-        value_cents=value_cents,
+        issued_milli=int64(issued, "inventory issued_milli"),
+        returned_milli=int64(returned, "inventory returned_milli"),
+        value_cents=int64(value, "inventory value_cents"),
     )
     by_item = session.execute(
-        select(row.facility, row.item_code, issued, returned, value, func.count())
+        select(row.facility, row.item_code, func.count(), *sums)
         .group_by(row.facility, row.item_code)
         .order_by(row.facility, row.item_code)
     )
-    for facility, item_code, item_issued, item_returned, item_value, item_count in by_item:
+    for facility, item_code, item_count, *item_halves in by_item:
+        item_issued, item_returned, item_value = _quantities_and_value(item_halves)
         totals.by_item.add(
             facility=facility,
             item_code=item_code,
-            issued_milli=item_issued,
-            returned_milli=item_returned,
-            net_milli=item_issued - item_returned,
+            issued_milli=int64(item_issued, "inventory issued_milli of an item"),
+            returned_milli=int64(item_returned, "inventory returned_milli of an item"),
+            net_milli=int64(item_issued - item_returned, "inventory net_milli of an item"),
             movement_count=item_count,
-            value_cents=item_value,
+            value_cents=int64(item_value, "inventory value_cents of an item"),
         )
     by_account = session.execute(
-        select(row.legal_entity, row.inventory_account, value, func.count())
+        select(row.legal_entity, row.inventory_account, func.count(), *sums)
         .group_by(row.legal_entity, row.inventory_account)
         .order_by(row.legal_entity, row.inventory_account)
     )
-    for legal_entity, inventory_account, account_value, account_count in by_account:
+    for legal_entity, inventory_account, account_count, *account_halves in by_account:
+        _, _, account_value = _quantities_and_value(account_halves)
         totals.by_inventory_account.add(
             legal_entity=legal_entity,
             inventory_account=inventory_account,
-            value_cents=account_value,
+            value_cents=int64(account_value, "inventory value_cents of an account"),
             movement_count=account_count,
         )
     return totals
+
+
+def _quantities_and_value(halves: Sequence[int]) -> tuple[int, int, int]:
+    """Return issued and returned thousandths and the net value from the eight halves of the four sums."""
+    issued, returned, issued_value, returned_value = (
+        joined(halves[i], halves[i + 1]) for i in range(0, 8, 2)
+    )
+    return issued, returned, issued_value - returned_value

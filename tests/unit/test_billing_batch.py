@@ -177,8 +177,8 @@ def test_a_refused_item_leaves_the_others_committed(backend: SqlBillingBackend, 
     ]
     refused = response.results[2].error
     assert (refused.code, refused.message) == (
-        "INVALID_ARGUMENT",
-        "UpsertAccount: idempotency_key: was already used for another account or another event",
+        "ALREADY_EXISTS",
+        "UpsertAccount: idempotency_key: u-9 was already used for another account or another event",
     )
     assert response.results[1].error.message == "UpsertAccount: account.facility: is empty"
     assert set(accounts(db_path)) == {"GH:V1", "GH:V9"}

@@ -14,12 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf.message import Message
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from adapters import refusal_code
 from adapters.billing.backend import SqlBillingBackend
 from adapters.erp.backend import SqlErpBackend
+from canonical import ids
 from canonical.errors import InvalidMessageError, NotRetryableError, RetryableError
 from canonical.models import (
     AccountMove,
@@ -38,6 +41,7 @@ from canonical.models import (
     TransactionType,
 )
 from canonical.quarantine import ExceptionRecord
+from proto import billing_pb2, erp_pb2
 from streams.commands import (
     InventoryCommand,
     JournalCommand,
@@ -50,6 +54,7 @@ from streams.commands import (
 )
 from streams.dispatch import BillingDispatcher, DispatchReport, ErpDispatcher
 from streams.stats import done_key
+from tests.masterdata import ledger_set
 
 PREFIX = "t."
 WHEN = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -107,7 +112,11 @@ class InProcess:
         try:
             return work(request)
         except InvalidMessageError as exc:
-            raise NotRetryableError(f"{rpc}: INVALID_ARGUMENT: {exc}") from exc
+            # As the gRPC client raises it: the status (INVALID_ARGUMENT, ALREADY_EXISTS for a reused key)
+            # is the cause's code.
+            code = refusal_code(exc.fault)
+            status = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=str(exc))
+            raise NotRetryableError(f"{rpc}: {code.name}: {exc}") from status
 
     def rpcs(self) -> list[str]:
         return [rpc for rpc, _ in self.calls]
@@ -184,7 +193,7 @@ def billing(tmp_path: Path) -> Iterator[Billing]:
 
 @pytest.fixture
 def erp(tmp_path: Path) -> Iterator[Erp]:
-    backend = SqlErpBackend(f"sqlite:///{tmp_path / 'erp.db'}")
+    backend = SqlErpBackend(f"sqlite:///{tmp_path / 'erp.db'}", ledger_set)
     try:
         yield Erp(backend)
     finally:
@@ -462,6 +471,26 @@ def test_a_charge_without_an_account_is_quarantined(billing: Billing, redis: Fak
     assert report.counts["charges_rejected"] == 1
 
 
+def test_a_credit_before_its_original_is_held_then_counted_posted_when_released(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    run_billing(billing, redis, upsert("u-1"))
+    credit = charge("c-2", amount_cents=-1_000)
+    credit = credit.model_copy(
+        update={"charge": credit.charge.model_copy(update={"transaction_type": TransactionType.CREDIT})}
+    )
+    report = run_billing(billing, redis, credit)
+    assert (report.exceptions, report.counts.get("charges_held")) == (
+        [],
+        1,
+    )  # billing keeps it: not quarantined
+    assert done_key(PREFIX, "c-2") in redis.data
+    report = run_billing(billing, redis, charge("c-1"))
+    assert (report.counts["charges_posted"], report.counts["credits_released"]) == (2, 1)
+    totals = billing.backend.totals()
+    assert (totals.charge_count, totals.amount_cents, totals.held_credit_count) == (2, 0, 0)
+
+
 def test_an_undecodable_command_is_quarantined(billing: Billing, redis: FakeRedis) -> None:
     report = run_billing(billing, redis, b'{"kind": "refund_everyone", "command_id": "x"}', upsert("u-1"))
     [record] = records(report)
@@ -700,8 +729,8 @@ def test_a_key_reused_for_another_account_is_refused_alone_inside_the_batch(
     reused = upsert("u-1", encounter_id="GH:V2")
     report = run_billing(billing, redis, upsert("u-2", encounter_id="GH:V3"), reused, coding("d-1"))
     [record] = records(report)
-    assert (record.rule, record.encounter_id) == ("ADAPTER-REFUSED", "GH:V2")
-    assert "INVALID_ARGUMENT: UpsertAccount: idempotency_key: was already used" in record.reason
+    assert (record.rule, record.encounter_id) == ("IDEMPOTENCY-KEY-REUSED", "GH:V2")
+    assert "ALREADY_EXISTS: UpsertAccount: idempotency_key: u-1 was already used" in record.reason
     assert billing.rpcs()[-1] == "ApplyBatch" and len(billing.batches) == 2
     assert report.counts == {"dispatch_cache_hits": 0, "accounts_upserted": 1, "coding_updates": 1}
     totals = billing.backend.totals()
@@ -732,3 +761,35 @@ def test_a_whole_call_failure_falls_back_one_by_one_to_the_culprit(
         0,
     )
     assert done_key(PREFIX, "m-1") in redis.data
+
+
+def test_a_reused_charges_key_is_quarantined_with_the_key_not_resent(
+    billing: Billing, redis: FakeRedis
+) -> None:
+    run_billing(billing, redis, upsert("u-1"))
+    # Another call took the key this dispatch derives for its two charges, with other content.
+    key = ids.derived_id("c-1|c-2", "billing.batch")
+    billing.backend.post_charges(billing_pb2.PostChargesRequest(idempotency_key=key))
+    report = run_billing(billing, redis, charge("c-1"), charge("c-2", amount_cents=5))
+    # One call: not retried, and not resent one by one under other keys (that would post what was refused).
+    assert billing.rpcs().count("PostCharges") == 1
+    found = records(report)
+    assert [(r.rule, r.source_message_id, r.encounter_id) for r in found] == [
+        ("IDEMPOTENCY-KEY-REUSED", "evt-c-1", "GH:V1"),
+        ("IDEMPOTENCY-KEY-REUSED", "evt-c-2", "GH:V1"),
+    ]
+    assert all(f"idempotency key {key} refused as reused" in r.reason for r in found)
+    assert "PostCharges: ALREADY_EXISTS" in found[0].reason and "another set of charges" in found[0].reason
+    assert report.counts["key_reuse_refused"] == 2
+    assert billing.backend.totals().charge_count == 0
+    assert done_key(PREFIX, "c-1") in redis.data  # answered for good: a replay of the batch asks no more
+
+
+def test_a_reused_journal_key_is_quarantined_with_the_key(erp: Erp, redis: FakeRedis) -> None:
+    key = ids.derived_id("j-1", "erp.batch")
+    erp.backend.post_journal_batch(erp_pb2.JournalBatch(batch_id=key, idempotency_key=key, currency="USD"))
+    report = run_erp(erp, redis, journal("j-1"))
+    [record] = records(report)
+    assert (record.rule, record.stage) == ("IDEMPOTENCY-KEY-REUSED", "erp")
+    assert f"idempotency key {key} refused as reused" in record.reason
+    assert erp.backend.ledger_totals().line_count == 0

@@ -17,6 +17,7 @@ from canonical.errors import InvalidMessageError
 from canonical.models import InventoryMovement, JournalLine, MovementType
 from foundation.sql import open_engine
 from proto import erp_pb2
+from tests.masterdata import ledger_set
 
 
 def line(
@@ -44,7 +45,7 @@ def line(
         encounter_ref="ENC-0123456789abcdef01234567",
         source_event_id=event,
         correlation_id="corr-1",
-        description="99213 Office visit",
+        description="99213",
     )
 
 
@@ -67,7 +68,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def backend(db_path: Path) -> Iterator[SqlErpBackend]:
-    opened = SqlErpBackend(f"sqlite:///{db_path}")
+    opened = SqlErpBackend(f"sqlite:///{db_path}", ledger_set)
     try:
         yield opened
     finally:
@@ -307,12 +308,12 @@ def test_posted_lines_keep_their_dimensions(backend: SqlErpBackend, db_path: Pat
 
 
 def test_state_survives_a_restart(db_path: Path) -> None:
-    first = SqlErpBackend(f"sqlite:///{db_path}")
+    first = SqlErpBackend(f"sqlite:///{db_path}", ledger_set)
     ack = first.post_journal_batch(batch("b-1", *pair("evt-1", 100)))
     first.close()
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    second = SqlErpBackend(f"sqlite:///{db_path}")
+    second = SqlErpBackend(f"sqlite:///{db_path}", ledger_set)
     try:
         assert second.post_journal_batch(batch("b-1", *pair("evt-1", 100))) == ack
         assert second.ledger_totals().line_count == 2
@@ -343,7 +344,6 @@ def movement(
         movement_type=movement_type,
         item_code=item_code,
         code_system="NDC",
-        description="Heparin 5000 unit/mL",
         quantity_milli=quantity_milli,
         unit="mL",
         facility=facility,
@@ -358,6 +358,12 @@ def movement(
     )
     if unit_cost_cents is not None:
         message.unit_cost_cents = unit_cost_cents
+    return message
+
+
+def described(message: erp_pb2.InventoryMovement, text: str) -> erp_pb2.InventoryMovement:
+    """Return ``message`` with its description set to ``text``."""
+    message.description = text
     return message
 
 
@@ -453,11 +459,34 @@ def test_movements_are_idempotent_across_and_within_batches(backend: SqlErpBacke
         (movement("m-bad", unit_cost_cents=-1), "unit_cost_cents cannot be negative, got -1"),
         (
             movement("m-bad", quantity_milli=2**62, unit_cost_cents=10_000),
-            f"quantity_milli {2**62} at 10000 cents a unit overflows int64",
+            "quantity_milli exceeds the bound of 1000000000 thousandths of a unit in absolute value",
         ),
         (
-            movement("m-bad", movement_date="03/01/2025"),
-            "movement_date '03/01/2025' is not a YYYY-MM-DD date",
+            movement("m-bad", quantity_milli=10**9, unit_cost_cents=10**6),
+            "quantity_milli at unit_cost_cents is worth more than 100000000000 cents",
+        ),
+        (
+            movement("m-bad", unit_cost_cents=10**11 + 1),
+            "unit_cost_cents exceeds the bound of 100000000000 cents in absolute value",
+        ),
+        (movement("m-bad", movement_date="03/01/2025"), "movement_date is not a YYYY-MM-DD date"),
+        # Master data: every dimension must be a code of the set in force, named by field, never quoted.
+        (
+            movement("m-bad", legal_entity="Jane Doe"),
+            f"legal_entity is not in the legal entities of master data {ledger_set().version}",
+        ),
+        (
+            movement("m-bad", facility="ZZ"),
+            f"facility is not in the facilities of master data {ledger_set().version}",
+        ),
+        (
+            movement("m-bad", inventory_account="9999"),
+            f"inventory_account is not in the chart of accounts of master data {ledger_set().version}",
+        ),
+        (
+            described(movement("m-bad"), "Heparin for Jane Doe, MRN 12345"),
+            "description is not master-data text (empty, or the item master's description of its item): "
+            "free text is refused, it could carry patient data",
         ),
     ],
 )
@@ -620,7 +649,7 @@ def test_a_ledger_of_the_previous_release_gains_the_inventory_tables(db_path: Pa
     for row in (JournalBatchRow, JournalLineRow):
         Base.metadata.tables[row.__tablename__].create(engine)
     engine.dispose()
-    upgraded = SqlErpBackend(f"sqlite:///{db_path}")
+    upgraded = SqlErpBackend(f"sqlite:///{db_path}", ledger_set)
     try:
         assert upgraded.post_inventory_movements(stock("s-1", movement("m-1"))).accepted[0].duplicate is False
         assert upgraded.inventory_totals().movement_count == 1
@@ -681,7 +710,7 @@ def test_a_ledger_without_dimensions_opens_and_gains_the_new_columns(db_path: Pa
     with sqlite3.connect(db_path) as raw:
         for statement in _ERP_BEFORE_DIMENSIONS:
             raw.execute(statement)
-    upgraded = SqlErpBackend(f"sqlite:///{db_path}")
+    upgraded = SqlErpBackend(f"sqlite:///{db_path}", ledger_set)
     try:
         # What was posted before keeps its place, under an empty legal entity, and is not costed.
         ledger = upgraded.ledger_totals()
@@ -717,7 +746,7 @@ def test_a_ledger_without_dimensions_opens_and_gains_the_new_columns(db_path: Pa
     finally:
         upgraded.close()
     # Opening it again finds nothing left to add.
-    SqlErpBackend(f"sqlite:///{db_path}").close()
+    SqlErpBackend(f"sqlite:///{db_path}", ledger_set).close()
     with sqlite3.connect(db_path) as raw:
         columns = {row[1] for row in raw.execute("PRAGMA table_info(erp_inventory_movements)")}
     assert {"legal_entity", "business_unit", "inventory_account", "unit_cost_cents", "value_cents"} <= columns

@@ -32,6 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from adapters.billing.backend import SqlBillingBackend
 from adapters.billing.service import BillingService
 from adapters.erp.backend import SqlErpBackend
+from adapters.erp.masterdata import governed_masterdata
 from adapters.erp.service import ErpService
 from adapters.interceptors import UndecodableRequests
 from adapters.security import BearerTokens, ServiceAccess, server_credentials
@@ -165,7 +166,8 @@ def build_server(
         backend = SqlBillingBackend(database_url)
         billing_pb2_grpc.add_BillingAdapterServicer_to_server(BillingService(backend), server)
     else:
-        backend = SqlErpBackend(database_url)
+        # The ERP checks every line's dimensions against the master data in force (this deployment's Redis).
+        backend = SqlErpBackend(database_url, governed_masterdata(settings))
         erp_pb2_grpc.add_ErpAdapterServicer_to_server(ErpService(backend), server)
     try:
         address = f"{bind_host}:{bind_port}"

@@ -29,7 +29,7 @@ from typing import Any
 
 from adapters.credentials import WORKER, LocalCredentials, issue_local, sign_token
 from adapters.server import AdapterServer, ServiceName, build_server
-from foundation.settings import Settings
+from foundation.settings import Settings, get_settings
 
 # Short deadlines so failures show fast; few retries.
 BASE: dict[str, Any] = {"grpc_host": "127.0.0.1", "grpc_timeout_s": 5.0, "grpc_retry_attempts": 3}
@@ -97,7 +97,12 @@ async def serving(
     mutual: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[AdapterServer]:
-    """Run one secured adapter server on 127.0.0.1 with its SQLite database in ``database_dir``."""
+    """Run one secured adapter server on 127.0.0.1 with its SQLite database in ``database_dir``.
+
+    Its Redis (where the ERP reads master data) is the process settings' unless ``overrides`` name one:
+    tests.masterdata.settings_redis points the process at a test's redis-server.
+    """
+    overrides.setdefault("redis_url", get_settings().redis_url)
     adapter = build_server(
         service,
         security.server_settings(service, mutual=mutual, **overrides),

@@ -17,6 +17,8 @@ from foundation.processes import free_port
 from foundation.runs import new_run_dir
 from foundation.settings import Settings, get_settings
 from tests.hl7_samples import adt, dft
+from tests.masterdata import ledger_set, settings_redis
+from tests.redis_server import redis_server
 from tests.waiting import changes, wait_until_still
 from tests.waiting import wait_until as wait_until  # the integration tests' import of it
 
@@ -52,6 +54,21 @@ def stack_settings(home: Path, **overrides: object) -> Settings:
         "autoscale_max_cpu_share": 1.0,
     }
     return Settings.model_validate(fields | overrides)
+
+
+@pytest.fixture
+def erp_redis() -> Iterator[str]:
+    """A redis-server of our own, empty (adapter tests that start no stack)."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def erp_masterdata(erp_redis: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Redis with the adapter tests' master data in force (the demo set plus the GH/NH network), and the
+    process settings pointing at it: an ERP adapter built in the test checks its lines against it."""
+    with settings_redis(erp_redis, monkeypatch, ledger_set()):
+        yield erp_redis
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import pytest
 
 from adapters.bounds import MAX_CALL_CENTS, MAX_LINE_CENTS
 from adapters.clients import BillingClient, ErpClient
-from adapters.server import AdapterServer, ServiceName, build_server
+from adapters.server import AdapterServer, ServiceName
 from canonical import ids
 from canonical.errors import NotRetryableError, RetryableError
 from canonical.quarantine import ExceptionRecord
@@ -27,8 +27,8 @@ from foundation.settings import Settings
 from foundation.sql import INT64_MAX
 from proto import billing_pb2, erp_pb2
 from streams.dispatch import KEY_REUSED, BillingDispatcher, ErpDispatcher
+from tests.grpc_security import client_settings, running_adapter
 from tests.masterdata import ledger_set, settings_redis
-from tests.redis_server import redis_server
 from tests.unit.test_dispatch import FakeRedis
 from tests.unit.test_dispatch import charge as charge_command
 from tests.unit.test_dispatch import journal as journal_command
@@ -39,36 +39,15 @@ PHI = "Grace Hopper MRN-445566"  # what the outsider wrote into codes and free t
 
 
 def adapter_settings(**overrides: object) -> Settings:
-    """Return settings for talking to local adapters, with short deadlines so failures show fast."""
-    fields: dict[str, object] = {"grpc_host": "127.0.0.1", "grpc_timeout_s": 5.0, "grpc_retry_attempts": 2}
-    return Settings.model_validate(fields | overrides)
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A redis-server of our own, empty."""
-    with redis_server() as url:
-        yield url
-
-
-@pytest.fixture
-def masterdata(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Redis with the adapter tests' master data in force, and the ERP adapter's settings pointing at it."""
-    with settings_redis(redis_url, monkeypatch, ledger_set()):
-        yield redis_url
+    """Return settings of a writing client of local adapters, with short deadlines so failures show fast."""
+    return client_settings(**{"grpc_retry_attempts": 2} | overrides)
 
 
 @asynccontextmanager
 async def running(service: ServiceName, tmp_path: Path) -> AsyncIterator[AdapterServer]:
-    """Run one adapter server on 127.0.0.1 with its SQLite database in ``tmp_path``."""
-    adapter = build_server(
-        service, adapter_settings(), f"sqlite:///{tmp_path / f'{service}.db'}", host="127.0.0.1", port=0
-    )
-    await adapter.start()
-    try:
+    """Run one secured adapter server on 127.0.0.1 with its SQLite database in ``tmp_path``."""
+    async with running_adapter(service, tmp_path) as adapter:
         yield adapter
-    finally:
-        await adapter.stop(grace_s=1.0)
 
 
 def account(key: str = "k-1", encounter_id: str = "GH:V100") -> billing_pb2.UpsertAccountRequest:
@@ -189,7 +168,7 @@ def test_a_credit_without_an_original_is_held_until_its_original_comes(tmp_path:
 
 
 def test_a_reused_key_is_already_exists_naming_it_and_a_replay_is_duplicate(
-    tmp_path: Path, masterdata: str
+    tmp_path: Path, erp_masterdata: str
 ) -> None:
     async def scenario() -> None:
         async with (
@@ -230,7 +209,7 @@ def test_a_reused_key_is_already_exists_naming_it_and_a_replay_is_duplicate(
     asyncio.run(scenario())
 
 
-def test_totals_answer_after_int64_max_rows(tmp_path: Path, masterdata: str) -> None:
+def test_totals_answer_after_int64_max_rows(tmp_path: Path, erp_masterdata: str) -> None:
     async def scenario() -> None:
         async with (
             running("billing", tmp_path) as billing,
@@ -276,7 +255,7 @@ def test_totals_answer_after_int64_max_rows(tmp_path: Path, masterdata: str) -> 
     asyncio.run(scenario())
 
 
-def test_the_erp_rejects_lines_outside_master_data_and_free_text(tmp_path: Path, masterdata: str) -> None:
+def test_the_erp_rejects_lines_outside_master_data_and_free_text(tmp_path: Path, erp_masterdata: str) -> None:
     async def scenario() -> None:
         async with (
             running("erp", tmp_path) as erp,
@@ -336,7 +315,7 @@ def test_the_erp_rejects_lines_outside_master_data_and_free_text(tmp_path: Path,
 
 
 def test_the_erp_without_master_data_answers_unavailable(
-    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, erp_redis: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def scenario() -> None:
         async with (
@@ -349,11 +328,11 @@ def test_the_erp_without_master_data_answers_unavailable(
                 await client.post_journal_batch(journal("j-1", *lines("evt-1", 100)))
             assert (await client.get_ledger_totals()).line_count == 0  # totals need no master data
 
-    with settings_redis(redis_url, monkeypatch):  # Redis empty: no set loaded yet
+    with settings_redis(erp_redis, monkeypatch):  # Redis empty: no set loaded yet
         asyncio.run(scenario())
 
 
-def test_the_dispatchers_quarantine_a_reused_key_refusal(tmp_path: Path, masterdata: str) -> None:
+def test_the_dispatchers_quarantine_a_reused_key_refusal(tmp_path: Path, erp_masterdata: str) -> None:
     async def scenario() -> None:
         async with (
             running("billing", tmp_path) as billing,

@@ -218,7 +218,7 @@ def test_concurrent_duplicate_post_charges_store_exactly_one_row(tmp_path: Path)
     assert sorted(rows) == sorted((charge_id, 1) for charge_id in charge_ids)
 
 
-def test_erp_replays_return_the_original_ack(tmp_path: Path) -> None:
+def test_erp_replays_return_the_original_ack(tmp_path: Path, erp_masterdata: str) -> None:
     async def scenario() -> None:
         async with (
             running("erp", tmp_path) as adapter,
@@ -267,7 +267,9 @@ def test_an_invalid_request_is_not_retryable_and_names_the_field(tmp_path: Path)
     asyncio.run(scenario())
 
 
-def test_an_undecodable_body_is_invalid_argument_and_the_server_goes_on(tmp_path: Path) -> None:
+def test_an_undecodable_body_is_invalid_argument_and_the_server_goes_on(
+    tmp_path: Path, erp_masterdata: str
+) -> None:
     """Bytes that are not the method's message: INVALID_ARGUMENT naming the method, never UNKNOWN."""
 
     async def refused(address: str, method: str) -> None:
@@ -355,7 +357,7 @@ def test_two_servers_cannot_share_a_port(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_serve_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_serve_logs_ready_and_stops_on_sigterm(tmp_path: Path, erp_masterdata: str) -> None:
     port = free_port()
     server = {f"HCSYNC_{k.upper()}": str(v) for k, v in shared().local.server_settings("erp").items()}
     env = os.environ | server | {"HCSYNC_HOME_DIR": str(tmp_path), "HCSYNC_GRPC_HOST": "127.0.0.1"}
@@ -523,7 +525,7 @@ def test_billing_coding_merge_and_versions_over_grpc(
         assert value not in caplog.text
 
 
-def test_erp_inventory_over_grpc(tmp_path: Path) -> None:
+def test_erp_inventory_over_grpc(tmp_path: Path, erp_masterdata: str) -> None:
     async def scenario() -> None:
         async with (
             running("erp", tmp_path) as adapter,
@@ -584,7 +586,7 @@ def test_erp_inventory_over_grpc(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_dispatchers_over_grpc(tmp_path: Path) -> None:
+def test_dispatchers_over_grpc(tmp_path: Path, erp_masterdata: str) -> None:
     """Both dispatchers with the real clients against real servers; Redis is a dict (a hint only)."""
     redis = FakeRedis()
 
@@ -693,10 +695,10 @@ def test_billing_apply_batch_over_grpc(tmp_path: Path, caplog: pytest.LogCapture
             assert applied.results[4].merge_patient.status == MergeStatus.MERGED
             assert [(r.error.code, r.error.field) for r in applied.results[2:4]] == [
                 ("INVALID_ARGUMENT", "diagnoses[0].code"),
-                ("INVALID_ARGUMENT", "idempotency_key"),
+                ("ALREADY_EXISTS", "idempotency_key"),
             ]
             assert applied.results[3].error.message == (
-                "UpsertAccount: idempotency_key: was already used for another account or another event"
+                "UpsertAccount: idempotency_key: k-1 was already used for another account or another event"
             )
 
             replay = await client.apply_batch(request)

@@ -44,6 +44,10 @@ COUNTERS = (
     "charges_posted",
     "charges_duplicate",
     "charges_rejected",
+    # Credits billing holds until their original is posted, credits so released, reused keys refused.
+    "charges_held",
+    "credits_released",
+    "key_reuse_refused",
     "journal_lines_accepted",
     "journal_lines_duplicate",
     "journal_lines_rejected",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,12 @@ EXTERNAL = {
 def test_the_insecure_opt_out_is_for_the_embedded_default_only() -> None:
     assert Settings(grpc_insecure=True).grpc_insecure
     for name, value in EXTERNAL.items():
-        fields: dict[str, object] = {"grpc_insecure": True, name: value}
-        if name in ("kafka_bootstrap", "erp_target", "erp_database_url"):
-            fields["encounter_ref_key"] = "a-key-of-our-own"  # the key rule is another validator's
+        # A real key: the key rules (refused outside the embedded stack) are another validator's.
+        fields: dict[str, object] = {
+            "grpc_insecure": True,
+            name: value,
+            "encounter_ref_key": secrets.token_hex(32),
+        }
         with pytest.raises(ValidationError) as error:
             Settings.model_validate(fields)
         assert "HCSYNC_GRPC_INSECURE" in str(error.value) and f"HCSYNC_{name.upper()}" in str(error.value)
@@ -83,7 +87,11 @@ def test_a_command_beside_the_stack_finds_the_runs_read_only_credentials(tmp_pat
     assert in_run is not None and in_run.ca_file.is_file()
     # Against remote adapters, the embedded stack's files are never a fallback.
     with pytest.raises(ConfigurationError):
-        client_files(Settings(home_dir=tmp_path, billing_target="billing:50061"))
+        client_files(
+            Settings(
+                home_dir=tmp_path, billing_target="billing:50061", encounter_ref_key=secrets.token_hex(32)
+            )
+        )
 
 
 def test_the_stack_makes_credentials_and_gives_each_child_only_its_own(tmp_path: Path) -> None:
@@ -101,7 +109,10 @@ def test_the_stack_makes_credentials_and_gives_each_child_only_its_own(tmp_path:
 
 def test_a_stack_against_remote_adapters_needs_configured_credentials(tmp_path: Path) -> None:
     settings = Settings(
-        home_dir=tmp_path, billing_target="billing:50061", erp_target="erp:50062", encounter_ref_key="own-key"
+        home_dir=tmp_path,
+        billing_target="billing:50061",
+        erp_target="erp:50062",
+        encounter_ref_key=secrets.token_hex(32),
     )
     with pytest.raises(ConfigurationError, match="HCSYNC_GRPC_CA_FILE"):
         Stack(settings, tmp_path / "run")._secure_grpc()

@@ -29,6 +29,7 @@ __all__ = [
     "optional_datetime",
     "refusal_code",
     "request_date",
+    "request_datetime",
     "reused_key",
     "unordered_digest",
 ]
@@ -76,12 +77,34 @@ def request_date(value: str, field: str, request_id: str) -> dt.date | None:
         raise invalid_request(field, "is not a YYYY-MM-DD date", request_id=request_id) from None
 
 
-def optional_datetime(message: Message, name: str) -> dt.datetime | None:
+# protobuf's Timestamp range, 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, in Unix seconds: a
+# value outside it is one no datetime (and no database column) holds, and ToDatetime fails on it.
+_TIMESTAMP_MIN_S = -62_135_596_800
+_TIMESTAMP_MAX_S = 253_402_300_799
+_NANOS_MAX = 999_999_999
+
+
+def request_datetime(message: Message, name: str, *, field: str = "", request_id: str = "") -> dt.datetime:
+    """Return the Timestamp field ``name`` of ``message`` as an aware UTC datetime (unset: the epoch).
+
+    A value outside the Timestamp range is refused INVALID_ARGUMENT naming ``field`` (default ``name``).
+    """
+    stamp = getattr(message, name)
+    if not (_TIMESTAMP_MIN_S <= stamp.seconds <= _TIMESTAMP_MAX_S and 0 <= stamp.nanos <= _NANOS_MAX):
+        raise invalid_request(
+            field or name, "is outside the Timestamp range (years 0001 to 9999)", request_id=request_id
+        )
+    value: dt.datetime = stamp.ToDatetime(dt.UTC)
+    return value
+
+
+def optional_datetime(
+    message: Message, name: str, *, field: str = "", request_id: str = ""
+) -> dt.datetime | None:
     """Return a Timestamp field of ``message`` as an aware UTC datetime, or None when it is unset."""
     if not message.HasField(name):
         return None
-    value: dt.datetime = getattr(message, name).ToDatetime(dt.UTC)
-    return value
+    return request_datetime(message, name, field=field, request_id=request_id)
 
 
 def fingerprint(message: Message) -> str:

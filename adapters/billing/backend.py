@@ -29,6 +29,7 @@ from adapters import (
     optional_datetime,
     refusal_code,
     request_date,
+    request_datetime,
     reused_key,
     unordered_digest,
 )
@@ -215,6 +216,7 @@ def _validate_charges(request: billing_pb2.PostChargesRequest) -> None:
             raise invalid_request(f"{where}.amount_cents", "a CD credit must be negative", request_id=key)
         if not charge.HasField("service_at"):
             raise invalid_request(f"{where}.service_at", "is missing", request_id=key)
+        request_datetime(charge, "service_at", field=f"{where}.service_at", request_id=key)
         _check_bounds(charge, where, key)
     if sum(abs(charge.amount_cents) for charge in request.charges) > MAX_CALL_CENTS:
         raise invalid_request(

@@ -25,7 +25,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request, optional_datetime, reused_key
+from adapters import invalid_request, optional_datetime, request_datetime, reused_key
 from adapters.billing.schema import (
     CodingRemovalRow,
     CodingRow,
@@ -304,7 +304,7 @@ def apply_coding(
         return billing_pb2.UpdateCodingResponse(
             encounter_id=seen.encounter_id, status=CodingStatus.DUPLICATE, version=seen.version
         )
-    coded_at = request.coded_at.ToDatetime(dt.UTC)
+    coded_at = request_datetime(request, "coded_at", request_id=key)
     row = session.get(CodingRow, request.encounter_id, with_for_update=True)
     horizon = _horizon(row)
     if row is not None and horizon is not None and coded_at < horizon:

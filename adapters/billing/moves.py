@@ -23,7 +23,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request, request_date, reused_key
+from adapters import invalid_request, request_date, request_datetime, reused_key
 from adapters.billing.coding import as_utc
 from adapters.billing.merge import lock_identifier
 from adapters.billing.schema import AccountRow, MoveRow
@@ -138,7 +138,7 @@ def apply_move(
         )
     lock_identifier(session, request.prior_mrn)
     target = request.target
-    moved_at = request.moved_at.ToDatetime(dt.UTC)
+    moved_at = request_datetime(request, "moved_at", request_id=key)
     move = MoveRow(
         idempotency_key=key,
         scope=Scope.Name(request.scope),

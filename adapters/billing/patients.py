@@ -20,7 +20,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters import invalid_request, request_date, reused_key
+from adapters import invalid_request, request_date, request_datetime, reused_key
 from adapters.billing.coding import as_utc
 from adapters.billing.merge import lock_identifier
 from adapters.billing.schema import AccountRow, PatientRow, PatientUpdateRow
@@ -96,7 +96,7 @@ def apply_patient_update(
             status=PatientStatus.DUPLICATE, accounts_updated=seen.accounts_updated
         )
     patient = request.patient
-    updated_at = request.updated_at.ToDatetime(dt.UTC)
+    updated_at = request_datetime(request, "updated_at", request_id=key)
     lock_identifier(session, patient.mrn)
     person = session.get(PatientRow, (patient.mrn, patient.assigning_authority), with_for_update=True)
     updated = 0

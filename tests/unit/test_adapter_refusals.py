@@ -100,6 +100,25 @@ def test_a_charge_beyond_the_line_bounds_is_refused_naming_the_field(
     assert billing.totals().charge_count == 0  # refused whole: the valid charge was not stored either
 
 
+@pytest.mark.parametrize("seconds", [2**62, -(2**62), 253_402_300_800])
+def test_a_timestamp_outside_its_range_is_refused_naming_the_field(
+    billing: SqlBillingBackend, seconds: int
+) -> None:
+    """Found by the fuzz suite: ToDatetime raised on such values and the call answered INTERNAL."""
+    billing.upsert_account(upsert("k-1"))
+    bad = charge("c-2")
+    bad.service_at.seconds = seconds
+    error = refused(lambda: billing.post_charges(post("p-1", charge("c-1"), bad)))
+    assert (error.fault.field, error.fault.reason) == (
+        "charges[1].service_at",
+        "is outside the Timestamp range (years 0001 to 9999)",
+    )
+    coding = billing_pb2.UpdateCodingRequest(idempotency_key="d-1", encounter_id="GH:V100")
+    coding.coded_at.seconds = seconds
+    assert refused(lambda: billing.update_coding(coding)).fault.field == "coded_at"
+    assert billing.totals().charge_count == 0
+
+
 def test_a_line_at_the_bound_is_accepted(billing: SqlBillingBackend) -> None:
     at_bound = charge("c-1", MAX_LINE_CENTS)
     at_bound.unit_amount_cents = MAX_LINE_CENTS

@@ -1,0 +1,110 @@
+"""The gRPC request decoders: every method of proto/billing.proto and proto/erp.proto, over a real server.
+
+Two kinds of body reach each method of the real adapter services (grpc_inputs.AdapterUnderTest): random
+bytes and mutations of a valid request, which mostly do not decode, and generated requests that do, with
+extreme, unicode and out-of-range values in every field.
+
+Properties:
+
+- a body that does not decode as the method's request is answered INVALID_ARGUMENT by the
+  UndecodableRequests interceptor, never UNKNOWN; "located" for it means the answer names the method and
+  says the body does not decode (the decoder's own message, which names offsets, not bytes, follows);
+- a body that decodes reaches the backend, which answers OK or refuses it: INVALID_ARGUMENT naming the
+  field (``Rpc: field: reason``, the "located" of a request refusal), or FAILED_PRECONDITION or
+  ALREADY_EXISTS for a reused idempotency key. Never INTERNAL (an exception outside the error tree), UNKNOWN
+  or UNAVAILABLE (the database stays usable: no value poisons later reads);
+- every call is answered within CALL_TIMEOUT_S (the call's deadline; DEADLINE_EXCEEDED fails it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.fuzz.grpc_inputs import METHODS, Method, call, requests
+from tests.fuzz.harness import fuzz_settings
+
+# What a backend may answer a request that decodes: done, or refused for a reason it names.
+_ANSWERS = frozenset(
+    {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
+_BY_METHOD = pytest.mark.parametrize("method", METHODS, ids=str)
+# Calls over the network are slower than in-process targets: a fraction of the profile's examples.
+_SCALE = 0.5
+
+
+def _decodes(method: Method, body: bytes) -> bool:
+    try:
+        method.request.FromString(body)
+    except Exception:  # protobuf's DecodeError (and whatever its C decoder raises): does not decode
+        return False
+    return True
+
+
+def check_answer(method: Method, body: bytes, code: grpc.StatusCode, details: str) -> None:
+    """Assert the answer to ``body`` is the one the properties above allow, and that a refusal is located."""
+    rpc = str(method)
+    if not _decodes(method, body):
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{rpc}: undecodable body answered {code}: {details}"
+        assert details.startswith(f"{method.path}: the request body does not decode"), details
+        return
+    assert code in _ANSWERS, f"{rpc}: a decodable request answered {code.name}: {details}"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        assert re.match(rf"{rpc}: [\w.\[\]]+: \S", details), (
+            f"{rpc}: a refusal that names no field: {details}"
+        )
+
+
+def _mutate(draw: st.DrawFn, body: bytes) -> bytes:
+    cut = draw(st.integers(0, len(body)))
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return body[:cut]
+    if kind == 1 and body:
+        at = min(cut, len(body) - 1)
+        return body[:at] + bytes([body[at] ^ draw(st.integers(1, 255))]) + body[at + 1 :]
+    if kind == 2:
+        return body[:cut] + draw(st.binary(min_size=1, max_size=6)) + body[cut:]
+    return body + body[:cut]
+
+
+@st.composite
+def _bodies(draw: st.DrawFn, method: Method) -> bytes:
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    valid: Message = draw(requests(method))
+    body = valid.SerializeToString()
+    for _ in range(draw(st.integers(1, 3))):
+        body = _mutate(draw, body)
+    return body
+
+
+@_BY_METHOD
+def test_random_and_mutated_bodies(channel: grpc.Channel, method: Method) -> None:
+    @fuzz_settings(_SCALE)
+    @given(body=_bodies(method))
+    def run(body: bytes) -> None:
+        check_answer(method, body, *call(channel, method, body))
+
+    run()
+
+
+@_BY_METHOD
+def test_generated_requests(channel: grpc.Channel, method: Method) -> None:
+    @fuzz_settings(_SCALE)
+    @given(request=requests(method))
+    def run(request: Message) -> None:
+        body = request.SerializeToString()
+        check_answer(method, body, *call(channel, method, body))
+
+    run()

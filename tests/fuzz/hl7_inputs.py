@@ -19,10 +19,18 @@ from functools import cache
 from hypothesis import strategies as st
 
 from canonical.hl7v2.mapping import SUPPORTED
+from canonical.hl7v2.parser import Encoding, escape, unescape
 from tests import hl7_samples
 from tests.corpus import corpus_dir
 
-__all__ = ["AWKWARD_VALUES", "corpus_seeds", "mutated", "sample_seeds", "structured_messages"]
+__all__ = [
+    "AWKWARD_VALUES",
+    "corpus_seeds",
+    "mutated",
+    "reencoded",
+    "sample_seeds",
+    "structured_messages",
+]
 
 # Values that have broken parsers and mappers elsewhere: extremes, numbers Python reads but HL7 does not,
 # impossible dates and offsets, escape sequences, delimiters, non-ASCII and control characters.
@@ -318,7 +326,7 @@ def _field(draw: st.DrawFn, delims: tuple[str, str, str, str]) -> str:
 
 def _segment(draw: st.DrawFn, field_sep: str, delims: tuple[str, str, str, str]) -> str:
     """Return one segment: a name the mappers read (or any other), a few fields at any position to 50."""
-    if draw(st.integers(0, 4)):
+    if draw(st.integers(0, 9)):
         name = draw(st.sampled_from(_SEGMENTS))
     else:
         name = draw(st.text(alphabet="ABCZ019a|^ \u00e9", min_size=0, max_size=4))
@@ -330,14 +338,16 @@ def _segment(draw: st.DrawFn, field_sep: str, delims: tuple[str, str, str, str])
 @st.composite
 def structured_messages(draw: st.DrawFn) -> bytes:
     """Return a message built segment by segment, with its own delimiters, separators and encoding."""
-    field_sep = draw(st.sampled_from("||||#!$*") | st.characters(max_codepoint=0x2FF))
-    declared = draw(st.sampled_from(_ENCODING_CHARS) | st.text(max_size=6))
+    # Mostly delimiters a parser must accept, so that the mappers are reached; now and then anything.
+    odd = draw(st.integers(0, 9)) == 0
+    field_sep = draw(st.characters(max_codepoint=0x2FF)) if odd else draw(st.sampled_from("||||||#!$*"))
+    declared = draw(st.text(max_size=6)) if odd else draw(st.sampled_from(_ENCODING_CHARS))
     padded = [*dict.fromkeys(declared), "", "", "", ""]
     delims = (padded[0], padded[1], padded[2], padded[3])
     message_type, trigger = draw(
         st.sampled_from(sorted(SUPPORTED)) | st.sampled_from((("ORU", "R01"), ("ADT", ""), ("ZZZ", "Z01")))
     )
-    charset = draw(st.sampled_from(_CHARSETS))
+    charset = draw(st.sampled_from(_CHARSETS)) if draw(st.booleans()) else ""
     header = [
         "MSH",
         declared,
@@ -367,8 +377,61 @@ def structured_messages(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         # Segment separators mixed within the message, as some feeds do.
         text = text.replace(separator, draw(st.sampled_from(("\r", "\n", "\r\n"))), draw(st.integers(1, 3)))
-    codec = draw(st.sampled_from(_CODECS))
+    codec = draw(st.sampled_from(_CODECS)) if draw(st.integers(0, 2)) == 0 else "utf-8"
     data = text.encode(codec, "replace")
     prefix = draw(st.sampled_from((b"", b"", b"\xef\xbb\xbf", b"\x0b", b"\r\n", b"\x00 ")))
     suffix = draw(st.sampled_from((b"", b"", b"\x1c\r", b"\x00", b"\x0b")))
     return prefix + data + suffix
+
+
+# Delimiter sets a message may declare instead of the standard ones: all distinct, none a letter, digit or
+# space (MSH-1, then MSH-2's component, repetition, escape, subcomponent and, from v2.7, truncation).
+_DELIMITER_SETS = st.permutations(list("|^~\\&#!$*@%+=:;<>?/-.")).map(lambda chars: chars[:6])
+
+
+@st.composite
+def reencoded(draw: st.DrawFn, seeds: list[bytes]) -> tuple[bytes, bytes]:
+    """Return (a sample message, the same message written with other delimiters and separators).
+
+    Both say the same thing, so the mapper must turn them into the same events: values that contain one of
+    the new delimiters are escaped, as a sender must.
+    """
+    seed = draw(st.sampled_from(seeds))
+    chars = draw(_DELIMITER_SETS)
+    truncation = chars[5] if draw(st.booleans()) else ""
+    enc = Encoding(chars[0], chars[1], chars[2], chars[3], chars[4], truncation)
+    standard = Encoding()
+    lines: list[str] = []
+    for line in seed.decode().split("\r"):
+        if not line:
+            continue
+        fields = line.split("|")
+        if fields[0] == "MSH":
+            out = [
+                "MSH"
+                + enc.field
+                + enc.component
+                + enc.repetition
+                + enc.escape
+                + enc.subcomponent
+                + truncation
+            ]
+            rest = fields[2:]
+        else:
+            out = [fields[0]]
+            rest = fields[1:]
+        for value in rest:
+            reps = []
+            for rep in value.split(standard.repetition):
+                comps = []
+                for comp in rep.split(standard.component):
+                    subs = [escape(unescape(sub, standard), enc) for sub in comp.split(standard.subcomponent)]
+                    comps.append(enc.subcomponent.join(subs))
+                reps.append(enc.component.join(comps))
+            out.append(enc.repetition.join(reps))
+        if fields[0] == "MSH":
+            lines.append(out[0] + enc.field + enc.field.join(out[1:]))
+        else:
+            lines.append(enc.field.join(out))
+    separator = draw(st.sampled_from(("\r", "\n", "\r\n")))
+    return seed, (separator.join(lines) + separator).encode()

@@ -13,6 +13,7 @@ Properties:
   field (``Rpc: field: reason``, the "located" of a request refusal), or FAILED_PRECONDITION or
   ALREADY_EXISTS for a reused idempotency key. Never INTERNAL (an exception outside the error tree), UNKNOWN
   or UNAVAILABLE (the database stays usable: no value poisons later reads);
+- no answer echoes a PHI value of the request (names, MRNs, birth dates, account numbers);
 - every call is answered within CALL_TIMEOUT_S (the call's deadline; DEADLINE_EXCEEDED fails it).
 """
 
@@ -51,6 +52,25 @@ def _decodes(method: Method, body: bytes) -> bool:
     return True
 
 
+# Request fields that carry PHI (the PhiField names of canonical/models.py): a refusal names them, never
+# their value.
+_PHI_FIELDS = frozenset(
+    {"mrn", "prior_mrn", "family_name", "given_name", "birth_date", "account_number", "prior_account_number"}
+)
+
+
+def _phi_values(message: Message) -> set[str]:
+    """Return the PHI string values anywhere in a request, those long enough to be told apart from words."""
+    found: set[str] = set()
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_MESSAGE:
+            for item in value if field.is_repeated else [value]:
+                found |= _phi_values(item)
+        elif field.name in _PHI_FIELDS and isinstance(value, str) and len(value.strip()) >= 4:
+            found.add(value)
+    return found
+
+
 def check_answer(method: Method, body: bytes, code: grpc.StatusCode, details: str) -> None:
     """Assert the answer to ``body`` is the one the properties above allow, and that a refusal is located."""
     rpc = str(method)
@@ -63,6 +83,8 @@ def check_answer(method: Method, body: bytes, code: grpc.StatusCode, details: st
         assert re.match(rf"{rpc}: [\w.\[\]]+: \S", details), (
             f"{rpc}: a refusal that names no field: {details}"
         )
+    echoed = [value for value in _phi_values(method.request.FromString(body)) if value in details]
+    assert not echoed, f"{rpc}: the answer echoes PHI {echoed!r}: {details}"
 
 
 def _mutate(draw: st.DrawFn, body: bytes) -> bytes:

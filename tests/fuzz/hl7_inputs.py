@@ -163,9 +163,9 @@ _CHARSETS = (
 _CODECS = ("utf-8", "latin-1", "cp1252", "gb18030", "big5", "euc_kr", "iso2022_jp", "utf-16", "iso8859-5")
 
 
-def sample_seeds() -> list[bytes]:
-    """Return one message of every builder in tests/hl7_samples.py (each message type hcsync maps)."""
-    return [
+@cache
+def _samples() -> tuple[bytes, ...]:
+    return (
         hl7_samples.adt("A01", "S-A01", "V1", discharge="20261121083000"),
         hl7_samples.adt("A08", "S-A08", "V1"),
         hl7_samples.dft(
@@ -184,7 +184,12 @@ def sample_seeds() -> list[bytes]:
         hl7_samples.person("A31", "S-A31"),
         hl7_samples.a44("S-A44", "MRN002", "MRN001", "ACC1"),
         hl7_samples.a45("S-A45", "MRN002", "MRN001", ("V1", "V2")),
-    ]
+    )
+
+
+def sample_seeds() -> list[bytes]:
+    """Return one message of every builder in tests/hl7_samples.py (each message type hcsync maps)."""
+    return list(_samples())
 
 
 @cache

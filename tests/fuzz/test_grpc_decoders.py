@@ -112,21 +112,16 @@ def _bodies(draw: st.DrawFn, method: Method) -> bytes:
 
 
 @_BY_METHOD
-def test_random_and_mutated_bodies(channel: grpc.Channel, method: Method) -> None:
-    @fuzz_settings(_SCALE)
-    @given(body=_bodies(method))
-    def run(body: bytes) -> None:
-        check_answer(method, body, *call(channel, method, body))
-
-    run()
+@fuzz_settings(_SCALE)
+@given(data=st.data())
+def test_random_and_mutated_bodies(channel: grpc.Channel, method: Method, data: st.DataObject) -> None:
+    sent = data.draw(_bodies(method), label="body")
+    check_answer(method, sent, *call(channel, method, sent))
 
 
 @_BY_METHOD
-def test_generated_requests(channel: grpc.Channel, method: Method) -> None:
-    @fuzz_settings(_SCALE)
-    @given(request=requests(method))
-    def run(request: Message) -> None:
-        body = request.SerializeToString()
-        check_answer(method, body, *call(channel, method, body))
-
-    run()
+@fuzz_settings(_SCALE)
+@given(data=st.data())
+def test_generated_requests(channel: grpc.Channel, method: Method, data: st.DataObject) -> None:
+    sent = data.draw(requests(method), label="request").SerializeToString()
+    check_answer(method, sent, *call(channel, method, sent))

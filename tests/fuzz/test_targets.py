@@ -16,47 +16,36 @@ from tests.fuzz.hl7_inputs import corpus_seeds, mutated, structured_messages
 from tests.fuzz.targets import TARGETS, ByteTarget
 
 _BY_NAME = pytest.mark.parametrize("target", TARGETS, ids=str)
+_BYTES = st.binary(max_size=2_000) | st.binary(max_size=200).map(lambda b: b"MSH" + b)
 
 
 @_BY_NAME
-def test_random_bytes(target: ByteTarget) -> None:
-    @fuzz_settings(target.scale)
-    @given(data=st.binary(max_size=2_000) | st.binary(max_size=200).map(lambda b: b"MSH" + b))
-    def run(data: bytes) -> None:
-        target.check(data)
-
-    run()
+@fuzz_settings()
+@given(data=_BYTES)
+def test_random_bytes(target: ByteTarget, data: bytes) -> None:
+    target.check(data)
 
 
 @_BY_NAME
-def test_mutated_samples(target: ByteTarget) -> None:
-    @fuzz_settings(target.scale)
-    @given(data=mutated(target.seeds()))
-    def run(data: bytes) -> None:
-        target.check(data)
-
-    run()
+@fuzz_settings()
+@given(data=st.data())
+def test_mutated_samples(target: ByteTarget, data: st.DataObject) -> None:
+    target.check(data.draw(mutated(target.seeds()), label="input"))
 
 
 @_BY_NAME
-def test_mutated_corpus(target: ByteTarget) -> None:
+@fuzz_settings()
+@given(data=st.data())
+def test_mutated_corpus(target: ByteTarget, data: st.DataObject) -> None:
     if not target.corpus:
         pytest.skip(f"{target.name} has no corpus folder")
+    # Skips cleanly without the corpus (fails under CI): tests/corpus.py.
     seeds = corpus_seeds(target.corpus)
-
-    @fuzz_settings(target.scale)
-    @given(data=mutated(seeds))
-    def run(data: bytes) -> None:
-        target.check(data)
-
-    run()
+    target.check(data.draw(mutated(seeds), label="input"))
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t.name.startswith("hl7v2.")], ids=str)
-def test_structured_hl7v2(target: ByteTarget) -> None:
-    @fuzz_settings(target.scale * 2)
-    @given(data=structured_messages())
-    def run(data: bytes) -> None:
-        target.check(data)
-
-    run()
+@fuzz_settings()
+@given(data=structured_messages())
+def test_structured_hl7v2(target: ByteTarget, data: bytes) -> None:
+    target.check(data)

@@ -31,7 +31,17 @@ from adapters.erp.service import ErpService
 from adapters.interceptors import UndecodableRequests
 from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
 
-__all__ = ["CALL_TIMEOUT_S", "METHODS", "AdapterUnderTest", "Method", "call", "requests"]
+__all__ = [
+    "CALL_TIMEOUT_S",
+    "MAX_SECONDS",
+    "METHODS",
+    "MIN_SECONDS",
+    "OUT_OF_RANGE_TIMESTAMPS",
+    "AdapterUnderTest",
+    "Method",
+    "call",
+    "requests",
+]
 
 # Seconds one call may take before it counts as a hang (a loaded 2-core machine, SQLite on disk).
 CALL_TIMEOUT_S = 30.0
@@ -151,13 +161,13 @@ _INT_BOUNDS = {
 # Timestamp.ToDatetime unguarded (test_regressions.py, xfail until adapters/billing refuses them), so the
 # generator leaves them out until then; set OUT_OF_RANGE_TIMESTAMPS when that is fixed.
 OUT_OF_RANGE_TIMESTAMPS = False
-_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
-_SECONDS = st.sampled_from((0, 1_795_000_000, _MIN_SECONDS, _MAX_SECONDS)) | st.integers(
-    _MIN_SECONDS, _MAX_SECONDS
+MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
+_SECONDS = st.sampled_from((0, 1_795_000_000, MIN_SECONDS, MAX_SECONDS)) | st.integers(
+    MIN_SECONDS, MAX_SECONDS
 )
 _NANOS = st.sampled_from((0, 999_999_999)) | st.integers(0, 999_999_999)
 if OUT_OF_RANGE_TIMESTAMPS:
-    _SECONDS |= st.sampled_from((_MAX_SECONDS + 1, _MIN_SECONDS - 1, 2**63 - 1, -(2**63)))
+    _SECONDS |= st.sampled_from((MAX_SECONDS + 1, MIN_SECONDS - 1, 2**63 - 1, -(2**63)))
     _NANOS |= st.sampled_from((1_000_000_000, -1, 2**31 - 1))
 # Keys a write is recorded under: usually fresh (uuid4 at each draw, so a replayed example is not a replay
 # of the write and hypothesis can shrink it), sometimes one of a few shared ones, so replays and reused keys

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test chaos lint typecheck proto proto-check up bench bench-surge bench-surge-quick bench-ingest bench-billing clean
+.PHONY: install demo test chaos fuzz lint typecheck proto proto-check up bench bench-surge bench-surge-quick bench-ingest bench-billing clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: install lint typecheck proto-check
 # The long chaos run: 100,000 messages over MLLP while something is killed every few seconds (about an hour).
 chaos: install
 	HCSYNC_CHAOS_LONG=1 $(VENV)/bin/pytest tests/chaos/test_chaos_long.py -s -p no:cacheprovider
+
+# The fuzz suite with its long profile: many more examples per property than the bounded run in `make test`.
+# Hypothesis keeps what it finds in .hypothesis/ (git-ignored), so a failure found here replays first next time.
+fuzz: install
+	HCSYNC_FUZZ=long $(VENV)/bin/pytest tests/fuzz -p no:cacheprovider --timeout 3600
 
 bench: install
 	$(PY) -m bench.parse_throughput

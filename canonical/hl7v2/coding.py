@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from canonical.errors import InvalidMessageError
 from canonical.hl7v2.parser import Segment
-from canonical.hl7v2.reader import Reader, optional_int
+from canonical.hl7v2.reader import Reader, bounded_int, optional_int
 from canonical.models import CodingMode, CodingUpdate, Diagnosis, Drg, Procedure
 
 
@@ -12,7 +12,7 @@ def _sequence(r: Reader, seg: Segment, ordinal: int) -> int:
     raw = seg.get(1)
     if not raw.strip():
         return ordinal
-    return r.convert(seg, f"{seg.name}-1", raw, int, f"HL7-{seg.name}-1-NUMBER")
+    return r.convert(seg, f"{seg.name}-1", raw, bounded_int, f"HL7-{seg.name}-1-NUMBER")
 
 
 def diagnosis(r: Reader, dg1: Segment, ordinal: int) -> Diagnosis:

@@ -8,6 +8,7 @@ field, the segment's position in the message and the value found.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TypeVar
@@ -21,6 +22,12 @@ T = TypeVar("T")
 
 # The largest quantity or amount (either side of zero) a mapper accepts in an FT1, RXE or RXA.
 MAX_QUANTITY = 1_000_000
+# The largest set id or priority (DG1-1, DG1-15, PR1-1, PR1-14) a mapper accepts: HL7 gives a set id four
+# digits and a priority two; the bound keeps them far inside the int64 the billing requests carry.
+MAX_ORDINAL = 1_000_000
+# An HL7 NM integer: ASCII digits with an optional sign (int() would also read "1_000" and other scripts'
+# digits).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class Reader:
@@ -117,14 +124,27 @@ def decimal_text(value: str) -> str:
     return value
 
 
+def bounded_int(value: str) -> int:
+    """Return a set id or priority: an integer at most MAX_ORDINAL either side of zero."""
+    text = value.strip()
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"not a whole number: {value!r}")
+    number = int(text)
+    if abs(number) > MAX_ORDINAL:
+        raise ValueError(f"number out of range (at most {MAX_ORDINAL}): {value!r}")
+    return number
+
+
 def optional_int(value: str) -> int | None:
-    """Return an integer field, None when it is empty."""
-    return int(value) if value.strip() else None
+    """Return a set id or priority field (see :func:`bounded_int`), None when it is empty."""
+    return bounded_int(value) if value.strip() else None
 
 
 __all__ = [
+    "MAX_ORDINAL",
     "MAX_QUANTITY",
     "Reader",
+    "bounded_int",
     "decimal_milli",
     "decimal_text",
     "groups",

@@ -1,0 +1,163 @@
+"""The registry of byte-input fuzz targets: what each one decodes, and what "located" means for it.
+
+Each :class:`ByteTarget` takes any bytes and either returns or raises an
+:class:`~canonical.errors.HcsyncError` whose fault is located; its ``check`` asserts that and lets anything
+else propagate, so the parametrised properties in test_targets.py fail on it. The same properties run over
+every registered target.
+
+Adding a decoder (X12 and FHIR when they land): append a ``ByteTarget`` to :data:`TARGETS` with its
+``check`` (call the decoder, assert its faults are located as its module defines it) and its seeds (the
+sample builders of its tests, and ``corpus`` naming its folder of the shared corpus, ``x12`` or ``fhir``);
+random bytes, mutations of the seeds and, for the corpus, mutations of real files, then reach it with no
+other change. A structure-aware generator of its own goes beside structured_messages in a module like
+hl7_inputs.py, with a property in a test module of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adapters import convert
+from canonical.envelope import (
+    AccountMovePayload,
+    ChargePayload,
+    CodingPayload,
+    EncounterPayload,
+    EventEnvelope,
+    MergePayload,
+    PatientPayload,
+)
+from canonical.errors import DecodeError, MessageError
+from canonical.hl7v2.mapping import canonicalize
+from canonical.hl7v2.parser import Hl7Message, parse_message, split_messages
+from canonical.hl7v2.strict import strict_fault
+from canonical.models import EncounterStatus
+from foundation.settings import Settings
+from tests.fuzz.harness import assert_located, time_bound
+from tests.fuzz.hl7_inputs import sample_seeds
+
+__all__ = ["TARGETS", "ByteTarget", "check_events_convert"]
+
+_AT = dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)
+_SETTINGS = Settings()
+# Strict validation is fuzzed at the limits the product runs it with.
+_STRICT_MAX_BYTES = _SETTINGS.strict_validation_max_bytes
+_STRICT_MAX_ELEMENTS = _SETTINGS.strict_validation_max_elements
+
+
+@dataclass(frozen=True, slots=True)
+class ByteTarget:
+    """One decoder under fuzzing: ``check`` feeds it bytes, ``seeds`` are real inputs to mutate."""
+
+    name: str
+    check: Callable[[bytes], None]
+    seeds: Callable[[], list[bytes]]
+    # The shared corpus folders whose files are also mutated (empty: none); skipped cleanly when absent.
+    corpus: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _parsed(data: bytes) -> Hl7Message | None:
+    """Return the parsed message, or None after checking the parser's refusal is located."""
+    try:
+        with time_bound():
+            return parse_message(data)
+    except DecodeError as exc:
+        # The parser's "located": a rule, a reason and a position (byte offset or segment index).
+        assert_located(exc.fault)
+        assert exc.fault.position is not None, f"a parser refusal without a position: {exc.fault.describe()}"
+        return None
+
+
+def check_parse(data: bytes) -> None:
+    """The fast parser over bytes; and its text entry point over the same bytes decoded leniently."""
+    msg = _parsed(data)
+    if msg is not None:
+        # What was parsed reads back: every segment's fields split without error.
+        for seg in msg.segments:
+            for number in range(seg.field_count() + 1):
+                seg.get(number)
+                seg.get(number, 0)
+                seg.repetitions(number)
+    text = data.decode("utf-8", "surrogateescape")
+    try:
+        with time_bound():
+            parse_message(text)
+    except DecodeError as exc:
+        assert_located(exc.fault)
+        assert exc.fault.position is not None, exc.fault.describe()
+
+
+def check_events_convert(events: list[EventEnvelope]) -> None:
+    """Assert that every event survives the broker (JSON) and converts to the adapters' requests.
+
+    An event the mapper emits is a promise that the rest of the pipeline can carry it: its JSON round trip
+    is the Kafka hop, and adapters/convert.py builds the billing requests from its models.
+    """
+    for event in events:
+        assert EventEnvelope.model_validate_json(event.model_dump_json()) == event
+        payload = event.payload
+        if isinstance(payload, EncounterPayload):
+            convert.account_from(payload.encounter, payload.patient, EncounterStatus.ADMITTED.value, "e", "c")
+        elif isinstance(payload, ChargePayload):
+            convert.charge_from(payload.charge, "e", "c")
+            convert.account_from(payload.encounter, payload.patient, EncounterStatus.ADMITTED.value, "e", "c")
+        elif isinstance(payload, CodingPayload):
+            convert.coding_request_from(payload.coding, event.occurred_at, "k", "e", "c")
+        elif isinstance(payload, MergePayload):
+            convert.merge_request_from(payload.merge, "k", "e", "c")
+        elif isinstance(payload, PatientPayload):
+            convert.patient_update_request_from(payload.patient, event.occurred_at, "k", "e", "c")
+        elif isinstance(payload, AccountMovePayload):
+            convert.move_request_from(payload.move, event.occurred_at, "k", "e", "c")
+
+
+def check_canonical(data: bytes) -> None:
+    """The mapper: events that convert, or a refusal naming the message, its rule and where."""
+    msg = _parsed(data)
+    if msg is None:
+        return
+    try:
+        with time_bound():
+            events = canonicalize(msg)
+    except MessageError as exc:
+        # The mapper's "located": the message's own MSH-10 (as parsed), a rule, a reason, and the segment,
+        # field or position the rule is about.
+        assert_located(exc.fault, message_id=msg.control_id)
+        return
+    check_events_convert(events)
+
+
+def check_strict(data: bytes) -> None:
+    """hl7apy strict validation at the product's limits: a fault or None, never an exception."""
+    msg = _parsed(data)
+    if msg is None:
+        return
+    with time_bound():
+        fault = strict_fault(msg, max_bytes=_STRICT_MAX_BYTES, max_elements=_STRICT_MAX_ELEMENTS)
+    if fault is not None:
+        # Strict validation's "located": an HL7-STRICT rule and the message's MSH-10; hl7apy's text names
+        # the element when it can, so segment and field are not required.
+        assert fault.rule.startswith("HL7-STRICT-"), fault.describe()
+        assert_located(fault, message_id=msg.control_id, where=False)
+
+
+def check_stream(data: bytes) -> None:
+    """A file or stream: split into messages, each parsed and mapped as above."""
+    with time_bound():
+        items = split_messages(data)
+    for item in items:
+        assert item, "split_messages returned an empty item"
+        check_canonical(item)
+
+
+TARGETS: tuple[ByteTarget, ...] = (
+    ByteTarget("hl7v2.parse", check_parse, sample_seeds, corpus=("hl7", "hl7_batch")),
+    ByteTarget("hl7v2.canonical", check_canonical, sample_seeds, corpus=("hl7", "hl7_batch")),
+    ByteTarget("hl7v2.strict", check_strict, sample_seeds, corpus=("hl7",)),
+    ByteTarget("hl7v2.stream", check_stream, sample_seeds, corpus=("hl7_batch",)),
+)

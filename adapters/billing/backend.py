@@ -191,6 +191,8 @@ def _validate_upsert(request: billing_pb2.UpsertAccountRequest) -> None:
     if account.state_version < 0:
         raise invalid_request("account.state_version", "cannot be negative", request_id=key)
     _birth_date(account, key)
+    for name in ("admitted_at", "discharged_at", "patient_as_of"):
+        optional_datetime(account, name, field=f"account.{name}", request_id=key)
 
 
 def _validate_charges(request: billing_pb2.PostChargesRequest) -> None:
@@ -302,7 +304,7 @@ class SqlBillingBackend:
                 merged_by = ""  # no merge names this identifier: the surviving identity is its own
             else:
                 account, merged_by = _under_surviving_identity(session, account)
-            as_of = optional_datetime(account, "patient_as_of")
+            as_of = optional_datetime(account, "patient_as_of", field="account.patient_as_of")
             if row is None:
                 row = _account_row(account, key, now)
                 row.owner_at = row.demographics_at = as_of
@@ -874,8 +876,12 @@ def _account_row(account: billing_pb2.Account, request_id: str, now: dt.datetime
         family_name=account.family_name,
         given_name=account.given_name,
         birth_date=_birth_date(account, request_id),
-        admitted_at=optional_datetime(account, "admitted_at"),
-        discharged_at=optional_datetime(account, "discharged_at"),
+        admitted_at=optional_datetime(
+            account, "admitted_at", field="account.admitted_at", request_id=request_id
+        ),
+        discharged_at=optional_datetime(
+            account, "discharged_at", field="account.discharged_at", request_id=request_id
+        ),
         attending_provider_id=account.attending_provider_id,
         source_event_id=account.source_event_id,
         correlation_id=account.correlation_id,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from google.protobuf.message import Message
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -83,6 +84,9 @@ def validate_coding(request: billing_pb2.UpdateCodingRequest) -> None:
         raise invalid_request("encounter_id", "is empty", request_id=key)
     if not request.HasField("coded_at"):
         raise invalid_request("coded_at", "is missing", request_id=key)
+    request_datetime(request, "coded_at", request_id=key)
+    if request.HasField("drg"):
+        optional_datetime(request.drg, "assigned_at", field="drg.assigned_at", request_id=key)
     if request.mode not in (Mode.REPLACE, Mode.MERGE):
         raise invalid_request("mode", f"must be REPLACE or MERGE, got {request.mode}", request_id=key)
     lists: tuple[tuple[str, Sequence[_CodedItem]], ...] = (
@@ -93,6 +97,9 @@ def validate_coding(request: billing_pb2.UpdateCodingRequest) -> None:
         for index, item in enumerate(items):
             if not item.code:
                 raise invalid_request(f"{field}[{index}].code", "is empty", request_id=key)
+            stamp = "diagnosed_at" if field == "diagnoses" else "performed_at"
+            # A Diagnosis or a Procedure message: _CodedItem names only what the checks here read.
+            optional_datetime(cast(Message, item), stamp, field=f"{field}[{index}].{stamp}", request_id=key)
             if item.action not in _ACTIONS:
                 raise invalid_request(
                     f"{field}[{index}].action",
@@ -288,7 +295,9 @@ def _apply_drg(
     row.drg_code = request.drg.code if has_drg else None
     row.drg_description = request.drg.description if has_drg else ""
     row.drg_code_system = request.drg.code_system if has_drg else ""
-    row.drg_assigned_at = optional_datetime(request.drg, "assigned_at") if has_drg else None
+    row.drg_assigned_at = (
+        optional_datetime(request.drg, "assigned_at", field="drg.assigned_at") if has_drg else None
+    )
     row.drg_as_of = coded_at
 
 

@@ -57,6 +57,7 @@ def validate_move(request: billing_pb2.MoveAccountRequest) -> None:
     request_date(request.target.birth_date, "target.birth_date", key)
     if not request.HasField("moved_at"):
         raise invalid_request("moved_at", "is missing", request_id=key)
+    request_datetime(request, "moved_at", request_id=key)
 
 
 def _decided_after(row: AccountRow, when: dt.datetime) -> bool:

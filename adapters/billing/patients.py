@@ -43,6 +43,7 @@ def validate_patient_update(request: billing_pb2.UpdatePatientRequest) -> None:
     request_date(request.patient.birth_date, "patient.birth_date", key)
     if not request.HasField("updated_at"):
         raise invalid_request("updated_at", "is missing", request_id=key)
+    request_datetime(request, "updated_at", request_id=key)
 
 
 def _older(written: dt.datetime | None, than: dt.datetime) -> bool:

@@ -1,8 +1,9 @@
-"""Bugs the fuzz suite found in files it does not own, pinned as strict xfails until their owners fix them.
+"""Bugs the fuzz suite found in files it does not own, kept as regression tests once fixed.
 
-Each test states the bug, the file and line, and the input that shows it. ``strict=True``: when the bug is
-fixed the test passes, which fails the run, so whoever fixes it removes the mark here (and, for the
-timestamps, sets grpc_inputs.OUT_OF_RANGE_TIMESTAMPS so the property tests generate such values again).
+Each test states the bug, the file and line where it was, and the input that shows it. A bug not yet fixed
+is pinned with ``xfail(strict=True)``: when it is fixed the test passes, which fails the run, so whoever
+fixes it removes the mark. Fixed: an out-of-range Timestamp made Timestamp.ToDatetime raise ValueError,
+answered INTERNAL; the adapters now refuse it INVALID_ARGUMENT naming the field (adapters.request_datetime).
 """
 
 from __future__ import annotations
@@ -63,20 +64,9 @@ _TIMESTAMPS: list[tuple[str, Callable[[str], Message], Callable[[Message], Times
     ("UpdatePatient", _update_patient, lambda r: r.updated_at, "adapters/billing/patients.py:99"),
     ("UpdateCoding", _update_coding, lambda r: r.coded_at, "adapters/billing/coding.py:309"),
     ("MoveAccount", _move, lambda r: r.moved_at, "adapters/billing/moves.py:141"),
-    (
-        "ApplyBatch",
-        _batch,
-        lambda r: r.items[0].upsert_account.account.admitted_at,
-        "adapters/__init__.py:83",
-    ),
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an out-of-range Timestamp makes Timestamp.ToDatetime raise ValueError, answered INTERNAL "
-    "instead of INVALID_ARGUMENT naming the field",
-)
 @pytest.mark.parametrize(("rpc", "build", "stamp", "where"), _TIMESTAMPS, ids=[t[0] for t in _TIMESTAMPS])
 @pytest.mark.parametrize(
     ("seconds", "nanos"), [(253_402_300_800, 0), (0, 1_000_000_000)], ids=["year10000", "nanos"]
@@ -102,3 +92,23 @@ def test_an_out_of_range_timestamp_is_refused_naming_its_field(
     code, details = call(channel, method, body)
     check_answer(method, body, code, details)
     assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{where}: {details}"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(253_402_300_800, 0), (0, 1_000_000_000)], ids=["year10000", "nanos"]
+)
+def test_an_out_of_range_timestamp_in_a_batch_item_is_that_items_refusal(
+    channel: grpc.Channel, seconds: int, nanos: int
+) -> None:
+    """ApplyBatch answers per item: the item with the bad Timestamp is refused naming it, not the call."""
+    apply = channel.unary_unary(
+        "/hcsync.billing.v1.BillingAdapter/ApplyBatch",
+        request_serializer=billing_pb2.BillingBatchRequest.SerializeToString,
+        response_deserializer=billing_pb2.BillingBatchResponse.FromString,
+    )
+    request = _batch(f"bad-batch-{seconds}-{nanos}")
+    stamp = request.items[0].upsert_account.account.admitted_at
+    stamp.seconds, stamp.nanos = seconds, nanos
+    [result] = apply(request, timeout=30).results
+    assert result.WhichOneof("outcome") == "error"
+    assert (result.error.code, result.error.field) == ("INVALID_ARGUMENT", "account.admitted_at")

@@ -3,8 +3,9 @@
 Properties of :class:`MllpDecoder`, whatever the bytes and wherever a chunk boundary falls:
 
 - the only error it raises is :class:`FrameTooLargeError` (a DecodeError), and that refusal is located:
-  rule MESSAGE-TOO-LARGE, a reason naming the limit and setting, and ``position`` the bytes received of the
-  frame, past the limit; its ``head`` is at most the 64 KiB the gateway needs to name the message;
+  rule MESSAGE-TOO-LARGE, a reason naming the limit and setting, and ``position`` the offset in the frame
+  of its first byte past the limit (the limit itself: nothing past it is buffered); its ``head`` is at most
+  the 64 KiB the gateway needs to name the message, and never more than the limit plus one byte;
 - memory is bounded: once a chunk is drained, at most ``max_frame_bytes`` stay buffered;
 - chunking does not change what is delivered: the frames equal those of the whole stream fed at once;
 - every byte is accounted for: delivered, skipped, still pending, or a framing byte (0x0B, 0x1C, 0x0D);
@@ -57,9 +58,9 @@ def _decode(chunks: list[bytes], limit: int) -> tuple[list[bytes], int, MllpDeco
                 refusals += 1
                 assert_located(exc.fault)
                 assert exc.fault.rule == "MESSAGE-TOO-LARGE", exc.fault.describe()
-                assert exc.fault.position is not None and exc.fault.position > limit, exc.fault.describe()
+                assert exc.fault.position == limit, exc.fault.describe()
                 assert exc.limit == limit
-                assert len(exc.head) <= min(_HEAD_LIMIT, exc.fault.position)
+                assert len(exc.head) <= min(_HEAD_LIMIT, limit + 1)
         assert decoder.pending_bytes <= limit, f"{decoder.pending_bytes} bytes buffered, limit {limit}"
     return frames, refusals, decoder
 

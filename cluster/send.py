@@ -16,11 +16,12 @@ from pathlib import Path
 
 from adapters.inbound.hl7v2 import hl7v2_inbound_bytes
 from adapters.inbound.store import MessageStore, Verdict
+from canonical.detect import Detected, Standard, detect
 from canonical.errors import Fault, InvalidMessageError, StackError
 from canonical.hl7v2.parser import split_messages
 from foundation.settings import Settings
 
-__all__ = ["StoreReport", "messages_of", "send_messages", "store_messages"]
+__all__ = ["StoreReport", "messages_of", "not_hl7v2", "send_messages", "store_messages"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,20 @@ class StoreReport:
     @property
     def total(self) -> int:
         return self.stored + self.duplicates + self.conflicts
+
+
+def not_hl7v2(paths: Iterable[Path]) -> list[tuple[Path, Detected]]:
+    """Return the files that hold X12 or FHIR (by content), which `send` refuses: it stores HL7 v2 only.
+
+    A file of no known standard is not among them: it goes in as HL7 v2, and the parser names what is
+    wrong with it (quarantined with its bytes, as any broken message is).
+    """
+    out: list[tuple[Path, Detected]] = []
+    for path in paths:
+        found = detect(path.read_bytes())
+        if found.standard in (Standard.X12, Standard.FHIR):
+            out.append((path, found))
+    return out
 
 
 def messages_of(paths: Iterable[Path]) -> list[bytes]:

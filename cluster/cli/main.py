@@ -164,6 +164,10 @@ def _send_mllp(settings: Settings, target: str, messages: list[bytes]) -> None:
     raise typer.Exit(1 if refused else 0)
 
 
+# What `send` and `parse` say of an X12 or FHIR file, until those standards are read.
+_NOT_READ = "this version of hcsync reads HL7 v2 only (X12 and FHIR are not yet ingested)"
+
+
 @app.command()
 def send(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
@@ -172,9 +176,18 @@ def send(
     ] = None,
 ) -> None:
     """Store HL7 files (one or many messages each) for the forwarder, or send them over MLLP with --mllp."""
-    from cluster.send import messages_of, store_messages
+    from cluster.send import messages_of, not_hl7v2, store_messages
 
     settings = get_settings()
+    # By content, never by name: an X12 or FHIR file must not go in as a broken HL7 message.
+    refused = not_hl7v2(files)
+    if refused:
+        for path, found in refused:
+            err_console.print(
+                f"[red]not sent[/]: {escape(str(path))} holds {escape(found.describe())}: {_NOT_READ}"
+            )
+        err_console.print("nothing was sent")
+        raise typer.Exit(2)
     messages = messages_of(files)
     if mllp_target is not None:
         _send_mllp(settings, mllp_target, messages)
@@ -207,6 +220,7 @@ def parse(
 ) -> None:
     """Print the canonical events of HL7 files as JSON lines; errors go to stderr (exit 1)."""
     from actors.enrich import enrich
+    from canonical.detect import Standard, detect
     from canonical.hl7v2.parser import parse_message
     from canonical.reference_files import MasterDataFileError, read_set
 
@@ -217,7 +231,13 @@ def parse(
         raise typer.Exit(2) from None
     failures = 0
     for path in files:
-        for index, raw in enumerate(split_messages(path.read_bytes()), 1):
+        content = path.read_bytes()
+        found = detect(content)
+        if found.standard in (Standard.X12, Standard.FHIR):
+            failures += 1
+            sys.stderr.write(f"{path}: not parsed: it holds {found.describe()}: {_NOT_READ}\n")
+            continue
+        for index, raw in enumerate(split_messages(content), 1):
             try:
                 msg = parse_message(raw)
                 events = canonicalize(msg)

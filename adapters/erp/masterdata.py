@@ -58,19 +58,40 @@ def _unknown(field: str, domain: str, data: MasterDataSet) -> str:
     return f"{field} is not in the {domain} of master data {data.version}"
 
 
+# Each dimension a line or movement carries: (its field, the master-data domain named in a refusal, how the
+# set looks a code up, whether an empty value is allowed). Checked in this order; the first failure is named.
+_Dimension = tuple[str, str, Callable[[MasterDataSet, str], object], bool]
+_LINE_DIMENSIONS: tuple[_Dimension, ...] = (
+    ("account", "chart of accounts", MasterDataSet.account, False),
+    ("legal_entity", "legal entities", MasterDataSet.legal_entity, False),
+    ("business_unit", "business units", MasterDataSet.business_unit, True),
+    ("cost_centre", "cost centres", MasterDataSet.cost_centre, True),
+    ("facility", "facilities", MasterDataSet.facility, True),
+)
+_MOVEMENT_DIMENSIONS: tuple[_Dimension, ...] = (
+    ("legal_entity", "legal entities", MasterDataSet.legal_entity, False),
+    ("facility", "facilities", MasterDataSet.facility, False),
+    ("business_unit", "business units", MasterDataSet.business_unit, True),
+    ("cost_centre", "cost centres", MasterDataSet.cost_centre, True),
+    ("inventory_account", "chart of accounts", MasterDataSet.account, True),
+)
+
+
+def _dimension_fault(item: object, dimensions: tuple[_Dimension, ...], data: MasterDataSet) -> str:
+    """Name the first dimension of ``item`` that is not in ``data`` (an empty optional one passes)."""
+    for field, domain, lookup, optional in dimensions:
+        value: str = getattr(item, field)
+        if (value or not optional) and lookup(data, value) is None:
+            return _unknown(field, domain, data)
+    return ""
+
+
 def line_master_fault(line: erp_pb2.JournalLine, data: MasterDataSet) -> str:
     """Return why a journal line's dimensions or text are not master data, or an empty string."""
     where = f"line {line.line_id}"
-    if data.account(line.account) is None:
-        return f"{where}: {_unknown('account', 'chart of accounts', data)}"
-    if data.legal_entity(line.legal_entity) is None:
-        return f"{where}: {_unknown('legal_entity', 'legal entities', data)}"
-    if line.business_unit and data.business_unit(line.business_unit) is None:
-        return f"{where}: {_unknown('business_unit', 'business units', data)}"
-    if line.cost_centre and data.cost_centre(line.cost_centre) is None:
-        return f"{where}: {_unknown('cost_centre', 'cost centres', data)}"
-    if line.facility and data.facility(line.facility) is None:
-        return f"{where}: {_unknown('facility', 'facilities', data)}"
+    fault = _dimension_fault(line, _LINE_DIMENSIONS, data)
+    if fault:
+        return f"{where}: {fault}"
     if journal_text(line.description, data) is None:
         return (
             f"{where}: description is not master-data text (a charge code, alone or with its master-data "
@@ -82,16 +103,9 @@ def line_master_fault(line: erp_pb2.JournalLine, data: MasterDataSet) -> str:
 def movement_master_fault(movement: erp_pb2.InventoryMovement, data: MasterDataSet) -> str:
     """Return why a stock movement's dimensions or text are not master data, or an empty string."""
     where = f"movement {movement.movement_id}"
-    if data.legal_entity(movement.legal_entity) is None:
-        return f"{where}: {_unknown('legal_entity', 'legal entities', data)}"
-    if data.facility(movement.facility) is None:
-        return f"{where}: {_unknown('facility', 'facilities', data)}"
-    if movement.business_unit and data.business_unit(movement.business_unit) is None:
-        return f"{where}: {_unknown('business_unit', 'business units', data)}"
-    if movement.cost_centre and data.cost_centre(movement.cost_centre) is None:
-        return f"{where}: {_unknown('cost_centre', 'cost centres', data)}"
-    if movement.inventory_account and data.account(movement.inventory_account) is None:
-        return f"{where}: {_unknown('inventory_account', 'chart of accounts', data)}"
+    fault = _dimension_fault(movement, _MOVEMENT_DIMENSIONS, data)
+    if fault:
+        return f"{where}: {fault}"
     if movement_text(movement, data) is None:
         return (
             f"{where}: description is not master-data text (empty, or the item master's description of "

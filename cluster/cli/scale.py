@@ -110,25 +110,32 @@ def _component_table(status: Status) -> Table | None:
     return table
 
 
+def _count_table(title: str, column: str, labels: dict[str, str], counts: dict[str, int]) -> Table:
+    """A table of ``counts`` labelled and ordered by ``labels``; names not counted are left out."""
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column(column, justify="right")
+    for name, label in labels.items():
+        if name in counts:
+            table.add_row(label, f"{counts[name]:,}")
+    return table
+
+
+_MESSAGE_COUNTS = {
+    "messages": "received",
+    "pending": "waiting for the forwarder",
+    "conflicts": "conflicts (same control id, other content)",
+    "mapped": "mapped to events",
+    "routed": "routed (no financial effect)",
+    "quarantined": "quarantined",
+    "outcome_unknown": "outcome not yet known",
+}
+
+
 def _message_table(status: Status) -> Table | None:
     if status.messages is None:
         return None
-    table = Table(title="Message store")
-    table.add_column("what")
-    table.add_column("messages", justify="right")
-    labels = {
-        "messages": "received",
-        "pending": "waiting for the forwarder",
-        "conflicts": "conflicts (same control id, other content)",
-        "mapped": "mapped to events",
-        "routed": "routed (no financial effect)",
-        "quarantined": "quarantined",
-        "outcome_unknown": "outcome not yet known",
-    }
-    for name, label in labels.items():
-        if name in status.messages:
-            table.add_row(label, f"{status.messages[name]:,}")
-    return table
+    return _count_table("Message store", "messages", _MESSAGE_COUNTS, status.messages)
 
 
 # The MLLP listener's counters `hcsync status` shows, in this order; refusals show only when not zero.
@@ -147,14 +154,11 @@ _MLLP_COUNTERS = {
 def _mllp_table(status: Status) -> Table | None:
     if status.mllp is None:
         return None
-    table = Table(title="MLLP listener")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for name, label in _MLLP_COUNTERS.items():
-        value = status.mllp.get(name, 0)
-        if name == "connections" or value:
-            table.add_row(label, f"{value:,}", style="red" if name != "connections" else None)
-    return table
+    # Connections accepted always; a refusal only when it happened.
+    shown = {
+        name: n for name, n in status.mllp.items() if name in _MLLP_COUNTERS and (n or name == "connections")
+    }
+    return _count_table("MLLP listener", "count", _MLLP_COUNTERS, shown)
 
 
 def _tables(status: Status) -> list[Table]:

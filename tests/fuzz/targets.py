@@ -34,9 +34,11 @@ from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import Hl7Message, parse_message, split_messages
 from canonical.hl7v2.strict import strict_fault
 from canonical.models import EncounterStatus
+from canonical.x12.envelope import read_interchanges
 from foundation.settings import Settings
 from tests.fuzz.harness import assert_located, time_bound
 from tests.fuzz.hl7_inputs import sample_seeds
+from tests.x12_samples import x12_seeds
 
 __all__ = ["TARGETS", "ByteTarget", "check_events_convert"]
 
@@ -155,9 +157,29 @@ def check_stream(data: bytes) -> None:
         check_canonical(item)
 
 
+def check_x12_envelope(data: bytes) -> None:
+    """The X12 envelope reader: interchanges whose faults are located, or a located refusal."""
+    try:
+        with time_bound():
+            found = read_interchanges(data, "fuzz.edi")
+    except DecodeError as exc:
+        # The reader's "located": an X12- rule, the file, and the offset the unreadable data starts at.
+        assert exc.fault.rule.startswith("X12-"), exc.fault.describe()
+        assert exc.fault.position is not None, exc.fault.describe()
+        assert_located(exc.fault, message_id="fuzz.edi")
+        return
+    assert found, "read_interchanges returned no interchange without refusing"
+    for interchange in found:
+        for fault in interchange.faults:
+            # An envelope fault's "located": the file and the interchange's ISA13, a segment or position.
+            assert_located(fault)
+            assert fault.message_id.startswith(f"fuzz.edi, ISA13 {interchange.control}"), fault.describe()
+
+
 TARGETS: tuple[ByteTarget, ...] = (
     ByteTarget("hl7v2.parse", check_parse, sample_seeds, corpus=("hl7", "hl7_batch")),
     ByteTarget("hl7v2.canonical", check_canonical, sample_seeds, corpus=("hl7", "hl7_batch")),
     ByteTarget("hl7v2.strict", check_strict, sample_seeds, corpus=("hl7",)),
     ByteTarget("hl7v2.stream", check_stream, sample_seeds, corpus=("hl7_batch",)),
+    ByteTarget("x12.envelope", check_x12_envelope, x12_seeds, corpus=("x12",)),
 )

@@ -1,4 +1,4 @@
-"""`hcsync send`: HL7 files into the message store (the forwarder moves them to raw.hl7v2).
+"""`hcsync send`: HL7 v2 files and X12 interchanges into the message store (the forwarder moves them on).
 
 Like the gateways, ``send`` makes every message durable in the message store and returns once it is; the
 forwarder of the running stack sends stored messages to the broker. A message stored before (same sender,
@@ -16,12 +16,21 @@ from pathlib import Path
 
 from adapters.inbound.hl7v2 import hl7v2_inbound_bytes
 from adapters.inbound.store import MessageStore, Verdict
-from canonical.detect import Detected, Standard, detect
-from canonical.errors import Fault, InvalidMessageError, StackError
+from adapters.inbound.x12 import x12_inbound
+from canonical.detect import Standard, detect
+from canonical.errors import DecodeError, Fault, InvalidMessageError, StackError
 from canonical.hl7v2.parser import split_messages
+from canonical.x12.envelope import Interchange, read_interchanges
 from foundation.settings import Settings
 
-__all__ = ["StoreReport", "messages_of", "not_hl7v2", "send_messages", "store_messages"]
+__all__ = [
+    "StoreReport",
+    "interchanges_of",
+    "messages_of",
+    "send_messages",
+    "store_messages",
+    "unreadable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +46,45 @@ class StoreReport:
         return self.stored + self.duplicates + self.conflicts
 
 
-def not_hl7v2(paths: Iterable[Path]) -> list[tuple[Path, Detected]]:
-    """Return the files that hold X12 or FHIR (by content), which `send` refuses: it stores HL7 v2 only.
+def unreadable(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Return the files `send` refuses, each with why: FHIR (not yet ingested), or X12 it cannot read.
 
-    A file of no known standard is not among them: it goes in as HL7 v2, and the parser names what is
-    wrong with it (quarantined with its bytes, as any broken message is).
+    X12 files are read into interchanges here, before anything is stored, so that a broken envelope header
+    refuses the whole command with its location rather than storing part of a file. A file of no known
+    standard is not refused: it goes in as HL7 v2, and the parser names what is wrong with it (quarantined
+    with its bytes, as any broken message is).
     """
-    out: list[tuple[Path, Detected]] = []
+    out: list[tuple[Path, str]] = []
     for path in paths:
-        found = detect(path.read_bytes())
-        if found.standard in (Standard.X12, Standard.FHIR):
-            out.append((path, found))
+        data = path.read_bytes()
+        found = detect(data)
+        if found.standard is Standard.FHIR:
+            out.append((path, f"it holds {found.describe()}: FHIR is not yet ingested"))
+        elif found.standard is Standard.X12:
+            try:
+                read_interchanges(data, path.name)
+            except DecodeError as exc:
+                out.append((path, str(exc)))
+    return out
+
+
+def interchanges_of(paths: Iterable[Path]) -> list[Interchange]:
+    """Return every X12 interchange of the files that hold X12, in file order."""
+    out: list[Interchange] = []
+    for path in paths:
+        data = path.read_bytes()
+        if detect(data).standard is Standard.X12:
+            out.extend(read_interchanges(data, path.name))
     return out
 
 
 def messages_of(paths: Iterable[Path]) -> list[bytes]:
-    """Return every message of the files, in file order."""
+    """Return every HL7 v2 message of the files (those not X12 or FHIR), in file order."""
     out: list[bytes] = []
     for path in paths:
-        out.extend(split_messages(path.read_bytes()))
+        data = path.read_bytes()
+        if detect(data).standard not in (Standard.X12, Standard.FHIR):
+            out.extend(split_messages(data))
     return out
 
 
@@ -67,11 +96,13 @@ def store_messages(
     settings: Settings,
     messages: Sequence[bytes],
     *,
+    interchanges: Sequence[Interchange] = (),
     channel: str = "file",
     store: MessageStore | None = None,
 ) -> StoreReport:
-    """Store messages durably, in order, in one transaction per 500; return what was stored."""
-    too_big = [i for i, raw in enumerate(messages, 1) if len(raw) > settings.max_message_bytes]
+    """Store HL7 v2 messages, then X12 interchanges, durably, in order, in one transaction per 500."""
+    sizes = [len(raw) for raw in messages] + [len(x.text.encode(x.encoding)) for x in interchanges]
+    too_big = [i for i, size in enumerate(sizes, 1) if size > settings.max_message_bytes]
     if too_big:
         raise InvalidMessageError(
             Fault(
@@ -92,10 +123,10 @@ def store_messages(
     counts = {Verdict.NEW: 0, Verdict.DUPLICATE: 0, Verdict.CONFLICT: 0}
     try:
         now = dt.datetime.now(dt.UTC)
-        for start in range(0, len(messages), 500):
-            chunk = [
-                (hl7v2_inbound_bytes(raw, channel, now), _ack_none) for raw in messages[start : start + 500]
-            ]
+        inbound = [hl7v2_inbound_bytes(raw, channel, now) for raw in messages]
+        inbound += [x12_inbound(interchange, channel, now) for interchange in interchanges]
+        for start in range(0, len(inbound), 500):
+            chunk = [(message, _ack_none) for message in inbound[start : start + 500]]
             for receipt in target.store(chunk):
                 counts[receipt.verdict] += 1
     except Exception as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RAW_HL7V2 = "raw.hl7v2"
+# X12 interchanges as received (`hcsync send`), one record each, keyed by sender|ISA13.
+RAW_X12 = "raw.x12"
 EVENTS_CANONICAL = "events.canonical"
 COMMANDS_BILLING = "commands.billing"
 COMMANDS_ERP = "commands.erp"
@@ -15,7 +17,16 @@ ROUTED_HL7V2 = "routed.hl7v2"
 # What the ingest made of each source message (mapped, routed, quarantined), one record per transform batch;
 # the forwarder writes it into the message store.
 OUTCOMES_INGEST = "outcomes.ingest"
-ALL = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS, ROUTED_HL7V2, OUTCOMES_INGEST)
+ALL = (
+    RAW_HL7V2,
+    RAW_X12,
+    EVENTS_CANONICAL,
+    COMMANDS_BILLING,
+    COMMANDS_ERP,
+    EXCEPTIONS,
+    ROUTED_HL7V2,
+    OUTCOMES_INGEST,
+)
 # The topics the Faust workers consume.
 WORKER_INPUTS = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS)
 # The stage of the worker that consumes each of them, most upstream first (`hcsync status` names the
@@ -41,6 +52,10 @@ class TopicNames:
     @property
     def raw_hl7v2(self) -> str:
         return self[RAW_HL7V2]
+
+    @property
+    def raw_x12(self) -> str:
+        return self[RAW_X12]
 
     @property
     def events(self) -> str:

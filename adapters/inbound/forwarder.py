@@ -1,14 +1,16 @@
 """The forwarder: stored messages to the broker, at least once; ingest outcomes back into the store.
 
 Forwarding. In receipt order, a batch at a time, the forwarder sends every message not yet forwarded in the
-store's current epoch to its raw topic (key sender|control id, header ``hcsync-message-id``), waits for the
+store's current epoch to its standard's raw topic (``raw.hl7v2``, ``raw.x12``; key sender|control id,
+header ``hcsync-message-id``), waits for the
 broker to acknowledge each record, and only then marks the batch forwarded in the epoch it read. It keeps
 no position of its own: after any restart (of itself, or of the broker, which starts a new epoch) it
 resumes with whatever the store says is pending. A message sent twice is harmless: its event ids are
 derived from the source, and the sinks are idempotent.
 
 A conflict (same sender and control id as a stored message, other content) is not sent to the raw topic:
-it becomes a quarantine record (rule ``HL7-MSH-10-CONFLICT``) on the exceptions topic, so it is listed by
+it becomes a quarantine record (rule ``HL7-MSH-10-CONFLICT``, ``X12-ISA13-CONFLICT``) on the exceptions topic,
+so it is listed by
 ``hcsync exceptions`` with its bytes. Its record is stamped with the time the conflict was received, so a
 second forwarding (a new epoch) is the same occurrence to the quarantine store, not a new one.
 
@@ -39,6 +41,8 @@ from pydantic import ValidationError
 from adapters.inbound.hl7v2 import CONFLICT_RULE, STANDARD
 from adapters.inbound.outcomes import MESSAGE_ID_HEADER, OutcomeBatch
 from adapters.inbound.store import MessageStore, Pending
+from adapters.inbound.x12 import CONFLICT_RULE as X12_CONFLICT_RULE
+from adapters.inbound.x12 import STANDARD as X12_STANDARD
 from canonical import ids
 from canonical.errors import DecodeError
 from canonical.hl7v2.mapping import encounter_id_of
@@ -57,34 +61,54 @@ _SUMMARY_INTERVAL_S = 60.0
 _RETRY_MAX_S = 5.0
 
 
+# What a conflict is, per standard: its rule, the segment and field of the reused control number, and what
+# to do about it.
+_CONFLICTS = {
+    STANDARD: (
+        CONFLICT_RULE,
+        "MSH",
+        "MSH-10",
+        "if it corrects the first message, have the sender resend it with a new MSH-10, or replay it "
+        "with --with-file after giving it one; if it only repeats the first message, resolve it",
+    ),
+    X12_STANDARD: (
+        X12_CONFLICT_RULE,
+        "ISA",
+        "ISA13",
+        "if it corrects the first interchange, have the sender resend it with a new ISA13; if it only "
+        "repeats the first one, resolve it",
+    ),
+}
+
+
 def conflict_record(pending: Pending) -> ExceptionRecord:
     """Return the quarantine record of a stored conflict."""
-    try:
-        encounter = encounter_id_of(parse_message(pending.content))
-    except DecodeError:
-        encounter = None
+    rule, segment, field, hint = _CONFLICTS[pending.standard]
+    encounter = None
+    if pending.standard == STANDARD:
+        try:
+            encounter = encounter_id_of(parse_message(pending.content))
+        except DecodeError:
+            encounter = None
     received = pending.received_at.astimezone(dt.UTC).isoformat(timespec="seconds")
     return ExceptionRecord(
-        record_id=ids.derived_id(pending.message_id, f"quarantine|ingest|{CONFLICT_RULE}"),
+        record_id=ids.derived_id(pending.message_id, f"quarantine|ingest|{rule}"),
         stage="ingest",
         source_system=pending.standard,
         message_key=pending.broker_key.decode("utf-8", "replace"),
         source_message_id=pending.control_id,
         encounter_id=encounter,
-        rule=CONFLICT_RULE,
+        rule=rule,
         reason=(
             f"message {pending.control_id} from {pending.sender} was already received with other content "
             f"(stored message {pending.conflict_of}); this one (stored message {pending.message_id}, "
             f"received {received}) is kept as a conflict and was not processed"
         ),
-        segment="MSH",
-        field="MSH-10",
+        segment=segment,
+        field=field,
         position=0,
         found=pending.control_id,
-        fix_hint=(
-            "if it corrects the first message, have the sender resend it with a new MSH-10, or replay it "
-            "with --with-file after giving it one; if it only repeats the first message, resolve it"
-        ),
+        fix_hint=hint,
         original_b64=base64.b64encode(pending.content).decode("ascii"),
         recorded_at=pending.received_at,
     )
@@ -98,7 +122,7 @@ class Forwarder:
         self._store = store
         self._kafka = kafka
         names = TopicNames(settings.topic_prefix)
-        self._raw = {STANDARD: names.raw_hl7v2}
+        self._raw = {STANDARD: names.raw_hl7v2, X12_STANDARD: names.raw_x12}
         self._exceptions = names.exceptions
         self.forwarded = 0
         self.conflicts = 0

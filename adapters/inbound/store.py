@@ -31,7 +31,7 @@ import builtins
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, cast
 
@@ -67,6 +67,7 @@ __all__ = [
     "FORWARD_STATES",
     "OUTCOMES",
     "AckFor",
+    "EnvelopeEntry",
     "InboundMessage",
     "MessageFilter",
     "MessageInfo",
@@ -99,6 +100,17 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class EnvelopeEntry:
+    """One transaction set of a stored X12 interchange: what finds the interchange again."""
+
+    group_control: str  # GS06
+    functional_id: str  # GS01
+    set_control: str  # ST02
+    set_code: str  # ST01: 837, 835, 270...
+    guide: str  # ST03, else GS08: 005010X222A1...
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message as a gateway received it, with what the store indexes it by."""
 
@@ -113,6 +125,8 @@ class InboundMessage:
     received_at: dt.datetime
     visit_number: str = ""  # HL7: PV1-19.1 (PHI)
     patient_id: str = ""  # HL7: PID-3.1 (PHI)
+    # X12: one entry per transaction set, searchable (`hcsync messages list --gs06/--st02`).
+    envelope: tuple[EnvelopeEntry, ...] = ()
 
     @property
     def message_id(self) -> str:
@@ -194,6 +208,8 @@ class MessageFilter:
     state: str | None = None  # pending, forwarded, conflict
     outcome: str | None = None  # mapped, routed, quarantined, or "none" for not yet known
     standard: str | None = None
+    group_control: str | None = None  # X12 GS06 of one of the interchange's groups
+    set_control: str | None = None  # X12 ST02 of one of its transaction sets
 
 
 class Base(DeclarativeBase):
@@ -258,6 +274,20 @@ class MessageRow(Base):
     )
 
 
+class EnvelopeRow(Base):
+    """One transaction set of a stored X12 interchange (GS06, ST02 searchable); the message is its row."""
+
+    __tablename__ = "inbound_x12_sets"
+
+    message_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # the set's order in the interchange
+    group_control: Mapped[str] = mapped_column(index=True)
+    functional_id: Mapped[str]
+    set_control: Mapped[str] = mapped_column(index=True)
+    set_code: Mapped[str]
+    guide: Mapped[str]
+
+
 class StoreStateRow(Base):
     """The store's one-row state: the forwarding epoch."""
 
@@ -270,6 +300,7 @@ class StoreStateRow(Base):
 
 
 _M = cast(Table, MessageRow.__table__)
+_E = cast(Table, EnvelopeRow.__table__)
 _S = cast(Table, StoreStateRow.__table__)
 _INFO_COLUMNS = [c for c in _M.c if c.name != "content"]
 _PENDING = _M.c.pending.is_(True)  # the partial index's condition, word for word, so the planner uses it
@@ -353,6 +384,18 @@ class MessageStore:
                 )
             if rows:
                 conn.execute(insert(_M), rows)
+                # The envelope of each message written now (a duplicate in the same call is written once).
+                written = {row["message_id"] for row in rows}
+                envelopes = {
+                    m.message_id: m.envelope for m, _ in items if m.envelope and m.message_id in written
+                }
+                sets = [
+                    {"message_id": message_id, "position": n} | asdict(entry)
+                    for message_id, envelope in envelopes.items()
+                    for n, entry in enumerate(envelope)
+                ]
+                if sets:
+                    conn.execute(insert(_E), sets)
         return receipts
 
     @staticmethod
@@ -560,6 +603,10 @@ class MessageStore:
     def purge(self, before: dt.datetime) -> int:
         """Delete forwarded messages received before ``before``; return how many. Pending ones stay."""
         with self._engine.begin() as conn:
+            gone = (
+                select(_M.c.message_id).where(_M.c.received_at < utc(before)).where(_M.c.pending.is_not(True))
+            )
+            conn.execute(delete(_E).where(_E.c.message_id.in_(gone)))
             result = conn.execute(
                 delete(_M).where(_M.c.received_at < utc(before)).where(_M.c.pending.is_not(True))
             )
@@ -685,6 +732,12 @@ def _filtered(query: Any, where: MessageFilter) -> Any:
         query = query.where(_M.c.sender == where.sender)
     if where.standard is not None:
         query = query.where(_M.c.standard == where.standard)
+    if where.group_control is not None:
+        groups = select(_E.c.message_id).where(_E.c.group_control == where.group_control)
+        query = query.where(_M.c.message_id.in_(groups))
+    if where.set_control is not None:
+        sets = select(_E.c.message_id).where(_E.c.set_control == where.set_control)
+        query = query.where(_M.c.message_id.in_(sets))
     if where.message_type is not None:
         kind = where.message_type
         if kind.endswith(("^", "*")):

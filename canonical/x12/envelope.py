@@ -114,6 +114,7 @@ class Interchange:
     isa: Segment
     delimiters: Delimiters
     text: str
+    encoding: str = "utf-8"  # of the file it came from: ``text.encode(encoding)`` gives its bytes back
     groups: list[Group] = field(default_factory=list)
     iea: Segment | None = None
     faults: list[Fault] = field(default_factory=list)
@@ -136,13 +137,12 @@ class Interchange:
         return self.isa.element(14) == "1"
 
 
-def _decode(data: bytes) -> str:
-    # X12's extended character set is UTF-8 in practice; a sender's Latin-1 byte must not stop the read.
+def _decode(data: bytes) -> tuple[str, str]:
+    """Return the text and its encoding: UTF-8 (X12's extended set in practice), else Latin-1."""
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8").removeprefix(_UTF8_BOM), "utf-8"
     except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return text.removeprefix(_UTF8_BOM)
+        return data.decode("latin-1"), "latin-1"
 
 
 def _isa(text: str, start: int, source: str) -> tuple[Delimiters, int, list[str]]:
@@ -353,7 +353,7 @@ def read_interchanges(data: bytes, source: str = "") -> list[Interchange]:
     ``source`` (a file name) prefixes the location of every fault. Raises DecodeError when the data holds no
     ISA where one must start, or an ISA that cannot be read.
     """
-    text = _decode(data)
+    text, encoding = _decode(data)
     interchanges: list[Interchange] = []
     position = 0
     while True:
@@ -371,7 +371,7 @@ def read_interchanges(data: bytes, source: str = "") -> list[Interchange]:
         delimiters, after_isa, elements = _isa(text, start, source)
         isa = Segment("ISA", tuple(elements), 1)
         raw_segments, position = _segments(text, after_isa, delimiters)
-        interchange = Interchange(isa, delimiters, text[start:position])
+        interchange = Interchange(isa, delimiters, text[start:position], encoding)
         reader = _Reader(interchange, source)
         iea: Segment | None = None
         for number, raw in enumerate(raw_segments, 2):

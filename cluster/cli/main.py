@@ -164,8 +164,8 @@ def _send_mllp(settings: Settings, target: str, messages: list[bytes]) -> None:
     raise typer.Exit(1 if refused else 0)
 
 
-# What `send` and `parse` say of an X12 or FHIR file, until those standards are read.
-_NOT_READ = "this version of hcsync reads HL7 v2 only (X12 and FHIR are not yet ingested)"
+# What `parse` says of an X12 or FHIR file, until their events are mapped.
+_NOT_READ = "this version of hcsync maps HL7 v2 only to canonical events (X12 and FHIR are not yet mapped)"
 
 
 @app.command()
@@ -175,33 +175,43 @@ def send(
         str | None, typer.Option("--mllp", help="Send over MLLP to HOST:PORT and wait for each ACK.")
     ] = None,
 ) -> None:
-    """Store HL7 files (one or many messages each) for the forwarder, or send them over MLLP with --mllp."""
-    from cluster.send import messages_of, not_hl7v2, store_messages
+    """Store HL7 v2 files and X12 interchanges for the forwarder, or send HL7 over MLLP with --mllp."""
+    from cluster.send import interchanges_of, messages_of, store_messages, unreadable
 
     settings = get_settings()
-    # By content, never by name: an X12 or FHIR file must not go in as a broken HL7 message.
-    refused = not_hl7v2(files)
+    # By content, never by name: an X12 file goes in as interchanges, never as a broken HL7 message.
+    refused = unreadable(files)
     if refused:
-        for path, found in refused:
-            err_console.print(
-                f"[red]not sent[/]: {escape(str(path))} holds {escape(found.describe())}: {_NOT_READ}"
-            )
+        for path, why in refused:
+            err_console.print(f"[red]not sent[/]: {escape(str(path))}: {escape(why)}")
         err_console.print("nothing was sent")
         raise typer.Exit(2)
     messages = messages_of(files)
+    interchanges = interchanges_of(files)
     if mllp_target is not None:
+        if interchanges:
+            err_console.print("[red]not sent[/]: MLLP carries HL7 v2 only; send X12 files without --mllp")
+            raise typer.Exit(2)
         _send_mllp(settings, mllp_target, messages)
         return
     try:
-        report = store_messages(settings, messages)
+        report = store_messages(settings, messages, interchanges=interchanges)
     except HcsyncError as exc:
         err_console.print(f"[red]not stored[/]: {exc}")
         raise typer.Exit(2) from None
+    kinds = []
+    if messages:
+        kinds.append(f"{len(messages)} HL7 v2 message(s) to {settings.topic('raw.hl7v2')}")
+    if interchanges:
+        controls = ", ".join(x.control for x in interchanges[:5]) + (" ..." if len(interchanges) > 5 else "")
+        kinds.append(
+            f"{len(interchanges)} X12 interchange(s) (ISA13 {controls}) to {settings.topic('raw.x12')}"
+        )
     console.print(
         f"stored {report.stored} message(s) in the message store"
         + (f", {report.duplicates} already stored" if report.duplicates else "")
         + (f", {report.conflicts} conflict(s) (see `hcsync exceptions`)" if report.conflicts else "")
-        + f"; the forwarder sends them to {settings.topic('raw.hl7v2')}"
+        + f"; the forwarder sends {'; '.join(kinds) or 'nothing'}"
     )
 
 

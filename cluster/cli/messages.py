@@ -57,9 +57,18 @@ def _store() -> Iterator[MessageStore]:
         store.close()
 
 
-_ControlIdOption = Annotated[str | None, typer.Option("--control-id", help="Control id (HL7 MSH-10).")]
+_ControlIdOption = Annotated[
+    str | None, typer.Option("--control-id", help="Control id (HL7 MSH-10, X12 ISA13).")
+]
+_GroupOption = Annotated[
+    str | None, typer.Option("--gs06", help="X12: an interchange with a functional group of this GS06.")
+]
+_SetOption = Annotated[
+    str | None, typer.Option("--st02", help="X12: an interchange with a transaction set of this ST02.")
+]
 _SenderOption = Annotated[
-    str | None, typer.Option(help="Sending application^facility (MSH-3^MSH-4), e.g. EPIC^NMH.")
+    str | None,
+    typer.Option(help="Sender: HL7 MSH-3^MSH-4 (EPIC^NMH), X12 ISA05:ISA06 (ZZ:SUBMITTERID)."),
 ]
 _TypeOption = Annotated[
     str | None,
@@ -92,6 +101,8 @@ def _filter(
     until: str | None,
     state: str | None,
     outcome: str | None,
+    group_control: str | None = None,
+    set_control: str | None = None,
 ) -> MessageFilter:
     if state is not None and state not in FORWARD_STATES:
         raise typer.BadParameter(f"must be one of {', '.join(FORWARD_STATES)}", param_hint="--state")
@@ -107,6 +118,8 @@ def _filter(
         until=parse_time(until, "--until"),
         state=state,
         outcome=outcome,
+        group_control=group_control,
+        set_control=set_control,
     )
 
 
@@ -163,6 +176,8 @@ def list_messages(
     until: _UntilOption = None,
     state: _StateOption = None,
     outcome: _OutcomeOption = None,
+    group_control: _GroupOption = None,
+    set_control: _SetOption = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, most recent first.")] = 100,
     as_json: Annotated[
         bool,
@@ -175,7 +190,19 @@ def list_messages(
     reason: ReasonOption = None,
 ) -> None:
     """List received messages, most recent first."""
-    where = _filter(control_id, sender, message_type, visit, patient, since, until, state, outcome)
+    where = _filter(
+        control_id,
+        sender,
+        message_type,
+        visit,
+        patient,
+        since,
+        until,
+        state,
+        outcome,
+        group_control,
+        set_control,
+    )
     with _store() as store:
         infos = store.list(where, limit=limit)
         total = store.count(where)

@@ -10,12 +10,17 @@ import time
 import uuid
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
 from adapters.inbound.store import MessageFilter, MessageInfo, MessageStore
 from adapters.mllp.client import send_mllp
 from canonical import ids
 from cluster.stack import Stack
+from foundation.topics import TopicNames
 from tests.hl7_samples import adt, dft
 from tests.integration.conftest import charges, report_now, run_cli, wait_until
+from tests.x12_samples import interchange
 
 
 def _uid() -> str:
@@ -180,6 +185,58 @@ def test_send_stores_files_and_knows_a_resend(stack: Stack, tmp_path: Path) -> N
     _wait_outcome(stack, f"G{uid}", "mapped")
     [info] = _stored(stack, f"F{uid}")
     assert info.channel == "file" and info.ack is None
+
+
+def test_send_stores_x12_interchanges_and_the_forwarder_puts_them_on_raw_x12(
+    stack: Stack, tmp_path: Path
+) -> None:
+    settings = stack.settings
+    uid = str(uuid.uuid4().int)[:9]  # ISA13 is nine digits
+    path = tmp_path / "claims.txt"  # named as clearinghouses name them: told by content
+    path.write_bytes(b"\xef\xbb\xbf" + interchange(uid, after="\r\n").encode())
+    out = " ".join(run_cli(settings, "send", str(path)).split())  # as one line, whatever the terminal's width
+    assert "stored 1 message(s)" in out and f"1 X12 interchange(s) (ISA13 {uid})" in out, out
+    assert "stored 0 message(s)" in run_cli(settings, "send", str(path))
+    [info] = _stored(stack, uid)
+    assert (info.standard, info.sender, info.message_type, info.channel) == (
+        "x12",
+        "ZZ:SUBMITTER",
+        "837",
+        "file",
+    )
+    wait_until(
+        f"interchange {uid} forwarded", lambda: _stored(stack, uid)[0].state == "forwarded", timeout_s=60
+    )
+    # On the broker: one record on raw.x12, keyed sender|ISA13, the interchange's bytes as received.
+    records = _read_topic(settings.bootstrap, TopicNames(settings.topic_prefix).raw_x12)
+    mine = [r for r in records if r.key == f"ZZ:SUBMITTER|{uid}".encode()]
+    # (The interchange ends with its IEA's terminator; the line end after it is not part of it.)
+    assert [r.value for r in mine] == [interchange(uid, after="\r\n").removesuffix("\r\n").encode()]
+    # Found by its transaction sets' ST02 and its group's GS06 too.
+    found = run_cli(
+        settings, "messages", "list", "--st02", "0002", "--gs06", "77", "--json", "--limit", "1000"
+    )
+    assert uid in [json.loads(line)["control_id"] for line in found.splitlines()]
+
+
+def _read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    async def read() -> list[ConsumerRecord[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=2000)
+                got = [record for records in batches.values() for record in records]
+                if not got:
+                    return out
+                out.extend(got)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
 
 
 def test_status_shows_every_component_and_the_message_store(stack: Stack) -> None:

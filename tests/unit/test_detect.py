@@ -83,18 +83,21 @@ def test_every_corpus_file_is_told_by_its_folder() -> None:
     assert wrong == []
 
 
-def test_send_refuses_an_x12_file_and_sends_nothing(tmp_path: Path) -> None:
+def test_send_refuses_a_fhir_file_or_an_unreadable_interchange_and_sends_nothing(tmp_path: Path) -> None:
     hl7 = tmp_path / "adt.hl7"
     hl7.write_bytes(adt("A01", "C1", "V1"))
-    claims = tmp_path / "claims.txt"  # named as senders name them: by content, not by name
-    claims.write_bytes(b"\xef\xbb\xbf" + X12.encode())
+    bundle = tmp_path / "bundle.txt"  # named as senders name them: by content, not by name
+    bundle.write_bytes(b'\xef\xbb\xbf{"resourceType": "Bundle"}')
+    broken = tmp_path / "claims.edi"
+    broken.write_bytes(b"ISA*00*cut short~")
     result = CliRunner().invoke(
-        app, ["send", str(hl7), str(claims)], env={"HCSYNC_HOME_DIR": str(tmp_path / "home")}
+        app, ["send", str(hl7), str(bundle), str(broken)], env={"HCSYNC_HOME_DIR": str(tmp_path / "home")}
     )
     assert result.exit_code == 2, result.output
-    assert "an X12 interchange (ISA13 000000123, version 00501)" in result.output
+    assert "FHIR (JSON Bundle): FHIR is not yet ingested" in result.output
+    assert "message claims.edi, segment ISA, position 0: [X12-ISA-INVALID]" in result.output
     assert "nothing was sent" in result.output
-    assert not (tmp_path / "home").exists(), "nothing may be stored, not even the HL7 file beside it"
+    assert not (tmp_path / "home").exists(), "nothing may be stored, not even the HL7 file beside them"
 
 
 def test_parse_names_an_x12_or_fhir_file_instead_of_a_missing_msh(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ side by side:
 - **backend, ApplyBatch**: ``SqlBillingBackend.apply_batch`` with ``--batch`` commands per call (200, the
   dispatcher's default batch), one write transaction per call;
 - the same two over gRPC (``python -m adapters.server billing`` in a child process, our BillingClient here,
-  one call in flight at a time as the dispatcher sends them), unless ``--no-grpc``. As in the stack: TLS
-  with client certificates and a bearer token per call, from credentials made for the run
-  (adapters/credentials.py).
+  one call in flight at a time as the dispatcher sends them), unless ``--no-grpc``, twice: in plaintext
+  without tokens (``HCSYNC_GRPC_INSECURE``, the baseline), and as in the stack, mutual TLS and a bearer
+  token per call from credentials made for the run (adapters/credentials.py). The last lines say what
+  TLS and tokens cost per command.
 
 For each: wall milliseconds per command, CPU milliseconds per command (this process for the backend
 runs; the server process, and the client, for the gRPC runs), and the transactions committed. Each run
@@ -165,12 +166,16 @@ def measure_backend(name: str, commands: Sequence[Command], batch: int, workdir:
     return Result(name, len(commands), seconds, cpu, None, transactions, accounts, codings)
 
 
-def _client_settings(local: LocalCredentials, **fields: object) -> Settings:
-    """The bench's client settings: a writer's certificate and token."""
+def _client_settings(local: LocalCredentials | None, **fields: object) -> Settings:
+    """The bench's client settings: a writer's certificate and token (None: plaintext, the baseline)."""
+    if local is None:
+        return Settings.model_validate(fields | {"grpc_insecure": True})
     return local.apply(Settings.model_validate(fields), **local.client_settings(WORKER))
 
 
-async def _send_grpc(local: LocalCredentials, address: str, commands: Sequence[Command], batch: int) -> None:
+async def _send_grpc(
+    local: LocalCredentials | None, address: str, commands: Sequence[Command], batch: int
+) -> None:
     settings = _client_settings(local, grpc_timeout_s=60.0)
     async with BillingClient(settings, address) as client:
         await client.wait_ready(_READY_TIMEOUT_S)
@@ -187,17 +192,29 @@ async def _send_grpc(local: LocalCredentials, address: str, commands: Sequence[C
                 await client.update_coding(command)
 
 
-async def _ready(local: LocalCredentials, address: str) -> None:
+async def _ready(local: LocalCredentials | None, address: str) -> None:
     async with BillingClient(_client_settings(local), address) as client:
         await client.wait_ready(_READY_TIMEOUT_S)
 
 
 def measure_grpc(name: str, commands: Sequence[Command], batch: int, workdir: Path) -> Result:
-    """Apply the commands over gRPC to a billing adapter in a child process."""
+    """Apply the commands over gRPC to an adapter in a child process, mutual TLS and tokens as in a stack."""
+    return _measure_grpc(name, commands, batch, workdir, secure=True)
+
+
+def measure_plaintext(name: str, commands: Sequence[Command], batch: int, workdir: Path) -> Result:
+    """The same in plaintext without tokens (HCSYNC_GRPC_INSECURE): the baseline of what security costs."""
+    return _measure_grpc(name, commands, batch, workdir, secure=False)
+
+
+def _measure_grpc(
+    name: str, commands: Sequence[Command], batch: int, workdir: Path, *, secure: bool
+) -> Result:
     database_url = f"sqlite:///{workdir / (name.replace(' ', '-') + '.db')}"
     port = free_port()
-    local = issue_local(workdir / "grpc", services=("billing",))
-    server_env = {f"HCSYNC_{k.upper()}": str(v) for k, v in local.server_settings("billing").items()}
+    local = issue_local(workdir / "grpc", services=("billing",)) if secure else None
+    server_settings = local.server_settings("billing") if local is not None else {"grpc_insecure": True}
+    server_env = {f"HCSYNC_{k.upper()}": str(v) for k, v in server_settings.items()}
     env = {**os.environ, **server_env, "HCSYNC_LOG_LEVEL": os.environ.get("HCSYNC_LOG_LEVEL", "INFO")}
     child = subprocess.Popen(
         [
@@ -290,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     if not args.no_grpc:
         runs += [
+            ("gRPC plaintext, one call each", measure_plaintext, 0),
+            (f"gRPC plaintext, ApplyBatch of {args.batch}", measure_plaintext, args.batch),
             ("gRPC, one call each", measure_grpc, 0),
             (f"gRPC, ApplyBatch of {args.batch}", measure_grpc, args.batch),
         ]
@@ -312,16 +331,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     if wrong:
         raise SystemExit(1)
     console.print(f"every run stored {expected:,} accounts and {expected:,} codings")
-    for kind in ("backend", "gRPC"):
+    for kind in ("backend", "gRPC plaintext", "gRPC,"):
         pair = [r for r in results if r.name.startswith(kind)]
         if len(pair) == 2:
             single, batched = pair
             console.print(
-                f"{kind}: ApplyBatch {single.per_command_ms(single.seconds):.2f} -> "
+                f"{kind.rstrip(',')}: ApplyBatch {single.per_command_ms(single.seconds):.2f} -> "
                 f"{batched.per_command_ms(batched.seconds):.2f} ms per command "
                 f"({single.seconds / batched.seconds:.2f}x the rate), billing CPU "
                 f"{single.per_command_ms(single.cpu_s):.2f} -> "
                 f"{batched.per_command_ms(batched.cpu_s):.2f} ms per command"
+            )
+    by_name = {r.name: r for r in results}
+    for shape in ("one call each", f"ApplyBatch of {args.batch}"):
+        plain, secure = by_name.get(f"gRPC plaintext, {shape}"), by_name.get(f"gRPC, {shape}")
+        if plain is not None and secure is not None:
+            console.print(
+                f"mutual TLS and tokens, {shape}: {plain.per_command_ms(plain.seconds):.2f} -> "
+                f"{secure.per_command_ms(secure.seconds):.2f} ms per command; billing CPU "
+                f"{plain.per_command_ms(plain.cpu_s):.2f} -> {secure.per_command_ms(secure.cpu_s):.2f}, "
+                f"client CPU {plain.per_command_ms(plain.client_cpu_s or 0):.3f} -> "
+                f"{secure.per_command_ms(secure.client_cpu_s or 0):.3f}"
             )
 
 

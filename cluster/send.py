@@ -24,12 +24,13 @@ from canonical.x12.envelope import Interchange, read_interchanges
 from foundation.settings import Settings
 
 __all__ = [
+    "Inputs",
     "StoreReport",
     "interchanges_of",
     "messages_of",
+    "read_inputs",
     "send_messages",
     "store_messages",
-    "unreadable",
 ]
 
 
@@ -46,46 +47,47 @@ class StoreReport:
         return self.stored + self.duplicates + self.conflicts
 
 
-def unreadable(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """Return the files `send` refuses, each with why: FHIR (not yet ingested), or X12 it cannot read.
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What `send` makes of its files, each read and told by content once."""
+
+    messages: list[bytes]  # HL7 v2 (and files of no known standard: the parser names what is wrong)
+    interchanges: list[Interchange]  # X12, each read with its own delimiters
+    refused: list[tuple[Path, str]]  # FHIR (not yet ingested), or X12 whose ISA cannot be read, and why
+
+
+def read_inputs(paths: Iterable[Path]) -> Inputs:
+    """Read every file once and sort it by content: HL7 v2 messages, X12 interchanges, or refused.
 
     X12 files are read into interchanges here, before anything is stored, so that a broken envelope header
     refuses the whole command with its location rather than storing part of a file. A file of no known
     standard is not refused: it goes in as HL7 v2, and the parser names what is wrong with it (quarantined
     with its bytes, as any broken message is).
     """
-    out: list[tuple[Path, str]] = []
+    inputs = Inputs([], [], [])
     for path in paths:
         data = path.read_bytes()
         found = detect(data)
         if found.standard is Standard.FHIR:
-            out.append((path, f"it holds {found.describe()}: FHIR is not yet ingested"))
+            inputs.refused.append((path, f"it holds {found.describe()}: FHIR is not yet ingested"))
         elif found.standard is Standard.X12:
             try:
-                read_interchanges(data, path.name)
+                inputs.interchanges.extend(read_interchanges(data, path.name))
             except DecodeError as exc:
-                out.append((path, str(exc)))
-    return out
-
-
-def interchanges_of(paths: Iterable[Path]) -> list[Interchange]:
-    """Return every X12 interchange of the files that hold X12, in file order."""
-    out: list[Interchange] = []
-    for path in paths:
-        data = path.read_bytes()
-        if detect(data).standard is Standard.X12:
-            out.extend(read_interchanges(data, path.name))
-    return out
+                inputs.refused.append((path, str(exc)))
+        else:
+            inputs.messages.extend(split_messages(data))
+    return inputs
 
 
 def messages_of(paths: Iterable[Path]) -> list[bytes]:
     """Return every HL7 v2 message of the files (those not X12 or FHIR), in file order."""
-    out: list[bytes] = []
-    for path in paths:
-        data = path.read_bytes()
-        if detect(data).standard not in (Standard.X12, Standard.FHIR):
-            out.extend(split_messages(data))
-    return out
+    return read_inputs(paths).messages
+
+
+def interchanges_of(paths: Iterable[Path]) -> list[Interchange]:
+    """Return every X12 interchange of the files that hold X12, in file order."""
+    return read_inputs(paths).interchanges
 
 
 def _ack_none(_verdict: Verdict, _first: object) -> None:

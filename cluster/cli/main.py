@@ -176,18 +176,17 @@ def send(
     ] = None,
 ) -> None:
     """Store HL7 v2 files and X12 interchanges for the forwarder, or send HL7 over MLLP with --mllp."""
-    from cluster.send import interchanges_of, messages_of, store_messages, unreadable
+    from cluster.send import read_inputs, store_messages
 
     settings = get_settings()
     # By content, never by name: an X12 file goes in as interchanges, never as a broken HL7 message.
-    refused = unreadable(files)
-    if refused:
-        for path, why in refused:
+    inputs = read_inputs(files)
+    if inputs.refused:
+        for path, why in inputs.refused:
             err_console.print(f"[red]not sent[/]: {escape(str(path))}: {escape(why)}")
         err_console.print("nothing was sent")
         raise typer.Exit(2)
-    messages = messages_of(files)
-    interchanges = interchanges_of(files)
+    messages, interchanges = inputs.messages, inputs.interchanges
     if mllp_target is not None:
         if interchanges:
             err_console.print("[red]not sent[/]: MLLP carries HL7 v2 only; send X12 files without --mllp")

@@ -23,8 +23,9 @@ from canonical.phi import PhiField
 # 1.1 added event types, payloads and optional fields; every 1.0 document is still a valid 1.1 document.
 # 1.2 added the optional ERP dimensions of an event (master-data enrichment) and more contract models.
 # 1.3 added pending ADT events, patient updates and account moves, and coding in merge mode (BAR^P12, DFT).
+# 1.4 added the X12 revenue-cycle parties and the eligibility inquiry and answer (270/271).
 # See docs/schema-compatibility.md.
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 
 class EventType(StrEnum):

@@ -380,18 +380,172 @@ class Remittance(CanonicalModel):
         return self
 
 
+# --------------------------------------------------------------------------------------------------
+# The parties an X12 transaction names, and the eligibility inquiry and answer (270/271)
+
+
+class Gender(StrEnum):
+    """DMG03 gender code (and PID-8 reduced to it): F, M, U."""
+
+    FEMALE = "F"
+    MALE = "M"
+    UNKNOWN = "U"
+
+    @classmethod
+    def from_hl7(cls, code: str) -> Gender:
+        """Map PID-8 administrative sex (HL7 table 0001): F and M as they are, anything else U."""
+        return {"F": cls.FEMALE, "M": cls.MALE}.get(code.strip().upper(), cls.UNKNOWN)
+
+
+class PostalAddress(CanonicalModel):
+    """An N3/N4 address. A person's is PHI; the model holding it tags the field, not each part."""
+
+    line1: str = Field(min_length=1, description="N301 address line")
+    line2: str = Field("", description="N302 second address line")
+    city: str = Field(min_length=1, description="N401 city")
+    state: str = Field(pattern=r"^[A-Z]{2}$", description="N402 state code")
+    postal_code: str = Field(pattern=r"^\d{5}(\d{4})?$", description="N403 ZIP code, 5 or 9 digits")
+
+
+class ProviderParty(CanonicalModel):
+    """A billing or information-receiver provider (loop 2010AA of an 837, 2100B of a 270). Not PHI."""
+
+    npi: str = Field(pattern=r"^\d{10}$", description="NM109 (NM108 = XX) national provider identifier")
+    name: str = Field(min_length=1, max_length=60, description="NM103 organisation name")
+    tax_id: str = Field("", pattern=r"^(\d{9})?$", description="REF*EI employer identification number")
+    taxonomy_code: str = Field("", description="PRV03 provider taxonomy code")
+    address: PostalAddress | None = Field(None, description="N3/N4 (an 837 billing provider needs one)")
+
+
+class PayerParty(CanonicalModel):
+    """The payer a transaction goes to or comes from (loop 2010BB of an 837, 2100A of a 270/271)."""
+
+    payer_id: str = Field(min_length=2, max_length=80, description="NM109 (NM108 = PI) payer identifier")
+    name: str = Field(min_length=1, max_length=60, description="NM103 payer name")
+
+
+class Person(CanonicalModel):
+    """A subscriber or patient as X12 names them (NM1*IL / NM1*QC, N3/N4, DMG). Every part is PHI."""
+
+    member_id: str = PhiField(
+        default="", description="NM109 (NM108 = MI) member identifier; empty for a patient"
+    )
+    family_name: str = PhiField(description="NM103 last name")
+    given_name: str = PhiField(default="", description="NM104 first name")
+    birth_date: dt.date | None = PhiField(default=None, description="DMG02 date of birth (DMG01 = D8)")
+    gender: Gender = Field(Gender.UNKNOWN, description="DMG03 gender code")
+    address: PostalAddress | None = PhiField(default=None, description="N3/N4 address")
+
+
+class ClaimSubmission(CanonicalModel):
+    """What an 837 says besides the claim: who bills, who pays, who is insured and who was treated.
+
+    The patient is the subscriber when ``coverage_relationship`` is self; otherwise ``patient`` names the
+    dependent (loop 2000C). The subscriber's group number and priority come from the coverage.
+    """
+
+    claim: Claim
+    billing_provider: ProviderParty = Field(description="Loop 2010AA billing provider")
+    payer: PayerParty = Field(description="Loop 2010BB payer")
+    subscriber: Person = Field(description="Loop 2010BA subscriber")
+    relationship: SubscriberRelationship = Field(
+        SubscriberRelationship.SELF, description="SBR02 (18 self) or PAT01: the patient's relationship"
+    )
+    patient: Person | None = Field(None, description="Loop 2010CA patient, when not the subscriber")
+    group_number: str = Field("", description="SBR03 subscriber group or policy number")
+    priority: int = Field(1, ge=1, le=3, description="SBR01 payer responsibility (1 P, 2 S, 3 T)")
+    attending_npi: str = Field("", pattern=r"^(\d{10})?$", description="Loop 2310A NM109 attending NPI")
+
+    @model_validator(mode="after")
+    def _patient_when_dependent(self) -> ClaimSubmission:
+        if self.relationship is not SubscriberRelationship.SELF and self.patient is None:
+            raise ValueError(
+                f"claim {self.claim.claim_id}: the patient is the subscriber's {self.relationship.value}, "
+                "so loop 2000C needs the patient"
+            )
+        return self
+
+
+class EligibilityInquiry(CanonicalModel):
+    """A 270 (005010X279A1) for one subscriber: is the coverage in force, and with which benefits.
+
+    ``trace_number`` (TRN02 of loop 2000C) is how the 271 is matched back to the encounter and priority it
+    was asked for; hcsync makes it deterministic from that pair.
+    """
+
+    trace_number: str = Field(min_length=1, max_length=50, description="Loop 2000C TRN02 trace number")
+    encounter_id: str = Field(
+        "", description="Encounter the inquiry is for (PV1-19); not itself a 270 element, empty when read"
+    )
+    payer: PayerParty = Field(description="Loop 2100A information source")
+    provider: ProviderParty = Field(description="Loop 2100B information receiver")
+    subscriber: Person = Field(description="Loop 2100C subscriber")
+    service_type_codes: tuple[str, ...] = Field(
+        ("30",), min_length=1, description="EQ01 service type codes (30: health benefit plan coverage)"
+    )
+    inquired_on: dt.date = Field(description="BHT04 date of the inquiry")
+
+
+class Benefit(CanonicalModel):
+    """One EB segment of a 271 (loop 2110C): what the plan covers, or what the patient owes."""
+
+    code: str = Field(min_length=1, description="EB01 eligibility or benefit information code")
+    coverage_level: str = Field("", description="EB02 coverage level code (IND, FAM...)")
+    service_type_codes: tuple[str, ...] = Field((), description="EB03 service type codes (repeats)")
+    insurance_type: str = Field("", description="EB04 insurance type code")
+    plan_description: str = Field("", description="EB05 plan coverage description")
+    period: str = Field("", description="EB06 time period qualifier")
+    amount_cents: int | None = Field(None, description="EB07 monetary amount, in cents")
+    percent: str = Field("", description="EB08 percentage as a decimal fraction (0.2 for 20 %)")
+    in_network: str = Field("", description="EB12 in plan network indicator (Y, N, W)")
+
+
+class EligibilityResponse(CanonicalModel):
+    """A 271 answer for one subscriber: the coverage status, the plan and a summary of its benefits.
+
+    ``status`` comes from the first EB segment with an active or inactive code (EligibilityStatus.from_eb01);
+    a 271 that rejects the inquiry (AAA with AAA01 = N) carries the reason in ``rejection_reason``.
+    """
+
+    trace_number: str = Field(
+        min_length=1, description="Loop 2000C TRN02: the trace number of the 270 it answers"
+    )
+    payer: PayerParty = Field(description="Loop 2100A information source")
+    provider_npi: str = Field("", pattern=r"^(\d{10})?$", description="Loop 2100B NM109 receiver NPI")
+    subscriber: Person = Field(description="Loop 2100C subscriber, as the payer knows them")
+    status: EligibilityStatus = Field(description="EB01 of the coverage's benefits, reduced")
+    plan: str = Field("", description="EB05 plan coverage description of the active benefit")
+    group_number: str = Field("", description="Loop 2100C REF*6P group number")
+    effective_on: dt.date | None = Field(None, description="Loop 2100C DTP*346 plan begin")
+    expires_on: dt.date | None = Field(None, description="Loop 2100C DTP*347 plan end")
+    benefits: tuple[Benefit, ...] = Field((), description="Loop 2110C EB segments")
+    rejection_reason: str = Field(
+        "", description="AAA03 reject reason code (72 invalid member id, 75 subscriber not found...)"
+    )
+    answered_at: AwareDatetime = Field(description="BHT04 date and BHT05 time of the answer")
+
+
 __all__ = [
     "Adjustment",
     "AdjustmentGroup",
+    "Benefit",
     "Claim",
     "ClaimFrequency",
     "ClaimLine",
     "ClaimStatus",
+    "ClaimSubmission",
     "ClaimType",
     "Coverage",
+    "EligibilityInquiry",
+    "EligibilityResponse",
     "EligibilityStatus",
+    "Gender",
+    "PayerParty",
     "PaymentMethod",
+    "Person",
+    "PostalAddress",
     "ProviderAdjustment",
+    "ProviderParty",
     "Remittance",
     "RemittanceClaim",
     "RemittanceLine",

@@ -120,6 +120,24 @@ class Facility(ReferenceRecord):
     business_unit: str = Field(min_length=1)
     city: str = ""
     state: str = ""
+    npi: str = Field("", pattern=r"^(\d{10})?$", description="Billing NPI of the facility (837 loop 2010AA)")
+    tax_id: str = Field("", pattern=r"^(\d{9})?$", description="Employer identification number (837 REF*EI)")
+    address_line: str = Field("", description="Street address the facility bills from (837 N301)")
+    postal_code: str = Field("", pattern=r"^(\d{5}(\d{4})?)?$", description="ZIP code (837 N403)")
+    taxonomy_code: str = Field("", description="Provider taxonomy code (837 PRV03), e.g. 282N00000X")
+
+    @property
+    def can_bill(self) -> bool:
+        """Whether the facility has what an 837 billing provider needs: NPI, tax id and address."""
+        return bool(self.npi and self.tax_id and self.address_line and self.city and self.state
+                    and self.postal_code)  # fmt: skip
+
+
+class ClaimKind(StrEnum):
+    """Which claim a charge code is billed on: the hospital's (837I, UB-04) or a professional one (837P)."""
+
+    INSTITUTIONAL = "institutional"
+    PROFESSIONAL = "professional"
 
 
 class Department(ReferenceRecord):
@@ -186,6 +204,12 @@ class ChargeCode(ReferenceRecord):
     description: str = Field(min_length=1)
     revenue_account: str = Field(min_length=1)
     price_cents: int = Field(ge=0, description="Charge-master price of one unit, in cents")
+    revenue_code: str = Field(
+        "", pattern=r"^(\d{4})?$", description="NUBC revenue code of an institutional claim line (837I SV201)"
+    )
+    claim_kind: ClaimKind = Field(
+        ClaimKind.INSTITUTIONAL, description="Which claim the code is billed on: 837I or 837P"
+    )
 
 
 class Payer(ReferenceRecord):

@@ -23,6 +23,7 @@ from canonical.reference import (
     AccountType,
     BusinessUnit,
     ChargeCode,
+    ClaimKind,
     CostCentre,
     Department,
     Facility,
@@ -170,6 +171,32 @@ BUSINESS_UNITS: tuple[tuple[str, str, str], ...] = (
     ("BU-NPP", "Northland Physician Partners", "NPP"),
 )
 # (code, name, legal entity, business unit, city, state, short name used in cost centre names)
+# Billing identity of each facility (837 loop 2010AA): NPI, EIN, street, ZIP, taxonomy (282N00000X:
+# general acute care hospital). Invented; the NPIs carry a valid Luhn check digit (prefix 80840).
+FACILITY_BILLING: dict[str, tuple[str, str, str, str, str]] = {
+    "NMH": ("1417921545", "410991234", "3300 Oakdale Ave N", "550571234", "282N00000X"),
+    "SVH": ("1528030723", "416012345", "45 W 10th St", "551021101", "282N00000X"),
+    "RCH": ("1639141807", "390987654", "800 Riverside Dr", "540224400", "282N00000X"),
+}
+# NUBC revenue code of a charge code's institutional claim line, by the revenue account it posts to.
+REVENUE_CODES: dict[str, str] = {
+    "4010": "0110",  # room and board, private
+    "4020": "0200",  # intensive care
+    "4050": "0762",  # observation room
+    "4100": "0450",  # emergency room
+    "4200": "0300",  # laboratory
+    "4300": "0320",  # radiology, diagnostic
+    "4400": "0250",  # pharmacy
+    "4500": "0480",  # cardiology
+    "4600": "0360",  # operating room services
+    "4650": "0420",  # physical therapy
+    "4700": "0335",  # chemotherapy, IV
+    "4800": "0720",  # labour room and delivery
+    "4900": "0270",  # medical and surgical supplies
+    "4950": "0960",  # professional fees (billed on an 837P; kept for completeness)
+}
+# Charge codes posted to this revenue account are professional fees: billed on an 837P.
+PROFESSIONAL_FEES = "4950"
 FACILITIES: tuple[tuple[str, str, str, str, str, str, str], ...] = (
     ("NMH", "North Memorial Hospital", "NMHC", "BU-NMH", "Northfield", "MN", "North Memorial"),
     ("SVH", "St. Vincent Hospital", "SVHS", "BU-SVH", "Saint Paul", "MN", "St. Vincent"),
@@ -975,7 +1002,19 @@ def _organisation() -> dict[str, tuple[object, ...]]:
         BusinessUnit(code=code, name=name, legal_entity=entity) for code, name, entity in BUSINESS_UNITS
     )
     facilities = tuple(
-        Facility(code=code, name=name, legal_entity=entity, business_unit=unit, city=city, state=state)
+        Facility(
+            code=code,
+            name=name,
+            legal_entity=entity,
+            business_unit=unit,
+            city=city,
+            state=state,
+            npi=FACILITY_BILLING[code][0],
+            tax_id=FACILITY_BILLING[code][1],
+            address_line=FACILITY_BILLING[code][2],
+            postal_code=FACILITY_BILLING[code][3],
+            taxonomy_code=FACILITY_BILLING[code][4],
+        )
         for code, name, entity, unit, city, state, _ in FACILITIES
     )
     centres: list[CostCentre] = []
@@ -1063,10 +1102,23 @@ def _items() -> tuple[Item, ...]:
     return (*supplies, *drugs, *implants)
 
 
+def _revenue_code(code_system: str, account: str) -> str:
+    """The NUBC revenue code of a charge code: drugs with a HCPCS J code are 0636, else by account."""
+    if code_system == "HCPCS" and account == "4400":
+        return "0636"  # drugs requiring detailed coding
+    return REVENUE_CODES[account]
+
+
 def _charge_codes() -> tuple[ChargeCode, ...]:
     cdm = [
         ChargeCode(
-            code=code, code_system=system, description=description, revenue_account=account, price_cents=price
+            code=code,
+            code_system=system,
+            description=description,
+            revenue_account=account,
+            price_cents=price,
+            revenue_code=_revenue_code(system, account),
+            claim_kind=ClaimKind.PROFESSIONAL if account == PROFESSIONAL_FEES else ClaimKind.INSTITUTIONAL,
         )
         for code, system, description, account, price in CHARGE_CODES
     ]
@@ -1077,6 +1129,7 @@ def _charge_codes() -> tuple[ChargeCode, ...]:
             description=description,
             revenue_account=SUPPLIES,
             price_cents=price,
+            revenue_code=REVENUE_CODES[SUPPLIES],
         )
         for index, (description, _, _, _, _, _, _, price) in enumerate(SUPPLY_ITEMS)
         if price

@@ -81,7 +81,7 @@ _TICK_S = 0.25
 _REMEMBER_EVERY_S = 5.0
 _STATUS_EVERY_S = 1.0
 # Stop order: gateways first, then the forwarder and the workers, then the services, the broker last.
-_STOP_FIRST = ("mllp", "forwarder")
+_STOP_FIRST = ("mllp", "inbox", "forwarder")
 _STOP_LAST = ("billing", "erp", "redis", "broker")
 
 
@@ -277,6 +277,10 @@ class Stack:
                 ready_file=forwarder_ready,
                 requires=("broker",) if s.embedded_broker else (),
             )
+        )
+        inbox_ready = self.run_dir / "inbox.ready"
+        plan.append(
+            Component("inbox", self._python("inbox"), ready=inbox_ready.exists, ready_file=inbox_ready)
         )
         plan.append(
             Component(

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import (
     AliasChoices,
     Field,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -259,6 +260,24 @@ class Settings(BaseSettings):
     forwarder_batch_size: PositiveInt = Field(500, description="Stored messages the forwarder sends at once.")
     forwarder_poll_interval_s: PositiveFloat = Field(
         0.05, description="How often the forwarder looks for newly stored messages when it has none."
+    )
+
+    # The watched inbox (adapters/inbound/inbox.py): files delivered by clearinghouses and payers.
+    inbox_dir: Path | None = Field(
+        None,
+        description=(
+            "Directory `hcsync up` watches for delivered files (X12 interchanges, HL7 v2 batches); taken "
+            "files move to processed/, refused ones to rejected/. Default: inbox in the run directory."
+        ),
+    )
+    inbox_poll_interval_s: PositiveFloat = Field(2.0, description="How often the inbox is scanned.")
+    inbox_settle_s: NonNegativeFloat = Field(
+        1.0,
+        description="How long a file's size and modification time must hold before it is taken (still "
+        "being written otherwise).",
+    )
+    inbox_max_file_bytes: PositiveInt = Field(
+        268_435_456, description="Largest file the inbox takes (a file may hold many interchanges)."
     )
 
     # Quarantine store (what `hcsync exceptions` reads).

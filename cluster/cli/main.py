@@ -140,6 +140,16 @@ def forwarder() -> None:
     asyncio.run(run_forwarder(settings, settings.run_dir))
 
 
+@app.command()
+def inbox() -> None:
+    """Run the inbox watcher (started by `hcsync up`): delivered files into the message store."""
+    from adapters.inbound.inbox import run_inbox
+
+    settings = get_settings()
+    _logging(settings)
+    asyncio.run(run_inbox(settings, settings.run_dir))
+
+
 def _send_mllp(settings: Settings, target: str, messages: list[bytes]) -> None:
     from adapters.mllp.client import MllpClientError, client_tls_context, send_mllp
 

@@ -1,0 +1,1 @@
+"""The reference payer and clearinghouse of the embedded stack: eligibility, claims and remittances."""

@@ -291,6 +291,8 @@ def interchange(envelope: Envelope, groups: Sequence[GroupSpec]) -> bytes:
     d = envelope.delimiters
     isa13 = f"{envelope.interchange_control:09d}"
     segments = [_isa(envelope, isa13)]
+    if not any(group.sets for group in groups):
+        raise _envelope_error("ISA13", "there is nothing to write: no transaction set")
     parties = envelope.parties
     st02 = envelope.transaction_control
     for offset, group in enumerate(groups):

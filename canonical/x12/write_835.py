@@ -13,13 +13,14 @@ the caller gives them in :class:`PayerDetails` and :class:`EftAccounts`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from canonical.revenue_cycle import (
     Adjustment,
     PaymentMethod,
+    Person,
     PostalAddress,
     ProviderAdjustment,
     ProviderParty,
@@ -34,7 +35,8 @@ __all__ = ["GUIDE_835", "EftAccounts", "PayerDetails", "write_835"]
 GUIDE_835 = "005010X221A1"
 _TRIPLETS_PER_CAS = 6
 _ADJUSTMENTS_PER_PLB = 6
-_NAME_MAX = 60  # N102
+_NAME_MAX = 60  # N102, NM103
+_FIRST_NAME_MAX = 35  # NM104
 _ID_MAX = 80  # N104, NM109
 _REF_MAX = 50  # REF02, TRN02, CLP07, PLB03-2
 _CLP01_MAX = 38
@@ -72,16 +74,18 @@ def write_835(
     *,
     payer: PayerDetails,
     eft: EftAccounts | None = None,
+    patients: Mapping[str, Person] | None = None,
 ) -> bytes:
     """Write the remittances as one interchange, one 835 set each, all to ``payee`` (loop 1000B).
 
     ``eft`` is required when a remittance is paid by ACH, Fedwire or the bank's option; a cheque or no
-    payment needs none. Patient names are not in the canonical RemittanceClaim, so loop 2100's NM1*QC
-    carries the claim's subscriber as unknown (NM102 1, names empty, which the guide allows when the payer
-    has no name on file) unless the caller adds them later.
+    payment needs none. ``patients`` maps a claim id (CLP01) to the patient loop 2100 NM1*QC names (the
+    canonical RemittanceClaim carries no patient); a claim without one gets NM1*QC*1 with no name, which
+    the guide and pyx12 accept but x12sdk's 835 model does not read.
     """
+    names = patients or {}
     sets: list[Callable[[SetWriter], None]] = [
-        partial(_write_set, remittance, payee, payer, eft) for remittance in remittances
+        partial(_write_set, remittance, payee, payer, eft, names) for remittance in remittances
     ]
     group = GroupSpec(functional_id="HP", guide=GUIDE_835, set_code="835", sets=sets, st03=False)
     return interchange(envelope, [group])
@@ -92,6 +96,7 @@ def _write_set(
     payee: ProviderParty,
     payer: PayerDetails,
     eft: EftAccounts | None,
+    patients: Mapping[str, Person],
     w: SetWriter,
 ) -> None:
     """BPR, TRN, 1000A payer, 1000B payee, LX with the claims, then PLB."""
@@ -119,7 +124,7 @@ def _write_set(
         w.loop = "2000"
         w.add("LX", "1")
         for claim in remittance.claims:
-            _claim(w, claim, payer)
+            _claim(w, claim, payer, patients.get(claim.claim_id))
     _plb(w, remittance.provider_adjustments, payee, remittance.payment_date)
 
 
@@ -156,7 +161,7 @@ def _bpr(w: SetWriter, remittance: Remittance, tax_id: str, eft: EftAccounts | N
     )
 
 
-def _claim(w: SetWriter, claim: RemittanceClaim, payer: PayerDetails) -> None:
+def _claim(w: SetWriter, claim: RemittanceClaim, payer: PayerDetails, patient: Person | None) -> None:
     """Loop 2100: CLP, claim-level CAS, NM1*QC, then the service lines (2110)."""
     w.loop = "2100"
     if not claim.payer_claim_control_number:
@@ -172,7 +177,21 @@ def _claim(w: SetWriter, claim: RemittanceClaim, payer: PayerDetails) -> None:
         w.text(claim.payer_claim_control_number, "CLP07", _REF_MAX),
     )
     _cas(w, claim.adjustments)
-    w.add("NM1", "QC", "1")
+    if patient is None:
+        w.add("NM1", "QC", "1")
+    else:
+        w.add(
+            "NM1",
+            "QC",
+            "1",
+            w.text(patient.family_name, "NM103", _NAME_MAX),
+            w.text(patient.given_name, "NM104", _FIRST_NAME_MAX, required=False),
+            "",
+            "",
+            "",
+            "MI" if patient.member_id else "",
+            w.text(patient.member_id, "NM109", _ID_MAX, required=False),
+        )
     for line in claim.lines:
         _line(w, line)
 

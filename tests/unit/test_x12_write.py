@@ -728,3 +728,20 @@ def test_an_id_with_a_delimiter_is_refused_in_the_envelope() -> None:
     with pytest.raises(InvalidMessageError) as refused:
         write_270([], envelope(parties))
     assert refused.value.fault.field == "ISA06"
+
+
+def test_a_remittance_that_pays_nothing_is_a_notification_and_validates_with_pyx12() -> None:
+    [_, denied] = remittance().claims
+    nothing = Remittance(
+        payer_id=PAYER.payer_id,
+        payer_name=PAYER.name,
+        trace_number="TRACE0002",
+        payment_method=PaymentMethod.NO_PAYMENT,
+        payment_date=dt.date(2026, 12, 5),
+        total_paid_cents=0,
+        claims=(denied,),
+    )
+    data = write_835([nothing], PROVIDER, envelope(PAYER_PARTIES), payer=PAYER_DETAILS, patients=PATIENTS)
+    assert pyx12_errors(data) == []
+    [transaction] = only(data).groups[0].transactions
+    assert transaction.segments[1].elements == ("H", "0", "C", "NON", *[""] * 11, "20261205")

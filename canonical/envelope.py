@@ -90,7 +90,8 @@ class EncounterPayload(CanonicalModel):
     """Payload of an ADT or BAR account event: who, which visit and, when the message says, its insurance.
 
     ``coverages`` empty means the message said nothing about insurance (no IN1, or a trigger whose IN1
-    hcsync does not read), not that the visit is self-pay: a reader keeps the coverages it was last told.
+    hcsync does not read), not that the visit is self-pay: a reader is to keep the coverages it was last
+    told rather than clear them.
     """
 
     kind: Literal["encounter"] = "encounter"

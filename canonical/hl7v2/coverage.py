@@ -84,9 +84,9 @@ def _value(seg: Segment, field: int, component: int = 1) -> str:
 
 def _has_content(seg: Segment) -> bool:
     """Return whether an IN1 carries anything besides its set id (a component, not just separators)."""
-    return any(_value(seg, field, component) for field in _CONTENT_FIELDS for component in (1, 2)) or bool(
-        _value(seg, 3)
-    )
+    if _value(seg, 3):
+        return True
+    return any(_value(seg, field, component) for field in _CONTENT_FIELDS for component in (1, 2))
 
 
 def _date(r: Reader, in1: Segment, field: int, rule: str, *, phi: bool) -> dt.date | None:

@@ -614,17 +614,18 @@ class _Insurance:
         # Part A pays for an inpatient stay, Part B for outpatient and emergency visits).
         self.known: dict[tuple[str, bool], tuple[_Coverage, ...]] = {}
 
-    def coverages(self, enc: _Encounter) -> tuple[_Coverage, ...]:
-        """Return an encounter's coverages by priority; an empty tuple is a self-pay encounter."""
+    def coverages(self, enc: _Encounter, self_pay: bool) -> tuple[_Coverage, ...]:
+        """Return an encounter's coverages by priority; an empty tuple is a self-pay encounter.
+
+        ``self_pay`` is honoured for a patient's first encounter of the day; a later one keeps the first's.
+        """
         key = (enc.patient.mrn, enc.patient_class == "I")
         if key not in self.known:
-            self.known[key] = self._invent(enc)
+            self.known[key] = () if self_pay else self._invent(enc)
         return self.known[key]
 
     def _invent(self, enc: _Encounter) -> tuple[_Coverage, ...]:
         rng = self.rng
-        if rng.random() < _SELF_PAY_SHARE:
-            return ()
         patient = enc.patient
         age_y = (self.day - patient.dob).days // 365
         medicaid = _MEDICAID[enc.facility.state]
@@ -852,6 +853,7 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
     the_day = day or _DEFAULT_DAY
     gen = _Generator(seed, the_day)
     insurance = _Insurance(seed, the_day)
+    self_pay = _chosen(insurance.rng, encounters, _SELF_PAY_SHARE)
     rng = gen.rng
     updated = _chosen(rng, encounters, _UPDATE_SHARE)
     late = _chosen(rng, encounters, _LATE_ADMISSION_SHARE)
@@ -866,7 +868,7 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
     charge_lines = credit_lines = 0
     for number in range(encounters):
         enc = gen.encounter(number + 1)
-        enc = replace(enc, coverages=insurance.coverages(enc))
+        enc = replace(enc, coverages=insurance.coverages(enc, self_pay=number in self_pay))
         payers[enc.visit] = tuple(cov.plan[0] for cov in enc.coverages)
         registering = "A01" if enc.patient_class == "I" else "A04"
         events.append(gen.event(enc.registered_at, enc, "ADT", registering))

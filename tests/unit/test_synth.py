@@ -265,8 +265,9 @@ def test_most_encounters_carry_insurance_on_registration_and_update(
     assert len(payers) == day.expected.encounters
     self_pay = sum(1 for held in payers.values() if not held)
     two = sum(1 for held in payers.values() if len(held) == 2)
-    # About one encounter in ten is self-pay and about one in eight has a second payer.
-    assert 0.05 * len(payers) <= self_pay <= 0.15 * len(payers)
+    # One encounter in ten is self-pay (a patient's second visit of the day keeps the first's insurance,
+    # so not exactly), and about one in eight has a second payer.
+    assert 0.08 * len(payers) <= self_pay <= 0.12 * len(payers)
     assert 0.05 * len(payers) <= two <= 0.25 * len(payers)
     assert all(len(held) <= 2 for held in payers.values())
     in1_by_visit: dict[str, list[str]] = {}

@@ -19,11 +19,13 @@ from canonical.models import (
     PatientMerge,
 )
 from canonical.phi import PhiField
+from canonical.revenue_cycle import Coverage
 
 # 1.1 added event types, payloads and optional fields; every 1.0 document is still a valid 1.1 document.
 # 1.2 added the optional ERP dimensions of an event (master-data enrichment) and more contract models.
 # 1.3 added pending ADT events, patient updates and account moves, and coding in merge mode (BAR^P12, DFT).
-# 1.4 added the X12 revenue-cycle parties and the eligibility inquiry and answer (270/271).
+# 1.4 added the X12 revenue-cycle parties, the eligibility inquiry and answer (270/271), and an encounter
+# event's coverages (HL7 IN1).
 # See docs/schema-compatibility.md.
 SCHEMA_VERSION = "1.4"
 
@@ -69,12 +71,40 @@ class SourceSystem(StrEnum):
     HL7V2 = "hl7v2"
 
 
+class CoverageWarning(CanonicalModel):
+    """An IN1 that was read but not kept as a coverage, and why; it holds no PHI (no member id, no name).
+
+    hcsync keeps at most three coverages per visit (primary, secondary, tertiary: what an 837 bills and what
+    `Coverage.priority` holds); an IN1 beyond them is valid HL7, so it does not refuse the message, but it
+    is not dropped silently either: the event says which IN1 was left out and why.
+    """
+
+    rule: str = Field(min_length=1, description="Why it was left out: HL7-IN1-22-RANGE or HL7-IN1-EXTRA")
+    reason: str = Field(min_length=1, description="Message, segment, field, position and reason, in one line")
+    field: str = Field(description="The IN1 field the rule is about, e.g. IN1-22")
+    position: int = Field(ge=0, description="Index of the IN1 segment in its message (MSH is 0)")
+    payer_id: str = Field("", description="IN1-3.1 insurance company id of the IN1 left out")
+
+
 class EncounterPayload(CanonicalModel):
-    """Payload of an ADT or BAR account event: who and which visit."""
+    """Payload of an ADT or BAR account event: who, which visit and, when the message says, its insurance.
+
+    ``coverages`` empty means the message said nothing about insurance (no IN1, or a trigger whose IN1
+    hcsync does not read), not that the visit is self-pay: a reader is to keep the coverages it was last
+    told rather than clear them.
+    """
 
     kind: Literal["encounter"] = "encounter"
     patient: Patient
     encounter: Encounter
+    coverages: tuple[Coverage, ...] = Field(
+        (),
+        max_length=3,
+        description="IN1 segments of ADT^A01/A04/A05/A06/A07/A08 and BAR^P01/P05, by priority (1 primary)",
+    )
+    coverage_warnings: tuple[CoverageWarning, ...] = Field(
+        (), description="IN1 segments read but not kept (beyond the tertiary coverage), and why"
+    )
 
 
 class ChargePayload(CanonicalModel):

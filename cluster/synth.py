@@ -4,7 +4,8 @@ The generator is deterministic for a seed. It emits what an EHR interface engine
 encounters (registration, optional update and transfer, charges, medication administrations, lab
 results, discharge and the coded account), interleaved in time order across encounters, and it records
 what a correct pipeline must end up with: message counts, net charges by facility, department and
-encounter, and the stock consumed by item. Every name, number and address is invented.
+encounter, the stock consumed by item, and each encounter's insurance. Every name, number and address is
+invented; the payers are those of the demo master data (cluster/masterdata/demo/payers.csv).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -33,6 +34,19 @@ _CREDIT_SHARE = 0.03
 _TRANSFER_SHARE = 0.30
 _RESULT_SHARE = 0.30
 _REFUSED_SHARE = 0.08
+# Insurance (IN1 on the registering ADT and on its A08): encounters with none (self-pay), Original
+# Medicare patients with a second payer (a supplement or Medicaid), working-age patients with a second
+# plan (a spouse's), and adults insured through their spouse. Children are insured through a parent
+# unless Medicaid covers them.
+_SELF_PAY_SHARE = 0.10
+_MEDICARE_ADVANTAGE_SHARE = 0.25
+_PLAN_YEAR_SHARE = 0.30
+_MEDICARE_SECONDARY_SHARE = 0.40
+_ADULT_SECONDARY_SHARE = 0.10
+_SPOUSE_SHARE = 0.20
+_MEDICARE_AGE_Y, _ADULT_AGE_Y = 65, 18
+# The messages that carry the IN1s: registration (A01 inpatient, A04 others) and the update (A08).
+_INSURED_TRIGGERS = frozenset({"A01", "A04", "A08"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +244,40 @@ _STREETS = (
     "Main St", "Oak Ave", "Maple Dr", "Cedar Ln", "Lakeview Rd", "2nd St", "Park Pl", "River Rd",
     "Hillcrest Ave", "Elm St", "Washington Blvd", "Prairie Way",
 )  # fmt: skip
+# (payer id of the demo master data, IN1-2 plan id, IN1-4 company name, member id prefix, has groups)
+_Plan = tuple[str, str, str, str, bool]
+_MEDICARE: dict[str, _Plan] = {
+    "I": ("MCR-A", "PART-A", "Medicare Part A", "", False),
+    "O": ("MCR-B", "PART-B", "Medicare Part B", "", False),
+    "E": ("MCR-B", "PART-B", "Medicare Part B", "", False),
+}
+_MEDICARE_ADVANTAGE: tuple[_Plan, ...] = (
+    ("UCARE-MA", "MA-HMOPOS", "UCare Medicare Advantage", "UCM", False),
+    ("HP-MSHO", "MSHO", "HealthPartners Minnesota Senior Health Options", "HPS", False),
+)
+_MEDICAID: dict[str, tuple[_Plan, ...]] = {
+    "MN": (
+        ("MCD-MN", "MA-FFS", "Minnesota Medical Assistance", "MA", False),
+        ("BCBS-MN-PMAP", "PMAP", "Blue Plus Prepaid Medical Assistance", "XZP", False),
+    ),
+    "WI": (("MCD-WI", "FWDHEALTH", "Wisconsin Medicaid", "WI", False),),
+}
+_COMMERCIAL: tuple[_Plan, ...] = (
+    ("BCBS-MN", "PPO", "Blue Cross and Blue Shield of Minnesota", "XZB", True),
+    ("UHC", "CHOICE-PLUS", "UnitedHealthcare", "UHC", True),
+    ("AETNA", "OAMC", "Aetna", "W", True),
+    ("CIGNA", "OAP", "Cigna Healthcare", "U", True),
+    ("HP", "OPEN-ACCESS", "HealthPartners", "HP", True),
+    ("MEDICA", "CHOICE-PASSPORT", "Medica", "MED", True),
+)
+_OTHER_PLANS: tuple[_Plan, ...] = (
+    ("TRICARE", "SELECT", "TRICARE North Region", "TRI", False),
+    ("VA-CCN", "CCN-R2", "VA Community Care Network", "VA", False),
+)
+# Working-age coverage by kind (weights): employer plans, Medicaid, military and veterans.
+_ADULT_KINDS = (("commercial", 75), ("medicaid", 20), ("other", 5))
+_MEMBER_CHARS = "ABCDEFGHJKMNPQRTUVWXY0123456789"
+
 _PROVIDER_FAMILY = (
     "Patel",
     "Chen",
@@ -271,6 +319,8 @@ class Expected:
     cents_by_facility: Mapping[str, int]
     cents_by_department: Mapping[tuple[str, str], int]
     cents_by_encounter: Mapping[str, int]
+    # Payer ids (IN1-3) by priority for each visit number (PV1-19.1); an empty tuple is a self-pay visit.
+    payers_by_encounter: Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +356,21 @@ class _Provider:
 
 
 @dataclass(frozen=True, slots=True)
+class _Coverage:
+    """One IN1: a plan and who holds it (the insured is the patient when relationship is SEL)."""
+
+    plan: _Plan
+    member_id: str
+    group_number: str
+    relationship: str  # HL7 table 0063: SEL, SPO, CHD
+    insured_family: str
+    insured_given: str
+    insured_dob: dt.date | None
+    effective_on: dt.date
+    expires_on: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Encounter:
     facility: _Facility
     patient: _Patient
@@ -318,6 +383,7 @@ class _Encounter:
     attending: _Provider
     registered_at: dt.datetime
     discharged_at: dt.datetime
+    coverages: tuple[_Coverage, ...] = ()  # by priority; empty: self-pay
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,6 +603,112 @@ class _Generator:
         return tuple(out)
 
 
+class _Insurance:
+    """Invents each encounter's insurance, from a random source of its own: adding insurance to the day
+    left every other figure of a seed as it was."""
+
+    def __init__(self, seed: int, day: dt.date) -> None:
+        self.rng = random.Random(f"insurance|{seed}")
+        self.day = day
+        # A patient seen twice in a day has the same insurance (by MRN and whether admitted: Medicare
+        # Part A pays for an inpatient stay, Part B for outpatient and emergency visits).
+        self.known: dict[tuple[str, bool], tuple[_Coverage, ...]] = {}
+
+    def coverages(self, enc: _Encounter, self_pay: bool) -> tuple[_Coverage, ...]:
+        """Return an encounter's coverages by priority; an empty tuple is a self-pay encounter.
+
+        ``self_pay`` is honoured for a patient's first encounter of the day; a later one keeps the first's.
+        """
+        key = (enc.patient.mrn, enc.patient_class == "I")
+        if key not in self.known:
+            self.known[key] = () if self_pay else self._invent(enc)
+        return self.known[key]
+
+    def _invent(self, enc: _Encounter) -> tuple[_Coverage, ...]:
+        rng = self.rng
+        patient = enc.patient
+        age_y = (self.day - patient.dob).days // 365
+        medicaid = _MEDICAID[enc.facility.state]
+        if age_y >= _MEDICARE_AGE_Y:
+            if rng.random() < _MEDICARE_ADVANTAGE_SHARE:
+                return (self._held(rng.choice(_MEDICARE_ADVANTAGE), patient, "SEL"),)
+            plans = [_MEDICARE[enc.patient_class]]
+            if rng.random() < _MEDICARE_SECONDARY_SHARE:
+                plans.append(rng.choice((*_COMMERCIAL, medicaid[0])))
+            return tuple(self._held(plan, patient, "SEL") for plan in plans)
+        kind = rng.choices([k for k, _ in _ADULT_KINDS], weights=[w for _, w in _ADULT_KINDS])[0]
+        adult = age_y >= _ADULT_AGE_Y
+        if kind == "medicaid":
+            return (self._held(rng.choice(medicaid), patient, "SEL"),)
+        spouse = adult and rng.random() < _SPOUSE_SHARE
+        relationship = "SPO" if spouse else ("SEL" if adult else "CHD")
+        if kind == "other":
+            return (self._held(rng.choice(_OTHER_PLANS), patient, relationship),)
+        primary = rng.choice(_COMMERCIAL)
+        held = [self._held(primary, patient, relationship)]
+        if adult and rng.random() < _ADULT_SECONDARY_SHARE:
+            second = rng.choice([plan for plan in _COMMERCIAL if plan != primary])
+            held.append(self._held(second, patient, "SEL" if relationship == "SPO" else "SPO"))
+        return tuple(held)
+
+    def _held(self, plan: _Plan, patient: _Patient, relationship: str) -> _Coverage:
+        """Invent the policy: member id, group, dates and, unless the patient holds it, the insured."""
+        rng = self.rng
+        payer, _, _, prefix, has_group = plan
+        length = 11 if payer.startswith("MCR") else 9  # a Medicare beneficiary identifier has 11
+        member = prefix + "".join(rng.choice(_MEMBER_CHARS) for _ in range(length))
+        family, given, dob = "", "", None
+        if relationship == "SPO":
+            given = rng.choice(_GIVEN_M if patient.sex == "F" else _GIVEN_F)
+            family, dob = patient.family, patient.dob + dt.timedelta(days=rng.randrange(-6 * 365, 6 * 365))
+        elif relationship == "CHD":
+            given = rng.choice(rng.choice((_GIVEN_F, _GIVEN_M)))
+            family, dob = patient.family, patient.dob - dt.timedelta(days=rng.randrange(22 * 365, 42 * 365))
+        effective = (self.day - dt.timedelta(days=rng.randrange(30, 5 * 365))).replace(day=1)
+        return _Coverage(
+            plan=plan,
+            member_id=member,
+            group_number=f"{rng.randrange(10**5, 10**6)}" if has_group else "",
+            relationship=relationship,
+            insured_family=family,
+            insured_given=given,
+            insured_dob=dob,
+            effective_on=effective,
+            # An employer plan sometimes ends with the plan year; public programmes run on.
+            expires_on=dt.date(self.day.year, 12, 31)
+            if has_group and rng.random() < _PLAN_YEAR_SHARE
+            else None,
+        )
+
+
+def _in1(coverages: tuple[_Coverage, ...]) -> list[str]:
+    """Return the IN1 segments of an encounter's coverages, IN1-1 and IN1-22 being the priority.
+
+    The insured's name and birth date (IN1-16, IN1-18) are sent only when the insured is not the patient:
+    for SEL the receiver takes them from PID, as the IN1 mapping documents.
+    """
+    out = []
+    for priority, cov in enumerate(coverages, 1):
+        payer, plan_id, company, _, _ = cov.plan
+        fields = {
+            1: str(priority),
+            2: _comp(plan_id),
+            3: _comp(payer),
+            4: escape(company, _ENC),
+            8: cov.group_number,
+            12: cov.effective_on.strftime("%Y%m%d"),
+            13: cov.expires_on.strftime("%Y%m%d") if cov.expires_on else "",
+            17: cov.relationship,
+            22: str(priority),
+            36: cov.member_id,
+        }
+        if cov.relationship != "SEL":
+            fields[16] = _comp(cov.insured_family, cov.insured_given)
+            fields[18] = cov.insured_dob.strftime("%Y%m%d") if cov.insured_dob else ""
+        out.append(_segment("IN1", fields))
+    return out
+
+
 def _render(event: _Event, control_id: str) -> bytes:
     """Render one event as an HL7 v2.5.1 ER7 message with CR segment separators."""
     enc = event.encounter
@@ -591,6 +763,8 @@ def _render(event: _Event, control_id: str) -> bytes:
         pv1[6] = _comp(enc.department, enc.room, enc.bed, fac)  # prior location
     segments.append(_segment("PV1", pv1))
     segments.extend(_body(event))
+    if event.message_type == "ADT" and event.trigger in _INSURED_TRIGGERS:
+        segments.extend(_in1(enc.coverages))
     for number, line in enumerate(event.lines, 1):
         item = line.item
         segments.append(
@@ -678,6 +852,8 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
         raise ValueError(f"encounters must be >= 0, got {encounters}")
     the_day = day or _DEFAULT_DAY
     gen = _Generator(seed, the_day)
+    insurance = _Insurance(seed, the_day)
+    self_pay = _chosen(insurance.rng, encounters, _SELF_PAY_SHARE)
     rng = gen.rng
     updated = _chosen(rng, encounters, _UPDATE_SHARE)
     late = _chosen(rng, encounters, _LATE_ADMISSION_SHARE)
@@ -688,9 +864,12 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
     by_facility: dict[str, int] = {f.code: 0 for f in _FACILITIES}
     by_department: dict[tuple[str, str], int] = {}
     by_encounter: dict[str, int] = {}
+    payers: dict[str, tuple[str, ...]] = {}
     charge_lines = credit_lines = 0
     for number in range(encounters):
         enc = gen.encounter(number + 1)
+        enc = replace(enc, coverages=insurance.coverages(enc, self_pay=number in self_pay))
+        payers[enc.visit] = tuple(cov.plan[0] for cov in enc.coverages)
         registering = "A01" if enc.patient_class == "I" else "A04"
         events.append(gen.event(enc.registered_at, enc, "ADT", registering))
         stay_s = int((enc.discharged_at - enc.registered_at).total_seconds())
@@ -777,6 +956,7 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
         cents_by_facility=MappingProxyType(by_facility),
         cents_by_department=MappingProxyType(dict(sorted(by_department.items()))),
         cents_by_encounter=MappingProxyType(by_encounter),
+        payers_by_encounter=MappingProxyType(payers),
     )
     return SyntheticDay(day=the_day, seed=seed, messages=tuple(messages), expected=expected)
 

@@ -265,3 +265,18 @@ def a45(
         segments.append(f"MRG|{prior}^^^{facility}^MR||ACC{visit}^^^{facility}^AN||{visit}^^^{facility}^VN")
         segments.append(f"PV1|1|I|MEDSURG^101^A^{facility}||||||||||||||||{visit}^^^{facility}^VN")
     return ("\r".join(segments) + "\r").encode()
+
+
+def in1(**fields: str) -> str:
+    """Return an IN1 segment from keyword fields named f<number> (``in1(f1="1", f3="BCBS-MN")``)."""
+    numbered = {int(name.removeprefix("f")): value for name, value in fields.items()}
+    values = [""] * (max(numbered, default=1) + 1)
+    values[0] = "IN1"
+    for number, value in numbered.items():
+        values[number] = value
+    return "|".join(values)
+
+
+def with_segments(message: bytes, *segments: str) -> bytes:
+    """Return ``message`` with ``segments`` appended (each ends with CR, as the message's own do)."""
+    return message + "".join(f"{segment}\r" for segment in segments).encode()

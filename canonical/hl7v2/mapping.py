@@ -4,7 +4,8 @@ Mapped: ADT^A01-A08, A11-A13 (encounter events), A14-A16 and A25-A27 (pending ev
 status of their own), A28 and A31 (person updates), A40 (merge), A44 and A45 (account and visit moves);
 BAR^P01/P05/P06 (accounts and their DG1/PR1/DRG coding) and P12 (coding changes); DFT^P03 and P11 (FT1
 charges, credits, reversals and supply items, and the coding they carry); RDE^O11 (verified medication
-orders) and RAS^O17 (administrations, which consume stock). The field-by-field tables are in
+orders) and RAS^O17 (administrations, which consume stock). The IN1 segments of ADT^A01/A04-A08 and
+BAR^P01/P05 become the visit's coverages (canonical.hl7v2.coverage). The field-by-field tables are in
 docs/mappings/.
 
 This module decides what a message is and hands it to its mapper: encounter ADT and BAR here, DFT in
@@ -18,6 +19,7 @@ when canonical.hl7v2.unmapped finds nothing financial in it; otherwise it is ref
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -25,9 +27,10 @@ from canonical.envelope import CodingPayload, EncounterPayload, EventEnvelope, E
 from canonical.errors import InvalidMessageError
 from canonical.hl7v2.charges import map_dft
 from canonical.hl7v2.coding import coding_update
+from canonical.hl7v2.coverage import coverages
 from canonical.hl7v2.emitter import Emitter
 from canonical.hl7v2.medications import map_ras, map_rde
-from canonical.hl7v2.parser import Hl7Message, parse_message
+from canonical.hl7v2.parser import Hl7Message, Segment, parse_message
 from canonical.hl7v2.patient_events import (
     PERSON_EVENTS,
     map_account_moves,
@@ -38,7 +41,7 @@ from canonical.hl7v2.patient_events import (
 from canonical.hl7v2.patient_visit import encounter, encounter_id_of, occurred_at, patient
 from canonical.hl7v2.reader import Reader, groups
 from canonical.hl7v2.unmapped import unmapped_fault, unread_charge_fault
-from canonical.models import CodingMode
+from canonical.models import CodingMode, Encounter, Patient
 
 ADT_EVENTS: dict[str, EventType] = {
     "A01": EventType.ENCOUNTER_ADMITTED,
@@ -64,6 +67,10 @@ BAR_EVENTS: dict[str, EventType] = {
     "P05": EventType.ACCOUNT_UPDATED,
     "P06": EventType.ACCOUNT_ENDED,
 }
+# The triggers whose IN1 segments become the visit's coverages (EncounterPayload.coverages): registration,
+# admission, pre-admission, class changes and updates, and the BAR account events that carry insurance.
+# Other triggers' IN1 are not read (docs/mappings/adt.md, IN1: insurance).
+COVERAGE_TRIGGERS = frozenset({"A01", "A04", "A05", "A06", "A07", "A08", "P01", "P05"})
 # BAR^P12 (update diagnosis/procedure) has no account event: only the coding change of its visit.
 CODING_ONLY = "P12"
 SUPPORTED = frozenset(
@@ -73,11 +80,22 @@ SUPPORTED = frozenset(
 )
 
 
+def _encounter_payload(
+    r: Reader, trigger: str, who: Patient, visit: Encounter, segments: Sequence[Segment]
+) -> EncounterPayload:
+    """Return an encounter event's payload, with the coverages of ``segments`` for COVERAGE_TRIGGERS."""
+    if trigger not in COVERAGE_TRIGGERS:
+        return EncounterPayload(patient=who, encounter=visit)
+    found = coverages(r, segments, visit.encounter_id, who)
+    return EncounterPayload(
+        patient=who, encounter=visit, coverages=found.coverages, coverage_warnings=found.warnings
+    )
+
+
 def _map_adt(r: Reader, out: Emitter, trigger: str) -> None:
     visit = encounter(r)
-    out.emit(
-        0, visit.encounter_id, ADT_EVENTS[trigger], EncounterPayload(patient=patient(r), encounter=visit)
-    )
+    payload = _encounter_payload(r, trigger, patient(r), visit, r.msg.segments)
+    out.emit(0, visit.encounter_id, ADT_EVENTS[trigger], payload)
 
 
 def _map_bar(r: Reader, out: Emitter, trigger: str) -> None:
@@ -90,9 +108,8 @@ def _map_bar(r: Reader, out: Emitter, trigger: str) -> None:
     for k, group in enumerate(visits):
         visit = encounter(r, group[0])
         if trigger in BAR_EVENTS:
-            out.emit(
-                2 * k, visit.encounter_id, BAR_EVENTS[trigger], EncounterPayload(patient=who, encounter=visit)
-            )
+            payload = _encounter_payload(r, trigger, who, visit, group)
+            out.emit(2 * k, visit.encounter_id, BAR_EVENTS[trigger], payload)
         coding = coding_update(r, group, visit.encounter_id, mode)
         if coding is not None:
             out.emit(
@@ -165,4 +182,4 @@ def financial_type(msg: Hl7Message) -> tuple[str, str]:
     return message_type, trigger
 
 
-__all__ = ["SUPPORTED", "canonicalize", "encounter_id_of", "financial_type"]
+__all__ = ["COVERAGE_TRIGGERS", "SUPPORTED", "canonicalize", "encounter_id_of", "financial_type"]

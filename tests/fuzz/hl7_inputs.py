@@ -168,6 +168,24 @@ def _samples() -> tuple[bytes, ...]:
     return (
         hl7_samples.adt("A01", "S-A01", "V1", discharge="20261121083000"),
         hl7_samples.adt("A08", "S-A08", "V1"),
+        hl7_samples.with_segments(  # coverage: two IN1, every mapped field filled
+            hl7_samples.adt("A04", "S-A04", "V1"),
+            hl7_samples.in1(
+                f1="1",
+                f2="PPO",
+                f3="BCBS-MN",
+                f8="G1",
+                f12="20240101",
+                f13="20241231",
+                f16="Roe^Ann",
+                f17="SPO",
+                f18="19790202",
+                f22="1",
+                f36="M1",
+                f49="M9",
+            ),
+            hl7_samples.in1(f1="2", f3="MCR-A", f17="SEL", f36="M2"),
+        ),
         hl7_samples.dft(
             "S-DFT", "V1", [("CG", "99213", "Visit", 1, "150.00"), ("CD", "99213", "Credit", 1, "-20")]
         ),

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 import canonical.envelope
 import canonical.models
+import canonical.revenue_cycle
 import streams.commands
 import streams.encounter_state
 from canonical.envelope import EventType
@@ -73,6 +74,8 @@ FULLY_DOCUMENTED = (
     "InventoryMovement",
     "JournalLine",
     "ErpDimensions",
+    "Coverage",
+    "CoverageWarning",
 )
 
 
@@ -190,7 +193,7 @@ def _models_of(*modules: ModuleType) -> dict[str, type[BaseModel]]:
     return found
 
 
-CANONICAL_MODELS = _models_of(canonical.models, canonical.envelope)
+CANONICAL_MODELS = _models_of(canonical.models, canonical.envelope, canonical.revenue_cycle)
 # Prose may also name the encounter agent's state and commands, and model properties.
 PROSE_MODELS = {**CANONICAL_MODELS, **_models_of(streams.encounter_state, streams.commands)}
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import hl7
 import pytest
 
+from canonical.envelope import EncounterPayload
 from canonical.hl7v2 import Hl7Message, parse_message, split_messages
+from canonical.hl7v2.mapping import canonicalize
+from canonical.reference import PayerType
+from canonical.reference_files import read_set
+from canonical.revenue_cycle import SubscriberRelationship
+from cluster.masterdata import DEMO_DIR
 from cluster.synth import SyntheticDay, generate_day, to_file
 
 
@@ -250,3 +256,74 @@ def test_file_round_trip(day: SyntheticDay, tmp_path: Path) -> None:
     data = path.read_bytes()
     assert data.startswith(b"MSH|")
     assert split_messages(data) == list(day.messages)
+
+
+def test_most_encounters_carry_insurance_on_registration_and_update(
+    day: SyntheticDay, parsed: list[Hl7Message]
+) -> None:
+    payers = day.expected.payers_by_encounter
+    assert len(payers) == day.expected.encounters
+    self_pay = sum(1 for held in payers.values() if not held)
+    two = sum(1 for held in payers.values() if len(held) == 2)
+    # One encounter in ten is self-pay (a patient's second visit of the day keeps the first's insurance,
+    # so not exactly), and about one in eight has a second payer.
+    assert 0.08 * len(payers) <= self_pay <= 0.12 * len(payers)
+    assert 0.05 * len(payers) <= two <= 0.25 * len(payers)
+    assert all(len(held) <= 2 for held in payers.values())
+    in1_by_visit: dict[str, list[str]] = {}
+    for msg in parsed:
+        in1s = [seg.text for seg in msg.segments_named("IN1")]
+        if msg.trigger_event not in {"A01", "A04", "A08"}:
+            assert not in1s, f"{msg.event_code} carries IN1"
+            continue
+        assert [seg.get(3) for seg in msg.segments_named("IN1")] == list(payers[_visit(msg)])
+        assert [seg.get(1) for seg in msg.segments_named("IN1")] == [str(n) for n in range(1, len(in1s) + 1)]
+        # The update repeats the registration's insurance exactly.
+        assert in1_by_visit.setdefault(_visit(msg), in1s) == in1s
+    assert len(in1_by_visit) == day.expected.encounters
+
+
+def test_payers_are_the_demo_master_data_s(day: SyntheticDay) -> None:
+    billable = {
+        p.payer_id for p in read_set(DEMO_DIR).payers if p.active and p.payer_type != PayerType.SELF_PAY
+    }
+    used = {payer for held in day.expected.payers_by_encounter.values() for payer in held}
+    assert used <= billable, sorted(used - billable)
+    assert len(used) >= 10
+    assert {"MCR-A", "MCR-B", "BCBS-MN", "MCD-MN", "MCD-WI"} <= used
+
+
+def test_insurance_maps_to_coverages(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
+    relationships: Counter[SubscriberRelationship] = Counter()
+    for raw, msg in zip(day.messages, parsed, strict=True):
+        if msg.trigger_event not in {"A01", "A04"}:
+            continue
+        [event] = canonicalize(raw)
+        payload = event.payload
+        assert isinstance(payload, EncounterPayload)
+        assert payload.coverage_warnings == ()
+        assert tuple(c.payer_id for c in payload.coverages) == day.expected.payers_by_encounter[_visit(msg)]
+        for priority, coverage in enumerate(payload.coverages, 1):
+            assert coverage.priority == priority and coverage.encounter_id == event.encounter_id
+            assert coverage.member_id and coverage.plan and coverage.effective_on is not None
+            assert coverage.subscriber_family_name and coverage.subscriber_birth_date is not None
+            if coverage.relationship is SubscriberRelationship.SELF:
+                person = (payload.patient.family_name, payload.patient.given_name, payload.patient.birth_date)
+                assert (
+                    coverage.subscriber_family_name,
+                    coverage.subscriber_given_name,
+                    coverage.subscriber_birth_date,
+                ) == person
+            else:
+                assert coverage.subscriber_given_name
+            relationships[coverage.relationship] += 1
+    total = sum(relationships.values())
+    # Mostly the patient's own policy; some through a spouse, some children through a parent.
+    assert relationships[SubscriberRelationship.SELF] >= 0.6 * total
+    assert relationships[SubscriberRelationship.SPOUSE] >= 0.05 * total
+    assert relationships[SubscriberRelationship.CHILD] >= 0.03 * total
+    assert set(relationships) == {
+        SubscriberRelationship.SELF,
+        SubscriberRelationship.SPOUSE,
+        SubscriberRelationship.CHILD,
+    }

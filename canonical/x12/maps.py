@@ -43,6 +43,7 @@ __all__ = [
     "MapChoice",
     "choose_map",
     "control_map_file",
+    "forget_maps",
     "load_map",
     "map_index",
     "nearest_maps",
@@ -184,6 +185,13 @@ def load_map(map_file: str, map_path: Path) -> Any:
             found = pyx12.map_if.load_map_file(map_file, _PARAMS, str(map_path))
             _MAPS[key] = found
         return found
+
+
+def forget_maps() -> None:
+    """Drop the parsed maps (the next validation parses them again): for measurements and tests."""
+    with _MAP_LOCK:
+        _MAPS.clear()
+        _INDEXES.clear()
 
 
 def map_index(map_path: Path) -> Any:

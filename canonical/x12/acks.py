@@ -470,4 +470,5 @@ def read_acknowledgment(interchange: Interchange) -> AcknowledgmentReport:
             groups += reader.found
     if not tas and not groups:
         raise _refuse(x, "", x.isa, "", "the interchange carries no TA1, 999 or 997")
-    return AcknowledgmentReport(x.control, (x.isa.element(5), x.isa.element(6)), tas, tuple(groups))
+    sender = (x.isa.element(5).strip(), x.isa.element(6).strip())
+    return AcknowledgmentReport(x.control, sender, tas, tuple(groups))

@@ -28,6 +28,7 @@ of the claims it sent with.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,8 @@ _MAX_CODES = 5  # IK502..IK506, AK905..AK909
 _FUNCTIONAL_ACK = "FA"
 _REPETITION_FROM = "00402"
 _SUPPORTED_ISA12 = ("00401", "00501")
+_NO_CONTROL = "0" * 9
+_SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +148,11 @@ def _version(x: Interchange) -> str:
 def _ta1(v: InterchangeValidation, sender: tuple[str, str], control: int, at: dt.datetime) -> str:
     x = v.interchange
     receiver = (x.isa.element(5), x.isa.element(6))
+    verdict = (v.ta1_verdict, v.ta1_code)
     lines = [
         _isa(sender, receiver, control, at, _version(x), x.isa.element(15)),
-        _segment("TA1", x.control, x.isa.element(9), x.isa.element(10), v.ta1_verdict, v.ta1_code),
+        # TA101 echoes ISA13; an empty one (itself a fault, TA105 018) is answered as nine zeros.
+        _segment("TA1", x.control.strip() or _NO_CONTROL, x.isa.element(9), x.isa.element(10), *verdict),
         _segment("IEA", "0", f"{control:09d}"),
     ]
     return _LINE_END.join(lines) + _LINE_END
@@ -158,8 +163,16 @@ def _answers_ta1_only(x: Interchange) -> bool:
 
 
 def _acknowledged(v: InterchangeValidation) -> list[GroupValidation]:
-    """The groups a 999 answers: 005010 groups that are not themselves acknowledgments."""
-    return [g for g in v.groups if g.functional_id != _FUNCTIONAL_ACK and g.guide.startswith("005010")]
+    """The groups a 999 answers: 005010 groups that are not themselves acknowledgments.
+
+    A group without GS01 or GS06 cannot be named in an AK1: validate() reports it at the interchange
+    level (TA105 024), so the TA1 answers it.
+    """
+    return [
+        g
+        for g in v.groups
+        if g.functional_id not in ("", _FUNCTIONAL_ACK) and g.control and g.guide.startswith("005010")
+    ]
 
 
 def _element_position(element: str) -> tuple[str, ...]:
@@ -179,6 +192,8 @@ def _ik3_loops(issues: Sequence[X12Issue]) -> list[str]:
             by_segment.setdefault((issue.position, issue.segment_id), []).append(issue)
     out: list[str] = []
     for (position, segment_id), found in sorted(by_segment.items()):
+        if not _SEGMENT_ID.fullmatch(segment_id):
+            continue  # IK301 must be a segment id; the set's IK5 still says 5 (segments in error)
         codes = list(dict.fromkeys(i.code for i in found if i.level is IssueLevel.SEGMENT))
         elements = [i for i in found if i.level is IssueLevel.ELEMENT and _element_position(i.element)]
         if elements and "8" not in codes:
@@ -204,6 +219,8 @@ def _st999(g: GroupValidation, control: int) -> list[str]:
     st02 = f"{control:04d}"
     body = [_segment("ST", "999", st02, ACK_GUIDE), _segment("AK1", g.functional_id, g.control, g.guide)]
     for s in g.sets:
+        if not (s.code and s.control):
+            continue  # an AK2 must name ST01 and ST02: such a set is counted in AK9 as received, not accepted
         guide = s.guide if s.guide.startswith("005010") else ""
         body.append(_segment("AK2", s.code, s.control, guide))
         body += _ik3_loops(s.issues)

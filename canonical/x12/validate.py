@@ -605,7 +605,7 @@ class _Collector:
             elif code in _SEGMENT_CODE_ELEMENTS:
                 reason += f": {_SEGMENT_CODE_ELEMENTS[code]} is out of sequence"
             elif code == "1":
-                reason += " here"
+                reason += " here" if seg_id else " here (the segment has no id)"
             element = _SEGMENT_CODE_ELEMENTS.get(code, "") or (_refdes(text) if fixed == "8" else "")
             self.issue(IssueLevel.SEGMENT, gs06, st02, fixed, reason, element=element, **where)
         for ele in err_seg.elements:
@@ -708,6 +708,12 @@ def validate(interchange: Interchange, *, map_path: Path | None = None) -> Inter
             if walk.failure:
                 failure = _walk_failed(x, mapped, walk, collector)
     _add_envelope_faults(x, collector)
+    for group in x.groups:
+        if not (group.functional_id and group.control):
+            reason = f"{TA1_CODES['024']}: a GS without GS01 or GS06 cannot be acknowledged in a 999"
+            collector.issue(
+                IssueLevel.INTERCHANGE, "", "", "024", reason, segment_id="GS", position=group.gs.position
+            )
     groups = tuple(_group_result(x, g, choices[id(g)], failure.get(id(g)), collector) for g in x.groups)
     issues = tuple(collector.interchange)
     return InterchangeValidation(

@@ -6,6 +6,7 @@ import collections
 import random
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -276,6 +277,26 @@ def test_pyx12_maps_that_no_longer_take_the_patches_are_refused(tmp_path: Path) 
         maps._patch(folder)
 
 
+def test_validation_from_several_threads_gives_what_one_thread_gives() -> None:
+    # The maps are shared by every thread of the process (parsed once, behind a lock).
+    inputs = [
+        read_one(professional_claims(40, seed=seed, guide=guide))
+        for seed, guide in [
+            (1, "005010X222A1"),
+            (2, "005010X222A2"),
+            (3, "005010X222A1"),
+            (4, "005010X222A2"),
+        ]
+    ]
+    inputs.append(read_one(professional_claims(40).replace("*11:B:1*", "*XX:B:1*")))
+    maps.forget_maps()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(validate, inputs * 2))
+    alone = [validate(x) for x in inputs * 2]
+    assert together == alone
+    assert [g.verdict for v in alone for g in v.groups][-1] is GroupVerdict.REJECTED
+
+
 def _corpus_validations() -> list[tuple[str, InterchangeValidation]]:
     root = corpus_dir("x12")
     return [
@@ -329,16 +350,19 @@ def test_known_bad_corpus_files_are_rejected_with_the_located_issue() -> None:
     assert one.validated_with == "X222A1 map (nearest to X222A2)"
 
 
-def _cold_and_warm(x: Interchange) -> tuple[float, float]:
-    """Seconds for validate() with the maps parsed afresh, then with the memoised maps."""
-    maps.forget_maps()
-    started = time.perf_counter()
-    cold = validate(x)
-    middle = time.perf_counter()
-    warm = validate(x)
-    ended = time.perf_counter()
-    assert cold == warm
-    return middle - started, ended - middle
+def _cold_and_warm(x: Interchange, runs: int = 2) -> tuple[float, float]:
+    """Best-of-``runs`` seconds for validate() with the maps parsed afresh, and with the memoised maps."""
+    cold = warm = float("inf")
+    first = validate(x)
+    for _ in range(runs):
+        maps.forget_maps()
+        started = time.perf_counter()
+        assert validate(x) == first
+        middle = time.perf_counter()
+        assert validate(x) == first
+        ended = time.perf_counter()
+        cold, warm = min(cold, middle - started), min(warm, ended - middle)
+    return cold, warm
 
 
 def test_the_cost_of_validation_with_and_without_memoised_maps() -> None:
@@ -353,13 +377,15 @@ def test_the_cost_of_validation_with_and_without_memoised_maps() -> None:
     ]
     largest_mapped = max(mapped, key=lambda p: p.stat().st_size)
     claims = read_one(professional_claims(1_000))
-    segments = sum(len(t.segments) for g in claims.groups for t in g.transactions)
     print()
     for name, x in [
         (largest.name, read_interchanges(largest.read_bytes())[0]),
         (largest_mapped.name, read_interchanges(largest_mapped.read_bytes())[0]),
-        (f"generated 837P, 1,000 claims, {segments} segments", claims),
+        ("generated 837P, 1,000 claims", claims),
     ]:
         cold, warm = _cold_and_warm(x)
-        print(f"  {name}: maps parsed afresh {cold:.3f} s, memoised {warm:.3f} s")
+        segments = sum(len(t.segments) for g in x.groups for t in g.transactions)
+        validated = any(g.verdict is not GroupVerdict.NOT_VALIDATED for g in validate(x).groups)
+        rate = f", {segments / warm:,.0f} segments/s memoised" if validated else " (not validated: 004010)"
+        print(f"  {name}: maps parsed afresh {cold:.3f} s, memoised {warm:.3f} s{rate}")
     assert validate(claims).groups[0].verdict is GroupVerdict.ACCEPTED

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from canonical.errors import DecodeError, Fault
+from canonical.errors import ConfigurationError, DecodeError, Fault
 from canonical.x12.envelope import Interchange, Segment
 from canonical.x12.validate import (
     ELEMENT_CODES,
@@ -136,9 +136,11 @@ def _isa(
 def _check_sender(sender: tuple[str, str], control_number: int) -> None:
     qualifier, identifier = sender
     if not qualifier or len(qualifier) > 2 or not identifier or len(identifier) > 15:
-        raise ValueError("sender must be an ISA qualifier (1-2 characters) and an id (1-15 characters)")
+        raise ConfigurationError(
+            "the acknowledgments' sender must be an ISA qualifier (1-2 characters) and id (1-15 characters)"
+        )
     if not 0 < control_number <= _MAX_CONTROL - 1:
-        raise ValueError(f"control_number must be between 1 and {_MAX_CONTROL - 1}")
+        raise ConfigurationError(f"an acknowledgment control number must be between 1 and {_MAX_CONTROL - 1}")
 
 
 def _version(x: Interchange) -> str:
@@ -273,7 +275,7 @@ def acknowledgments(
 
     ``sender`` is hcsync's own ISA qualifier and id; ``control_number`` is the ISA13 (and the 999's GS06)
     of the first interchange written, the next one taking the number after it; ``at`` dates them. Raises
-    ValueError for a sender or control number that cannot be written.
+    ConfigurationError for a sender or control number that cannot be written.
     """
     _check_sender(sender, control_number)
     x = validation.interchange

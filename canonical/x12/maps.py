@@ -143,7 +143,7 @@ def nearest_maps(cache_root: Path | None = None) -> Path:
 
     Built once from the installed pyx12 maps into a temporary sibling and renamed into place, so several
     processes building it at once each see a whole directory. Raises ConfigurationError when pyx12's
-    maps no longer take hcsync's patches.
+    maps no longer take hcsync's patches, or the directory cannot be written.
     """
     root = cache_root if cache_root is not None else Path(tempfile.gettempdir()) / "hcsync-x12-maps"
     with _BUILD_LOCK:
@@ -152,22 +152,33 @@ def nearest_maps(cache_root: Path | None = None) -> Path:
             return known
         source = _source_folder()
         target = root / f"pyx12-{pyx12.__version__}-{_digest(source)}"
-        if not (target / _MAPS_INDEX).is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-            try:
-                folder = building / "map"
-                shutil.copytree(source, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-                _patch(folder)
-                try:
-                    os.rename(folder, target)
-                except OSError:
-                    if not (target / _MAPS_INDEX).is_file():  # not another process's finished build
-                        raise
-            finally:
-                shutil.rmtree(building, ignore_errors=True)
+        try:
+            _build(source, root, target)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot build the pyx12 nearest-maps directory under {root}: {exc}"
+            ) from exc
         _BUILT[root] = target
         return target
+
+
+def _build(source: Path, root: Path, target: Path) -> None:
+    """Copy and patch pyx12's maps into ``target`` unless a build is already there."""
+    if (target / _MAPS_INDEX).is_file():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        folder = building / "map"
+        shutil.copytree(source, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+        _patch(folder)
+        try:
+            os.rename(folder, target)
+        except OSError:
+            if not (target / _MAPS_INDEX).is_file():  # not another process's finished build
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
 _PARAMS = pyx12.params.ParamsBase()  # not ParamsUnix: it would read the user's ~/.pyx12.conf.xml

@@ -679,9 +679,11 @@ def _set_result(
 
 
 def validate(interchange: Interchange, *, map_path: Path | None = None) -> InterchangeValidation:
-    """Validate ``interchange`` with pyx12 (nearest maps by default) into located results; never raises.
+    """Validate ``interchange`` with pyx12 (nearest maps by default) into located results.
 
-    ``map_path`` is a pyx12 map directory (default: the nearest-maps directory of maps.py).
+    Whatever the input, no exception: findings are issues. ``map_path`` is a pyx12 map directory
+    (default: maps.nearest_maps() in the system temp directory); building that default raises
+    ConfigurationError when it cannot be written or pyx12's maps changed.
     """
     x = interchange
     path = map_path if map_path is not None else maps.nearest_maps()

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from canonical.errors import DecodeError
+from canonical.errors import ConfigurationError, DecodeError
 from canonical.x12.acks import (
     ACK_GUIDE,
     AcknowledgmentReport,
@@ -254,3 +254,23 @@ def test_a_malformed_acknowledgment_is_a_located_decode_error(body: str, field: 
     fault = caught.value.fault
     assert fault.rule == "X12-ACK-INVALID" and reason in fault.reason and fault.field == field
     assert fault.message_id.startswith("ISA13 000000123")
+
+
+def test_a_group_without_gs06_is_answered_by_a_ta1_since_no_ak1_can_name_it() -> None:
+    acks = answer(read_one(professional_claims(1).replace("*1200*101*X*", "*1200**X*")))
+    assert acks.ack999 is None and acks.ta1 is not None
+    [ta1] = read_acknowledgment(read_one(acks.ta1)).interchanges
+    assert (ta1.verdict, ta1.code) == ("R", "024")
+
+
+@pytest.mark.parametrize(
+    ("sender", "control"),
+    [(("", "HCSYNC"), 1), (("ZZ", "X" * 16), 1), (HCSYNC, 0), (HCSYNC, 999_999_999)],
+    ids=["no-qualifier", "long-id", "zero", "too-big"],
+)
+def test_a_sender_or_control_number_that_cannot_be_written_is_refused(
+    sender: tuple[str, str], control: int
+) -> None:
+    v = validate(read_one(professional_claims(1)))
+    with pytest.raises(ConfigurationError):
+        acknowledgments(v, sender=sender, control_number=control, at=AT)

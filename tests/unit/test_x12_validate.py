@@ -389,3 +389,10 @@ def test_the_cost_of_validation_with_and_without_memoised_maps() -> None:
         rate = f", {segments / warm:,.0f} segments/s memoised" if validated else " (not validated: 004010)"
         print(f"  {name}: maps parsed afresh {cold:.3f} s, memoised {warm:.3f} s{rate}")
     assert validate(claims).groups[0].verdict is GroupVerdict.ACCEPTED
+
+
+def test_a_maps_directory_that_cannot_be_written_is_a_configuration_error(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(ConfigurationError, match="cannot build the pyx12 nearest-maps directory"):
+        maps.nearest_maps(blocked / "maps")

@@ -34,7 +34,9 @@ from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import Hl7Message, parse_message, split_messages
 from canonical.hl7v2.strict import strict_fault
 from canonical.models import EncounterStatus
+from canonical.x12.acks import acknowledgments, read_acknowledgment
 from canonical.x12.envelope import read_interchanges
+from canonical.x12.validate import IssueLevel, validate
 from foundation.settings import Settings
 from tests.fuzz.harness import assert_located, time_bound
 from tests.fuzz.hl7_inputs import sample_seeds
@@ -176,10 +178,35 @@ def check_x12_envelope(data: bytes) -> None:
             assert fault.message_id.startswith(f"fuzz.edi, ISA13 {interchange.control}"), fault.describe()
 
 
+def check_x12_validate(data: bytes) -> None:
+    """pyx12 validation and the 999/TA1 written from it: located issues, acks that read back, no crash."""
+    try:
+        with time_bound():
+            found = read_interchanges(data, "fuzz.edi")
+    except DecodeError:
+        return  # the x12.envelope target holds the reader's refusals to being located
+    for interchange in found:
+        with time_bound():
+            result = validate(interchange)
+            acks = acknowledgments(result, sender=("ZZ", "HCSYNC"), control_number=1, at=_AT)
+        for issue in result.all_issues():
+            # An issue's "located": its interchange, a code and a reason; a segment's or element's issue
+            # also its position in the set (its segment id too, unless the data has none).
+            assert issue.isa13 == interchange.control and issue.code and issue.reason, issue.location()
+            if issue.level in (IssueLevel.SEGMENT, IssueLevel.ELEMENT):
+                assert issue.position is not None, issue.location()
+        for text in acks.interchanges():
+            # What hcsync sends back is itself a sound interchange that reads as an acknowledgment.
+            [ack] = read_interchanges(text.encode(), "ack.edi")
+            assert ack.faults == [], [fault.describe() for fault in ack.faults]
+            read_acknowledgment(ack)
+
+
 TARGETS: tuple[ByteTarget, ...] = (
     ByteTarget("hl7v2.parse", check_parse, sample_seeds, corpus=("hl7", "hl7_batch")),
     ByteTarget("hl7v2.canonical", check_canonical, sample_seeds, corpus=("hl7", "hl7_batch")),
     ByteTarget("hl7v2.strict", check_strict, sample_seeds, corpus=("hl7",)),
     ByteTarget("hl7v2.stream", check_stream, sample_seeds, corpus=("hl7_batch",)),
     ByteTarget("x12.envelope", check_x12_envelope, x12_seeds, corpus=("x12",)),
+    ByteTarget("x12.validate", check_x12_validate, x12_seeds, corpus=("x12",)),
 )

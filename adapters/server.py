@@ -80,7 +80,7 @@ BILLING_ACCESS = ServiceAccess(
         "CreateClaims": "write",
         "UpdateClaimStatus": "write",
         "PostRemittance": "write",
-        "ListClaims": "read",
+        "GetClaimList": "read",
         "GetClaim": "read",
     },
 )

@@ -2570,7 +2570,7 @@ class PostRemittanceResponse(_message.Message):
 Global___PostRemittanceResponse: _TypeAlias = PostRemittanceResponse  # noqa: Y015
 
 @_typing.final
-class ListClaimsRequest(_message.Message):
+class ClaimListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATUS_FIELD_NUMBER: _builtins.int
@@ -2599,7 +2599,7 @@ class ListClaimsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListClaimsRequest: _TypeAlias = ListClaimsRequest  # noqa: Y015
+Global___ClaimListRequest: _TypeAlias = ClaimListRequest  # noqa: Y015
 
 @_typing.final
 class ClaimSummary(_message.Message):
@@ -2664,7 +2664,7 @@ class ClaimSummary(_message.Message):
 Global___ClaimSummary: _TypeAlias = ClaimSummary  # noqa: Y015
 
 @_typing.final
-class ListClaimsResponse(_message.Message):
+class ClaimList(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLAIMS_FIELD_NUMBER: _builtins.int
@@ -2681,7 +2681,7 @@ class ListClaimsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListClaimsResponse: _TypeAlias = ListClaimsResponse  # noqa: Y015
+Global___ClaimList: _TypeAlias = ClaimList  # noqa: Y015
 
 @_typing.final
 class GetClaimRequest(_message.Message):

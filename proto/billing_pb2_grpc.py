@@ -99,10 +99,10 @@ class BillingAdapterStub:
                 request_serializer=proto_dot_billing__pb2.PostRemittanceRequest.SerializeToString,
                 response_deserializer=proto_dot_billing__pb2.PostRemittanceResponse.FromString,
                 _registered_method=True)
-        self.ListClaims = channel.unary_unary(
-                '/hcsync.billing.v1.BillingAdapter/ListClaims',
-                request_serializer=proto_dot_billing__pb2.ListClaimsRequest.SerializeToString,
-                response_deserializer=proto_dot_billing__pb2.ListClaimsResponse.FromString,
+        self.GetClaimList = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/GetClaimList',
+                request_serializer=proto_dot_billing__pb2.ClaimListRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.ClaimList.FromString,
                 _registered_method=True)
         self.GetClaim = channel.unary_unary(
                 '/hcsync.billing.v1.BillingAdapter/GetClaim',
@@ -220,8 +220,9 @@ class BillingAdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListClaims(self, request, context):
-        """List claims, newest first, by status, account and payer. Read.
+    def GetClaimList(self, request, context):
+        """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+        starts with Get).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -302,10 +303,10 @@ def add_BillingAdapterServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_billing__pb2.PostRemittanceRequest.FromString,
                     response_serializer=proto_dot_billing__pb2.PostRemittanceResponse.SerializeToString,
             ),
-            'ListClaims': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListClaims,
-                    request_deserializer=proto_dot_billing__pb2.ListClaimsRequest.FromString,
-                    response_serializer=proto_dot_billing__pb2.ListClaimsResponse.SerializeToString,
+            'GetClaimList': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClaimList,
+                    request_deserializer=proto_dot_billing__pb2.ClaimListRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.ClaimList.SerializeToString,
             ),
             'GetClaim': grpc.unary_unary_rpc_method_handler(
                     servicer.GetClaim,
@@ -675,7 +676,7 @@ class BillingAdapter:
             _registered_method=True)
 
     @staticmethod
-    def ListClaims(request,
+    def GetClaimList(request,
             target,
             options=(),
             channel_credentials=None,
@@ -688,9 +689,9 @@ class BillingAdapter:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/hcsync.billing.v1.BillingAdapter/ListClaims',
-            proto_dot_billing__pb2.ListClaimsRequest.SerializeToString,
-            proto_dot_billing__pb2.ListClaimsResponse.FromString,
+            '/hcsync.billing.v1.BillingAdapter/GetClaimList',
+            proto_dot_billing__pb2.ClaimListRequest.SerializeToString,
+            proto_dot_billing__pb2.ClaimList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,8 +83,10 @@ class BillingAdapterStub:
     Rules X12-835-DUPLICATE-TRACE, X12-835-UNMATCHED-CLAIM, X12-835-OVERPAYMENT, X12-835-UNBALANCED.
     Answers the summary the ERP journal needs, without PHI. Write.
     """
-    ListClaims: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListClaimsRequest, _billing_pb2.ListClaimsResponse]
-    """List claims, newest first, by status, account and payer. Read."""
+    GetClaimList: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ClaimListRequest, _billing_pb2.ClaimList]
+    """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+    starts with Get).
+    """
     GetClaim: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetClaimRequest, _billing_pb2.GetClaimResponse]
     """One claim: its submission, status history, payments and adjustments. PHI (the subscriber). Read."""
 
@@ -138,8 +140,10 @@ class BillingAdapterAsyncStub(BillingAdapterStub):
     Rules X12-835-DUPLICATE-TRACE, X12-835-UNMATCHED-CLAIM, X12-835-OVERPAYMENT, X12-835-UNBALANCED.
     Answers the summary the ERP journal needs, without PHI. Write.
     """
-    ListClaims: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListClaimsRequest, _billing_pb2.ListClaimsResponse]  # type: ignore[assignment]
-    """List claims, newest first, by status, account and payer. Read."""
+    GetClaimList: _aio.UnaryUnaryMultiCallable[_billing_pb2.ClaimListRequest, _billing_pb2.ClaimList]  # type: ignore[assignment]
+    """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+    starts with Get).
+    """
     GetClaim: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetClaimRequest, _billing_pb2.GetClaimResponse]  # type: ignore[assignment]
     """One claim: its submission, status history, payments and adjustments. PHI (the subscriber). Read."""
 
@@ -270,12 +274,14 @@ class BillingAdapterServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def ListClaims(
+    def GetClaimList(
         self,
-        request: _billing_pb2.ListClaimsRequest,
+        request: _billing_pb2.ClaimListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.ListClaimsResponse, _abc.Awaitable[_billing_pb2.ListClaimsResponse]]:
-        """List claims, newest first, by status, account and payer. Read."""
+    ) -> _typing.Union[_billing_pb2.ClaimList, _abc.Awaitable[_billing_pb2.ClaimList]]:
+        """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+        starts with Get).
+        """
 
     @_abc_1.abstractmethod
     def GetClaim(

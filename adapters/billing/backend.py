@@ -188,7 +188,7 @@ class BillingBackend(Protocol):
         """Post one 835 all or nothing."""
         ...
 
-    def list_claims(self, request: billing_pb2.ListClaimsRequest) -> billing_pb2.ListClaimsResponse:
+    def list_claims(self, request: billing_pb2.ClaimListRequest) -> billing_pb2.ClaimList:
         """List claims by status, account and payer."""
         ...
 
@@ -733,7 +733,7 @@ class SqlBillingBackend:
         )
         return response
 
-    def list_claims(self, request: billing_pb2.ListClaimsRequest) -> billing_pb2.ListClaimsResponse:
+    def list_claims(self, request: billing_pb2.ClaimListRequest) -> billing_pb2.ClaimList:
         """List claims by status, account and payer."""
         revenue_cycle.validate_list(request)
         return read_transaction(self._engine, lambda session: revenue_cycle.list_claims(session, request))

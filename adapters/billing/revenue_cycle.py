@@ -90,7 +90,7 @@ M = TypeVar("M", bound=Message)
 MasterData = Callable[[], MasterDataSet]
 
 CLAIM_ID_MAX_CHARS = 38  # CLM01 patient control number, X12 5010 maximum length
-LIST_DEFAULT = 100  # claims ListClaims answers when no limit is given
+LIST_DEFAULT = 100  # claims GetClaimList answers when no limit is given
 BASIS_POINTS_MAX = 10_000  # 100 % coinsurance
 _SUFFIX = {rc.ClaimType.INSTITUTIONAL: "I", rc.ClaimType.PROFESSIONAL: "P"}
 _CLAIMABLE = frozenset({EncounterStatus.DISCHARGED.value, EncounterStatus.CLOSED.value})
@@ -1299,11 +1299,11 @@ def _plb_bucket(
 
 
 # ---------------------------------------------------------------------------------------------------
-# ListClaims, GetClaim, totals
+# GetClaimList, GetClaim, totals
 
 
-def validate_list(request: billing_pb2.ListClaimsRequest) -> None:
-    """Refuse a ListClaims request with an unknown status or a limit out of range."""
+def validate_list(request: billing_pb2.ClaimListRequest) -> None:
+    """Refuse a GetClaimList request with an unknown status or a limit out of range."""
     if request.status and request.status not in ClaimLifecycle.ALL:
         raise invalid_request("status", f"must be one of {', '.join(ClaimLifecycle.ALL)}")
     if not 0 <= request.limit <= MAX_ITEMS_PER_CALL:
@@ -1330,7 +1330,7 @@ def _summary(row: ClaimRow) -> billing_pb2.ClaimSummary:
     return summary
 
 
-def list_claims(session: Session, request: billing_pb2.ListClaimsRequest) -> billing_pb2.ListClaimsResponse:
+def list_claims(session: Session, request: billing_pb2.ClaimListRequest) -> billing_pb2.ClaimList:
     """Return the claims that pass the filters, most recently changed first."""
     query = select(ClaimRow)
     if request.status:
@@ -1340,7 +1340,7 @@ def list_claims(session: Session, request: billing_pb2.ListClaimsRequest) -> bil
     if request.payer_id:
         query = query.where(ClaimRow.payer_id == request.payer_id)
     query = query.order_by(ClaimRow.updated_at.desc(), ClaimRow.claim_id).limit(request.limit or LIST_DEFAULT)
-    return billing_pb2.ListClaimsResponse(claims=[_summary(row) for row in session.scalars(query)])
+    return billing_pb2.ClaimList(claims=[_summary(row) for row in session.scalars(query)])
 
 
 def get_claim(session: Session, request: billing_pb2.GetClaimRequest) -> billing_pb2.GetClaimResponse:

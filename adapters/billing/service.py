@@ -95,11 +95,11 @@ class BillingService(billing_pb2_grpc.BillingAdapterServicer):
         """Post one 835 all or nothing."""
         return await answer(context, "PostRemittance", lambda: self._backend.post_remittance(request))
 
-    async def ListClaims(
-        self, request: billing_pb2.ListClaimsRequest, context: grpc.aio.ServicerContext
-    ) -> billing_pb2.ListClaimsResponse:
+    async def GetClaimList(
+        self, request: billing_pb2.ClaimListRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ClaimList:
         """List claims by status, account and payer."""
-        return await answer(context, "ListClaims", lambda: self._backend.list_claims(request))
+        return await answer(context, "GetClaimList", lambda: self._backend.list_claims(request))
 
     async def GetClaim(
         self, request: billing_pb2.GetClaimRequest, context: grpc.aio.ServicerContext

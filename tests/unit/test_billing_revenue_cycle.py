@@ -598,7 +598,7 @@ def test_an_835_posts_and_answers_the_journal_summary(billed: SqlBillingBackend)
     )
     assert billed.post_remittance(request).status == RemittanceStatus.DUPLICATE
     assert list(billed.post_remittance(request).summaries) == list(answer.summaries)
-    claims = {c.claim_id: c for c in billed.list_claims(billing_pb2.ListClaimsRequest()).claims}
+    claims = {c.claim_id: c for c in billed.list_claims(billing_pb2.ClaimListRequest()).claims}
     assert claims[f"{ACCOUNT}I"].status == "partly_paid"  # the patient owes the PR part
     assert claims[f"{ACCOUNT}P"].status == "denied"
     assert claims[f"{ACCOUNT}I"].outstanding_cents == 0
@@ -632,7 +632,7 @@ def test_a_partial_payment_then_a_reversal(billed: SqlBillingBackend) -> None:
     billed.post_remittance(
         remittance("T-1", clp(f"{ACCOUNT}I", 63_500, 30_000, cas("CO", "45", 20_000), cas("PR", "1", 13_500)))
     )
-    claim = billed.list_claims(billing_pb2.ListClaimsRequest(status="partly_paid")).claims[0]
+    claim = billed.list_claims(billing_pb2.ClaimListRequest(status="partly_paid")).claims[0]
     assert (claim.claim_id, claim.outstanding_cents, claim.patient_responsibility_cents) == (
         f"{ACCOUNT}I",
         0,
@@ -653,7 +653,7 @@ def test_a_partial_payment_then_a_reversal(billed: SqlBillingBackend) -> None:
         1_500,
         -32_000,
     )
-    claim = billed.list_claims(billing_pb2.ListClaimsRequest(encounter_id=ACCOUNT, status="adjusted")).claims[
+    claim = billed.list_claims(billing_pb2.ClaimListRequest(encounter_id=ACCOUNT, status="adjusted")).claims[
         0
     ]
     assert (claim.paid_cents, claim.adjusted_cents, claim.outstanding_cents) == (0, 0, 63_500)
@@ -754,7 +754,7 @@ async def _over_grpc(tmp_path: Path) -> None:
                     billing_pb2.CreateClaimsRequest(idempotency_key="c-2", encounter_id=ACCOUNT), timeout=10
                 )
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            listed = await read.ListClaims(billing_pb2.ListClaimsRequest(status="created"), timeout=10)
+            listed = await read.GetClaimList(billing_pb2.ClaimListRequest(status="created"), timeout=10)
             assert len(listed.claims) == 2
             shown = await read.GetClaim(billing_pb2.GetClaimRequest(claim_id=f"{ACCOUNT}P"), timeout=10)
             assert shown.submission.subscriber.member_id == MEMBER

@@ -199,12 +199,14 @@ def _digits(value: str, sizes: tuple[int, ...]) -> bool:
     return value.isascii() and value.isdigit() and len(value) in sizes
 
 
-def _validate_person(person: billing_pb2.Person, where: str, key: str, *, member: bool) -> None:
-    """Refuse a person whose parts an 837 could not carry; the field is named, the value never."""
-    if member and not person.member_id:
+def _validate_person(person: billing_pb2.Person, where: str, key: str) -> None:
+    """Refuse a subscriber whose parts an 837 could not carry; the field is named, the value never.
+
+    The names may be empty: IN1-16 is often left out when the patient is the subscriber, and the claim
+    then names the patient of the account.
+    """
+    if not person.member_id:
         raise invalid_request(f"{where}.member_id", "is empty", request_id=key)
-    if not person.family_name:
-        raise invalid_request(f"{where}.family_name", "is empty", request_id=key)
     request_date(person.birth_date, f"{where}.birth_date", key)
     if person.gender not in _GENDERS:
         raise invalid_request(f"{where}.gender", "must be F, M, U or empty", request_id=key)
@@ -234,7 +236,7 @@ def validate_coverage(request: billing_pb2.RecordCoverageRequest) -> None:
         raise invalid_request("coverage.priority", "must be 1, 2 or 3", request_id=key)
     if not coverage.HasField("subscriber"):
         raise invalid_request("coverage.subscriber", "is missing", request_id=key)
-    _validate_person(coverage.subscriber, "coverage.subscriber", key, member=True)
+    _validate_person(coverage.subscriber, "coverage.subscriber", key)
     if coverage.relationship and coverage.relationship not in _RELATIONSHIPS:
         raise invalid_request(
             "coverage.relationship", f"must be one of {', '.join(sorted(_RELATIONSHIPS))}", request_id=key
@@ -589,8 +591,26 @@ def _claim_lines(
     return lines
 
 
-def _person(stored: bytes) -> billing_pb2.Person:
-    person = billing_pb2.Person.FromString(stored)
+def _patient(account: AccountRow, gender: str) -> billing_pb2.Person:
+    """The account's patient as an 837 names them (loop 2010CA, or 2010BA when the subscriber)."""
+    return billing_pb2.Person(
+        family_name=account.family_name,
+        given_name=account.given_name,
+        birth_date=account.birth_date.isoformat() if account.birth_date else "",
+        gender=gender or rc.Gender.UNKNOWN.value,
+    )
+
+
+def _subscriber(coverage: CoverageRow, account: AccountRow) -> billing_pb2.Person:
+    """The coverage's subscriber; when IN1 left the names out and the patient is the subscriber, the
+    account's patient under the coverage's member id."""
+    person = billing_pb2.Person.FromString(coverage.subscriber)
+    if not person.family_name and coverage.relationship == rc.SubscriberRelationship.SELF.value:
+        patient = _patient(account, person.gender or coverage.patient_gender)
+        patient.member_id = person.member_id
+        if person.HasField("address"):
+            patient.address.CopyFrom(person.address)
+        return patient
     person.gender = person.gender or rc.Gender.UNKNOWN.value
     return person
 
@@ -622,21 +642,14 @@ def _submission(
         claim=claim,
         billing_provider=_provider(facility),
         payer=billing_pb2.PayerParty(payer_id=coverage.payer_id, name=payer_name[:60]),
-        subscriber=_person(coverage.subscriber),
+        subscriber=_subscriber(coverage, account),
         relationship=coverage.relationship,
         group_number=coverage.group_number,
         priority=coverage.priority,
         attending_npi=account.attending_provider_id if _digits(account.attending_provider_id, (10,)) else "",
     )
     if coverage.relationship != rc.SubscriberRelationship.SELF.value:
-        submission.patient.CopyFrom(
-            billing_pb2.Person(
-                family_name=account.family_name,
-                given_name=account.given_name,
-                birth_date=account.birth_date.isoformat() if account.birth_date else "",
-                gender=coverage.patient_gender or rc.Gender.UNKNOWN.value,
-            )
-        )
+        submission.patient.CopyFrom(_patient(account, coverage.patient_gender))
     return submission
 
 
@@ -997,6 +1010,13 @@ def validate_remittance(request: billing_pb2.PostRemittanceRequest) -> None:
     if items > MAX_ITEMS_PER_CALL:
         raise invalid_request(
             "remittance.claims", f"holds more than {MAX_ITEMS_PER_CALL} items", request_id=key
+        )
+    moved = sum(abs(claim.charge_cents) + abs(claim.paid_cents) for claim in remittance.claims)
+    if moved > MAX_CALL_CENTS:
+        raise invalid_request(
+            "remittance.claims",
+            f"CLP03 and CLP04 summed {beyond(MAX_CALL_CENTS, 'cents per call')}",
+            request_id=key,
         )
     for index, claim in enumerate(remittance.claims):
         where = f"remittance.claims[{index}]"

@@ -312,6 +312,21 @@ def test_a_dependent_is_named_as_the_patient(billing: SqlBillingBackend) -> None
     assert canonical_submission(submission).patient is not None
 
 
+def test_a_subscriber_without_names_is_the_patient_of_the_account(billing: SqlBillingBackend) -> None:
+    claimable(billing)
+    request = coverage("cov-2", version=2)
+    request.coverage.subscriber.family_name = request.coverage.subscriber.given_name = ""
+    request.coverage.subscriber.birth_date = ""
+    billing.record_coverage(request)
+    subscriber = create(billing).claims[0].submission.subscriber
+    assert (subscriber.member_id, subscriber.family_name, subscriber.given_name) == (MEMBER, FAMILY, GIVEN)
+    assert (subscriber.birth_date, subscriber.gender, subscriber.address.city) == (
+        "1815-12-10",
+        "F",
+        "Minneapolis",
+    )
+
+
 def test_a_replay_and_an_unchanged_account_answer_duplicate(billing: SqlBillingBackend) -> None:
     claimable(billing)
     first = create(billing)
@@ -439,6 +454,9 @@ def test_coverage_is_versioned_and_idempotent(billing: SqlBillingBackend) -> Non
     ("field", "mutate"),
     [
         ("coverage.priority", lambda c: setattr(c, "priority", 4)),
+        ("coverage.subscriber", lambda c: c.ClearField("subscriber")),
+        ("coverage.subscriber.gender", lambda c: setattr(c.subscriber, "gender", "X")),
+        ("coverage.subscriber.address.state", lambda c: setattr(c.subscriber.address, "state", "Minnesota")),
         ("coverage.payer_id", lambda c: setattr(c, "payer_id", "")),
         ("coverage.subscriber.member_id", lambda c: setattr(c.subscriber, "member_id", "")),
         ("coverage.subscriber.birth_date", lambda c: setattr(c.subscriber, "birth_date", "10/12/1815")),
@@ -687,6 +705,25 @@ def test_835_refusals_carry_their_rule_and_post_nothing(billed: SqlBillingBacken
     assert "by -100 cents" in refused.fault.reason
     totals = billed.totals().revenue_cycle
     assert (totals.remittance_count, totals.paid_cents) == (1, 40_000)
+
+
+def test_an_835_of_provider_adjustments_only_goes_to_the_payee_facility(billed: SqlBillingBackend) -> None:
+    # A refund of an earlier withholding (negative PLB): BPR02 = 0 - (-2,500).
+    refund = remittance("T-9", plb=-2_500, payee_npi="1528030723")  # SVH's NPI in the demo set
+    (summary,) = billed.post_remittance(refund).summaries
+    assert (summary.facility, summary.legal_entity, summary.payer_type) == ("SVH", "SVHS", "commercial")
+    assert (summary.claim_count, summary.paid_cents, summary.provider_adjustment_cents) == (0, 0, -2_500)
+    stranger = remittance("T-10", plb=-100, payee_npi="1999999999")
+    assert refusal(lambda: billed.post_remittance(stranger)).fault.rule == "X12-835-UNMATCHED-PAYEE"
+    assert billed.totals().revenue_cycle.provider_adjustment_cents == -2_500
+
+
+def test_an_835_beyond_the_call_bound_is_refused(billed: SqlBillingBackend) -> None:
+    line = 10**11  # the per-line bound: 51 claims of it paid in full pass 10^13 cents per call
+    request = remittance("T-1", *(clp(f"{ACCOUNT}I", line, line) for _ in range(51)))
+    with pytest.raises(InvalidMessageError) as caught:
+        billed.post_remittance(request)
+    assert caught.value.fault.field == "remittance.claims"
 
 
 def test_an_unsent_claim_takes_no_835(billing: SqlBillingBackend) -> None:

@@ -294,6 +294,8 @@ def record_coverage(
             session.add(row)
             status = CoverageStatus.CREATED
         else:
+            if (row.payer_id, row.member_id) != (coverage.payer_id, coverage.subscriber.member_id):
+                _forget_eligibility(row)  # another payer or policy: what was checked was another coverage
             for name, value in values.items():
                 setattr(row, name, value)
             row.version += 1
@@ -301,6 +303,15 @@ def record_coverage(
         response = billing_pb2.RecordCoverageResponse(status=status, version=row.version)
     _remember(session, "RecordCoverage", key, digest, response, now)
     return response
+
+
+def _forget_eligibility(row: CoverageRow) -> None:
+    """Reset a coverage's current eligibility to never checked (its history stays)."""
+    row.eligibility_status = rc.EligibilityStatus.UNKNOWN.value
+    row.eligibility_at = None
+    row.eligibility_plan = ""
+    row.benefits = None
+    row.follow_up, row.follow_up_reason = False, ""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -435,7 +446,6 @@ class _Netted:
     code_system: str = ""
     ndc_code: str = ""
     first_service: dt.datetime | None = None
-    last_service: dt.datetime | None = None
 
     def add(self, charge: ChargeRow) -> None:
         self.amount_cents += charge.amount_cents
@@ -447,7 +457,6 @@ class _Netted:
         if charge.amount_cents > 0:
             served = as_utc(charge.service_at)
             self.first_service = min(served, self.first_service or served)
-            self.last_service = max(served, self.last_service or served)
 
 
 def _netted_charges(session: Session, encounter_id: str) -> list[_Netted]:

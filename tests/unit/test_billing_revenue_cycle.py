@@ -525,6 +525,14 @@ def test_eligibility_keeps_history_and_the_latest_outcome(billing: SqlBillingBac
     )
     totals = billing.totals().revenue_cycle
     assert (totals.coverage_count, totals.eligibility_follow_up_count) == (1, 0)
+    # Another payer's coverage was never checked: its eligibility starts again from unknown.
+    billing.record_coverage(coverage("cov-2", version=2, payer="UHC"))
+    again = billing.record_eligibility(follow_up("e-4", T0 + dt.timedelta(minutes=1)))
+    assert (again.status, again.eligibility_status, again.follow_up) == (
+        EligibilityStatus.RECORDED,
+        "unknown",
+        True,
+    )
 
 
 # -- lifecycle ---------------------------------------------------------------------------------------

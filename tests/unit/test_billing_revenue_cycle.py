@@ -157,7 +157,7 @@ def billing(tmp_path: Path, data: list[MasterDataSet]) -> Iterator[SqlBillingBac
 
 def claimable(backend: SqlBillingBackend, account_id: str = ACCOUNT) -> None:
     """A discharged, coded, covered account with institutional and professional charges and a credit."""
-    backend.upsert_account(account("a-1", account_id=account_id))
+    backend.upsert_account(account(f"a-{account_id}", account_id=account_id))
     backend.post_charges(
         post(
             f"p-{account_id}",

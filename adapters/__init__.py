@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from canonical.errors import Fault, InvalidMessageError, RetryableError
+from canonical.errors import Fault, InvalidMessageError, PreconditionError, RetryableError
 
 __all__ = [
     "KEY_REUSED_RULE",
@@ -27,6 +27,7 @@ __all__ = [
     "fingerprint",
     "invalid_request",
     "optional_datetime",
+    "precondition_failed",
     "refusal_code",
     "request_date",
     "request_datetime",
@@ -57,6 +58,14 @@ def reused_key(key: str, what: str, field: str = "idempotency_key") -> InvalidMe
     """
     reason = f"{key} was already used for {what}"
     return InvalidMessageError(Fault(rule=KEY_REUSED_RULE, reason=reason, message_id=key, field=field))
+
+
+def precondition_failed(rule: str, reason: str, *, request_id: str = "") -> PreconditionError:
+    """Return the refusal of a well-formed request that the stored state does not allow, under ``rule``.
+
+    Answered FAILED_PRECONDITION with details "<rule>: <reason>", so the caller can quarantine by the rule.
+    """
+    return PreconditionError(Fault(rule=rule, reason=reason, message_id=request_id))
 
 
 def refusal_code(fault: Fault) -> grpc.StatusCode:
@@ -128,6 +137,10 @@ async def answer(context: grpc.aio.ServicerContext, rpc: str, work: Callable[[],
     try:
         # The backend blocks on the database; a worker thread keeps the event loop serving other calls.
         return await asyncio.to_thread(work)
+    except PreconditionError as exc:
+        fault = exc.fault
+        log.info("%s refused: %s: %s", rpc, fault.rule, fault.reason)
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{fault.rule}: {fault.reason}")
     except InvalidMessageError as exc:
         fault = exc.fault
         log.info("%s refused: %s %s", rpc, fault.field, fault.reason)

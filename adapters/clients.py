@@ -216,6 +216,53 @@ class BillingClient(_AdapterClient):
             "GetTotals", self._stub.GetTotals, billing_pb2.GetTotalsRequest(), billing_pb2.BillingTotals
         )
 
+    async def record_coverage(
+        self, req: billing_pb2.RecordCoverageRequest
+    ) -> billing_pb2.RecordCoverageResponse:
+        """Record an encounter's coverage of one priority; CREATED, UPDATED, STALE or DUPLICATE."""
+        return await self._call(
+            "RecordCoverage", self._stub.RecordCoverage, req, billing_pb2.RecordCoverageResponse
+        )
+
+    async def record_eligibility(
+        self, req: billing_pb2.RecordEligibilityRequest
+    ) -> billing_pb2.RecordEligibilityResponse:
+        """Record a 271 outcome or a follow-up flag; RECORDED, STALE or DUPLICATE."""
+        return await self._call(
+            "RecordEligibility", self._stub.RecordEligibility, req, billing_pb2.RecordEligibilityResponse
+        )
+
+    async def create_claims(self, req: billing_pb2.CreateClaimsRequest) -> billing_pb2.CreateClaimsResponse:
+        """Build an account's claims. A refusal (FAILED_PRECONDITION) raises NotRetryableError whose
+        message holds the details "<rule>: <reason>"."""
+        return await self._call(
+            "CreateClaims", self._stub.CreateClaims, req, billing_pb2.CreateClaimsResponse
+        )
+
+    async def update_claim_status(
+        self, req: billing_pb2.UpdateClaimStatusRequest
+    ) -> billing_pb2.UpdateClaimStatusResponse:
+        """Apply a claim lifecycle event (837 sent, 999, TA1)."""
+        return await self._call(
+            "UpdateClaimStatus", self._stub.UpdateClaimStatus, req, billing_pb2.UpdateClaimStatusResponse
+        )
+
+    async def post_remittance(
+        self, req: billing_pb2.PostRemittanceRequest
+    ) -> billing_pb2.PostRemittanceResponse:
+        """Post one 835; POSTED or DUPLICATE with the ERP summary, or refused under an X12-835-* rule."""
+        return await self._call(
+            "PostRemittance", self._stub.PostRemittance, req, billing_pb2.PostRemittanceResponse
+        )
+
+    async def list_claims(self, req: billing_pb2.ClaimListRequest) -> billing_pb2.ClaimList:
+        """List claims by status, account and payer (read scope)."""
+        return await self._call("GetClaimList", self._stub.GetClaimList, req, billing_pb2.ClaimList)
+
+    async def get_claim(self, req: billing_pb2.GetClaimRequest) -> billing_pb2.GetClaimResponse:
+        """Return one claim with its history and payments (read scope; PHI)."""
+        return await self._call("GetClaim", self._stub.GetClaim, req, billing_pb2.GetClaimResponse)
+
     async def wait_ready(self, timeout_s: float) -> None:
         """Return once GetTotals succeeds; raise StackError if it does not within ``timeout_s``."""
         await self._wait_ready("GetTotals", self._stub.GetTotals, billing_pb2.GetTotalsRequest(), timeout_s)

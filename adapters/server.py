@@ -75,6 +75,13 @@ BILLING_ACCESS = ServiceAccess(
         "MoveAccount": "write",
         "ApplyBatch": "write",
         "GetTotals": "read",
+        "RecordCoverage": "write",
+        "RecordEligibility": "write",
+        "CreateClaims": "write",
+        "UpdateClaimStatus": "write",
+        "PostRemittance": "write",
+        "GetClaimList": "read",
+        "GetClaim": "read",
     },
 )
 ERP_ACCESS = ServiceAccess(
@@ -163,7 +170,8 @@ def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     backend: SqlBillingBackend | SqlErpBackend
     if service == "billing":
-        backend = SqlBillingBackend(database_url)
+        # Claims and remittances read the facility, charge code and payer master data in force, as the ERP.
+        backend = SqlBillingBackend(database_url, governed_masterdata(settings))
         billing_pb2_grpc.add_BillingAdapterServicer_to_server(BillingService(backend), server)
     else:
         # The ERP checks every line's dimensions against the master data in force (this deployment's Redis).

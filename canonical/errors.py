@@ -63,6 +63,12 @@ class InvalidMessageError(MessageError):
     """The message decodes but breaks a rule of the standard or of the canonical contract."""
 
 
+class PreconditionError(InvalidMessageError):
+    """The request is well formed but the state it meets refuses it (an 835 for a claim never billed, a claim
+    for an account not discharged): the fault's rule names the condition, and the caller quarantines under
+    it. An adapter answers FAILED_PRECONDITION with "<rule>: <reason>"."""
+
+
 class RetryableError(HcsyncError):
     """A transient failure (a service down, a deadline missed); the same call may succeed later."""
 

@@ -1234,6 +1234,7 @@ class BillingTotals(_message.Message):
     MOVED_ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
     HELD_CREDIT_COUNT_FIELD_NUMBER: _builtins.int
     HELD_CREDIT_CENTS_FIELD_NUMBER: _builtins.int
+    REVENUE_CYCLE_FIELD_NUMBER: _builtins.int
     account_count: _builtins.int
     charge_count: _builtins.int
     amount_cents: _builtins.int
@@ -1267,6 +1268,10 @@ class BillingTotals(_message.Message):
     def by_facility(self) -> _containers.RepeatedCompositeFieldContainer[Global___FacilityTotal]: ...
     @_builtins.property
     def by_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountStatusCount]: ...
+    @_builtins.property
+    def revenue_cycle(self) -> Global___RevenueCycleTotals:
+        """claims, remittances and what they settled"""
+
     def __init__(
         self,
         *,
@@ -1289,11 +1294,1649 @@ class BillingTotals(_message.Message):
         moved_account_count: _builtins.int = ...,
         held_credit_count: _builtins.int = ...,
         held_credit_cents: _builtins.int = ...,
+        revenue_cycle: Global___RevenueCycleTotals | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["revenue_cycle", b"revenue_cycle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "account_move_count", b"account_move_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count", "coded_account_count", b"coded_account_count", "diagnosis_count", b"diagnosis_count", "drg_count", b"drg_count", "held_credit_cents", b"held_credit_cents", "held_credit_count", b"held_credit_count", "merge_count", b"merge_count", "merged_account_count", b"merged_account_count", "moved_account_count", b"moved_account_count", "patient_update_count", b"patient_update_count", "procedure_count", b"procedure_count", "reversal_count", b"reversal_count", "supply_amount_cents", b"supply_amount_cents", "supply_charge_count", b"supply_charge_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "account_move_count", b"account_move_count", "amount_cents", b"amount_cents", "by_facility", b"by_facility", "by_status", b"by_status", "charge_count", b"charge_count", "coded_account_count", b"coded_account_count", "diagnosis_count", b"diagnosis_count", "drg_count", b"drg_count", "held_credit_cents", b"held_credit_cents", "held_credit_count", b"held_credit_count", "merge_count", b"merge_count", "merged_account_count", b"merged_account_count", "moved_account_count", b"moved_account_count", "patient_update_count", b"patient_update_count", "procedure_count", b"procedure_count", "revenue_cycle", b"revenue_cycle", "reversal_count", b"reversal_count", "supply_amount_cents", b"supply_amount_cents", "supply_charge_count", b"supply_charge_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BillingTotals: _TypeAlias = BillingTotals  # noqa: Y015
+
+@_typing.final
+class PostalAddress(_message.Message):
+    """---------------------------------------------------------------------------------------------------
+    The revenue cycle. Dates are YYYY-MM-DD strings (empty: unknown); money is int64 cents.
+
+    An N3/N4 address. A person's is PHI.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE1_FIELD_NUMBER: _builtins.int
+    LINE2_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    line1: _builtins.str
+    line2: _builtins.str
+    city: _builtins.str
+    state: _builtins.str
+    """two capital letters"""
+    postal_code: _builtins.str
+    """5 or 9 digits"""
+    def __init__(
+        self,
+        *,
+        line1: _builtins.str = ...,
+        line2: _builtins.str = ...,
+        city: _builtins.str = ...,
+        state: _builtins.str = ...,
+        postal_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["city", b"city", "line1", b"line1", "line2", b"line2", "postal_code", b"postal_code", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostalAddress: _TypeAlias = PostalAddress  # noqa: Y015
+
+@_typing.final
+class Person(_message.Message):
+    """A subscriber or patient as an 837 names them (canonical Person). PHI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    FAMILY_NAME_FIELD_NUMBER: _builtins.int
+    GIVEN_NAME_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    GENDER_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """NM109 member identifier; empty for a patient"""
+    family_name: _builtins.str
+    given_name: _builtins.str
+    birth_date: _builtins.str
+    """YYYY-MM-DD"""
+    gender: _builtins.str
+    """F | M | U (empty: U)"""
+    @_builtins.property
+    def address(self) -> Global___PostalAddress:
+        """unset: unknown"""
+
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        family_name: _builtins.str = ...,
+        given_name: _builtins.str = ...,
+        birth_date: _builtins.str = ...,
+        gender: _builtins.str = ...,
+        address: Global___PostalAddress | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "family_name", b"family_name", "gender", b"gender", "given_name", b"given_name", "member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Person: _TypeAlias = Person  # noqa: Y015
+
+@_typing.final
+class Coverage(_message.Message):
+    """An encounter's insurance of one priority, from HL7 IN1 (canonical Coverage). PHI (the subscriber)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    PAYER_ID_FIELD_NUMBER: _builtins.int
+    PAYER_NAME_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    GROUP_NUMBER_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_ON_FIELD_NUMBER: _builtins.int
+    EXPIRES_ON_FIELD_NUMBER: _builtins.int
+    SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    STATE_VERSION_FIELD_NUMBER: _builtins.int
+    PATIENT_GENDER_FIELD_NUMBER: _builtins.int
+    encounter_id: _builtins.str
+    """the account id; the account need not exist yet"""
+    payer_id: _builtins.str
+    """IN1-3.1, the X12 payer id"""
+    payer_name: _builtins.str
+    """IN1-4.1; empty: the master data's payer name"""
+    plan: _builtins.str
+    """IN1-2.1"""
+    priority: _builtins.int
+    """IN1-22: 1 primary, 2 secondary, 3 tertiary"""
+    group_number: _builtins.str
+    """IN1-8"""
+    relationship: _builtins.str
+    """self | spouse | child | other (IN1-17); empty: self"""
+    effective_on: _builtins.str
+    """IN1-12"""
+    expires_on: _builtins.str
+    """IN1-13"""
+    source_event_id: _builtins.str
+    correlation_id: _builtins.str
+    state_version: _builtins.int
+    """the encounter state's version, as in Account: lower than stored is STALE"""
+    patient_gender: _builtins.str
+    """PID-8 reduced to F | M | U: the patient's, for loop 2010CA"""
+    @_builtins.property
+    def subscriber(self) -> Global___Person:
+        """member_id IN1-36, names IN1-16, birth date IN1-18"""
+
+    def __init__(
+        self,
+        *,
+        encounter_id: _builtins.str = ...,
+        payer_id: _builtins.str = ...,
+        payer_name: _builtins.str = ...,
+        plan: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        subscriber: Global___Person | None = ...,
+        group_number: _builtins.str = ...,
+        relationship: _builtins.str = ...,
+        effective_on: _builtins.str = ...,
+        expires_on: _builtins.str = ...,
+        source_event_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+        state_version: _builtins.int = ...,
+        patient_gender: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscriber", b"subscriber"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "effective_on", b"effective_on", "encounter_id", b"encounter_id", "expires_on", b"expires_on", "group_number", b"group_number", "patient_gender", b"patient_gender", "payer_id", b"payer_id", "payer_name", b"payer_name", "plan", b"plan", "priority", b"priority", "relationship", b"relationship", "source_event_id", b"source_event_id", "state_version", b"state_version", "subscriber", b"subscriber"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Coverage: _TypeAlias = Coverage  # noqa: Y015
+
+@_typing.final
+class RecordCoverageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    @_builtins.property
+    def coverage(self) -> Global___Coverage: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        coverage: Global___Coverage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCoverageRequest: _TypeAlias = RecordCoverageRequest  # noqa: Y015
+
+@_typing.final
+class RecordCoverageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RecordCoverageResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: RecordCoverageResponse._Status.ValueType  # 0
+        CREATED: RecordCoverageResponse._Status.ValueType  # 1
+        UPDATED: RecordCoverageResponse._Status.ValueType  # 2
+        DUPLICATE: RecordCoverageResponse._Status.ValueType  # 3
+        """the idempotency key was seen before; version is the original one"""
+        STALE: RecordCoverageResponse._Status.ValueType  # 4
+        """the stored coverage has a higher state_version; nothing changed"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: RecordCoverageResponse.Status.ValueType  # 0
+    CREATED: RecordCoverageResponse.Status.ValueType  # 1
+    UPDATED: RecordCoverageResponse.Status.ValueType  # 2
+    DUPLICATE: RecordCoverageResponse.Status.ValueType  # 3
+    """the idempotency key was seen before; version is the original one"""
+    STALE: RecordCoverageResponse.Status.ValueType  # 4
+    """the stored coverage has a higher state_version; nothing changed"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    status: Global___RecordCoverageResponse.Status.ValueType
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: Global___RecordCoverageResponse.Status.ValueType = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCoverageResponse: _TypeAlias = RecordCoverageResponse  # noqa: Y015
+
+@_typing.final
+class BenefitSummary(_message.Message):
+    """What a 271 says the patient owes, when it says it (EB segments summarised). Unset: not sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEDUCTIBLE_REMAINING_CENTS_FIELD_NUMBER: _builtins.int
+    COPAY_CENTS_FIELD_NUMBER: _builtins.int
+    COINSURANCE_BASIS_POINTS_FIELD_NUMBER: _builtins.int
+    OUT_OF_POCKET_REMAINING_CENTS_FIELD_NUMBER: _builtins.int
+    deductible_remaining_cents: _builtins.int
+    """EB01 C, period 29 (remaining)"""
+    copay_cents: _builtins.int
+    """EB01 B"""
+    coinsurance_basis_points: _builtins.int
+    """EB01 A, EB08 as 1/100 of a percent (0.2 = 2000)"""
+    out_of_pocket_remaining_cents: _builtins.int
+    """EB01 G, period 29"""
+    def __init__(
+        self,
+        *,
+        deductible_remaining_cents: _builtins.int | None = ...,
+        copay_cents: _builtins.int | None = ...,
+        coinsurance_basis_points: _builtins.int | None = ...,
+        out_of_pocket_remaining_cents: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_coinsurance_basis_points", b"_coinsurance_basis_points", "_copay_cents", b"_copay_cents", "_deductible_remaining_cents", b"_deductible_remaining_cents", "_out_of_pocket_remaining_cents", b"_out_of_pocket_remaining_cents", "coinsurance_basis_points", b"coinsurance_basis_points", "copay_cents", b"copay_cents", "deductible_remaining_cents", b"deductible_remaining_cents", "out_of_pocket_remaining_cents", b"out_of_pocket_remaining_cents"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_coinsurance_basis_points", b"_coinsurance_basis_points", "_copay_cents", b"_copay_cents", "_deductible_remaining_cents", b"_deductible_remaining_cents", "_out_of_pocket_remaining_cents", b"_out_of_pocket_remaining_cents", "coinsurance_basis_points", b"coinsurance_basis_points", "copay_cents", b"copay_cents", "deductible_remaining_cents", b"deductible_remaining_cents", "out_of_pocket_remaining_cents", b"out_of_pocket_remaining_cents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__coinsurance_basis_points: _TypeAlias = _typing.Literal["coinsurance_basis_points"]  # noqa: Y015
+    _WhichOneofArgType__coinsurance_basis_points: _TypeAlias = _typing.Literal["_coinsurance_basis_points", b"_coinsurance_basis_points"]  # noqa: Y015
+    _WhichOneofReturnType__copay_cents: _TypeAlias = _typing.Literal["copay_cents"]  # noqa: Y015
+    _WhichOneofArgType__copay_cents: _TypeAlias = _typing.Literal["_copay_cents", b"_copay_cents"]  # noqa: Y015
+    _WhichOneofReturnType__deductible_remaining_cents: _TypeAlias = _typing.Literal["deductible_remaining_cents"]  # noqa: Y015
+    _WhichOneofArgType__deductible_remaining_cents: _TypeAlias = _typing.Literal["_deductible_remaining_cents", b"_deductible_remaining_cents"]  # noqa: Y015
+    _WhichOneofReturnType__out_of_pocket_remaining_cents: _TypeAlias = _typing.Literal["out_of_pocket_remaining_cents"]  # noqa: Y015
+    _WhichOneofArgType__out_of_pocket_remaining_cents: _TypeAlias = _typing.Literal["_out_of_pocket_remaining_cents", b"_out_of_pocket_remaining_cents"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__coinsurance_basis_points) -> _WhichOneofReturnType__coinsurance_basis_points | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__copay_cents) -> _WhichOneofReturnType__copay_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deductible_remaining_cents) -> _WhichOneofReturnType__deductible_remaining_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__out_of_pocket_remaining_cents) -> _WhichOneofReturnType__out_of_pocket_remaining_cents | None: ...
+
+Global___BenefitSummary: _TypeAlias = BenefitSummary  # noqa: Y015
+
+@_typing.final
+class EligibilityResult(_message.Message):
+    """A 271 answer for the coverage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    BENEFITS_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    TRACE_NUMBER_FIELD_NUMBER: _builtins.int
+    REJECTION_REASON_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """active | inactive | unknown"""
+    plan: _builtins.str
+    """EB05"""
+    trace_number: _builtins.str
+    """the 270's TRN02"""
+    rejection_reason: _builtins.str
+    """AAA03, when the payer rejected the inquiry"""
+    @_builtins.property
+    def benefits(self) -> Global___BenefitSummary: ...
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp:
+        """BHT04/05 of the 271: required"""
+
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        plan: _builtins.str = ...,
+        benefits: Global___BenefitSummary | None = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+        trace_number: _builtins.str = ...,
+        rejection_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["benefits", b"benefits", "checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["benefits", b"benefits", "checked_at", b"checked_at", "plan", b"plan", "rejection_reason", b"rejection_reason", "status", b"status", "trace_number", b"trace_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EligibilityResult: _TypeAlias = EligibilityResult  # noqa: Y015
+
+@_typing.final
+class EligibilityFollowUp(_message.Message):
+    """No usable answer: finance follows the encounter up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Reason:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[EligibilityFollowUp._Reason.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        REASON_UNSPECIFIED: EligibilityFollowUp._Reason.ValueType  # 0
+        NO_ANSWER: EligibilityFollowUp._Reason.ValueType  # 1
+        """the payer did not answer in time"""
+        REJECTED: EligibilityFollowUp._Reason.ValueType  # 2
+        """the payer rejected the inquiry (AAA) or the 270 (999/TA1)"""
+
+    class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper): ...
+    REASON_UNSPECIFIED: EligibilityFollowUp.Reason.ValueType  # 0
+    NO_ANSWER: EligibilityFollowUp.Reason.ValueType  # 1
+    """the payer did not answer in time"""
+    REJECTED: EligibilityFollowUp.Reason.ValueType  # 2
+    """the payer rejected the inquiry (AAA) or the 270 (999/TA1)"""
+
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    FLAGGED_AT_FIELD_NUMBER: _builtins.int
+    TRACE_NUMBER_FIELD_NUMBER: _builtins.int
+    reason: Global___EligibilityFollowUp.Reason.ValueType
+    detail: _builtins.str
+    """a code (AAA03, IK5), never free text from the payer"""
+    trace_number: _builtins.str
+    @_builtins.property
+    def flagged_at(self) -> _timestamp_pb2.Timestamp:
+        """required"""
+
+    def __init__(
+        self,
+        *,
+        reason: Global___EligibilityFollowUp.Reason.ValueType = ...,
+        detail: _builtins.str = ...,
+        flagged_at: _timestamp_pb2.Timestamp | None = ...,
+        trace_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flagged_at", b"flagged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "flagged_at", b"flagged_at", "reason", b"reason", "trace_number", b"trace_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EligibilityFollowUp: _TypeAlias = EligibilityFollowUp  # noqa: Y015
+
+@_typing.final
+class RecordEligibilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    encounter_id: _builtins.str
+    priority: _builtins.int
+    """1-3"""
+    @_builtins.property
+    def result(self) -> Global___EligibilityResult: ...
+    @_builtins.property
+    def follow_up(self) -> Global___EligibilityFollowUp: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        result: Global___EligibilityResult | None = ...,
+        follow_up: Global___EligibilityFollowUp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["follow_up", b"follow_up", "outcome", b"outcome", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encounter_id", b"encounter_id", "follow_up", b"follow_up", "idempotency_key", b"idempotency_key", "outcome", b"outcome", "priority", b"priority", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["result", "follow_up"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___RecordEligibilityRequest: _TypeAlias = RecordEligibilityRequest  # noqa: Y015
+
+@_typing.final
+class RecordEligibilityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RecordEligibilityResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: RecordEligibilityResponse._Status.ValueType  # 0
+        RECORDED: RecordEligibilityResponse._Status.ValueType  # 1
+        """in the history and now the coverage's current state"""
+        DUPLICATE: RecordEligibilityResponse._Status.ValueType  # 2
+        """the idempotency key was seen before"""
+        STALE: RecordEligibilityResponse._Status.ValueType  # 3
+        """in the history only: a later outcome is the coverage's current state"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: RecordEligibilityResponse.Status.ValueType  # 0
+    RECORDED: RecordEligibilityResponse.Status.ValueType  # 1
+    """in the history and now the coverage's current state"""
+    DUPLICATE: RecordEligibilityResponse.Status.ValueType  # 2
+    """the idempotency key was seen before"""
+    STALE: RecordEligibilityResponse.Status.ValueType  # 3
+    """in the history only: a later outcome is the coverage's current state"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ELIGIBILITY_STATUS_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    status: Global___RecordEligibilityResponse.Status.ValueType
+    eligibility_status: _builtins.str
+    """the coverage's current status after the call"""
+    follow_up: _builtins.bool
+    """the coverage is awaiting eligibility"""
+    def __init__(
+        self,
+        *,
+        status: Global___RecordEligibilityResponse.Status.ValueType = ...,
+        eligibility_status: _builtins.str = ...,
+        follow_up: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligibility_status", b"eligibility_status", "follow_up", b"follow_up", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEligibilityResponse: _TypeAlias = RecordEligibilityResponse  # noqa: Y015
+
+@_typing.final
+class CreateClaimsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    encounter_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encounter_id", b"encounter_id", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateClaimsRequest: _TypeAlias = CreateClaimsRequest  # noqa: Y015
+
+@_typing.final
+class ClaimLine(_message.Message):
+    """One service line (canonical ClaimLine)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_NUMBER_FIELD_NUMBER: _builtins.int
+    REVENUE_CODE_FIELD_NUMBER: _builtins.int
+    PROCEDURE_CODE_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    CHARGE_CENTS_FIELD_NUMBER: _builtins.int
+    SERVICE_DATE_FIELD_NUMBER: _builtins.int
+    NDC_CODE_FIELD_NUMBER: _builtins.int
+    CHARGE_CODE_FIELD_NUMBER: _builtins.int
+    line_number: _builtins.int
+    revenue_code: _builtins.str
+    """837I SV201; empty on an 837P"""
+    procedure_code: _builtins.str
+    """HCPCS or CPT; required on an 837P"""
+    units: _builtins.int
+    charge_cents: _builtins.int
+    service_date: _builtins.str
+    ndc_code: _builtins.str
+    charge_code: _builtins.str
+    """the charge master code the line nets (not an 837 element)"""
+    def __init__(
+        self,
+        *,
+        line_number: _builtins.int = ...,
+        revenue_code: _builtins.str = ...,
+        procedure_code: _builtins.str = ...,
+        units: _builtins.int = ...,
+        charge_cents: _builtins.int = ...,
+        service_date: _builtins.str = ...,
+        ndc_code: _builtins.str = ...,
+        charge_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_cents", b"charge_cents", "charge_code", b"charge_code", "line_number", b"line_number", "ndc_code", b"ndc_code", "procedure_code", b"procedure_code", "revenue_code", b"revenue_code", "service_date", b"service_date", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimLine: _TypeAlias = ClaimLine  # noqa: Y015
+
+@_typing.final
+class Claim(_message.Message):
+    """A claim (canonical Claim). claim_id is CLM01, the patient control number: PHI per the contract."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    CLAIM_TYPE_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    FACILITY_CODE_FIELD_NUMBER: _builtins.int
+    BILLING_PROVIDER_NPI_FIELD_NUMBER: _builtins.int
+    PAYER_ID_FIELD_NUMBER: _builtins.int
+    TOTAL_CHARGE_CENTS_FIELD_NUMBER: _builtins.int
+    STATEMENT_FROM_FIELD_NUMBER: _builtins.int
+    STATEMENT_TO_FIELD_NUMBER: _builtins.int
+    DIAGNOSIS_CODES_FIELD_NUMBER: _builtins.int
+    DRG_FIELD_NUMBER: _builtins.int
+    PAYER_CLAIM_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    claim_id: _builtins.str
+    """account id + "I" or "P", at most 38 characters"""
+    encounter_id: _builtins.str
+    claim_type: _builtins.str
+    """institutional | professional"""
+    frequency: _builtins.str
+    """CLM05-3: 1 original, 7 replacement"""
+    facility_code: _builtins.str
+    """CLM05-1"""
+    billing_provider_npi: _builtins.str
+    payer_id: _builtins.str
+    total_charge_cents: _builtins.int
+    statement_from: _builtins.str
+    statement_to: _builtins.str
+    drg: _builtins.str
+    """837I only"""
+    payer_claim_control_number: _builtins.str
+    """REF*F8 of a replacement, when an 835 named one"""
+    @_builtins.property
+    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """principal first"""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimLine]: ...
+    def __init__(
+        self,
+        *,
+        claim_id: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        claim_type: _builtins.str = ...,
+        frequency: _builtins.str = ...,
+        facility_code: _builtins.str = ...,
+        billing_provider_npi: _builtins.str = ...,
+        payer_id: _builtins.str = ...,
+        total_charge_cents: _builtins.int = ...,
+        statement_from: _builtins.str = ...,
+        statement_to: _builtins.str = ...,
+        diagnosis_codes: _abc.Iterable[_builtins.str] | None = ...,
+        drg: _builtins.str = ...,
+        payer_claim_control_number: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ClaimLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_provider_npi", b"billing_provider_npi", "claim_id", b"claim_id", "claim_type", b"claim_type", "diagnosis_codes", b"diagnosis_codes", "drg", b"drg", "encounter_id", b"encounter_id", "facility_code", b"facility_code", "frequency", b"frequency", "lines", b"lines", "payer_claim_control_number", b"payer_claim_control_number", "payer_id", b"payer_id", "statement_from", b"statement_from", "statement_to", b"statement_to", "total_charge_cents", b"total_charge_cents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Claim: _TypeAlias = Claim  # noqa: Y015
+
+@_typing.final
+class ProviderParty(_message.Message):
+    """A billing or receiving provider (canonical ProviderParty). Not PHI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NPI_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TAX_ID_FIELD_NUMBER: _builtins.int
+    TAXONOMY_CODE_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    npi: _builtins.str
+    name: _builtins.str
+    tax_id: _builtins.str
+    taxonomy_code: _builtins.str
+    @_builtins.property
+    def address(self) -> Global___PostalAddress: ...
+    def __init__(
+        self,
+        *,
+        npi: _builtins.str = ...,
+        name: _builtins.str = ...,
+        tax_id: _builtins.str = ...,
+        taxonomy_code: _builtins.str = ...,
+        address: Global___PostalAddress | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "name", b"name", "npi", b"npi", "tax_id", b"tax_id", "taxonomy_code", b"taxonomy_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderParty: _TypeAlias = ProviderParty  # noqa: Y015
+
+@_typing.final
+class PayerParty(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYER_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    payer_id: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        payer_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payer_id", b"payer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayerParty: _TypeAlias = PayerParty  # noqa: Y015
+
+@_typing.final
+class ClaimSubmission(_message.Message):
+    """Everything an 837 carries (canonical ClaimSubmission). PHI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_FIELD_NUMBER: _builtins.int
+    BILLING_PROVIDER_FIELD_NUMBER: _builtins.int
+    PAYER_FIELD_NUMBER: _builtins.int
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    GROUP_NUMBER_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    ATTENDING_NPI_FIELD_NUMBER: _builtins.int
+    relationship: _builtins.str
+    """self | spouse | child | other"""
+    group_number: _builtins.str
+    priority: _builtins.int
+    attending_npi: _builtins.str
+    @_builtins.property
+    def claim(self) -> Global___Claim: ...
+    @_builtins.property
+    def billing_provider(self) -> Global___ProviderParty: ...
+    @_builtins.property
+    def payer(self) -> Global___PayerParty: ...
+    @_builtins.property
+    def subscriber(self) -> Global___Person: ...
+    @_builtins.property
+    def patient(self) -> Global___Person:
+        """set when relationship is not self"""
+
+    def __init__(
+        self,
+        *,
+        claim: Global___Claim | None = ...,
+        billing_provider: Global___ProviderParty | None = ...,
+        payer: Global___PayerParty | None = ...,
+        subscriber: Global___Person | None = ...,
+        relationship: _builtins.str = ...,
+        patient: Global___Person | None = ...,
+        group_number: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        attending_npi: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["billing_provider", b"billing_provider", "claim", b"claim", "patient", b"patient", "payer", b"payer", "subscriber", b"subscriber"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attending_npi", b"attending_npi", "billing_provider", b"billing_provider", "claim", b"claim", "group_number", b"group_number", "patient", b"patient", "payer", b"payer", "priority", b"priority", "relationship", b"relationship", "subscriber", b"subscriber"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimSubmission: _TypeAlias = ClaimSubmission  # noqa: Y015
+
+@_typing.final
+class ClaimResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ClaimResult._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: ClaimResult._Status.ValueType  # 0
+        CREATED: ClaimResult._Status.ValueType  # 1
+        """a new claim"""
+        UNCHANGED: ClaimResult._Status.ValueType  # 2
+        """neither charges nor coding changed since: the stored claim"""
+        REBUILT: ClaimResult._Status.ValueType  # 3
+        """not sent yet: rebuilt in place from the current charges and coding"""
+        REPLACED: ClaimResult._Status.ValueType  # 4
+        """already sent: a replacement claim (frequency 7) to send"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: ClaimResult.Status.ValueType  # 0
+    CREATED: ClaimResult.Status.ValueType  # 1
+    """a new claim"""
+    UNCHANGED: ClaimResult.Status.ValueType  # 2
+    """neither charges nor coding changed since: the stored claim"""
+    REBUILT: ClaimResult.Status.ValueType  # 3
+    """not sent yet: rebuilt in place from the current charges and coding"""
+    REPLACED: ClaimResult.Status.ValueType  # 4
+    """already sent: a replacement claim (frequency 7) to send"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    SUBMISSION_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CLAIM_STATUS_FIELD_NUMBER: _builtins.int
+    status: Global___ClaimResult.Status.ValueType
+    version: _builtins.int
+    """how many times the claim was built"""
+    claim_status: _builtins.str
+    """the lifecycle status after the call"""
+    @_builtins.property
+    def submission(self) -> Global___ClaimSubmission: ...
+    def __init__(
+        self,
+        *,
+        status: Global___ClaimResult.Status.ValueType = ...,
+        submission: Global___ClaimSubmission | None = ...,
+        version: _builtins.int = ...,
+        claim_status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_status", b"claim_status", "status", b"status", "submission", b"submission", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimResult: _TypeAlias = ClaimResult  # noqa: Y015
+
+@_typing.final
+class CreateClaimsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[CreateClaimsResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: CreateClaimsResponse._Status.ValueType  # 0
+        APPLIED: CreateClaimsResponse._Status.ValueType  # 1
+        """at least one claim created, rebuilt or replaced"""
+        DUPLICATE: CreateClaimsResponse._Status.ValueType  # 2
+        """a replayed key (the original answer), or every claim UNCHANGED"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: CreateClaimsResponse.Status.ValueType  # 0
+    APPLIED: CreateClaimsResponse.Status.ValueType  # 1
+    """at least one claim created, rebuilt or replaced"""
+    DUPLICATE: CreateClaimsResponse.Status.ValueType  # 2
+    """a replayed key (the original answer), or every claim UNCHANGED"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    status: Global___CreateClaimsResponse.Status.ValueType
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimResult]:
+        """institutional first"""
+
+    def __init__(
+        self,
+        *,
+        status: Global___CreateClaimsResponse.Status.ValueType = ...,
+        claims: _abc.Iterable[Global___ClaimResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateClaimsResponse: _TypeAlias = CreateClaimsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateClaimStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Event:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _EventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[UpdateClaimStatusRequest._Event.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        EVENT_UNSPECIFIED: UpdateClaimStatusRequest._Event.ValueType  # 0
+        SENT: UpdateClaimStatusRequest._Event.ValueType  # 1
+        """in an 837: the control numbers are required"""
+        ACCEPTED: UpdateClaimStatusRequest._Event.ValueType  # 2
+        """999 IK5 A"""
+        ACCEPTED_WITH_ERRORS: UpdateClaimStatusRequest._Event.ValueType  # 3
+        """999 IK5 E"""
+        REJECTED: UpdateClaimStatusRequest._Event.ValueType  # 4
+        """999 IK5 R, M, W or X"""
+        INTERCHANGE_REJECTED: UpdateClaimStatusRequest._Event.ValueType  # 5
+        """TA1 R: the interchange that carried it was refused"""
+
+    class Event(_Event, metaclass=_EventEnumTypeWrapper): ...
+    EVENT_UNSPECIFIED: UpdateClaimStatusRequest.Event.ValueType  # 0
+    SENT: UpdateClaimStatusRequest.Event.ValueType  # 1
+    """in an 837: the control numbers are required"""
+    ACCEPTED: UpdateClaimStatusRequest.Event.ValueType  # 2
+    """999 IK5 A"""
+    ACCEPTED_WITH_ERRORS: UpdateClaimStatusRequest.Event.ValueType  # 3
+    """999 IK5 E"""
+    REJECTED: UpdateClaimStatusRequest.Event.ValueType  # 4
+    """999 IK5 R, M, W or X"""
+    INTERCHANGE_REJECTED: UpdateClaimStatusRequest.Event.ValueType  # 5
+    """TA1 R: the interchange that carried it was refused"""
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    INTERCHANGE_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    GROUP_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    TRANSACTION_SET_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    ACK_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_TEXT_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    claim_id: _builtins.str
+    event: Global___UpdateClaimStatusRequest.Event.ValueType
+    interchange_control_number: _builtins.str
+    """ISA13"""
+    group_control_number: _builtins.str
+    """GS06"""
+    transaction_set_control_number: _builtins.str
+    """ST02"""
+    ack_code: _builtins.str
+    """IK5-1 or TA104"""
+    error_text: _builtins.str
+    """IK3/IK4 summary of our own 837's errors (no PHI)"""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """required"""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        claim_id: _builtins.str = ...,
+        event: Global___UpdateClaimStatusRequest.Event.ValueType = ...,
+        interchange_control_number: _builtins.str = ...,
+        group_control_number: _builtins.str = ...,
+        transaction_set_control_number: _builtins.str = ...,
+        ack_code: _builtins.str = ...,
+        error_text: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_code", b"ack_code", "claim_id", b"claim_id", "error_text", b"error_text", "event", b"event", "group_control_number", b"group_control_number", "idempotency_key", b"idempotency_key", "interchange_control_number", b"interchange_control_number", "occurred_at", b"occurred_at", "transaction_set_control_number", b"transaction_set_control_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateClaimStatusRequest: _TypeAlias = UpdateClaimStatusRequest  # noqa: Y015
+
+@_typing.final
+class UpdateClaimStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[UpdateClaimStatusResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: UpdateClaimStatusResponse._Status.ValueType  # 0
+        APPLIED: UpdateClaimStatusResponse._Status.ValueType  # 1
+        DUPLICATE: UpdateClaimStatusResponse._Status.ValueType  # 2
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: UpdateClaimStatusResponse.Status.ValueType  # 0
+    APPLIED: UpdateClaimStatusResponse.Status.ValueType  # 1
+    DUPLICATE: UpdateClaimStatusResponse.Status.ValueType  # 2
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CLAIM_STATUS_FIELD_NUMBER: _builtins.int
+    status: Global___UpdateClaimStatusResponse.Status.ValueType
+    claim_status: _builtins.str
+    """created | sent | accepted | accepted_with_errors | rejected | paid |"""
+    def __init__(
+        self,
+        *,
+        status: Global___UpdateClaimStatusResponse.Status.ValueType = ...,
+        claim_status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_status", b"claim_status", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateClaimStatusResponse: _TypeAlias = UpdateClaimStatusResponse  # noqa: Y015
+
+@_typing.final
+class Adjustment(_message.Message):
+    """One CAS triplet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    """CO | PR | OA | PI | CR"""
+    reason_code: _builtins.str
+    """CARC"""
+    amount_cents: _builtins.int
+    quantity: _builtins.int
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        quantity: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "quantity", b"quantity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "amount_cents", b"amount_cents", "group", b"group", "quantity", b"quantity", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__quantity: _TypeAlias = _typing.Literal["quantity"]  # noqa: Y015
+    _WhichOneofArgType__quantity: _TypeAlias = _typing.Literal["_quantity", b"_quantity"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__quantity) -> _WhichOneofReturnType__quantity | None: ...
+
+Global___Adjustment: _TypeAlias = Adjustment  # noqa: Y015
+
+@_typing.final
+class RemittanceLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_CODE_FIELD_NUMBER: _builtins.int
+    REVENUE_CODE_FIELD_NUMBER: _builtins.int
+    CHARGE_CENTS_FIELD_NUMBER: _builtins.int
+    PAID_CENTS_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    SERVICE_DATE_FIELD_NUMBER: _builtins.int
+    LINE_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    procedure_code: _builtins.str
+    revenue_code: _builtins.str
+    charge_cents: _builtins.int
+    paid_cents: _builtins.int
+    units: _builtins.int
+    service_date: _builtins.str
+    line_control_number: _builtins.str
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Adjustment]: ...
+    def __init__(
+        self,
+        *,
+        procedure_code: _builtins.str = ...,
+        revenue_code: _builtins.str = ...,
+        charge_cents: _builtins.int = ...,
+        paid_cents: _builtins.int = ...,
+        units: _builtins.int | None = ...,
+        service_date: _builtins.str = ...,
+        line_control_number: _builtins.str = ...,
+        adjustments: _abc.Iterable[Global___Adjustment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_units", b"_units", "units", b"units"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_units", b"_units", "adjustments", b"adjustments", "charge_cents", b"charge_cents", "line_control_number", b"line_control_number", "paid_cents", b"paid_cents", "procedure_code", b"procedure_code", "revenue_code", b"revenue_code", "service_date", b"service_date", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
+    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
+
+Global___RemittanceLine: _TypeAlias = RemittanceLine  # noqa: Y015
+
+@_typing.final
+class RemittanceClaim(_message.Message):
+    """One CLP loop (canonical RemittanceClaim)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CHARGE_CENTS_FIELD_NUMBER: _builtins.int
+    PAID_CENTS_FIELD_NUMBER: _builtins.int
+    PATIENT_RESPONSIBILITY_CENTS_FIELD_NUMBER: _builtins.int
+    PAYER_CLAIM_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    claim_id: _builtins.str
+    """CLP01"""
+    status: _builtins.str
+    """CLP02: 1 2 3 4 19 20 21 22 23 25"""
+    charge_cents: _builtins.int
+    """CLP03"""
+    paid_cents: _builtins.int
+    """CLP04"""
+    patient_responsibility_cents: _builtins.int
+    """CLP05"""
+    payer_claim_control_number: _builtins.str
+    """CLP07"""
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Adjustment]: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RemittanceLine]: ...
+    def __init__(
+        self,
+        *,
+        claim_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        charge_cents: _builtins.int = ...,
+        paid_cents: _builtins.int = ...,
+        patient_responsibility_cents: _builtins.int = ...,
+        payer_claim_control_number: _builtins.str = ...,
+        adjustments: _abc.Iterable[Global___Adjustment] | None = ...,
+        lines: _abc.Iterable[Global___RemittanceLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "charge_cents", b"charge_cents", "claim_id", b"claim_id", "lines", b"lines", "paid_cents", b"paid_cents", "patient_responsibility_cents", b"patient_responsibility_cents", "payer_claim_control_number", b"payer_claim_control_number", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemittanceClaim: _TypeAlias = RemittanceClaim  # noqa: Y015
+
+@_typing.final
+class ProviderAdjustment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    reason_code: _builtins.str
+    """PLB03-1"""
+    reference: _builtins.str
+    """PLB03-2"""
+    amount_cents: _builtins.int
+    """PLB04: positive withholds"""
+    def __init__(
+        self,
+        *,
+        reason_code: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "reason_code", b"reason_code", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderAdjustment: _TypeAlias = ProviderAdjustment  # noqa: Y015
+
+@_typing.final
+class Remittance(_message.Message):
+    """One 835 (canonical Remittance)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYER_ID_FIELD_NUMBER: _builtins.int
+    PAYER_NAME_FIELD_NUMBER: _builtins.int
+    PAYEE_NPI_FIELD_NUMBER: _builtins.int
+    TRACE_NUMBER_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    PAYMENT_DATE_FIELD_NUMBER: _builtins.int
+    TOTAL_PAID_CENTS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    PROVIDER_ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    payer_id: _builtins.str
+    payer_name: _builtins.str
+    payee_npi: _builtins.str
+    trace_number: _builtins.str
+    """TRN02"""
+    payment_method: _builtins.str
+    """BPR04: ACH | CHK | FWT | BOP | NON"""
+    payment_date: _builtins.str
+    """BPR16"""
+    total_paid_cents: _builtins.int
+    """BPR02"""
+    currency: _builtins.str
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___RemittanceClaim]: ...
+    @_builtins.property
+    def provider_adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderAdjustment]: ...
+    def __init__(
+        self,
+        *,
+        payer_id: _builtins.str = ...,
+        payer_name: _builtins.str = ...,
+        payee_npi: _builtins.str = ...,
+        trace_number: _builtins.str = ...,
+        payment_method: _builtins.str = ...,
+        payment_date: _builtins.str = ...,
+        total_paid_cents: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        claims: _abc.Iterable[Global___RemittanceClaim] | None = ...,
+        provider_adjustments: _abc.Iterable[Global___ProviderAdjustment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "currency", b"currency", "payee_npi", b"payee_npi", "payer_id", b"payer_id", "payer_name", b"payer_name", "payment_date", b"payment_date", "payment_method", b"payment_method", "provider_adjustments", b"provider_adjustments", "total_paid_cents", b"total_paid_cents", "trace_number", b"trace_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Remittance: _TypeAlias = Remittance  # noqa: Y015
+
+@_typing.final
+class PostRemittanceRequest(_message.Message):
+    """The idempotency key of a PostRemittance is "<payer_id>|<trace_number>"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REMITTANCE_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    @_builtins.property
+    def remittance(self) -> Global___Remittance: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        remittance: Global___Remittance | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["remittance", b"remittance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "remittance", b"remittance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostRemittanceRequest: _TypeAlias = PostRemittanceRequest  # noqa: Y015
+
+@_typing.final
+class RemittanceSummary(_message.Message):
+    """What one facility and payer type of an 835 settled: the ERP journal's amounts. No PHI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACILITY_FIELD_NUMBER: _builtins.int
+    LEGAL_ENTITY_FIELD_NUMBER: _builtins.int
+    PAYER_TYPE_FIELD_NUMBER: _builtins.int
+    CLAIM_COUNT_FIELD_NUMBER: _builtins.int
+    RECEIVABLE_RELIEVED_CENTS_FIELD_NUMBER: _builtins.int
+    PAID_CENTS_FIELD_NUMBER: _builtins.int
+    CONTRACTUAL_CENTS_FIELD_NUMBER: _builtins.int
+    PATIENT_RESPONSIBILITY_CENTS_FIELD_NUMBER: _builtins.int
+    OTHER_ADJUSTMENT_CENTS_FIELD_NUMBER: _builtins.int
+    PROVIDER_ADJUSTMENT_CENTS_FIELD_NUMBER: _builtins.int
+    facility: _builtins.str
+    legal_entity: _builtins.str
+    payer_type: _builtins.str
+    """master data's payer type; "unknown" when the payer is not in it"""
+    claim_count: _builtins.int
+    receivable_relieved_cents: _builtins.int
+    """paid + every adjustment: billed charges settled"""
+    paid_cents: _builtins.int
+    """cash"""
+    contractual_cents: _builtins.int
+    """CO"""
+    patient_responsibility_cents: _builtins.int
+    """PR"""
+    other_adjustment_cents: _builtins.int
+    """OA, PI, CR"""
+    provider_adjustment_cents: _builtins.int
+    """the 835's PLB total (one row carries it)"""
+    def __init__(
+        self,
+        *,
+        facility: _builtins.str = ...,
+        legal_entity: _builtins.str = ...,
+        payer_type: _builtins.str = ...,
+        claim_count: _builtins.int = ...,
+        receivable_relieved_cents: _builtins.int = ...,
+        paid_cents: _builtins.int = ...,
+        contractual_cents: _builtins.int = ...,
+        patient_responsibility_cents: _builtins.int = ...,
+        other_adjustment_cents: _builtins.int = ...,
+        provider_adjustment_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_count", b"claim_count", "contractual_cents", b"contractual_cents", "facility", b"facility", "legal_entity", b"legal_entity", "other_adjustment_cents", b"other_adjustment_cents", "paid_cents", b"paid_cents", "patient_responsibility_cents", b"patient_responsibility_cents", "payer_type", b"payer_type", "provider_adjustment_cents", b"provider_adjustment_cents", "receivable_relieved_cents", b"receivable_relieved_cents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemittanceSummary: _TypeAlias = RemittanceSummary  # noqa: Y015
+
+@_typing.final
+class PostRemittanceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[PostRemittanceResponse._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: PostRemittanceResponse._Status.ValueType  # 0
+        POSTED: PostRemittanceResponse._Status.ValueType  # 1
+        DUPLICATE: PostRemittanceResponse._Status.ValueType  # 2
+        """the same 835 was posted before: the original summary"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: PostRemittanceResponse.Status.ValueType  # 0
+    POSTED: PostRemittanceResponse.Status.ValueType  # 1
+    DUPLICATE: PostRemittanceResponse.Status.ValueType  # 2
+    """the same 835 was posted before: the original summary"""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    REMITTANCE_ID_FIELD_NUMBER: _builtins.int
+    SUMMARIES_FIELD_NUMBER: _builtins.int
+    DENIED_COUNT_FIELD_NUMBER: _builtins.int
+    REVERSAL_COUNT_FIELD_NUMBER: _builtins.int
+    status: Global___PostRemittanceResponse.Status.ValueType
+    remittance_id: _builtins.str
+    denied_count: _builtins.int
+    """claims with CLP02 4"""
+    reversal_count: _builtins.int
+    """claims with CLP02 22"""
+    @_builtins.property
+    def summaries(self) -> _containers.RepeatedCompositeFieldContainer[Global___RemittanceSummary]:
+        """by facility, then payer type"""
+
+    def __init__(
+        self,
+        *,
+        status: Global___PostRemittanceResponse.Status.ValueType = ...,
+        remittance_id: _builtins.str = ...,
+        summaries: _abc.Iterable[Global___RemittanceSummary] | None = ...,
+        denied_count: _builtins.int = ...,
+        reversal_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["denied_count", b"denied_count", "remittance_id", b"remittance_id", "reversal_count", b"reversal_count", "status", b"status", "summaries", b"summaries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostRemittanceResponse: _TypeAlias = PostRemittanceResponse  # noqa: Y015
+
+@_typing.final
+class ClaimListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    PAYER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """empty: any"""
+    encounter_id: _builtins.str
+    """empty: any"""
+    payer_id: _builtins.str
+    """empty: any"""
+    limit: _builtins.int
+    """0: 100; at most 10,000"""
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        payer_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encounter_id", b"encounter_id", "limit", b"limit", "payer_id", b"payer_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimListRequest: _TypeAlias = ClaimListRequest  # noqa: Y015
+
+@_typing.final
+class ClaimSummary(_message.Message):
+    """A claim in a list: no PHI but its claim id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    CLAIM_TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    PAYER_ID_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    TOTAL_CHARGE_CENTS_FIELD_NUMBER: _builtins.int
+    PAID_CENTS_FIELD_NUMBER: _builtins.int
+    ADJUSTED_CENTS_FIELD_NUMBER: _builtins.int
+    PATIENT_RESPONSIBILITY_CENTS_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_CENTS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    claim_id: _builtins.str
+    encounter_id: _builtins.str
+    claim_type: _builtins.str
+    status: _builtins.str
+    frequency: _builtins.str
+    payer_id: _builtins.str
+    facility: _builtins.str
+    total_charge_cents: _builtins.int
+    paid_cents: _builtins.int
+    adjusted_cents: _builtins.int
+    patient_responsibility_cents: _builtins.int
+    outstanding_cents: _builtins.int
+    """billed - paid - adjusted"""
+    version: _builtins.int
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        claim_id: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        claim_type: _builtins.str = ...,
+        status: _builtins.str = ...,
+        frequency: _builtins.str = ...,
+        payer_id: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        total_charge_cents: _builtins.int = ...,
+        paid_cents: _builtins.int = ...,
+        adjusted_cents: _builtins.int = ...,
+        patient_responsibility_cents: _builtins.int = ...,
+        outstanding_cents: _builtins.int = ...,
+        version: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjusted_cents", b"adjusted_cents", "claim_id", b"claim_id", "claim_type", b"claim_type", "encounter_id", b"encounter_id", "facility", b"facility", "frequency", b"frequency", "outstanding_cents", b"outstanding_cents", "paid_cents", b"paid_cents", "patient_responsibility_cents", b"patient_responsibility_cents", "payer_id", b"payer_id", "status", b"status", "total_charge_cents", b"total_charge_cents", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimSummary: _TypeAlias = ClaimSummary  # noqa: Y015
+
+@_typing.final
+class ClaimList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimSummary]: ...
+    def __init__(
+        self,
+        *,
+        claims: _abc.Iterable[Global___ClaimSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimList: _TypeAlias = ClaimList  # noqa: Y015
+
+@_typing.final
+class GetClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    claim_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        claim_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClaimRequest: _TypeAlias = GetClaimRequest  # noqa: Y015
+
+@_typing.final
+class ClaimEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    INTERCHANGE_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    GROUP_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    TRANSACTION_SET_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    ACK_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_TEXT_FIELD_NUMBER: _builtins.int
+    REMITTANCE_ID_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """the status the event led to"""
+    event: _builtins.str
+    """CREATED | REBUILT | REPLACED | SENT | ACCEPTED | ... | REMITTED"""
+    interchange_control_number: _builtins.str
+    group_control_number: _builtins.str
+    transaction_set_control_number: _builtins.str
+    ack_code: _builtins.str
+    error_text: _builtins.str
+    remittance_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        event: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        interchange_control_number: _builtins.str = ...,
+        group_control_number: _builtins.str = ...,
+        transaction_set_control_number: _builtins.str = ...,
+        ack_code: _builtins.str = ...,
+        error_text: _builtins.str = ...,
+        remittance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_code", b"ack_code", "error_text", b"error_text", "event", b"event", "group_control_number", b"group_control_number", "interchange_control_number", b"interchange_control_number", "occurred_at", b"occurred_at", "remittance_id", b"remittance_id", "status", b"status", "transaction_set_control_number", b"transaction_set_control_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimEvent: _TypeAlias = ClaimEvent  # noqa: Y015
+
+@_typing.final
+class ClaimPayment(_message.Message):
+    """One CLP of an 835 applied to the claim."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMITTANCE_ID_FIELD_NUMBER: _builtins.int
+    TRACE_NUMBER_FIELD_NUMBER: _builtins.int
+    PAYMENT_DATE_FIELD_NUMBER: _builtins.int
+    CLP_STATUS_FIELD_NUMBER: _builtins.int
+    CHARGE_CENTS_FIELD_NUMBER: _builtins.int
+    PAID_CENTS_FIELD_NUMBER: _builtins.int
+    PATIENT_RESPONSIBILITY_CENTS_FIELD_NUMBER: _builtins.int
+    PAYER_CLAIM_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    remittance_id: _builtins.str
+    trace_number: _builtins.str
+    payment_date: _builtins.str
+    clp_status: _builtins.str
+    charge_cents: _builtins.int
+    paid_cents: _builtins.int
+    patient_responsibility_cents: _builtins.int
+    payer_claim_control_number: _builtins.str
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Adjustment]:
+        """claim and line level"""
+
+    def __init__(
+        self,
+        *,
+        remittance_id: _builtins.str = ...,
+        trace_number: _builtins.str = ...,
+        payment_date: _builtins.str = ...,
+        clp_status: _builtins.str = ...,
+        charge_cents: _builtins.int = ...,
+        paid_cents: _builtins.int = ...,
+        patient_responsibility_cents: _builtins.int = ...,
+        payer_claim_control_number: _builtins.str = ...,
+        adjustments: _abc.Iterable[Global___Adjustment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "charge_cents", b"charge_cents", "clp_status", b"clp_status", "paid_cents", b"paid_cents", "patient_responsibility_cents", b"patient_responsibility_cents", "payer_claim_control_number", b"payer_claim_control_number", "payment_date", b"payment_date", "remittance_id", b"remittance_id", "trace_number", b"trace_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimPayment: _TypeAlias = ClaimPayment  # noqa: Y015
+
+@_typing.final
+class GetClaimResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    SUBMISSION_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def summary(self) -> Global___ClaimSummary: ...
+    @_builtins.property
+    def submission(self) -> Global___ClaimSubmission: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimEvent]:
+        """oldest first"""
+
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimPayment]:
+        """oldest first"""
+
+    def __init__(
+        self,
+        *,
+        summary: Global___ClaimSummary | None = ...,
+        submission: Global___ClaimSubmission | None = ...,
+        history: _abc.Iterable[Global___ClaimEvent] | None = ...,
+        payments: _abc.Iterable[Global___ClaimPayment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission", "summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "payments", b"payments", "submission", b"submission", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClaimResponse: _TypeAlias = GetClaimResponse  # noqa: Y015
+
+@_typing.final
+class ClaimStatusTotal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CLAIM_COUNT_FIELD_NUMBER: _builtins.int
+    BILLED_CENTS_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    claim_count: _builtins.int
+    billed_cents: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        claim_count: _builtins.int = ...,
+        billed_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billed_cents", b"billed_cents", "claim_count", b"claim_count", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimStatusTotal: _TypeAlias = ClaimStatusTotal  # noqa: Y015
+
+@_typing.final
+class AdjustmentGroupTotal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    amount_cents: _builtins.int
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdjustmentGroupTotal: _TypeAlias = AdjustmentGroupTotal  # noqa: Y015
+
+@_typing.final
+class RevenueCycleTotals(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COVERAGE_COUNT_FIELD_NUMBER: _builtins.int
+    ELIGIBILITY_FOLLOW_UP_COUNT_FIELD_NUMBER: _builtins.int
+    CLAIM_COUNT_FIELD_NUMBER: _builtins.int
+    BILLED_CENTS_FIELD_NUMBER: _builtins.int
+    BY_STATUS_FIELD_NUMBER: _builtins.int
+    PAID_CENTS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    PATIENT_RESPONSIBILITY_CENTS_FIELD_NUMBER: _builtins.int
+    DENIED_COUNT_FIELD_NUMBER: _builtins.int
+    DENIED_CENTS_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_CENTS_FIELD_NUMBER: _builtins.int
+    PROVIDER_ADJUSTMENT_CENTS_FIELD_NUMBER: _builtins.int
+    REMITTANCE_COUNT_FIELD_NUMBER: _builtins.int
+    coverage_count: _builtins.int
+    eligibility_follow_up_count: _builtins.int
+    """coverages awaiting eligibility"""
+    claim_count: _builtins.int
+    billed_cents: _builtins.int
+    paid_cents: _builtins.int
+    patient_responsibility_cents: _builtins.int
+    """PR adjustments"""
+    denied_count: _builtins.int
+    denied_cents: _builtins.int
+    """billed charges of denied claims"""
+    outstanding_cents: _builtins.int
+    """billed - paid - adjusted over every claim"""
+    provider_adjustment_cents: _builtins.int
+    """PLB total"""
+    remittance_count: _builtins.int
+    @_builtins.property
+    def by_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimStatusTotal]: ...
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdjustmentGroupTotal]: ...
+    def __init__(
+        self,
+        *,
+        coverage_count: _builtins.int = ...,
+        eligibility_follow_up_count: _builtins.int = ...,
+        claim_count: _builtins.int = ...,
+        billed_cents: _builtins.int = ...,
+        by_status: _abc.Iterable[Global___ClaimStatusTotal] | None = ...,
+        paid_cents: _builtins.int = ...,
+        adjustments: _abc.Iterable[Global___AdjustmentGroupTotal] | None = ...,
+        patient_responsibility_cents: _builtins.int = ...,
+        denied_count: _builtins.int = ...,
+        denied_cents: _builtins.int = ...,
+        outstanding_cents: _builtins.int = ...,
+        provider_adjustment_cents: _builtins.int = ...,
+        remittance_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "billed_cents", b"billed_cents", "by_status", b"by_status", "claim_count", b"claim_count", "coverage_count", b"coverage_count", "denied_cents", b"denied_cents", "denied_count", b"denied_count", "eligibility_follow_up_count", b"eligibility_follow_up_count", "outstanding_cents", b"outstanding_cents", "paid_cents", b"paid_cents", "patient_responsibility_cents", b"patient_responsibility_cents", "provider_adjustment_cents", b"provider_adjustment_cents", "remittance_count", b"remittance_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevenueCycleTotals: _TypeAlias = RevenueCycleTotals  # noqa: Y015

@@ -74,6 +74,41 @@ class BillingAdapterStub:
                 request_serializer=proto_dot_billing__pb2.GetTotalsRequest.SerializeToString,
                 response_deserializer=proto_dot_billing__pb2.BillingTotals.FromString,
                 _registered_method=True)
+        self.RecordCoverage = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/RecordCoverage',
+                request_serializer=proto_dot_billing__pb2.RecordCoverageRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.RecordCoverageResponse.FromString,
+                _registered_method=True)
+        self.RecordEligibility = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/RecordEligibility',
+                request_serializer=proto_dot_billing__pb2.RecordEligibilityRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.RecordEligibilityResponse.FromString,
+                _registered_method=True)
+        self.CreateClaims = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/CreateClaims',
+                request_serializer=proto_dot_billing__pb2.CreateClaimsRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.CreateClaimsResponse.FromString,
+                _registered_method=True)
+        self.UpdateClaimStatus = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/UpdateClaimStatus',
+                request_serializer=proto_dot_billing__pb2.UpdateClaimStatusRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.UpdateClaimStatusResponse.FromString,
+                _registered_method=True)
+        self.PostRemittance = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/PostRemittance',
+                request_serializer=proto_dot_billing__pb2.PostRemittanceRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.PostRemittanceResponse.FromString,
+                _registered_method=True)
+        self.GetClaimList = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/GetClaimList',
+                request_serializer=proto_dot_billing__pb2.ClaimListRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.ClaimList.FromString,
+                _registered_method=True)
+        self.GetClaim = channel.unary_unary(
+                '/hcsync.billing.v1.BillingAdapter/GetClaim',
+                request_serializer=proto_dot_billing__pb2.GetClaimRequest.SerializeToString,
+                response_deserializer=proto_dot_billing__pb2.GetClaimResponse.FromString,
+                _registered_method=True)
 
 
 class BillingAdapterServicer:
@@ -138,6 +173,68 @@ class BillingAdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordCoverage(self, request, context):
+        """The revenue cycle (issue 14). Refusals that depend on billing's state, not on the request's shape,
+        answer FAILED_PRECONDITION whose details start with a rule, then ": " and the reason (never a PHI
+        value; a claim of an 835 is named by its ordinal), e.g. "X12-835-UNMATCHED-CLAIM: claim 3 of 835
+        trace T1 has no claim in billing". The caller quarantines under that rule.
+
+        Record an encounter's insurance of one priority (HL7 IN1). A lower state_version than the stored
+        coverage's is STALE and changes nothing. Write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEligibility(self, request, context):
+        """Record a 271 outcome, or a follow-up flag when the payer did not answer or rejected the inquiry, for
+        an encounter and priority: kept as history, and as the coverage's current state unless a later one
+        is stored. Rule BILLING-NO-COVERAGE when the encounter has no coverage of that priority. Write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateClaims(self, request, context):
+        """Build the claims of one discharged, coded account: one per claim kind among its posted charges
+        (837I institutional, 837P professional), with everything an 837 needs. Rules: BILLING-CLAIM-*. Write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateClaimStatus(self, request, context):
+        """A claim's lifecycle event from outside: sent in an 837, acknowledged by a 999, rejected by a TA1.
+        An impossible transition is refused with rule BILLING-CLAIM-TRANSITION. Write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostRemittance(self, request, context):
+        """Post one 835: payments, adjustments, patient responsibility, denials and reversals, all or nothing.
+        Rules X12-835-DUPLICATE-TRACE, X12-835-UNMATCHED-CLAIM, X12-835-OVERPAYMENT, X12-835-UNBALANCED.
+        Answers the summary the ERP journal needs, without PHI. Write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClaimList(self, request, context):
+        """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+        starts with Get).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClaim(self, request, context):
+        """One claim: its submission, status history, payments and adjustments. PHI (the subscriber). Read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingAdapterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +277,41 @@ def add_BillingAdapterServicer_to_server(servicer, server):
                     servicer.GetTotals,
                     request_deserializer=proto_dot_billing__pb2.GetTotalsRequest.FromString,
                     response_serializer=proto_dot_billing__pb2.BillingTotals.SerializeToString,
+            ),
+            'RecordCoverage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCoverage,
+                    request_deserializer=proto_dot_billing__pb2.RecordCoverageRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.RecordCoverageResponse.SerializeToString,
+            ),
+            'RecordEligibility': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEligibility,
+                    request_deserializer=proto_dot_billing__pb2.RecordEligibilityRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.RecordEligibilityResponse.SerializeToString,
+            ),
+            'CreateClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateClaims,
+                    request_deserializer=proto_dot_billing__pb2.CreateClaimsRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.CreateClaimsResponse.SerializeToString,
+            ),
+            'UpdateClaimStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateClaimStatus,
+                    request_deserializer=proto_dot_billing__pb2.UpdateClaimStatusRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.UpdateClaimStatusResponse.SerializeToString,
+            ),
+            'PostRemittance': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostRemittance,
+                    request_deserializer=proto_dot_billing__pb2.PostRemittanceRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.PostRemittanceResponse.SerializeToString,
+            ),
+            'GetClaimList': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClaimList,
+                    request_deserializer=proto_dot_billing__pb2.ClaimListRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.ClaimList.SerializeToString,
+            ),
+            'GetClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClaim,
+                    request_deserializer=proto_dot_billing__pb2.GetClaimRequest.FromString,
+                    response_serializer=proto_dot_billing__pb2.GetClaimResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +530,195 @@ class BillingAdapter:
             '/hcsync.billing.v1.BillingAdapter/GetTotals',
             proto_dot_billing__pb2.GetTotalsRequest.SerializeToString,
             proto_dot_billing__pb2.BillingTotals.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCoverage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/RecordCoverage',
+            proto_dot_billing__pb2.RecordCoverageRequest.SerializeToString,
+            proto_dot_billing__pb2.RecordCoverageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEligibility(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/RecordEligibility',
+            proto_dot_billing__pb2.RecordEligibilityRequest.SerializeToString,
+            proto_dot_billing__pb2.RecordEligibilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/CreateClaims',
+            proto_dot_billing__pb2.CreateClaimsRequest.SerializeToString,
+            proto_dot_billing__pb2.CreateClaimsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateClaimStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/UpdateClaimStatus',
+            proto_dot_billing__pb2.UpdateClaimStatusRequest.SerializeToString,
+            proto_dot_billing__pb2.UpdateClaimStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostRemittance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/PostRemittance',
+            proto_dot_billing__pb2.PostRemittanceRequest.SerializeToString,
+            proto_dot_billing__pb2.PostRemittanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClaimList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/GetClaimList',
+            proto_dot_billing__pb2.ClaimListRequest.SerializeToString,
+            proto_dot_billing__pb2.ClaimList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hcsync.billing.v1.BillingAdapter/GetClaim',
+            proto_dot_billing__pb2.GetClaimRequest.SerializeToString,
+            proto_dot_billing__pb2.GetClaimResponse.FromString,
             options,
             channel_credentials,
             insecure,

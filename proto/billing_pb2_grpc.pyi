@@ -56,6 +56,39 @@ class BillingAdapterStub:
     """
     GetTotals: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]
     """Return reconciliation totals over everything posted so far."""
+    RecordCoverage: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RecordCoverageRequest, _billing_pb2.RecordCoverageResponse]
+    """The revenue cycle (issue 14). Refusals that depend on billing's state, not on the request's shape,
+    answer FAILED_PRECONDITION whose details start with a rule, then ": " and the reason (never a PHI
+    value; a claim of an 835 is named by its ordinal), e.g. "X12-835-UNMATCHED-CLAIM: claim 3 of 835
+    trace T1 has no claim in billing". The caller quarantines under that rule.
+
+    Record an encounter's insurance of one priority (HL7 IN1). A lower state_version than the stored
+    coverage's is STALE and changes nothing. Write.
+    """
+    RecordEligibility: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RecordEligibilityRequest, _billing_pb2.RecordEligibilityResponse]
+    """Record a 271 outcome, or a follow-up flag when the payer did not answer or rejected the inquiry, for
+    an encounter and priority: kept as history, and as the coverage's current state unless a later one
+    is stored. Rule BILLING-NO-COVERAGE when the encounter has no coverage of that priority. Write.
+    """
+    CreateClaims: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateClaimsRequest, _billing_pb2.CreateClaimsResponse]
+    """Build the claims of one discharged, coded account: one per claim kind among its posted charges
+    (837I institutional, 837P professional), with everything an 837 needs. Rules: BILLING-CLAIM-*. Write.
+    """
+    UpdateClaimStatus: _grpc.UnaryUnaryMultiCallable[_billing_pb2.UpdateClaimStatusRequest, _billing_pb2.UpdateClaimStatusResponse]
+    """A claim's lifecycle event from outside: sent in an 837, acknowledged by a 999, rejected by a TA1.
+    An impossible transition is refused with rule BILLING-CLAIM-TRANSITION. Write.
+    """
+    PostRemittance: _grpc.UnaryUnaryMultiCallable[_billing_pb2.PostRemittanceRequest, _billing_pb2.PostRemittanceResponse]
+    """Post one 835: payments, adjustments, patient responsibility, denials and reversals, all or nothing.
+    Rules X12-835-DUPLICATE-TRACE, X12-835-UNMATCHED-CLAIM, X12-835-OVERPAYMENT, X12-835-UNBALANCED.
+    Answers the summary the ERP journal needs, without PHI. Write.
+    """
+    GetClaimList: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ClaimListRequest, _billing_pb2.ClaimList]
+    """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+    starts with Get).
+    """
+    GetClaim: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetClaimRequest, _billing_pb2.GetClaimResponse]
+    """One claim: its submission, status history, payments and adjustments. PHI (the subscriber). Read."""
 
 @_typing.type_check_only
 class BillingAdapterAsyncStub(BillingAdapterStub):
@@ -80,6 +113,39 @@ class BillingAdapterAsyncStub(BillingAdapterStub):
     """
     GetTotals: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetTotalsRequest, _billing_pb2.BillingTotals]  # type: ignore[assignment]
     """Return reconciliation totals over everything posted so far."""
+    RecordCoverage: _aio.UnaryUnaryMultiCallable[_billing_pb2.RecordCoverageRequest, _billing_pb2.RecordCoverageResponse]  # type: ignore[assignment]
+    """The revenue cycle (issue 14). Refusals that depend on billing's state, not on the request's shape,
+    answer FAILED_PRECONDITION whose details start with a rule, then ": " and the reason (never a PHI
+    value; a claim of an 835 is named by its ordinal), e.g. "X12-835-UNMATCHED-CLAIM: claim 3 of 835
+    trace T1 has no claim in billing". The caller quarantines under that rule.
+
+    Record an encounter's insurance of one priority (HL7 IN1). A lower state_version than the stored
+    coverage's is STALE and changes nothing. Write.
+    """
+    RecordEligibility: _aio.UnaryUnaryMultiCallable[_billing_pb2.RecordEligibilityRequest, _billing_pb2.RecordEligibilityResponse]  # type: ignore[assignment]
+    """Record a 271 outcome, or a follow-up flag when the payer did not answer or rejected the inquiry, for
+    an encounter and priority: kept as history, and as the coverage's current state unless a later one
+    is stored. Rule BILLING-NO-COVERAGE when the encounter has no coverage of that priority. Write.
+    """
+    CreateClaims: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateClaimsRequest, _billing_pb2.CreateClaimsResponse]  # type: ignore[assignment]
+    """Build the claims of one discharged, coded account: one per claim kind among its posted charges
+    (837I institutional, 837P professional), with everything an 837 needs. Rules: BILLING-CLAIM-*. Write.
+    """
+    UpdateClaimStatus: _aio.UnaryUnaryMultiCallable[_billing_pb2.UpdateClaimStatusRequest, _billing_pb2.UpdateClaimStatusResponse]  # type: ignore[assignment]
+    """A claim's lifecycle event from outside: sent in an 837, acknowledged by a 999, rejected by a TA1.
+    An impossible transition is refused with rule BILLING-CLAIM-TRANSITION. Write.
+    """
+    PostRemittance: _aio.UnaryUnaryMultiCallable[_billing_pb2.PostRemittanceRequest, _billing_pb2.PostRemittanceResponse]  # type: ignore[assignment]
+    """Post one 835: payments, adjustments, patient responsibility, denials and reversals, all or nothing.
+    Rules X12-835-DUPLICATE-TRACE, X12-835-UNMATCHED-CLAIM, X12-835-OVERPAYMENT, X12-835-UNBALANCED.
+    Answers the summary the ERP journal needs, without PHI. Write.
+    """
+    GetClaimList: _aio.UnaryUnaryMultiCallable[_billing_pb2.ClaimListRequest, _billing_pb2.ClaimList]  # type: ignore[assignment]
+    """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+    starts with Get).
+    """
+    GetClaim: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetClaimRequest, _billing_pb2.GetClaimResponse]  # type: ignore[assignment]
+    """One claim: its submission, status history, payments and adjustments. PHI (the subscriber). Read."""
 
 class BillingAdapterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -149,5 +215,80 @@ class BillingAdapterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.BillingTotals, _abc.Awaitable[_billing_pb2.BillingTotals]]:
         """Return reconciliation totals over everything posted so far."""
+
+    @_abc_1.abstractmethod
+    def RecordCoverage(
+        self,
+        request: _billing_pb2.RecordCoverageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RecordCoverageResponse, _abc.Awaitable[_billing_pb2.RecordCoverageResponse]]:
+        """The revenue cycle (issue 14). Refusals that depend on billing's state, not on the request's shape,
+        answer FAILED_PRECONDITION whose details start with a rule, then ": " and the reason (never a PHI
+        value; a claim of an 835 is named by its ordinal), e.g. "X12-835-UNMATCHED-CLAIM: claim 3 of 835
+        trace T1 has no claim in billing". The caller quarantines under that rule.
+
+        Record an encounter's insurance of one priority (HL7 IN1). A lower state_version than the stored
+        coverage's is STALE and changes nothing. Write.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordEligibility(
+        self,
+        request: _billing_pb2.RecordEligibilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RecordEligibilityResponse, _abc.Awaitable[_billing_pb2.RecordEligibilityResponse]]:
+        """Record a 271 outcome, or a follow-up flag when the payer did not answer or rejected the inquiry, for
+        an encounter and priority: kept as history, and as the coverage's current state unless a later one
+        is stored. Rule BILLING-NO-COVERAGE when the encounter has no coverage of that priority. Write.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateClaims(
+        self,
+        request: _billing_pb2.CreateClaimsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CreateClaimsResponse, _abc.Awaitable[_billing_pb2.CreateClaimsResponse]]:
+        """Build the claims of one discharged, coded account: one per claim kind among its posted charges
+        (837I institutional, 837P professional), with everything an 837 needs. Rules: BILLING-CLAIM-*. Write.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateClaimStatus(
+        self,
+        request: _billing_pb2.UpdateClaimStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.UpdateClaimStatusResponse, _abc.Awaitable[_billing_pb2.UpdateClaimStatusResponse]]:
+        """A claim's lifecycle event from outside: sent in an 837, acknowledged by a 999, rejected by a TA1.
+        An impossible transition is refused with rule BILLING-CLAIM-TRANSITION. Write.
+        """
+
+    @_abc_1.abstractmethod
+    def PostRemittance(
+        self,
+        request: _billing_pb2.PostRemittanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.PostRemittanceResponse, _abc.Awaitable[_billing_pb2.PostRemittanceResponse]]:
+        """Post one 835: payments, adjustments, patient responsibility, denials and reversals, all or nothing.
+        Rules X12-835-DUPLICATE-TRACE, X12-835-UNMATCHED-CLAIM, X12-835-OVERPAYMENT, X12-835-UNBALANCED.
+        Answers the summary the ERP journal needs, without PHI. Write.
+        """
+
+    @_abc_1.abstractmethod
+    def GetClaimList(
+        self,
+        request: _billing_pb2.ClaimListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ClaimList, _abc.Awaitable[_billing_pb2.ClaimList]]:
+        """List claims, most recently changed first, by status, account and payer. Read (every read RPC's name
+        starts with Get).
+        """
+
+    @_abc_1.abstractmethod
+    def GetClaim(
+        self,
+        request: _billing_pb2.GetClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.GetClaimResponse, _abc.Awaitable[_billing_pb2.GetClaimResponse]]:
+        """One claim: its submission, status history, payments and adjustments. PHI (the subscriber). Read."""
 
 def add_BillingAdapterServicer_to_server(servicer: BillingAdapterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -33,6 +33,7 @@ from adapters import (
     reused_key,
     unordered_digest,
 )
+from adapters.billing import revenue_cycle
 from adapters.billing.coding import apply_coding, as_utc, validate_coding
 from adapters.billing.merge import apply_merge, surviving_identity, validate_merge
 from adapters.billing.moves import apply_move, settle_moves, validate_move
@@ -55,8 +56,11 @@ from adapters.billing.schema import (
     total,
 )
 from adapters.bounds import MAX_CALL_CENTS, MAX_ITEMS_PER_CALL, MAX_LINE_CENTS, MAX_QUANTITY, beyond
+from adapters.erp.masterdata import MasterDataSource, governed_masterdata
 from canonical.errors import Fault, InvalidMessageError
 from canonical.models import EncounterStatus, TransactionType
+from canonical.reference import MasterDataSet
+from foundation.settings import get_settings
 from foundation.sql import (
     distinct,
     in_chunks,
@@ -156,6 +160,42 @@ class BillingBackend(Protocol):
         """Return reconciliation totals over all accounts, charges, codings and merges."""
         ...
 
+    def record_coverage(
+        self, request: billing_pb2.RecordCoverageRequest
+    ) -> billing_pb2.RecordCoverageResponse:
+        """Record an encounter's coverage of one priority; STALE when a newer state is stored."""
+        ...
+
+    def record_eligibility(
+        self, request: billing_pb2.RecordEligibilityRequest
+    ) -> billing_pb2.RecordEligibilityResponse:
+        """Record a 271 outcome or a follow-up flag for a coverage."""
+        ...
+
+    def create_claims(self, request: billing_pb2.CreateClaimsRequest) -> billing_pb2.CreateClaimsResponse:
+        """Build, rebuild or replace an account's claims."""
+        ...
+
+    def update_claim_status(
+        self, request: billing_pb2.UpdateClaimStatusRequest
+    ) -> billing_pb2.UpdateClaimStatusResponse:
+        """Apply a claim lifecycle event."""
+        ...
+
+    def post_remittance(
+        self, request: billing_pb2.PostRemittanceRequest
+    ) -> billing_pb2.PostRemittanceResponse:
+        """Post one 835 all or nothing."""
+        ...
+
+    def list_claims(self, request: billing_pb2.ClaimListRequest) -> billing_pb2.ClaimList:
+        """List claims by status, account and payer."""
+        ...
+
+    def get_claim(self, request: billing_pb2.GetClaimRequest) -> billing_pb2.GetClaimResponse:
+        """Return one claim with its history and payments."""
+        ...
+
     def close(self) -> None:
         """Release the backend's connections."""
         ...
@@ -245,9 +285,18 @@ def _charges_digest(request: billing_pb2.PostChargesRequest) -> str:
 class SqlBillingBackend:
     """The reference billing system: accounts, charges, codings and merges in SQL (SQLite or PostgreSQL)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, masterdata: MasterDataSource | None = None) -> None:
+        """Open billing at ``database_url``; ``masterdata`` returns the set in force, read by claims and
+        remittances only (by default the deployment's Redis, as the ERP reads it, connected on first use)."""
         self._engine = open_engine(database_url)
         create_schema(self._engine)
+        self._masterdata = masterdata
+
+    def _master(self) -> MasterDataSet:
+        """Return the master data in force; a RetryableError (UNAVAILABLE) while none is loaded."""
+        if self._masterdata is None:
+            self._masterdata = governed_masterdata(get_settings())
+        return self._masterdata()
 
     def close(self) -> None:
         """Release the backend's connections."""
@@ -609,8 +658,89 @@ class SqlBillingBackend:
         return billing_pb2.BillingBatchResult(move_account=apply_move(session, command, digest, now))
 
     def totals(self) -> billing_pb2.BillingTotals:
-        """Return reconciliation totals: accounts, charges, codings, merges, person updates, moves."""
+        """Return reconciliation totals: accounts, charges, codings, merges, person updates, moves, claims."""
         return read_transaction(self._engine, _totals)
+
+    # The revenue cycle: adapters.billing.revenue_cycle does the work, each write in one transaction.
+
+    def record_coverage(
+        self, request: billing_pb2.RecordCoverageRequest
+    ) -> billing_pb2.RecordCoverageResponse:
+        """Record an encounter's coverage of one priority; STALE when a newer state is stored."""
+        revenue_cycle.validate_coverage(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine, lambda session: revenue_cycle.record_coverage(session, request, digest, _now())
+        )
+        status = billing_pb2.RecordCoverageResponse.Status.Name(response.status)
+        log.info("coverage %s: %s version %d", request.idempotency_key, status, response.version)
+        return response
+
+    def record_eligibility(
+        self, request: billing_pb2.RecordEligibilityRequest
+    ) -> billing_pb2.RecordEligibilityResponse:
+        """Record a 271 outcome or a follow-up flag for a coverage."""
+        revenue_cycle.validate_eligibility(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine, lambda session: revenue_cycle.record_eligibility(session, request, digest, _now())
+        )
+        log.info("eligibility %s: %s", request.idempotency_key, response.eligibility_status)
+        return response
+
+    def create_claims(self, request: billing_pb2.CreateClaimsRequest) -> billing_pb2.CreateClaimsResponse:
+        """Build, rebuild or replace an account's claims."""
+        revenue_cycle.validate_claims_request(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine,
+            lambda session: revenue_cycle.create_claims(session, request, digest, _now(), self._master),
+        )
+        log.info(
+            "claims %s: %s",
+            request.idempotency_key,
+            ", ".join(billing_pb2.ClaimResult.Status.Name(claim.status) for claim in response.claims),
+        )
+        return response
+
+    def update_claim_status(
+        self, request: billing_pb2.UpdateClaimStatusRequest
+    ) -> billing_pb2.UpdateClaimStatusResponse:
+        """Apply a claim lifecycle event."""
+        revenue_cycle.validate_status_update(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine, lambda session: revenue_cycle.update_claim_status(session, request, digest, _now())
+        )
+        log.info("claim status %s: %s", request.idempotency_key, response.claim_status)
+        return response
+
+    def post_remittance(
+        self, request: billing_pb2.PostRemittanceRequest
+    ) -> billing_pb2.PostRemittanceResponse:
+        """Post one 835 all or nothing."""
+        revenue_cycle.validate_remittance(request)
+        digest = fingerprint(request)
+        response = write_transaction(
+            self._engine,
+            lambda session: revenue_cycle.post_remittance(session, request, digest, _now(), self._master),
+        )
+        log.info(
+            "remittance %s: %s, %d claims",
+            response.remittance_id,
+            billing_pb2.PostRemittanceResponse.Status.Name(response.status),
+            len(request.remittance.claims),
+        )
+        return response
+
+    def list_claims(self, request: billing_pb2.ClaimListRequest) -> billing_pb2.ClaimList:
+        """List claims by status, account and payer."""
+        revenue_cycle.validate_list(request)
+        return read_transaction(self._engine, lambda session: revenue_cycle.list_claims(session, request))
+
+    def get_claim(self, request: billing_pb2.GetClaimRequest) -> billing_pb2.GetClaimResponse:
+        """Return one claim with its history and payments."""
+        return read_transaction(self._engine, lambda session: revenue_cycle.get_claim(session, request))
 
 
 @dataclass(slots=True)
@@ -991,6 +1121,9 @@ def _totals(session: Session) -> billing_pb2.BillingTotals:
     )
     totals.account_move_count = _count(session, MoveRow)
     totals.moved_account_count = _count(session, AccountRow, AccountRow.moved_by != "")
+    cycle = revenue_cycle.revenue_cycle_totals(session)
+    if cycle.ByteSize():  # left unset while there is none, so a billing without claims answers as before
+        totals.revenue_cycle.CopyFrom(cycle)
     return totals
 
 

@@ -31,16 +31,25 @@ __all__ = [
     "Base",
     "ChargeBatchRow",
     "ChargeRow",
+    "ClaimAdjustmentRow",
+    "ClaimEventRow",
+    "ClaimPaymentRow",
+    "ClaimRow",
     "CodingRemovalRow",
     "CodingRow",
     "CodingUpdateRow",
+    "CoverageRow",
     "DiagnosisRow",
+    "EligibilityRow",
     "HeldChargeRow",
     "MergeRow",
     "MoveRow",
     "PatientRow",
     "PatientUpdateRow",
     "ProcedureRow",
+    "ProviderAdjustmentRow",
+    "RemittanceRow",
+    "RevenueRequestRow",
     "create_schema",
     "total",
 ]
@@ -331,6 +340,180 @@ class MoveRow(Base):
     correlation_id: Mapped[str]
     request_digest: Mapped[str]
     received_at: Mapped[dt.datetime]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The revenue cycle (added in 1.5; adapters.billing.revenue_cycle). No foreign keys to accounts: coverage
+# may arrive before its account, and a claim outlives nothing.
+
+
+class RevenueRequestRow(Base):
+    """One revenue-cycle call (RecordCoverage, RecordEligibility, CreateClaims, UpdateClaimStatus) and its
+    answer, so a replay of its key answers DUPLICATE with the original result."""
+
+    __tablename__ = "billing_rc_requests"
+
+    rpc: Mapped[str] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    request_digest: Mapped[str]
+    response: Mapped[bytes]  # the serialised response message
+    received_at: Mapped[dt.datetime]
+
+
+class CoverageRow(Base):
+    """An encounter's insurance of one priority (HL7 IN1), with its current eligibility."""
+
+    __tablename__ = "billing_coverages"
+
+    encounter_id: Mapped[str] = mapped_column(primary_key=True)
+    priority: Mapped[int] = mapped_column(primary_key=True)
+    payer_id: Mapped[str] = mapped_column(index=True)
+    payer_name: Mapped[str]
+    plan: Mapped[str]
+    member_id: Mapped[str]
+    subscriber: Mapped[bytes]  # the Person message as received (PHI)
+    group_number: Mapped[str]
+    relationship: Mapped[str]
+    effective_on: Mapped[dt.date | None]
+    expires_on: Mapped[dt.date | None]
+    patient_gender: Mapped[str]
+    source_event_id: Mapped[str]
+    correlation_id: Mapped[str]
+    state_version: Mapped[int]
+    version: Mapped[int]
+    updated_at: Mapped[dt.datetime]
+    eligibility_status: Mapped[str] = mapped_column(server_default="unknown")
+    eligibility_at: Mapped[dt.datetime | None]  # checked_at or flagged_at of the current outcome
+    eligibility_plan: Mapped[str] = mapped_column(server_default="")
+    benefits: Mapped[bytes | None]  # the BenefitSummary message of the current outcome
+    follow_up: Mapped[bool] = mapped_column(server_default=false(), index=True)
+    follow_up_reason: Mapped[str] = mapped_column(server_default="")
+
+
+class EligibilityRow(Base):
+    """One eligibility outcome (a 271 result or a follow-up flag): the history behind CoverageRow."""
+
+    __tablename__ = "billing_eligibility"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    encounter_id: Mapped[str] = mapped_column(index=True)
+    priority: Mapped[int]
+    kind: Mapped[str]  # result | follow_up
+    status: Mapped[str]  # active | inactive | unknown
+    plan: Mapped[str]
+    benefits: Mapped[bytes | None]
+    trace_number: Mapped[str]
+    reason: Mapped[str]  # rejection reason (AAA03) or follow-up reason and detail
+    occurred_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime]
+
+
+class ClaimRow(Base):
+    """A claim billing built for one account and claim kind; the submission holds what an 837 needs."""
+
+    __tablename__ = "billing_claims"
+
+    claim_id: Mapped[str] = mapped_column(primary_key=True)
+    encounter_id: Mapped[str] = mapped_column(index=True)
+    claim_type: Mapped[str]
+    frequency: Mapped[str]
+    status: Mapped[str] = mapped_column(index=True)
+    version: Mapped[int]
+    facility: Mapped[str]
+    legal_entity: Mapped[str]
+    billing_npi: Mapped[str]
+    payer_id: Mapped[str] = mapped_column(index=True)
+    payer_type: Mapped[str]
+    total_charge_cents: Mapped[int]
+    paid_cents: Mapped[int]
+    adjusted_cents: Mapped[int]
+    patient_responsibility_cents: Mapped[int]
+    payer_claim_control_number: Mapped[str]
+    basis_digest: Mapped[str]  # of the submission as built from charges, coding and coverage
+    submission: Mapped[bytes]  # the ClaimSubmission message (PHI)
+    sent_interchange: Mapped[str]  # ISA13, GS06 and ST02 of the 837 that last carried it
+    sent_group: Mapped[str]
+    sent_set: Mapped[str]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class ClaimEventRow(Base):
+    """One step of a claim's lifecycle, in order."""
+
+    __tablename__ = "billing_claim_events"
+
+    claim_id: Mapped[str] = mapped_column(primary_key=True)
+    sequence: Mapped[int] = mapped_column(primary_key=True)
+    event: Mapped[str]
+    status: Mapped[str]
+    occurred_at: Mapped[dt.datetime]
+    interchange_control_number: Mapped[str]
+    group_control_number: Mapped[str]
+    transaction_set_control_number: Mapped[str]
+    ack_code: Mapped[str]
+    error_text: Mapped[str]
+    remittance_id: Mapped[str]
+
+
+class RemittanceRow(Base):
+    """One posted 835, by payer and TRN02 trace; the summary is the answer a replay gets."""
+
+    __tablename__ = "billing_remittances"
+
+    remittance_id: Mapped[str] = mapped_column(primary_key=True)
+    remittance_key: Mapped[str] = mapped_column(unique=True)  # payer id | TRN02
+    payer_id: Mapped[str]
+    trace_number: Mapped[str]
+    payment_date: Mapped[dt.date]
+    total_paid_cents: Mapped[int]
+    provider_adjustment_cents: Mapped[int]
+    request_digest: Mapped[str]
+    response: Mapped[bytes]
+    posted_at: Mapped[dt.datetime]
+
+
+class ClaimPaymentRow(Base):
+    """One CLP of a posted 835, at its ordinal (1-based) in the 835."""
+
+    __tablename__ = "billing_claim_payments"
+
+    remittance_id: Mapped[str] = mapped_column(primary_key=True)
+    ordinal: Mapped[int] = mapped_column(primary_key=True)
+    claim_id: Mapped[str] = mapped_column(index=True)
+    clp_status: Mapped[str]
+    charge_cents: Mapped[int]
+    paid_cents: Mapped[int]
+    patient_responsibility_cents: Mapped[int]
+    payer_claim_control_number: Mapped[str]
+
+
+class ClaimAdjustmentRow(Base):
+    """One CAS triplet of a posted CLP: line 0 is claim level, else the 1-based SVC line."""
+
+    __tablename__ = "billing_claim_adjustments"
+
+    remittance_id: Mapped[str] = mapped_column(primary_key=True)
+    ordinal: Mapped[int] = mapped_column(primary_key=True)
+    line: Mapped[int] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    claim_id: Mapped[str] = mapped_column(index=True)
+    group_code: Mapped[str]
+    reason_code: Mapped[str]
+    amount_cents: Mapped[int]
+    quantity: Mapped[int | None]
+
+
+class ProviderAdjustmentRow(Base):
+    """One PLB adjustment of a posted 835."""
+
+    __tablename__ = "billing_provider_adjustments"
+
+    remittance_id: Mapped[str] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    reason_code: Mapped[str]
+    reference: Mapped[str]
+    amount_cents: Mapped[int]
 
 
 def create_schema(engine: Engine) -> None:

@@ -64,3 +64,45 @@ class BillingService(billing_pb2_grpc.BillingAdapterServicer):
     ) -> billing_pb2.BillingTotals:
         """Return reconciliation totals."""
         return await answer(context, "GetTotals", self._backend.totals)
+
+    async def RecordCoverage(
+        self, request: billing_pb2.RecordCoverageRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.RecordCoverageResponse:
+        """Record an encounter's insurance of one priority."""
+        return await answer(context, "RecordCoverage", lambda: self._backend.record_coverage(request))
+
+    async def RecordEligibility(
+        self, request: billing_pb2.RecordEligibilityRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.RecordEligibilityResponse:
+        """Record a 271 outcome or a follow-up flag."""
+        return await answer(context, "RecordEligibility", lambda: self._backend.record_eligibility(request))
+
+    async def CreateClaims(
+        self, request: billing_pb2.CreateClaimsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.CreateClaimsResponse:
+        """Build, rebuild or replace the claims of one account."""
+        return await answer(context, "CreateClaims", lambda: self._backend.create_claims(request))
+
+    async def UpdateClaimStatus(
+        self, request: billing_pb2.UpdateClaimStatusRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.UpdateClaimStatusResponse:
+        """Apply a claim lifecycle event (837 sent, 999, TA1)."""
+        return await answer(context, "UpdateClaimStatus", lambda: self._backend.update_claim_status(request))
+
+    async def PostRemittance(
+        self, request: billing_pb2.PostRemittanceRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.PostRemittanceResponse:
+        """Post one 835 all or nothing."""
+        return await answer(context, "PostRemittance", lambda: self._backend.post_remittance(request))
+
+    async def GetClaimList(
+        self, request: billing_pb2.ClaimListRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ClaimList:
+        """List claims by status, account and payer."""
+        return await answer(context, "GetClaimList", lambda: self._backend.list_claims(request))
+
+    async def GetClaim(
+        self, request: billing_pb2.GetClaimRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.GetClaimResponse:
+        """Return one claim with its history, payments and adjustments."""
+        return await answer(context, "GetClaim", lambda: self._backend.get_claim(request))

@@ -18,6 +18,7 @@ from canonical.errors import ConfigurationError, HcsyncError, MessageError
 from canonical.hl7v2.mapping import canonicalize
 from canonical.hl7v2.parser import split_messages
 from cluster.cli.audit import audit_app
+from cluster.cli.claims import claims_app
 from cluster.cli.exceptions import exceptions_app
 from cluster.cli.masterdata import masterdata_app
 from cluster.cli.messages import messages_app
@@ -33,6 +34,7 @@ app.add_typer(masterdata_app, name="masterdata", help="Validate, compare, load a
 app.add_typer(messages_app, name="messages", help="Find, inspect and replay received messages.")
 app.add_typer(refs_app, name="refs", help="Resolve encounter references of ERP lines (audited).")
 app.add_typer(audit_app, name="audit", help="Read the PHI access audit.")
+app.add_typer(claims_app, name="claims", help="List and show claims and their lifecycle (billing).")
 register_schema(app)
 register_scale(app)
 console = Console()

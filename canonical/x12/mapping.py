@@ -88,15 +88,27 @@ _PLAN_BEGIN, _PLAN_END, _PLAN_PERIOD = "346", "347", "291"
 # Shared
 
 
-def _build(model: type[_M], where: SetLocation, segment: Segment | None, what: str, **values: Any) -> _M:
-    """Build a canonical model; a refusal of its own rules becomes a located fault (redacted of PHI)."""
+def _build(
+    model: type[_M],
+    where: SetLocation,
+    segment: Segment | None,
+    what: str,
+    fields_at: dict[str, Segment | None] | None = None,
+    **values: Any,
+) -> _M:
+    """Build a canonical model; a refusal of its own rules becomes a located fault (redacted of PHI).
+
+    The fault is at ``segment``, or at the segment ``fields_at`` names for the refused field (a
+    provider's tax id is refused at its REF*EI, not at its NM1).
+    """
     try:
         return model(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "model"
         reason = f"{what}: {model.__name__}.{field}: {where.redact(first['msg'])}"
-        raise where.refuse(MAPPING_RULE, reason, segment) from None
+        at = (fields_at or {}).get(str(first["loc"][0]) if first["loc"] else "") or segment
+        raise where.refuse(MAPPING_RULE, reason, at) from None
 
 
 def _each(items: Any) -> list[Any]:
@@ -226,6 +238,7 @@ def _submission(
         where,
         npi_at,
         f"{what}, billing provider (2010AA)",
+        {"tax_id": where.following("REF", npi_at, "EI"), "taxonomy_code": where.following("PRV", None, "BI")},
         npi=_npi(billing.nm1_segment),
         name=text(billing.nm1_segment.name_last_or_organization_name),
         tax_id=_ref(billing.ref_segment, "EI"),

@@ -304,7 +304,11 @@ def _validation_refusal(exc: ValidationError, where: SetLocation) -> ReadRefused
     path = ".".join(loc)
     keys = [index for index, part in enumerate(loc) if part.endswith("_segment")]
     if not keys:
-        return where.refuse(STRUCTURE_RULE, f"{path or 'the set'}: {where.redact(first['msg'])}", None)
+        # x12sdk's segment count check names no segment: it is SE01's.
+        counted = "SE segment count" in first["msg"]
+        se = where.nth("SE", 0) if counted else None
+        reason = f"{path or 'the set'}: {where.redact(first['msg'])}"
+        return where.refuse(STRUCTURE_RULE, reason, se, "SE01" if counted else "")
     key = keys[-1]
     segment_id = loc[key].removesuffix("_segment").upper()
     element = ""

@@ -801,4 +801,12 @@ def map_271(model: Any, where: SetLocation) -> tuple[list[EligibilityResponse], 
             )
         except ReadRefused as exc:
             faults.append(exc.fault)
+    aaa = where.nth("AAA", 0)
+    if not responses and not faults and aaa is not None:
+        # Rejected above the subscriber (2100A/2100B AAA): no subscriber and no TRN to match it back by.
+        reason = (
+            f"the payer rejected the request above the subscriber level (AAA03 {aaa.element(3) or '?'}): "
+            "the answer names no subscriber and no trace number to match it to its inquiry"
+        )
+        faults.append(where.fault(MAPPING_RULE, reason, aaa, "AAA03"))
     return responses, faults

@@ -44,7 +44,7 @@ from canonical.revenue_cycle import ClaimType
 from canonical.x12.balance import check_835, check_837
 from canonical.x12.envelope import Group, Interchange, Segment, Transaction, read_interchanges
 from canonical.x12.locate import ReadRefused, SetLocation
-from canonical.x12.mapping import map_270, map_271, map_835, map_837
+from canonical.x12.mapping import MAPPING_RULE, map_270, map_271, map_835, map_837
 
 __all__ = ["ReadStatus", "SetReading", "read_file", "read_interchange"]
 
@@ -178,6 +178,8 @@ def _read_set(interchange: Interchange, group: Group, transaction: Transaction, 
     except Exception as exc:  # never a crash: any library failure becomes a located error
         reason = f"reading the set failed ({type(exc).__name__}); this is a defect to report"
         models, faults = [], [where.fault(READER_RULE, reason, None)]
+    if not faults and not models:
+        faults = [where.fault(MAPPING_RULE, "the set holds nothing to map", transaction.st)]
     if faults:
         return SetReading(*base, ReadStatus.ERROR, errors=tuple(faults[:_MAX_ERRORS]))
     return SetReading(*base, ReadStatus.MAPPED, models=tuple(models))

@@ -158,8 +158,21 @@ def hcsync_read(files: Sequence[bytes]) -> int:
 
 
 def memoise_pyx12_maps() -> None:
-    """pyx12 re-parses its XML maps on every reader (0.3-1.4 s a file): memoise them, as a worker must."""
-    cached = functools.lru_cache(maxsize=None)(pyx12.map_if.load_map_file)
+    """pyx12 re-parses its XML maps on every reader (0.3-1.4 s a file): memoise them, as a worker must.
+
+    Keyed by map file and map path only: every reader passes a new ``params`` object, which the maps do
+    not depend on (docs/x12-research.md checked the outputs equal with and without the cache).
+    """
+    original = pyx12.map_if.load_map_file
+    maps: dict[tuple[str, str | None], object] = {}
+
+    @functools.wraps(original)
+    def cached(map_file: str, param: object, map_path: str | None = None) -> object:
+        key = (map_file, map_path)
+        if key not in maps:
+            maps[key] = original(map_file, param, map_path)
+        return maps[key]
+
     pyx12.map_if.load_map_file = cached
     pyx12.x12context.map_if.load_map_file = cached
 

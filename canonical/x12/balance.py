@@ -110,10 +110,8 @@ def check_835(where: SetLocation) -> list[Fault]:
 def _lines(where: SetLocation, claim: int, lines: list[Segment], segments: list[Segment]) -> list[Fault]:
     faults: list[Fault] = []
     for number, svc in enumerate(lines, 1):
-        end = next(
-            (s for s in segments[where.position(svc) or 0 :] if s.id in _AFTER_LINE),
-            None,
-        )
+        start = where.position(svc) or 0  # the index of the segment after the SVC
+        end = next((segments[i] for i in range(start, len(segments)) if segments[i].id in _AFTER_LINE), None)
         try:
             difference = _cents(svc, 2) - _cents(svc, 3) - _sum(where.between("CAS", svc, end), _CAS_AMOUNTS)
         except _NotAmount:

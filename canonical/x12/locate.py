@@ -12,18 +12,30 @@ CLP01, and text that comes from a library (x12sdk's validator messages quote val
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from canonical.errors import Fault
 from canonical.x12.envelope import Interchange, Segment, Transaction
 
-__all__ = ["ReadRefused", "SetLocation"]
+__all__ = ["At", "ReadRefused", "SetLocation", "resolve"]
 
 # Element values shorter than this are not blanked from library messages: single digits and two-letter
 # codes (counts, qualifiers) are not PHI, and blanking them would make every message unreadable.
 _REDACT_MIN_CHARS = 3
 _REDACTED = "…"
+
+
+# Where a fault is: a segment, none (the set), or how to find it. Finding a segment by value scans the
+# set, so mappers pass a callable and it runs only when there is a fault to locate.
+At = Segment | None | Callable[[], Segment | None]
+
+
+def resolve(at: At) -> Segment | None:
+    """The segment ``at`` names (calling it when it is a finder)."""
+    return at() if callable(at) else at
 
 
 class ReadRefused(Exception):
@@ -44,6 +56,7 @@ class SetLocation:
     transaction: Transaction
     component: str
     _by_id: dict[str, list[Segment]] = field(default_factory=dict)
+    _positions: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, interchange: Interchange, gs06: str, transaction: Transaction, source: str) -> SetLocation:
@@ -51,8 +64,15 @@ class SetLocation:
         by_id: dict[str, list[Segment]] = defaultdict(list)
         for segment in transaction.segments:
             by_id[segment.id].append(segment)
+        positions = {key: [segment.position for segment in found] for key, found in by_id.items()}
         return cls(
-            source, interchange.control, gs06, transaction, interchange.delimiters.component, dict(by_id)
+            source,
+            interchange.control,
+            gs06,
+            transaction,
+            interchange.delimiters.component,
+            dict(by_id),
+            positions,
         )
 
     @property
@@ -81,23 +101,24 @@ class SetLocation:
     ) -> Segment | None:
         """Return the first ``segment_id`` after ``after`` (and before ``before``), with element 1 =
         ``qualifier`` when one is given: a claim's DTP*434 is the first after its CLM."""
-        start = after.position if after is not None else 0
-        end = before.position if before is not None else None
-        for segment in self._by_id.get(segment_id, []):
-            if segment.position <= start or (end is not None and segment.position >= end):
-                continue
+        found = self._by_id.get(segment_id, [])
+        positions = self._positions.get(segment_id, [])
+        first = bisect_right(positions, after.position) if after is not None else 0
+        for index in range(first, len(found)):
+            segment = found[index]
+            if before is not None and segment.position >= before.position:
+                return None
             if not qualifier or segment.element(1) == qualifier:
                 return segment
         return None
 
     def between(self, segment_id: str, after: Segment | None, before: Segment | None) -> list[Segment]:
         """Every ``segment_id`` after ``after`` and before ``before`` (None: to the end of the set)."""
-        start = after.position if after is not None else 0
-        return [
-            segment
-            for segment in self._by_id.get(segment_id, [])
-            if segment.position > start and (before is None or segment.position < before.position)
-        ]
+        found = self._by_id.get(segment_id, [])
+        positions = self._positions.get(segment_id, [])
+        first = bisect_right(positions, after.position) if after is not None else 0
+        last = bisect_left(positions, before.position) if before is not None else len(found)
+        return found[first:last]
 
     def holding(self, segment_id: str, element: int, value: str) -> Segment | None:
         """Return the first ``segment_id`` whose element ``element`` (or a component of it) is ``value``."""
@@ -112,8 +133,9 @@ class SetLocation:
         """``segment``'s position in the set, ST being 1 (a 999's IK302), or None."""
         return self.transaction.position_of(segment) if segment is not None else None
 
-    def fault(self, rule: str, reason: str, segment: Segment | None, element: str = "") -> Fault:
-        """A fault at ``segment`` (None: the set as a whole) and ``element`` (``CLP04``, ``CLM05-3``)."""
+    def fault(self, rule: str, reason: str, at: At, element: str = "") -> Fault:
+        """A fault at ``at`` (None: the set as a whole) and ``element`` (``CLP04``, ``CLM05-3``)."""
+        segment = resolve(at)
         return Fault(
             rule=rule,
             reason=reason,
@@ -123,9 +145,9 @@ class SetLocation:
             position=self.position(segment),
         )
 
-    def refuse(self, rule: str, reason: str, segment: Segment | None, element: str = "") -> ReadRefused:
-        """The exception a mapper raises for a fault at ``segment`` and ``element``."""
-        return ReadRefused(self.fault(rule, reason, segment, element))
+    def refuse(self, rule: str, reason: str, at: At, element: str = "") -> ReadRefused:
+        """The exception a mapper raises for a fault at ``at`` and ``element``."""
+        return ReadRefused(self.fault(rule, reason, at, element))
 
     def redact(self, text: str) -> str:
         """Blank every element or component value of the set (3 characters or more) found in ``text``."""

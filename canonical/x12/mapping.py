@@ -47,7 +47,7 @@ from canonical.revenue_cycle import (
     SubscriberRelationship,
 )
 from canonical.x12.envelope import Segment
-from canonical.x12.locate import ReadRefused, SetLocation
+from canonical.x12.locate import At, ReadRefused, SetLocation, resolve
 from canonical.x12.values import (
     MAPPING_RULE,
     cents,
@@ -91,9 +91,9 @@ _PLAN_BEGIN, _PLAN_END, _PLAN_PERIOD = "346", "347", "291"
 def _build(
     model: type[_M],
     where: SetLocation,
-    segment: Segment | None,
+    segment: At,
     what: str,
-    fields_at: dict[str, Segment | None] | None = None,
+    fields_at: dict[str, At] | None = None,
     **values: Any,
 ) -> _M:
     """Build a canonical model; a refusal of its own rules becomes a located fault (redacted of PHI).
@@ -126,14 +126,14 @@ def _ref(refs: Any, qualifier: str) -> str:
     return ""
 
 
-def _address(loop: Any, where: SetLocation, near: Segment | None, what: str) -> PostalAddress | None:
+def _address(loop: Any, where: SetLocation, near: At, what: str) -> PostalAddress | None:
     n3, n4 = getattr(loop, "n3_segment", None), getattr(loop, "n4_segment", None)
     if n3 is None or n4 is None:
         return None
     return _build(
         PostalAddress,
         where,
-        where.following("N4", near),
+        lambda: where.following("N4", resolve(near)),
         what,
         line1=text(n3.address_information_1),
         line2=text(n3.address_information_2),
@@ -151,9 +151,12 @@ def _gender(dmg: Any) -> Gender:
 def _person(loop: Any, where: SetLocation, what: str, member: bool) -> Person:
     """NM1 (NM109 as member id when ``member``), DMG and N3/N4 of a subscriber or patient loop."""
     nm1 = loop.nm1_segment
-    at = where.holding("NM1", 3, text(nm1.name_last_or_organization_name))
+    name = text(nm1.name_last_or_organization_name)
+    at: At = lambda: where.holding("NM1", 3, name)  # noqa: E731 (found only when a fault needs it)
     dmg = getattr(loop, "dmg_segment", None)
-    birth = optional_date(getattr(dmg, "date_time_period", None), where, where.following("DMG", at), "DMG02")
+    birth = optional_date(
+        getattr(dmg, "date_time_period", None), where, lambda: where.following("DMG", resolve(at)), "DMG02"
+    )
     return _build(
         Person,
         where,
@@ -169,7 +172,8 @@ def _person(loop: Any, where: SetLocation, what: str, member: bool) -> Person:
 
 
 def _payer(nm1: Any, where: SetLocation, what: str) -> PayerParty:
-    at = where.holding("NM1", 9, text(nm1.identification_code))
+    payer_id = text(nm1.identification_code)
+    at: At = lambda: where.holding("NM1", 9, payer_id)  # noqa: E731
     return _build(
         PayerParty,
         where,
@@ -232,13 +236,17 @@ def _submission(
     clm = where.nth("CLM", index)
     billing = loop_2000a.loop_2010aa
     payer_nm1 = loop_2000b.loop_2010bb.nm1_segment
-    npi_at = where.holding("NM1", 9, _npi(billing.nm1_segment)) or where.following("NM1", None, "85")
+    npi = _npi(billing.nm1_segment)
+    npi_at: At = lambda: where.holding("NM1", 9, npi) or where.following("NM1", None, "85")  # noqa: E731
     provider = _build(
         ProviderParty,
         where,
         npi_at,
         f"{what}, billing provider (2010AA)",
-        {"tax_id": where.following("REF", npi_at, "EI"), "taxonomy_code": where.following("PRV", None, "BI")},
+        {
+            "tax_id": lambda: where.following("REF", resolve(npi_at), "EI"),
+            "taxonomy_code": lambda: where.following("PRV", None, "BI"),
+        },
         npi=_npi(billing.nm1_segment),
         name=text(billing.nm1_segment.name_last_or_organization_name),
         tax_id=_ref(billing.ref_segment, "EI"),
@@ -246,7 +254,8 @@ def _submission(
         address=_address(billing, where, npi_at, f"{what}, billing provider (2010AA)"),
     )
     sbr = loop_2000b.sbr_segment
-    sbr_at = where.holding("SBR", 1, code(sbr.payer_responsibility_code))
+    responsibility = code(sbr.payer_responsibility_code)
+    sbr_at: At = lambda: where.holding("SBR", 1, responsibility)  # noqa: E731
     priority = _PRIORITY.get(code(sbr.payer_responsibility_code))
     if priority is None:
         raise where.refuse(
@@ -655,7 +664,8 @@ def _bht_time(model: Any, where: SetLocation) -> dt.datetime:
 
 
 def _receiver(nm1: Any, where: SetLocation, what: str) -> ProviderParty:
-    at = where.holding("NM1", 9, text(nm1.identification_code))
+    receiver_id = text(nm1.identification_code)
+    at: At = lambda: where.holding("NM1", 9, receiver_id)  # noqa: E731
     if code(nm1.identification_code_qualifier) != _NPI_QUALIFIER:
         raise where.refuse(
             MAPPING_RULE, f"{what}: the information receiver is not named by an NPI (NM108 XX)", at, "NM108"
@@ -705,7 +715,8 @@ def map_270(model: Any, where: SetLocation) -> tuple[list[EligibilityInquiry], l
 
 
 def _benefit(eb: Any, where: SetLocation, what: str) -> Benefit:
-    at = where.holding("EB", 1, code(eb.eligibility_benefit_information))
+    eb01 = code(eb.eligibility_benefit_information)
+    at: At = lambda: where.holding("EB", 1, eb01)  # noqa: E731
     return _build(
         Benefit,
         where,

@@ -12,8 +12,7 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from canonical.x12.envelope import Segment
-from canonical.x12.locate import ReadRefused, SetLocation
+from canonical.x12.locate import At, ReadRefused, SetLocation
 
 __all__ = ["MAPPING_RULE", "cents", "code", "components", "optional_date", "text", "whole"]
 
@@ -43,7 +42,7 @@ def components(value: Any, separator: str) -> list[str]:
     return text(value).split(separator) if text(value) else []
 
 
-def cents(value: Any, where: SetLocation, segment: Segment | None, element: str) -> int:
+def cents(value: Any, where: SetLocation, segment: At, element: str) -> int:
     """Dollars to integer cents, exactly; a value with fractions of a cent or no number is refused."""
     try:
         amount = value if isinstance(value, Decimal) else Decimal(text(value) or "0")
@@ -57,12 +56,12 @@ def cents(value: Any, where: SetLocation, segment: Segment | None, element: str)
     return int(scaled)
 
 
-def optional_cents(value: Any, where: SetLocation, segment: Segment | None, element: str) -> int | None:
+def optional_cents(value: Any, where: SetLocation, segment: At, element: str) -> int | None:
     """Like :func:`cents`, None when the element is absent."""
     return None if value is None or text(value) == "" else cents(value, where, segment, element)
 
 
-def whole(value: Any, where: SetLocation, segment: Segment | None, element: str) -> int | None:
+def whole(value: Any, where: SetLocation, segment: At, element: str) -> int | None:
     """A quantity that must be a whole number (units of service); None when absent."""
     if value is None or text(value) == "":
         return None
@@ -77,7 +76,7 @@ def whole(value: Any, where: SetLocation, segment: Segment | None, element: str)
     return int(number)
 
 
-def optional_date(value: Any, where: SetLocation, segment: Segment | None, element: str) -> dt.date | None:
+def optional_date(value: Any, where: SetLocation, segment: At, element: str) -> dt.date | None:
     """A CCYYMMDD date (or the date x12sdk already made of it); None when absent; else refused."""
     if value is None or text(value) == "":
         return None
@@ -94,9 +93,7 @@ def optional_date(value: Any, where: SetLocation, segment: Segment | None, eleme
         raise where.refuse(MAPPING_RULE, "not a valid CCYYMMDD date", segment, element) from None
 
 
-def period(
-    value: Any, where: SetLocation, segment: Segment | None, element: str
-) -> tuple[dt.date, dt.date] | None:
+def period(value: Any, where: SetLocation, segment: At, element: str) -> tuple[dt.date, dt.date] | None:
     """A D8 date (one day) or an RD8 range (``CCYYMMDD-CCYYMMDD``) as (from, to); None when absent."""
     if value is None or text(value) == "":
         return None

@@ -13,7 +13,6 @@ the 999 rejects the others first), as is a set hcsync itself refuses (it names t
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 from collections import defaultdict
@@ -73,7 +72,14 @@ def quiet_and_memoised_pyx12() -> Iterator[None]:
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     original = pyx12_map_if.load_map_file
-    cached = functools.lru_cache(maxsize=None)(original)
+    maps: dict[tuple[str, str | None], Any] = {}
+
+    def cached(map_file: str, param: Any, map_path: str | None = None) -> Any:
+        # Keyed without ``param``: every reader passes a new one, which the maps do not depend on.
+        if (map_file, map_path) not in maps:
+            maps[map_file, map_path] = original(map_file, param, map_path)
+        return maps[map_file, map_path]
+
     pyx12_map_if.load_map_file = cached
     pyx12_context.map_if.load_map_file = cached
     yield

@@ -56,6 +56,7 @@ _PROFESSIONAL = frozenset({"005010X222", "005010X222A1", "005010X222A2"})
 _INSTITUTIONAL = frozenset({"005010X223", "005010X223A1", "005010X223A2", "005010X223A3"})
 _REMITTANCE = frozenset({"005010X221", "005010X221A1"})
 _ELIGIBILITY = frozenset({"005010X279", "005010X279A1"})
+_GUIDES = {"835": _REMITTANCE, "270": _ELIGIBILITY, "271": _ELIGIBILITY}  # and 837: _claim_type
 _MAPPED_VERSION = "005010"
 # What hcsync calls the sets it does not handle, for the "not handled" note.
 _SET_NAMES = {
@@ -161,11 +162,7 @@ def _read_set(interchange: Interchange, group: Group, transaction: Transaction, 
         note = "an acknowledgment: read by the acknowledgment reader, not mapped"
         return SetReading(*base, ReadStatus.ACKNOWLEDGMENT, note=note)
     claim_type = _claim_type(transaction.code, guide)
-    handled = claim_type is not None or (transaction.code, guide) in {
-        *(("835", g) for g in _REMITTANCE),
-        *(("270", g) for g in _ELIGIBILITY),
-        *(("271", g) for g in _ELIGIBILITY),
-    }
+    handled = claim_type is not None or guide in _GUIDES.get(transaction.code, frozenset())
     if not handled:
         return SetReading(
             *base, ReadStatus.NOT_HANDLED, note=_not_handled(transaction.code, guide, interchange)
@@ -277,6 +274,8 @@ def _x12sdk_model(
     model: Any = None
     for segment in segments:
         name = segment.id.upper()
+        if name not in SEGMENT_LOOKUP:  # asked first: x12sdk logs a traceback for it before raising
+            raise where.refuse(STRUCTURE_RULE, f"segment {segment.id} is not in {guide}", segment)
         try:
             built = parser.parse(name, [name, *segment.elements])
         except ValidationError as exc:
@@ -306,11 +305,16 @@ def _validation_refusal(exc: ValidationError, where: SetLocation) -> ReadRefused
     path = ".".join(loc)
     keys = [index for index, part in enumerate(loc) if part.endswith("_segment")]
     if not keys:
-        # x12sdk's segment count check names no segment: it is SE01's.
-        counted = "SE segment count" in first["msg"]
-        se = where.nth("SE", 0) if counted else None
         reason = f"{path or 'the set'}: {where.redact(first['msg'])}"
-        return where.refuse(STRUCTURE_RULE, reason, se, "SE01" if counted else "")
+        if "SE segment count" in first["msg"]:  # x12sdk's count check names no segment: it is SE01's
+            return where.refuse(STRUCTURE_RULE, reason, where.nth("SE", 0), "SE01")
+        loops = [part for part in loc if part.startswith("loop_")]
+        if loops:  # a loop missing or refused as a whole: named as the guide names it (loop 2010AA)
+            fault = where.fault(
+                STRUCTURE_RULE, reason, None, f"loop {loops[-1].removeprefix('loop_').upper()}"
+            )
+            return ReadRefused(fault)
+        return where.refuse(STRUCTURE_RULE, reason, where.transaction.st)
     key = keys[-1]
     segment_id = loc[key].removesuffix("_segment").upper()
     element = ""

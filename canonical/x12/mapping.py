@@ -734,11 +734,17 @@ def _benefit(eb: Any, where: SetLocation, what: str) -> Benefit:
     )
 
 
-def _rejection(*loops: Any) -> str:
-    for loop in loops:
-        for aaa in _each(getattr(loop, "aaa_segment", None)):
-            if code(aaa.response_code) == _REJECTED:
-                return code(aaa.reject_reason_code)
+def _rejection(where: SetLocation, *levels: Any) -> str:
+    """AAA03 of the first rejecting AAA (AAA01 N) in the HL levels given (the member's first).
+
+    Read from the segments, not from x12sdk's model (read.py gives its 271 parser no AAA): the AAAs of
+    a level are those after its HL and before the next HL.
+    """
+    for level in levels:
+        hl = where.holding("HL", 1, text(level.hl_segment.hierarchical_id_number))
+        for aaa in where.between("AAA", hl, where.following("HL", hl)):
+            if aaa.element(1) == _REJECTED:
+                return aaa.element(3)
     return ""
 
 
@@ -800,13 +806,7 @@ def map_271(model: Any, where: SetLocation) -> tuple[list[EligibilityResponse], 
                     effective_on=begin,
                     expires_on=end,
                     benefits=benefits,
-                    rejection_reason=_rejection(
-                        loop,
-                        subscriber_loop,
-                        loop_2000b.loop_2100b,
-                        loop_2000a.loop_2100a,
-                        loop_2000a,
-                    ),
+                    rejection_reason=_rejection(where, member, loop_2000c, loop_2000b, loop_2000a),
                     answered_at=_bht_time(model, where),
                 )
             )

@@ -17,10 +17,16 @@ delimiters, so each set's segments go straight to the parser ``X12ModelReader`` 
 (``create_parser``, with the interchange's delimiters): the same models, none of the splitter's faults,
 and one set's failure cannot stop the next set's reading.
 
-**The 835 with several PLB segments.** x12sdk's 835 footer holds one PLB (``footer.plb_segment`` is not a
-list), so its model refuses a valid 835 with two. The parser gets the first PLB only (SE01 lowered to
-match), and every PLB is read through x12sdk's own PLB segment model (``SEGMENT_LOOKUP["PLB"]``), so each
-is still checked the x12sdk way and the remittance holds all of them.
+**Two x12sdk 2.2.0 faults worked around** by giving its parser fewer segments (SE01 lowered to match)
+and reading those segments from envelope.py's:
+
+- an 835's footer holds one PLB (``footer.plb_segment`` is not a list), so its model refuses a valid
+  835 with two. The parser gets the first PLB only, and every PLB is read through x12sdk's own PLB
+  segment model (``SEGMENT_LOOKUP["PLB"]``), so each is still checked the x12sdk way;
+- a 271's loops 2100C and 2100D check AAA03 against loop 2100B's code list (its comment says they are
+  identical; X279A1 says otherwise), so the commonest rejections of a subscriber (72 invalid member id,
+  73 invalid name, 75 subscriber not found) are refused. The parser gets no AAA of a 271, and the
+  rejection is read from the AAA segments of the member's loops and above (mapping.py, ``map_271``).
 
 Errors name ISA13, GS06, ST02, the segment id, its position in the set (ST is 1) and the element, as
 :class:`~canonical.errors.Fault` s; their reasons carry no PHI (see locate.py).
@@ -217,7 +223,10 @@ def _map(
     if balance:
         return [], balance
     plbs = [segment for segment in transaction.segments if segment.id == "PLB"]
-    fed = _with_one_plb(transaction.segments, plbs)
+    dropped = [plb.position for plb in plbs[1:]]
+    if transaction.code == "271":
+        dropped += [segment.position for segment in transaction.segments if segment.id == "AAA"]
+    fed = _without(transaction.segments, set(dropped))
     model = _x12sdk_model(where, fed, transaction.code, guide, interchange)
     if claim_type is not None:
         return map_837(model, where, claim_type)
@@ -228,15 +237,14 @@ def _map(
     return map_271(model, where)
 
 
-def _with_one_plb(segments: list[Segment], plbs: list[Segment]) -> list[Segment]:
-    """The set without its second and later PLBs, SE01 lowered by as many (x12sdk holds one PLB)."""
-    if len(plbs) < 2:
+def _without(segments: list[Segment], dropped: set[int]) -> list[Segment]:
+    """The set without the segments at ``dropped`` positions, SE01 lowered by as many."""
+    if not dropped:
         return segments
-    extra = {plb.position for plb in plbs[1:]}
-    kept = [segment for segment in segments if segment.id != "PLB" or segment.position not in extra]
+    kept = [segment for segment in segments if segment.position not in dropped]
     se = kept[-1]
-    if se.element(1).isdigit():
-        lowered = str(int(se.element(1)) - len(extra))
+    if se.id == "SE" and se.element(1).isdigit():
+        lowered = str(int(se.element(1)) - (len(segments) - len(kept)))
         kept[-1] = Segment(se.id, (lowered, *se.elements[1:]), se.position)
     return kept
 

@@ -178,11 +178,12 @@ def test_a_271_maps_status_plan_dates_and_benefits() -> None:
 def test_a_271_inactive_or_rejected() -> None:
     [inactive] = mapped(x12_file("271", E, [answer_sets(eb01="6")])).models
     assert isinstance(inactive, EligibilityResponse) and inactive.status is EligibilityStatus.INACTIVE
-    [rejected] = mapped(x12_file("271", E, [answer_sets(reject="15")])).models
+    # 75 "subscriber not found": x12sdk 2.2.0 refuses it in loop 2100C (it checks 2100B's code list).
+    [rejected] = mapped(x12_file("271", E, [answer_sets(reject="75")])).models
     assert isinstance(rejected, EligibilityResponse)
     assert (rejected.status, rejected.rejection_reason, rejected.benefits) == (
         EligibilityStatus.UNKNOWN,
-        "15",
+        "75",
         (),
     )
 

@@ -180,7 +180,7 @@ def _read_set(interchange: Interchange, group: Group, transaction: Transaction, 
         models, faults = [], [exc.fault]
     except Exception as exc:  # never a crash: any library failure becomes a located error
         reason = f"reading the set failed ({type(exc).__name__}); this is a defect to report"
-        models, faults = [], [where.fault(READER_RULE, reason, None)]
+        models, faults = [], [where.fault(READER_RULE, reason, transaction.st)]
     if not faults and not models:
         faults = [where.fault(MAPPING_RULE, "the set holds nothing to map", transaction.st)]
     if faults:
@@ -301,7 +301,7 @@ def _x12sdk_model(
         if built is not None:
             model = built
     if model is None:
-        raise where.refuse(STRUCTURE_RULE, "x12sdk built no model of the set", None)
+        raise where.refuse(STRUCTURE_RULE, "x12sdk built no model of the set", segments[0])
     return model
 
 

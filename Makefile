@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test chaos fuzz lint typecheck proto proto-check up bench bench-surge bench-surge-quick bench-ingest bench-billing clean
+.PHONY: install demo test chaos fuzz lint typecheck proto proto-check up bench bench-surge bench-surge-quick bench-ingest bench-billing bench-x12 clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ bench-ingest: install
 
 bench-billing: install
 	$(PY) -m bench.billing_bulk
+
+# X12 parse-and-canonicalise against pyx12's claim tree: a generated 1,000-claim 837P and the corpus.
+bench-x12: install
+	$(PY) -m bench.x12_throughput
 
 clean:
 	rm -rf $(VENV) .hcsync .mypy_cache .ruff_cache .pytest_cache

@@ -480,6 +480,9 @@ class EligibilityInquiry(CanonicalModel):
     payer: PayerParty = Field(description="Loop 2100A information source")
     provider: ProviderParty = Field(description="Loop 2100B information receiver")
     subscriber: Person = Field(description="Loop 2100C subscriber")
+    patient: Person | None = Field(
+        None, description="Loop 2100D dependent, when the inquiry is about a subscriber's dependent"
+    )
     service_type_codes: tuple[str, ...] = Field(
         ("30",), min_length=1, description="EQ01 service type codes (30: health benefit plan coverage)"
     )
@@ -513,6 +516,9 @@ class EligibilityResponse(CanonicalModel):
     payer: PayerParty = Field(description="Loop 2100A information source")
     provider_npi: str = Field("", pattern=r"^(\d{10})?$", description="Loop 2100B NM109 receiver NPI")
     subscriber: Person = Field(description="Loop 2100C subscriber, as the payer knows them")
+    patient: Person | None = Field(
+        None, description="Loop 2100D dependent, when the answer is about a subscriber's dependent"
+    )
     status: EligibilityStatus = Field(description="EB01 of the coverage's benefits, reduced")
     plan: str = Field("", description="EB05 plan coverage description of the active benefit")
     group_number: str = Field("", description="Loop 2100C REF*6P group number")

@@ -176,8 +176,8 @@ def _send_mllp(settings: Settings, target: str, messages: list[bytes]) -> None:
     raise typer.Exit(1 if refused else 0)
 
 
-# What `parse` says of an X12 or FHIR file, until their events are mapped.
-_NOT_READ = "this version of hcsync maps HL7 v2 only to canonical events (X12 and FHIR are not yet mapped)"
+# What `parse` says of a FHIR file, until its resources are mapped.
+_NOT_READ = "this version of hcsync maps HL7 v2 and X12 to canonical models (FHIR is not yet mapped)"
 
 
 @app.command()
@@ -239,7 +239,11 @@ def parse(
         ),
     ] = None,
 ) -> None:
-    """Print the canonical events of HL7 files as JSON lines; errors go to stderr (exit 1)."""
+    """Print the canonical events of HL7 files and the canonical models of X12 files as JSON lines.
+
+    Errors go to stderr (exit 1). An X12 set hcsync does not handle, or an acknowledgment, is named on
+    stderr and is not an error.
+    """
     from actors.enrich import enrich
     from canonical.detect import Standard, detect
     from canonical.hl7v2.parser import parse_message
@@ -254,7 +258,10 @@ def parse(
     for path in files:
         content = path.read_bytes()
         found = detect(content)
-        if found.standard in (Standard.X12, Standard.FHIR):
+        if found.standard is Standard.X12:
+            failures += _parse_x12(path, content)
+            continue
+        if found.standard is Standard.FHIR:
             failures += 1
             sys.stderr.write(f"{path}: not parsed: it holds {found.describe()}: {_NOT_READ}\n")
             continue
@@ -271,6 +278,42 @@ def parse(
             for event in events:
                 sys.stdout.write(event.model_dump_json() + "\n")
     raise typer.Exit(1 if failures else 0)
+
+
+def _parse_x12(path: Path, content: bytes) -> int:
+    """Print the canonical models of every set of an X12 file as JSON lines; return the error count.
+
+    Each line names the set (ISA13, GS06, ST02, ST01, guide) and the model; errors, and the sets hcsync
+    does not map (acknowledgments, other transactions and versions), go to stderr.
+    """
+    from canonical.x12.read import ReadStatus, read_file
+
+    try:
+        readings = read_file(content, str(path))
+    except MessageError as exc:
+        sys.stderr.write(f"{path}: {exc}\n")
+        return 1
+    errors = 0
+    for reading in readings:
+        if reading.status is ReadStatus.ERROR:
+            errors += len(reading.errors)
+            for fault in reading.errors:
+                sys.stderr.write(f"{fault.describe()}\n")
+            continue
+        if reading.status is not ReadStatus.MAPPED:
+            sys.stderr.write(f"{path}: {reading.describe()}\n")
+            continue
+        where = {
+            "isa13": reading.isa13,
+            "gs06": reading.gs06,
+            "st02": reading.st02,
+            "st01": reading.st01,
+            "guide": reading.guide,
+        }
+        for model in reading.models:
+            line = {**where, "model": type(model).__name__, "value": model.model_dump(mode="json")}
+            sys.stdout.write(json.dumps(line) + "\n")
+    return errors
 
 
 @app.command()

@@ -36,11 +36,20 @@ from canonical.hl7v2.strict import strict_fault
 from canonical.models import EncounterStatus
 from canonical.x12.acks import acknowledgments, read_acknowledgment
 from canonical.x12.envelope import read_interchanges
+from canonical.x12.read import ReadStatus, read_file
 from canonical.x12.validate import IssueLevel, validate
 from foundation.settings import Settings
 from tests.fuzz.harness import assert_located, time_bound
 from tests.fuzz.hl7_inputs import sample_seeds
-from tests.x12_samples import x12_seeds
+from tests.x12_samples import (
+    answer_sets,
+    inquiry_sets,
+    institutional_sets,
+    professional_sets,
+    remittance_sets,
+    x12_file,
+    x12_seeds,
+)
 
 __all__ = ["TARGETS", "ByteTarget", "check_events_convert"]
 
@@ -202,6 +211,34 @@ def check_x12_validate(data: bytes) -> None:
             read_acknowledgment(ack)
 
 
+def check_x12_read(data: bytes) -> None:
+    """The X12 reader: each set mapped, routed, or refused with faults naming its ISA13, GS06, ST02."""
+    try:
+        with time_bound():
+            readings = read_file(data, "fuzz.edi")
+    except DecodeError as exc:  # an unreadable ISA: the envelope reader's located refusal
+        assert exc.fault.rule.startswith("X12-") and exc.fault.position is not None, exc.fault.describe()
+        return
+    for reading in readings:
+        assert (reading.status is ReadStatus.ERROR) == bool(reading.errors), reading.describe()
+        for fault in reading.errors:
+            assert_located(fault)
+            where = f"fuzz.edi, ISA13 {reading.isa13}, GS06 {reading.gs06}, ST02 {reading.st02}"
+            assert fault.message_id == where, fault.describe()
+
+
+def x12_read_seeds() -> list[bytes]:
+    """The envelope seeds and one valid set of each type hcsync maps."""
+    sets = [
+        ("837", "005010X222A1", professional_sets()),
+        ("837", "005010X223A2", institutional_sets()),
+        ("835", "005010X221A1", remittance_sets()),
+        ("270", "005010X279A1", inquiry_sets()),
+        ("271", "005010X279A1", answer_sets()),
+    ]
+    return [*x12_seeds(), *(x12_file(st01, guide, [body]).encode() for st01, guide, body in sets)]
+
+
 TARGETS: tuple[ByteTarget, ...] = (
     ByteTarget("hl7v2.parse", check_parse, sample_seeds, corpus=("hl7", "hl7_batch")),
     ByteTarget("hl7v2.canonical", check_canonical, sample_seeds, corpus=("hl7", "hl7_batch")),
@@ -209,4 +246,5 @@ TARGETS: tuple[ByteTarget, ...] = (
     ByteTarget("hl7v2.stream", check_stream, sample_seeds, corpus=("hl7_batch",)),
     ByteTarget("x12.envelope", check_x12_envelope, x12_seeds, corpus=("x12",)),
     ByteTarget("x12.validate", check_x12_validate, x12_seeds, corpus=("x12",)),
+    ByteTarget("x12.read", check_x12_read, x12_read_seeds, corpus=("x12",)),
 )

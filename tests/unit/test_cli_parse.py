@@ -65,3 +65,38 @@ def test_corpus_never_crashes_the_mapper() -> None:
                 ignored += 1
     print(f"corpus: {mapped} mapped, {ignored} without financial effect, {quarantined} quarantined")
     assert mapped + ignored + quarantined > 150
+
+
+def test_parse_prints_the_canonical_models_of_an_x12_file(tmp_path: Path) -> None:
+    from tests.x12_samples import professional_sets, remittance_sets, x12_file
+
+    path = tmp_path / "claims.txt"  # by content, not by name
+    claims = x12_file("837", "005010X222A1", [professional_sets()], control="000000001")
+    path.write_bytes(("\ufeff" + claims + x12_file("835", "005010X221A1", [remittance_sets()])).encode())
+    result = CliRunner().invoke(app, ["parse", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(x["isa13"], x["st01"], x["model"]) for x in lines] == [
+        ("000000001", "837", "ClaimSubmission"),
+        ("000000001", "837", "ClaimSubmission"),
+        ("000000123", "835", "Remittance"),
+    ]
+    assert lines[0]["value"]["claim"]["total_charge_cents"] == 12550 and lines[0]["gs06"] == "77"
+    assert lines[2]["value"]["total_paid_cents"] == 7625
+
+
+def test_parse_x12_errors_are_located_and_exit_1_and_unhandled_sets_are_named(tmp_path: Path) -> None:
+    from tests.x12_samples import remittance_sets, x12_file
+
+    unbalanced = [segment.replace("BPR*I*76.25", "BPR*I*76.20") for segment in remittance_sets()]
+    path = tmp_path / "in.edi"
+    enrollment = x12_file("834", "005010X220A1", [["BGN*00*1*20261205"]], control="000000002")
+    path.write_bytes((x12_file("835", "005010X221A1", [unbalanced]) + enrollment).encode())
+    result = CliRunner().invoke(app, ["parse", str(path)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert (
+        f"message {path}, ISA13 000000123, GS06 77, ST02 0001, segment BPR, field BPR02, position 2: "
+        "[X12-BALANCE] BPR02 differs from the sum of CLP04 less the PLB adjustments by -5 cents"
+    ) in result.stderr
+    assert "834 005010X220A1: enrollment is not handled by hcsync" in result.stderr
+    assert "M000000001" not in result.stderr and "DOE" not in result.stderr  # no PHI in errors

@@ -108,5 +108,7 @@ def test_parse_names_an_x12_or_fhir_file_instead_of_a_missing_msh(tmp_path: Path
     result = CliRunner().invoke(app, ["parse", str(claims), str(bundle)])
     assert result.exit_code == 1
     assert "HL7-MSH-MISSING" not in result.output
-    assert f"{claims}: not parsed: it holds an X12 interchange (ISA13 000000123" in result.output
+    # The X12 file is read (its one set has no claim: a located error), the FHIR file is named.
+    assert f"{claims}: not parsed" not in result.output
+    assert f"message {claims}, ISA13 000000123, GS06 123, ST02 0001" in result.output
     assert f"{bundle}: not parsed: it holds FHIR (JSON Bundle)" in result.output

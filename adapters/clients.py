@@ -25,9 +25,16 @@ from google.protobuf.message import Message
 from adapters.security import secure_aio_channel
 from canonical.errors import ConfigurationError, NotRetryableError, RetryableError, StackError
 from foundation.settings import Settings
-from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
+from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc, payer_pb2, payer_pb2_grpc
 
-__all__ = ["CREDENTIAL_CODES", "RETRYABLE_CODES", "BillingClient", "ErpClient", "item_refusal"]
+__all__ = [
+    "CREDENTIAL_CODES",
+    "RETRYABLE_CODES",
+    "BillingClient",
+    "ErpClient",
+    "PayerClient",
+    "item_refusal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +97,21 @@ class _AdapterClient:
         await self.close()
 
     async def _call(
-        self, rpc: str, method: Callable[..., Awaitable[Any]], request: Message, response_type: type[R]
+        self,
+        rpc: str,
+        method: Callable[..., Awaitable[Any]],
+        request: Message,
+        response_type: type[R],
+        *,
+        timeout_s: float | None = None,
+        attempts: int | None = None,
     ) -> R:
         """Call ``method`` with a deadline, retrying transient failures with exponential back-off."""
         pause = self._backoff_s
-        for attempt in range(1, self._attempts + 1):
+        tries = attempts or self._attempts
+        for attempt in range(1, tries + 1):
             try:
-                response = await method(request, timeout=self._timeout_s)
+                response = await method(request, timeout=timeout_s or self._timeout_s)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code in CREDENTIAL_CODES:
@@ -108,14 +123,12 @@ class _AdapterClient:
                     raise NotRetryableError(
                         f"{rpc} to {self._kind} at {self.address} failed: {code.name}: {exc.details()}"
                     ) from exc
-                if attempt == self._attempts:
+                if attempt == tries:
                     raise RetryableError(
                         f"{rpc} to {self._kind} at {self.address} failed after {attempt} attempts: "
                         f"{code.name}: {exc.details()}"
                     ) from exc
-                log.info(
-                    "%s to %s: %s, attempt %d of %d", rpc, self.address, code.name, attempt, self._attempts
-                )
+                log.info("%s to %s: %s, attempt %d of %d", rpc, self.address, code.name, attempt, tries)
                 await asyncio.sleep(pause * random.uniform(0.5, 1.0))
                 pause = min(pause * 2, self._backoff_cap_s)
                 continue
@@ -327,4 +340,65 @@ class ErpClient(_AdapterClient):
         """Return once GetLedgerTotals succeeds; raise StackError if it does not within ``timeout_s``."""
         await self._wait_ready(
             "GetLedgerTotals", self._stub.GetLedgerTotals, erp_pb2.GetLedgerTotalsRequest(), timeout_s
+        )
+
+
+class PayerClient(_AdapterClient):
+    """Client of hcsync.payer.v1.PayerGateway: the payer's (or clearinghouse's) real-time X12 gateway."""
+
+    _kind = "payer gateway"
+
+    def __init__(
+        self,
+        settings: Settings,
+        address: str | None = None,
+        *,
+        backoff_s: float = _BACKOFF_S,
+        backoff_cap_s: float = _BACKOFF_CAP_S,
+    ) -> None:
+        super().__init__(
+            address or settings.payer_address, settings, backoff_s=backoff_s, backoff_cap_s=backoff_cap_s
+        )
+        self._stub = payer_pb2_grpc.PayerGatewayStub(self._channel)
+        self._eligibility_timeout_s = settings.payer_timeout_s
+
+    async def check_eligibility(self, interchange: bytes) -> list[bytes]:
+        """Send a 270; return the payer's answer (its 271, or a TA1/999).
+
+        One attempt with the eligibility deadline (``payer_timeout_s``): a payer that does not answer in
+        time raises RetryableError, and the encounter is flagged for follow-up rather than waited on.
+        """
+        answer = await self._call(
+            "CheckEligibility",
+            self._stub.CheckEligibility,
+            payer_pb2.X12Request(interchange=interchange),
+            payer_pb2.X12Response,
+            timeout_s=self._eligibility_timeout_s,
+            attempts=1,
+        )
+        return list(answer.interchanges)
+
+    async def submit_claims(self, interchange: bytes) -> list[bytes]:
+        """Send an 837; return its 999 (and TA1). A resend of the same interchange gets the same answer."""
+        answer = await self._call(
+            "SubmitClaims",
+            self._stub.SubmitClaims,
+            payer_pb2.X12Request(interchange=interchange),
+            payer_pb2.X12Response,
+        )
+        return list(answer.interchanges)
+
+    async def get_status(self) -> payer_pb2.PayerStatus:
+        """What the payer holds and has paid."""
+        return await self._call(
+            "GetPayerStatus",
+            self._stub.GetPayerStatus,
+            payer_pb2.GetPayerStatusRequest(),
+            payer_pb2.PayerStatus,
+        )
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once GetPayerStatus succeeds; raise StackError if it does not within ``timeout_s``."""
+        await self._wait_ready(
+            "GetPayerStatus", self._stub.GetPayerStatus, payer_pb2.GetPayerStatusRequest(), timeout_s
         )

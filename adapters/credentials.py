@@ -41,13 +41,13 @@ __all__ = [
 ]
 
 # The adapter services (each token's audience names the ones its caller may call).
-SERVICES = ("billing", "erp")
+SERVICES = ("billing", "erp", "payer")
 # The embedded stack's callers and what each may do: the workers' dispatchers write (and read, for their
 # readiness), commands beside the stack (`hcsync report`, `hcsync status`, the demo) only read.
 WORKER, READER = "worker", "reader"
 CALLER_SCOPES: Mapping[str, tuple[str, ...]] = {
-    WORKER: ("billing:read", "billing:write", "erp:read", "erp:write"),
-    READER: ("billing:read", "erp:read"),
+    WORKER: ("billing:read", "billing:write", "erp:read", "erp:write", "payer:read", "payer:write"),
+    READER: ("billing:read", "erp:read", "payer:read"),
 }
 # As long as the embedded CA's certificates (foundation/pki.py): any run, yet they expire.
 TOKEN_LIFETIME_S = 30 * 24 * 3600

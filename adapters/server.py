@@ -34,16 +34,21 @@ from adapters.billing.service import BillingService
 from adapters.erp.backend import SqlErpBackend
 from adapters.erp.masterdata import governed_masterdata
 from adapters.erp.service import ErpService
+from adapters.inbound.inbox import inbox_directory
 from adapters.interceptors import UndecodableRequests
+from adapters.payer.payer import ReferencePayer
+from adapters.payer.service import PayerService, master_data_payers, remit_on_schedule
+from adapters.payer.store import PayerStore
 from adapters.security import BearerTokens, ServiceAccess, server_credentials
 from canonical.errors import ConfigurationError, StackError
 from foundation.logmask import install
 from foundation.settings import Settings, get_settings
-from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc
+from proto import billing_pb2, billing_pb2_grpc, erp_pb2, erp_pb2_grpc, payer_pb2, payer_pb2_grpc
 
 __all__ = [
     "BILLING_ACCESS",
     "ERP_ACCESS",
+    "PAYER_ACCESS",
     "AdapterServer",
     "ServiceName",
     "build_server",
@@ -54,7 +59,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ServiceName = Literal["billing", "erp"]
+ServiceName = Literal["billing", "erp", "payer"]
 
 # Seconds calls in flight get to finish after a stop signal before they are cancelled.
 GRACE_S = 5.0
@@ -94,7 +99,16 @@ ERP_ACCESS = ServiceAccess(
         "GetInventoryTotals": "read",
     },
 )
-ACCESS: dict[str, ServiceAccess] = {"billing": BILLING_ACCESS, "erp": ERP_ACCESS}
+PAYER_ACCESS = ServiceAccess(
+    service=payer_pb2.DESCRIPTOR.services_by_name["PayerGateway"].full_name,
+    audience="payer",
+    verbs={
+        "CheckEligibility": "write",
+        "SubmitClaims": "write",
+        "GetPayerStatus": "read",
+    },
+)
+ACCESS: dict[str, ServiceAccess] = {"billing": BILLING_ACCESS, "erp": ERP_ACCESS, "payer": PAYER_ACCESS}
 
 
 @dataclass
@@ -105,7 +119,7 @@ class AdapterServer:
     server: grpc.aio.Server
     host: str
     port: int
-    backend: SqlBillingBackend | SqlErpBackend
+    backend: SqlBillingBackend | SqlErpBackend | ReferencePayer
     health: health.aio.HealthServicer
     secure: bool = True
 
@@ -130,6 +144,8 @@ class AdapterServer:
     def _check_backend(self) -> None:
         if isinstance(self.backend, SqlBillingBackend):
             self.backend.totals()
+        elif isinstance(self.backend, ReferencePayer):
+            self.backend.store.counts()
         else:
             # Both reads: the inventory tables are new in 1.1, and a database that cannot hold them
             # should fail here, at start, not on the first movement.
@@ -155,9 +171,8 @@ def build_server(
 ) -> AdapterServer:
     """Build, not start, an adapter server on ``host``:``port`` (settings' by default; port 0 picks one)."""
     bind_host = host or settings.grpc_host
-    bind_port = (
-        port if port is not None else (settings.billing_port if service == "billing" else settings.erp_port)
-    )
+    ports = {"billing": settings.billing_port, "erp": settings.erp_port, "payer": settings.payer_port}
+    bind_port = port if port is not None else ports[service]
     security = server_credentials(settings)  # ConfigurationError names what is missing
     interceptors: list[grpc.aio.ServerInterceptor] = [UndecodableRequests()]
     if security is not None:
@@ -168,11 +183,17 @@ def build_server(
     server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=interceptors)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    backend: SqlBillingBackend | SqlErpBackend
+    backend: SqlBillingBackend | SqlErpBackend | ReferencePayer
     if service == "billing":
         # Claims and remittances read the facility, charge code and payer master data in force, as the ERP.
         backend = SqlBillingBackend(database_url, governed_masterdata(settings))
         billing_pb2_grpc.add_BillingAdapterServicer_to_server(BillingService(backend), server)
+    elif service == "payer":
+        # The payer knows its payers' kinds from master data, and delivers 835s into hcsync's inbox.
+        delivery = settings.payer_delivery_dir or inbox_directory(settings)
+        payers = master_data_payers(governed_masterdata(settings))
+        backend = ReferencePayer(settings, PayerStore(database_url), payers, delivery)
+        payer_pb2_grpc.add_PayerGatewayServicer_to_server(PayerService(backend), server)
     else:
         # The ERP checks every line's dimensions against the master data in force (this deployment's Redis).
         backend = SqlErpBackend(database_url, governed_masterdata(settings))
@@ -208,6 +229,7 @@ async def serve(service: ServiceName, settings: Settings, database_url: str) -> 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    schedule: asyncio.Task[None] | None = None
     try:
         await adapter.start()
         log.info(
@@ -216,9 +238,15 @@ async def serve(service: ServiceName, settings: Settings, database_url: str) -> 
             adapter.address,
             "TLS, bearer tokens" if adapter.secure else "PLAINTEXT, no tokens",
         )
+        if isinstance(adapter.backend, ReferencePayer):
+            interval_s = settings.payer_remit_interval_s
+            schedule = asyncio.create_task(remit_on_schedule(adapter.backend, interval_s, stop))
         await stop.wait()
         log.info("stopping: %s adapter, %.1fs grace", service, GRACE_S)
     finally:
+        stop.set()
+        if schedule is not None:
+            await asyncio.gather(schedule, return_exceptions=True)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await adapter.stop(GRACE_S)
@@ -228,18 +256,17 @@ async def serve(service: ServiceName, settings: Settings, database_url: str) -> 
 def main(argv: list[str] | None = None) -> None:
     """Run one adapter server from the command line."""
     parser = argparse.ArgumentParser(prog="python -m adapters.server", description=__doc__)
-    parser.add_argument("service", choices=["billing", "erp"])
+    parser.add_argument("service", choices=["billing", "erp", "payer"])
     parser.add_argument(
         "--database-url", help="SQLAlchemy URL; default from settings, else SQLite in home_dir"
     )
     parser.add_argument("--port", type=int, help="port to listen on; default from settings")
     args = parser.parse_args(argv)
     settings = get_settings()
+    service: ServiceName = args.service
     if args.port is not None:
-        port_field = "billing_port" if args.service == "billing" else "erp_port"
-        settings = settings.model_copy(update={port_field: args.port})
+        settings = settings.model_copy(update={f"{service}_port": args.port})
     install(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service: ServiceName = "billing" if args.service == "billing" else "erp"
     try:
         asyncio.run(serve(service, settings, args.database_url or default_database_url(service, settings)))
     except ConfigurationError as exc:

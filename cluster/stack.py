@@ -82,7 +82,7 @@ _REMEMBER_EVERY_S = 5.0
 _STATUS_EVERY_S = 1.0
 # Stop order: gateways first, then the forwarder and the workers, then the services, the broker last.
 _STOP_FIRST = ("mllp", "inbox", "forwarder")
-_STOP_LAST = ("billing", "erp", "redis", "broker")
+_STOP_LAST = ("billing", "erp", "payer", "redis", "broker")
 
 
 def worker_names(count: int) -> list[str]:
@@ -268,6 +268,16 @@ class Stack:
                     env=dict(self._grpc_env.get("erp", {})),
                 )
             )
+        if s.payer_target is None:
+            plan.append(
+                Component(
+                    "payer",
+                    self._python("serve", "payer"),
+                    ready=self._grpc_ready("payer"),
+                    port=(s.payer_port, "HCSYNC_PAYER_PORT"),
+                    env=dict(self._grpc_env.get("payer", {})),
+                )
+            )
         forwarder_ready = self.run_dir / "forwarder.ready"
         plan.append(
             Component(
@@ -382,6 +392,7 @@ class Stack:
         self._grpc_env = {
             "billing": _as_env(local.server_settings("billing")),
             "erp": _as_env(local.server_settings("erp")),
+            "payer": _as_env(local.server_settings("payer")),
             "worker": _as_env(local.client_settings(WORKER)),
         }
         self._probe_settings = local.apply(s, **local.client_settings(READER))

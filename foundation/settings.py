@@ -40,10 +40,11 @@ MIN_KEY_ESTIMATED_BITS = 128
 # Words of a value copied from an example instead of generated (compared without case, "-", "_", " ").
 PLACEHOLDER_WORDS = ("changeme", "placeholder", "example", "replaceme", "yourkey", "secret", "password")
 # The stores with a SQLAlchemy URL, and the settings of each: (URL setting, password setting).
-DatabaseStore = Literal["billing", "erp", "quarantine", "message_store", "audit"]
+DatabaseStore = Literal["billing", "erp", "payer", "quarantine", "message_store", "audit"]
 _DATABASES: dict[DatabaseStore, tuple[str, str]] = {
     "billing": ("billing_database_url", "billing_database_password"),
     "erp": ("erp_database_url", "erp_database_password"),
+    "payer": ("payer_database_url", "payer_database_password"),
     "quarantine": ("quarantine_database_url", "quarantine_database_password"),
     "message_store": ("message_store_url", "message_store_password"),
     "audit": ("audit_database_url", "audit_database_password"),
@@ -387,6 +388,56 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL without a password; default SQLite in the run."
     )
     erp_database_password: SecretStr | None = Field(None, description="Password of erp_database_url.")
+
+    # X12: who hcsync is in an interchange, and the payer (clearinghouse) it exchanges X12 with.
+    x12_sender_qualifier: str = Field(
+        "ZZ", pattern=r"^[0-9A-Z]{2}$", description="ISA05 of what hcsync sends (ISA07 of what it answers)."
+    )
+    x12_sender_id: str = Field(
+        "HCSYNC", min_length=1, max_length=15, description="ISA06 of what hcsync sends; GS02 too."
+    )
+    x12_usage: Literal["P", "T"] = Field(
+        "P", description="ISA15 of what hcsync sends: P production data, T test data."
+    )
+    outbox_dir: Path | None = Field(
+        None,
+        description="Where the 999 and TA1 answering inbound X12 are written; default outbox in the run "
+        "directory.",
+    )
+    payer_port: Port = 50063
+    payer_target: str | None = Field(
+        None,
+        description="host:port of the payer's (clearinghouse's) PayerGateway; unset: the embedded stack "
+        "runs its reference payer.",
+    )
+    payer_timeout_s: PositiveFloat = Field(
+        15.0,
+        description="How long a 270 waits for its 271; past it the encounter is flagged for eligibility "
+        "follow-up.",
+    )
+    payer_database_url: str | None = Field(
+        None, description="The reference payer's database (SQLAlchemy URL without a password)."
+    )
+    payer_database_password: SecretStr | None = Field(None, description="Password of payer_database_url.")
+    payer_interchange_id: str = Field(
+        "HCSYNCPAYER", min_length=1, max_length=15, description="ISA06 of the reference payer's interchanges."
+    )
+    payer_remit_interval_s: PositiveFloat = Field(
+        5.0, description="How often the reference payer pays the claims it has adjudicated (835s)."
+    )
+    payer_adjudication_delay_s: NonNegativeFloat = Field(
+        2.0, description="How long the reference payer holds a claim before paying it."
+    )
+    payer_delivery_dir: Path | None = Field(
+        None, description="Where the reference payer delivers its 835s; default hcsync's inbox."
+    )
+    payer_slow_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of 270s the reference payer answers only after payer_timeout_s (to exercise "
+        "eligibility follow-up).",
+    )
     # gRPC security: TLS on every adapter server (mutual TLS optional), a signed bearer token on every call.
     # The embedded stack makes its own CA, certificates, signing key and tokens in the run directory and
     # sets these for its children; a deployment points them at its own files (docs/security.md).
@@ -570,7 +621,7 @@ class Settings(BaseSettings):
         ray = self.ray_address
         if ray and ray not in ("auto", "local") and not _local_host(_host_of(ray)):
             found.append("HCSYNC_RAY_ADDRESS")
-        for name in ("billing_target", "erp_target"):
+        for name in ("billing_target", "erp_target", "payer_target"):
             target: str | None = getattr(self, name)
             if target and not target.startswith("unix:") and not _local_host(_host_of(target)):
                 found.append(f"HCSYNC_{name.upper()}")
@@ -630,6 +681,7 @@ class Settings(BaseSettings):
                 "redis_url",
                 "billing_target",
                 "erp_target",
+                "payer_target",
                 "billing_database_url",
                 "erp_database_url",
                 "quarantine_database_url",
@@ -693,6 +745,10 @@ class Settings(BaseSettings):
     @property
     def erp_address(self) -> str:
         return self.erp_target or f"{self.grpc_host}:{self.erp_port}"
+
+    @property
+    def payer_address(self) -> str:
+        return self.payer_target or f"{self.grpc_host}:{self.payer_port}"
 
 
 # Every secret setting (SecretStr, optional or not): none may hold a placeholder.

@@ -20,7 +20,7 @@ from grpc_tools import protoc
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = "proto"
-PROTO_FILES = ("billing.proto", "erp.proto")
+PROTO_FILES = ("billing.proto", "erp.proto", "payer.proto")
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 

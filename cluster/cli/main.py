@@ -104,16 +104,16 @@ def worker() -> None:
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(help="billing or erp")]) -> None:
-    """Run one gRPC adapter service (started by `hcsync up`)."""
+def serve(service: Annotated[str, typer.Argument(help="billing, erp or payer")]) -> None:
+    """Run one gRPC service (started by `hcsync up`): billing, ERP, or the reference payer."""
     from adapters.server import serve as serve_service
 
     settings = get_settings()
     _logging(settings)
-    if service not in ("billing", "erp"):
-        raise typer.BadParameter("service must be billing or erp")
+    if service not in ("billing", "erp", "payer"):
+        raise typer.BadParameter("service must be billing, erp or payer")
     run_dir = _run_dir(settings)
-    configured = settings.database_url("billing" if service == "billing" else "erp")  # with its password
+    configured = settings.database_url(service)  # type: ignore[arg-type]  # with its password
     url = configured or f"sqlite:///{run_dir / (service + '.db')}"
     try:
         asyncio.run(serve_service(service, settings, url))  # type: ignore[arg-type]

@@ -10,6 +10,10 @@ RAW_X12 = "raw.x12"
 EVENTS_CANONICAL = "events.canonical"
 COMMANDS_BILLING = "commands.billing"
 COMMANDS_ERP = "commands.erp"
+# The revenue cycle's commands (coverage and eligibility, claims due, 835s, claim acknowledgments), keyed
+# by encounter (or by payer and trace for an 835): what the revenue dispatcher turns into billing, payer
+# and ERP calls.
+COMMANDS_REVENUE = "commands.revenue"
 EXCEPTIONS = "exceptions"
 # Valid messages with no financial effect (ORU, ORM, SIU, MDM...): a receipt with the original bytes, keyed
 # by encounter where known, for downstream clinical consumers.
@@ -23,19 +27,30 @@ ALL = (
     EVENTS_CANONICAL,
     COMMANDS_BILLING,
     COMMANDS_ERP,
+    COMMANDS_REVENUE,
     EXCEPTIONS,
     ROUTED_HL7V2,
     OUTCOMES_INGEST,
 )
 # The topics the Faust workers consume.
-WORKER_INPUTS = (RAW_HL7V2, EVENTS_CANONICAL, COMMANDS_BILLING, COMMANDS_ERP, EXCEPTIONS)
+WORKER_INPUTS = (
+    RAW_HL7V2,
+    RAW_X12,
+    EVENTS_CANONICAL,
+    COMMANDS_BILLING,
+    COMMANDS_ERP,
+    COMMANDS_REVENUE,
+    EXCEPTIONS,
+)
 # The stage of the worker that consumes each of them, most upstream first (`hcsync status` names the
 # bottleneck by these, and the autoscaler its hold reasons).
 STAGES = {
     RAW_HL7V2: "ingest",
+    RAW_X12: "X12 ingest",
     EVENTS_CANONICAL: "encounters",
     COMMANDS_BILLING: "billing dispatch",
     COMMANDS_ERP: "ERP dispatch",
+    COMMANDS_REVENUE: "revenue dispatch",
     EXCEPTIONS: "quarantine",
 }
 
@@ -68,6 +83,10 @@ class TopicNames:
     @property
     def erp(self) -> str:
         return self[COMMANDS_ERP]
+
+    @property
+    def revenue(self) -> str:
+        return self[COMMANDS_REVENUE]
 
     @property
     def exceptions(self) -> str:

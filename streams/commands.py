@@ -1,4 +1,4 @@
-"""Commands the encounter agent sends to the billing and ERP dispatchers.
+"""Commands the encounter agent and the X12 ingest send to the billing, ERP and revenue dispatchers.
 
 Each command carries ``command_id``, a deterministic idempotency key derived from the event that caused
 it, so a replayed event produces the same command and the sink recognises it.
@@ -22,6 +22,7 @@ from canonical.models import (
     Patient,
     PatientMerge,
 )
+from canonical.revenue_cycle import ClaimSubmission, Coverage, EligibilityResponse, Remittance
 
 
 class UpsertAccountCommand(CanonicalModel):
@@ -99,6 +100,21 @@ class MoveAccountCommand(CanonicalModel):
     correlation_id: str
 
 
+class ClaimsDueCommand(CanonicalModel):
+    """An encounter is discharged and fully coded: billing builds its claims (then they go to the payer).
+
+    It travels on commands.billing, behind the encounter's upserts, codings and charges on the same
+    partition, so billing has the discharge, the coding and the charges when it builds the claims.
+    """
+
+    kind: Literal["claims_due"] = "claims_due"
+    command_id: str
+    encounter_id: str
+    patient_class: str = Field("", description="PV1-2, for the 837I's CL1 admission type and source")
+    source_event_id: str
+    correlation_id: str
+
+
 PatientCommandT = MergePatientCommand | UpdatePatientCommand | MoveAccountCommand
 BillingCommandT = (
     UpsertAccountCommand
@@ -107,6 +123,7 @@ BillingCommandT = (
     | MergePatientCommand
     | UpdatePatientCommand
     | MoveAccountCommand
+    | ClaimsDueCommand
 )
 BillingCommand = Annotated[BillingCommandT, Field(discriminator="kind")]
 billing_command_adapter: TypeAdapter[BillingCommandT] = TypeAdapter(BillingCommand)
@@ -135,3 +152,77 @@ class InventoryCommand(CanonicalModel):
 ErpCommandT = JournalCommand | InventoryCommand
 ErpCommand = Annotated[ErpCommandT, Field(discriminator="kind")]
 erp_command_adapter: TypeAdapter[ErpCommandT] = TypeAdapter(ErpCommand)
+
+
+# --------------------------------------------------------------------------------------------------
+# The revenue cycle (commands.revenue)
+
+
+class CoverageCommand(CanonicalModel):
+    """Record an encounter's insurance in billing and, when asked, check it with the payer (a 270)."""
+
+    kind: Literal["coverage"] = "coverage"
+    command_id: str
+    coverage: Coverage
+    patient: Patient | None = Field(None, description="The patient (a dependent's 270 and 837 name them)")
+    facility: str = Field(description="The encounter's facility: the 270's information receiver")
+    check_eligibility: bool = Field(description="Send a 270: the coverage is new or changed")
+    state_version: int = Field(ge=1, description="The encounter state's version (billing keeps the newest)")
+    source_event_id: str
+    correlation_id: str
+
+
+class EligibilityAnswerCommand(CanonicalModel):
+    """Record what a payer's 271 said about one coverage."""
+
+    kind: Literal["eligibility_answer"] = "eligibility_answer"
+    command_id: str
+    response: EligibilityResponse
+    source_event_id: str
+    correlation_id: str
+
+
+class SubmitClaimsCommand(CanonicalModel):
+    """Claims billing built and has not sent: write the 837, validate it, send it to the payer."""
+
+    kind: Literal["submit_claims"] = "submit_claims"
+    command_id: str
+    encounter_id: str
+    patient_class: str = Field("", description="PV1-2, for the 837I's CL1 admission type and source")
+    submissions: tuple[ClaimSubmission, ...] = Field(min_length=1)
+    source_event_id: str
+    correlation_id: str
+
+
+class RemittanceCommand(CanonicalModel):
+    """Post one 835 in billing, then its summarized journals in the ERP."""
+
+    kind: Literal["remittance"] = "remittance"
+    command_id: str
+    remittance: Remittance
+    source_event_id: str
+    correlation_id: str
+
+
+class ClaimAckCommand(CanonicalModel):
+    """A 999 or TA1 about an 837 hcsync sent: the claims it carried are accepted or rejected."""
+
+    kind: Literal["claim_ack"] = "claim_ack"
+    command_id: str
+    receiver_id: str = Field(description="ISA08 the 837 went to: whose acknowledgment this is")
+    interchange_control: str = Field("", description="The 837's ISA13 (a TA1's TA101)")
+    group_control: str = Field("", description="The 837's GS06 (a 999's AK102)")
+    set_control: str = Field("", description="The 837's ST02 (a 999's AK202); empty for the whole group")
+    event: Literal["accepted", "accepted_with_errors", "rejected", "interchange_rejected"]
+    ack_code: str = Field("", description="IK501, AK901 or TA104")
+    error_text: str = Field("", description="The IK3/IK4 codes found in our 837 (no PHI)")
+    occurred_at: AwareDatetime
+    source_event_id: str
+    correlation_id: str
+
+
+RevenueCommandT = (
+    CoverageCommand | EligibilityAnswerCommand | SubmitClaimsCommand | RemittanceCommand | ClaimAckCommand
+)
+RevenueCommand = Annotated[RevenueCommandT, Field(discriminator="kind")]
+revenue_command_adapter: TypeAdapter[RevenueCommandT] = TypeAdapter(RevenueCommand)

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from adapters import convert
+from adapters.billing.revenue_cycle import canonical_submission
 from adapters.clients import BillingClient, ErpClient, item_refusal
 from canonical import ids
 from canonical.errors import Fault, NotRetryableError
@@ -38,12 +39,14 @@ from canonical.quarantine import ExceptionRecord
 from proto import billing_pb2, erp_pb2
 from streams.commands import (
     BillingCommandT,
+    ClaimsDueCommand,
     ErpCommandT,
     InventoryCommand,
     JournalCommand,
     MergePatientCommand,
     MoveAccountCommand,
     PostChargeCommand,
+    SubmitClaimsCommand,
     UpdateCodingCommand,
     UpdatePatientCommand,
     UpsertAccountCommand,
@@ -68,6 +71,7 @@ MergeStatus = billing_pb2.MergePatientResponse.Status
 PatientStatus = billing_pb2.UpdatePatientResponse.Status
 MoveStatus = billing_pb2.MoveAccountResponse.Status
 ChargeStatus = billing_pb2.ChargeResult.Status
+ClaimResultStatus = billing_pb2.ClaimResult.Status
 # Counter of each answer the billing adapter can give, by command kind.
 _UPSERT_COUNTERS = {
     UpsertStatus.CREATED: "accounts_upserted",
@@ -88,6 +92,8 @@ class DispatchReport:
 
     counts: dict[str, int] = field(default_factory=dict)
     exceptions: list[bytes] = field(default_factory=list)
+    # Records for commands.revenue (key, value): claims billing built, for the revenue dispatcher to send.
+    revenue: list[tuple[str, bytes]] = field(default_factory=list)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -119,6 +125,22 @@ def cache_id(command: BillingCommandT | ErpCommandT) -> str:
     if isinstance(command, UpsertAccountCommand):
         return f"{command.command_id}@v{command.state_version}"
     return command.command_id
+
+
+def precondition_rule(exc: BaseException) -> tuple[str, str] | None:
+    """The rule and reason of an adapter's FAILED_PRECONDITION refusal ("RULE: reason"), else None."""
+    cause = exc.__cause__
+    if not (
+        isinstance(exc, NotRetryableError)
+        and isinstance(cause, grpc.aio.AioRpcError)
+        and cause.code() == grpc.StatusCode.FAILED_PRECONDITION
+    ):
+        return None
+    details = cause.details() or ""
+    rule, _, reason = details.partition(": ")
+    if not rule or " " in rule:
+        return "ADAPTER-REFUSED", details
+    return rule, reason
 
 
 def reused_key(exc: BaseException) -> bool:
@@ -271,6 +293,8 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
             return command.coding.encounter_id
         if isinstance(command, MoveAccountCommand) and command.move.encounter_id:
             return command.move.encounter_id  # a visit move concerns that visit
+        if isinstance(command, ClaimsDueCommand):
+            return command.encounter_id
         # A merge, a person update or an account move concerns a patient, not one encounter.
         return None
 
@@ -282,7 +306,7 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
         # its partition, so doing this batch's upserts first keeps every charge behind its account.
         todo: list[tuple[bytes, BillingCommandT, billing_pb2.BillingBatchItem]] = []
         for raw, command in items:
-            if isinstance(command, PostChargeCommand):
+            if isinstance(command, PostChargeCommand | ClaimsDueCommand):
                 continue
             try:
                 todo.append((raw, command, self._batch_item(command)))
@@ -295,6 +319,51 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
         charges = [(raw, c) for raw, c in items if isinstance(c, PostChargeCommand)]
         if charges:
             await self._post_charges(charges, report)
+        # Claims last: billing then holds this batch's discharge, coding and charges of the encounter.
+        for raw, command in items:
+            if isinstance(command, ClaimsDueCommand):
+                await self._create_claims(raw, command, report)
+
+    async def _create_claims(self, raw: bytes, command: ClaimsDueCommand, report: DispatchReport) -> None:
+        """Build the encounter's claims in billing; pass the ones not yet sent on to the revenue dispatcher.
+
+        A refusal (not discharged, no coding, no coverage, a charge code without a revenue code...) is
+        quarantined under billing's rule; replayed once fixed, it builds the claims then.
+        """
+        try:
+            response = await self._client.create_claims(
+                billing_pb2.CreateClaimsRequest(
+                    idempotency_key=command.command_id, encounter_id=command.encounter_id
+                )
+            )
+        except NotRetryableError as exc:
+            refusal = precondition_rule(exc)
+            if refusal is None and not reused_key(exc):
+                raise
+            rule, reason = refusal or (KEY_REUSED, str(exc))
+            report.exceptions.append(
+                _rejection("billing", raw, command.encounter_id, reason, rule, command.source_event_id)
+            )
+            report.count("claims_refused")
+            await self._done.mark([cache_id(command)])
+            return
+        # Every claim billing holds unsent: a crash after CreateClaims and before the 837 went out sends
+        # it on the replay (billing answers the replay with the claims as built).
+        unsent = [result for result in response.claims if result.claim_status == "created"]
+        report.count(
+            "claims_built", sum(1 for r in response.claims if r.status != ClaimResultStatus.UNCHANGED)
+        )
+        if unsent:
+            submit = SubmitClaimsCommand(
+                command_id=ids.derived_id(command.command_id, "revenue.submit"),
+                encounter_id=command.encounter_id,
+                patient_class=command.patient_class,
+                submissions=tuple(canonical_submission(result.submission) for result in unsent),
+                source_event_id=command.source_event_id,
+                correlation_id=command.correlation_id,
+            )
+            report.revenue.append((command.encounter_id, submit.model_dump_json().encode("utf-8")))
+        await self._done.mark([cache_id(command)])
 
     async def _apply(
         self,

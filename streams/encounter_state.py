@@ -46,7 +46,10 @@ from canonical.models import (
     MovementType,
     Patient,
 )
+from canonical.revenue_cycle import Coverage
 from streams.commands import (
+    ClaimsDueCommand,
+    CoverageCommand,
     InventoryCommand,
     JournalCommand,
     MergePatientCommand,
@@ -199,6 +202,9 @@ class EncounterState(CanonicalModel):
     pending_visits: dict[str, PendingVisit] = Field(
         default_factory=dict, description="Pending event type (A14-A16) -> its latest visit as sent"
     )
+    coverages: tuple[Coverage, ...] = Field(
+        (), description="The insurance last sent (IN1): kept when a later event says nothing of it"
+    )
 
     @property
     def pending(self) -> list[str]:
@@ -219,10 +225,11 @@ class Transition:
     """The result of applying one event."""
 
     state: EncounterState
-    billing: list[UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand] = field(
+    billing: list[UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand | ClaimsDueCommand] = field(
         default_factory=list
     )
     erp: list[JournalCommand | InventoryCommand] = field(default_factory=list)
+    revenue: list[CoverageCommand] = field(default_factory=list)
     duplicate: bool = False
     held: bool = False
     released: int = 0
@@ -431,12 +438,79 @@ def _apply_coding(state: EncounterState, env: EventEnvelope, processed: tuple[st
     # Only a full coding moves the horizon: a change at a later time does not make an older full coding
     # stale (billing applies it under the change, item by item).
     full = env.payload.coding.mode is CodingMode.REPLACE
-    return Transition(
-        state=state.model_copy(
-            update={"processed_event_ids": processed, "coded_at": env.occurred_at if full else state.coded_at}
-        ),
-        billing=[command],
+    new_state = state.model_copy(
+        update={"processed_event_ids": processed, "coded_at": env.occurred_at if full else state.coded_at}
     )
+    billing: list[UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand | ClaimsDueCommand] = [
+        command
+    ]
+    due = _claims_due(new_state, env)
+    if due is not None:
+        billing.append(due)
+    return Transition(state=new_state, billing=billing)
+
+
+# What makes an encounter's claims due once it is discharged and coded: its discharge, its account's end
+# (BAR^P06), or its coding.
+_CLAIM_TRIGGERS = frozenset({E.ENCOUNTER_DISCHARGED, E.ACCOUNT_ENDED, E.CODING_UPDATED})
+# Events that carry the insurance worth checking with the payer (registration, admission and updates).
+_ELIGIBILITY_TRIGGERS = frozenset(
+    {
+        E.ENCOUNTER_PREADMITTED,
+        E.ENCOUNTER_REGISTERED,
+        E.ENCOUNTER_ADMITTED,
+        E.ENCOUNTER_UPDATED,
+        E.ENCOUNTER_TO_INPATIENT,
+        E.ENCOUNTER_TO_OUTPATIENT,
+        E.ACCOUNT_OPENED,
+        E.ACCOUNT_UPDATED,
+    }
+)
+
+
+def _claims_due(state: EncounterState, env: EventEnvelope) -> ClaimsDueCommand | None:
+    """Claims are due when the encounter is discharged (or its account ended) and fully coded.
+
+    Sent on the discharge, the account's end and each coding after them; billing builds the claims once
+    and answers a repeat with the claims as built (or rebuilds them from changed charges and coding).
+    """
+    if env.event_type not in _CLAIM_TRIGGERS or state.coded_at is None:
+        return None
+    if state.status not in (EncounterStatus.DISCHARGED, EncounterStatus.CLOSED):
+        return None
+    return ClaimsDueCommand(
+        command_id=ids.derived_id(env.event_id, "billing.claims"),
+        encounter_id=state.encounter_id,
+        patient_class=state.encounter.patient_class.value if state.encounter else "",
+        source_event_id=env.event_id,
+        correlation_id=env.correlation_id,
+    )
+
+
+def _coverage_commands(
+    previous: tuple[Coverage, ...], state: EncounterState, env: EventEnvelope, patient: Patient | None
+) -> list[CoverageCommand]:
+    """A coverage command for each of the state's coverages not in ``previous`` (new or changed).
+
+    Billing records each; the payer is asked (a 270) when the event is a registration, an admission or an
+    update, the moments a hospital checks eligibility.
+    """
+    facility = state.encounter.facility if state.encounter else ""
+    check = env.event_type in _ELIGIBILITY_TRIGGERS
+    return [
+        CoverageCommand(
+            command_id=ids.derived_id(env.event_id, f"revenue.coverage.{coverage.priority}"),
+            coverage=coverage,
+            patient=patient,
+            facility=facility,
+            check_eligibility=check,
+            state_version=state.account_events,
+            source_event_id=env.event_id,
+            correlation_id=env.correlation_id,
+        )
+        for coverage in state.coverages
+        if coverage not in previous
+    ]
 
 
 def _apply_dose(
@@ -533,6 +607,8 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         released.append(_ref(post.charge))
     transition.released = len(released)
     refused = {waiting.event_id for waiting in transition.unenriched}
+    # The newest snapshot's insurance, when it says any; an older event's never replaces it.
+    coverages = payload.coverages if newer and payload.coverages else state.coverages
     transition.state = state.model_copy(
         update={
             "status": status,
@@ -544,8 +620,14 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
             "processed_event_ids": tuple(i for i in processed if i not in refused),
             "held_charges": (),
             "charges": (*state.charges, *released),
+            "coverages": coverages,
         }
     )
+    if coverages is not state.coverages:
+        transition.revenue = _coverage_commands(state.coverages, transition.state, env, patient)
+    due = _claims_due(transition.state, env)
+    if due is not None:
+        transition.billing.append(due)
     return transition
 
 

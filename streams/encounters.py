@@ -2,7 +2,7 @@
 
 The encounters agent (streams/app.py) takes a batch of event records (each a batch record of events:
 streams/records.py), hands them to ``apply_records`` with a way to read an encounter's stored state, and
-gets back what the batch does: the billing and ERP commands as batch records per partition, the
+gets back what the batch does: the billing, ERP and revenue commands as batch records per partition, the
 quarantine records, and one new state per touched encounter. It then waits once for the broker to take
 every record and only then writes the states, so a batch retried half-way sends its commands again (the
 sinks drop the repeats) instead of never.
@@ -69,6 +69,7 @@ class BatchOutcome:
 
     billing: PartitionedBatches
     erp: PartitionedBatches
+    revenue: PartitionedBatches
     exceptions: list[bytes] = field(default_factory=list)
     states: dict[str, EncounterState] = field(default_factory=dict)  # touched encounters, new state
     counts: Counter[str] = field(default_factory=Counter)
@@ -86,7 +87,11 @@ def apply_records(
     quarantined as poison; an event whose application fails is quarantined with the failure; neither
     stops the others.
     """
-    out = BatchOutcome(billing=PartitionedBatches(partitions), erp=PartitionedBatches(partitions))
+    out = BatchOutcome(
+        billing=PartitionedBatches(partitions),
+        erp=PartitionedBatches(partitions),
+        revenue=PartitionedBatches(partitions),
+    )
     working: dict[str, EncounterState] = {}
     before: dict[str, EncounterState] = {}
     for record in records:
@@ -106,6 +111,7 @@ def apply_records(
     out.states = {eid: state for eid, state in working.items() if state is not before[eid]}
     out.counts["billing_commands"] += len(out.billing)
     out.counts["erp_commands"] += len(out.erp)
+    out.counts["revenue_commands"] += len(out.revenue)
     return out
 
 
@@ -134,6 +140,8 @@ def _apply(
         out.billing.add(eid, command.model_dump_json().encode())
     for journal in transition.erp:
         out.erp.add(eid, journal.model_dump_json().encode())
+    for revenue in transition.revenue:
+        out.revenue.add(eid, revenue.model_dump_json().encode())
     for refused in transition.unenriched:
         out.exceptions.append(unenriched_record(refused))
     out.counts["quarantined"] += len(transition.unenriched)

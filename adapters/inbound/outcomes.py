@@ -36,6 +36,7 @@ class MessageOutcome(BaseModel):
     event_ids: tuple[str, ...] = ()
     exception_id: str | None = None
     rule: str = Field("", description="The quarantine rule, for a quarantined message")
+    note: str = Field("", description="What else to record: an X12 interchange's 999/TA1 and outbox files")
 
 
 class OutcomeBatch(BaseModel):
@@ -58,6 +59,7 @@ class OutcomeBatch(BaseModel):
                 event_ids=o.event_ids,
                 exception_id=o.exception_id,
                 rule=o.rule,
+                note=o.note,
             )
             for o in self.outcomes
         ]

@@ -192,6 +192,7 @@ class MessageInfo:
     event_ids: tuple[str, ...]
     exception_id: str | None
     replay_count: int
+    outcome_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,9 @@ class MessageRow(Base):
     outcome: Mapped[str | None]
     outcome_at: Mapped[dt.datetime | None]
     outcome_rule: Mapped[str] = mapped_column(default="", server_default="")
+    # What else the pipeline said of it: an X12 interchange's acknowledgments (999/TA1 verdicts and
+    # their outbox files), or why a set was not handled. Never PHI.
+    outcome_note: Mapped[str] = mapped_column(Text, default="", server_default="")
     event_ids: Mapped[str] = mapped_column(Text, default="", server_default="")
     exception_id: Mapped[str | None]
     replay_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -620,6 +624,7 @@ def _outcome_values(outcome: OutcomeUpdate) -> dict[str, Any]:
         "v_rule": outcome.rule,
         "v_event_ids": " ".join(outcome.event_ids),
         "v_exception_id": outcome.exception_id,
+        "v_note": outcome.note,
     }
 
 
@@ -636,6 +641,7 @@ def _outcome_update(target: ColumnElement[bool]) -> Update:
             outcome_rule=bindparam("v_rule"),
             event_ids=bindparam("v_event_ids"),
             exception_id=bindparam("v_exception_id"),
+            outcome_note=bindparam("v_note"),
         )
     )
 
@@ -661,6 +667,7 @@ class OutcomeUpdate:
     event_ids: tuple[str, ...] = ()
     exception_id: str | None = None
     rule: str = ""
+    note: str = ""
 
 
 def _new_row(message: InboundMessage, ack: bytes | None, conflict_of: str | None) -> dict[str, Any]:
@@ -721,6 +728,7 @@ def _info(row: RowMapping) -> MessageInfo:
         event_ids=tuple(row["event_ids"].split()) if row["event_ids"] else (),
         exception_id=row["exception_id"],
         replay_count=int(row["replay_count"]),
+        outcome_note=row["outcome_note"] or "",
     )
 
 

@@ -228,12 +228,21 @@ def test_the_stages_lag_is_read_from_the_monitor_on_this_workers_partitions() ->
     consumer = SimpleNamespace(assignment=lambda: {ev0, ev1, bill, erp, TP("p.raw.hl7v2", 0)})
     app = cast(faust.App, SimpleNamespace(monitor=monitor, consumer=consumer))
     assert stage_lag(app, names) == {
+        "X12 ingest": 0,
         "encounters": 800,
         "billing dispatch": 10,
         "ERP dispatch": 0,
+        "revenue dispatch": 0,
         "quarantine": 0,
     }
-    assert list(stage_lag(app, names)) == ["encounters", "billing dispatch", "ERP dispatch", "quarantine"]
+    assert list(stage_lag(app, names)) == [
+        "X12 ingest",
+        "encounters",
+        "billing dispatch",
+        "ERP dispatch",
+        "revenue dispatch",
+        "quarantine",
+    ]
 
 
 def test_the_host_cpu_share_is_a_share() -> None:

@@ -26,6 +26,7 @@ import ray
 
 from actors.masterdata import MasterDataCache, MasterDataStore
 from actors.transform import TransformBatch, TransformResult, transform_batch
+from actors.x12 import X12Batch, X12Outcome, process_batch
 from foundation.logmask import mask_all_handlers
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ class TransformActor:
     def transform(self, batch: TransformBatch) -> TransformResult:
         """Canonicalise and enrich one batch (MasterDataUnavailable if no master data is loaded)."""
         return transform_batch(batch, self._masterdata.current())
+
+    def x12(self, batch: X12Batch) -> tuple[X12Outcome, ...]:
+        """Validate, acknowledge and read a batch of X12 interchanges (actors/x12.py)."""
+        return process_batch(batch)
 
 
 @dataclass(slots=True)
@@ -152,6 +157,16 @@ class TransformPool:
 
     async def transform(self, batch: TransformBatch) -> TransformResult:
         """Send a batch to an actor and await its result, never exceeding the in-flight bound."""
+        result: TransformResult = await self._call("transform", batch)
+        return result
+
+    async def x12(self, batch: X12Batch) -> tuple[X12Outcome, ...]:
+        """Send X12 interchanges to an actor and await what they gave, within the same in-flight bound."""
+        result: tuple[X12Outcome, ...] = await self._call("x12", batch)
+        return result
+
+    async def _call(self, method: str, batch: Any) -> Any:
+        """Call ``method`` of an actor with ``batch``, never exceeding the in-flight bound."""
         condition = self._condition
         async with condition:
             await condition.wait_for(lambda: self._in_flight < self._limit())
@@ -160,8 +175,7 @@ class TransformPool:
             member.in_flight += 1
             self._in_flight += 1
         try:
-            result: TransformResult = await member.actor.transform.remote(batch)
-            return result
+            return await getattr(member.actor, method).remote(batch)
         finally:
             async with condition:
                 self._meter()

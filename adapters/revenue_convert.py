@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from canonical.models import Patient
+from canonical.models import Address, Patient
 from canonical.revenue_cycle import (
     Adjustment,
     Benefit,
@@ -23,6 +23,7 @@ from canonical.revenue_cycle import (
     Remittance,
     RemittanceClaim,
     RemittanceLine,
+    SubscriberRelationship,
 )
 from proto import billing_pb2
 
@@ -30,6 +31,7 @@ __all__ = [
     "benefit_summary",
     "coverage_from",
     "eligibility_result_from",
+    "postal_address",
     "remittance_from",
 ]
 
@@ -78,14 +80,20 @@ def coverage_from(
     correlation_id: str,
     state_version: int,
 ) -> billing_pb2.Coverage:
-    """Billing's Coverage of a canonical one (HL7 IN1), with the patient's gender for loop 2010CA."""
+    """Billing's Coverage of a canonical one (HL7 IN1), with the patient's gender and address (PID-8,
+    PID-11) for loop 2010CA; when the patient is the subscriber, theirs are the subscriber's too."""
+    own = coverage.relationship is SubscriberRelationship.SELF and patient is not None
+    gender = Gender.from_hl7(patient.sex) if patient else Gender.UNKNOWN
+    address = postal_address(patient.address) if patient is not None else None
     subscriber = Person(
         member_id=coverage.member_id,
         family_name=coverage.subscriber_family_name or (patient.family_name if patient else ""),
         given_name=coverage.subscriber_given_name,
         birth_date=coverage.subscriber_birth_date,
+        gender=gender if own else Gender.UNKNOWN,
+        address=address if own else None,
     )
-    return billing_pb2.Coverage(
+    message = billing_pb2.Coverage(
         encounter_id=coverage.encounter_id,
         payer_id=coverage.payer_id,
         plan=coverage.plan,
@@ -98,7 +106,27 @@ def coverage_from(
         source_event_id=source_event_id,
         correlation_id=correlation_id,
         state_version=state_version,
-        patient_gender=Gender.from_hl7(patient.sex).value if patient else "U",
+        patient_gender=gender.value,
+    )
+    proto_address = _address(address)
+    if proto_address is not None:
+        message.patient_address.CopyFrom(proto_address)
+    return message
+
+
+def postal_address(address: Address | None) -> PostalAddress | None:
+    """An HL7 address (PID-11) as X12 N3/N4 can carry it, or None when it cannot (no street, a state
+    that is not two letters, a ZIP that is not 5 or 9 digits)."""
+    if address is None:
+        return None
+    postal = address.postal_code.replace("-", "").strip()
+    state = address.state.strip().upper()
+    if not (address.street.strip() and address.city.strip() and len(state) == 2 and state.isalpha()):
+        return None
+    if not (postal.isdigit() and len(postal) in (5, 9)):
+        return None
+    return PostalAddress(
+        line1=address.street.strip()[:55], city=address.city.strip()[:30], state=state, postal_code=postal
     )
 
 

@@ -396,6 +396,20 @@ class Settings(BaseSettings):
     x12_sender_id: str = Field(
         "HCSYNC", min_length=1, max_length=15, description="ISA06 of what hcsync sends; GS02 too."
     )
+    x12_contact_name: str = Field(
+        "HCSYNC BILLING OFFICE", min_length=1, description="837 loop 1000A PER02: who the payer calls."
+    )
+    x12_contact_phone: str = Field(
+        "8005550100", pattern=r"^\d{10,15}$", description="837 loop 1000A PER04: the submitter's phone."
+    )
+    x12_batch_size: PositiveInt = Field(
+        8, description="Interchanges the X12 ingest hands the Ray pool at once (each may hold many claims)."
+    )
+    x12_maps_dir: Path | None = Field(
+        None,
+        description="Where pyx12's nearest maps (X222A2 and X223A3 validated with X222A1 and X223A2) are "
+        "built; default a folder in the system temp directory.",
+    )
     x12_usage: Literal["P", "T"] = Field(
         "P", description="ISA15 of what hcsync sends: P production data, T test data."
     )

@@ -1405,6 +1405,7 @@ class Coverage(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     STATE_VERSION_FIELD_NUMBER: _builtins.int
     PATIENT_GENDER_FIELD_NUMBER: _builtins.int
+    PATIENT_ADDRESS_FIELD_NUMBER: _builtins.int
     encounter_id: _builtins.str
     """the account id; the account need not exist yet"""
     payer_id: _builtins.str
@@ -1433,6 +1434,10 @@ class Coverage(_message.Message):
     def subscriber(self) -> Global___Person:
         """member_id IN1-36, names IN1-16, birth date IN1-18"""
 
+    @_builtins.property
+    def patient_address(self) -> Global___PostalAddress:
+        """PID-11: the patient's, for loop 2010CA (PHI); unset: unknown"""
+
     def __init__(
         self,
         *,
@@ -1450,10 +1455,11 @@ class Coverage(_message.Message):
         correlation_id: _builtins.str = ...,
         state_version: _builtins.int = ...,
         patient_gender: _builtins.str = ...,
+        patient_address: Global___PostalAddress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subscriber", b"subscriber"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient_address", b"patient_address", "subscriber", b"subscriber"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "effective_on", b"effective_on", "encounter_id", b"encounter_id", "expires_on", b"expires_on", "group_number", b"group_number", "patient_gender", b"patient_gender", "payer_id", b"payer_id", "payer_name", b"payer_name", "plan", b"plan", "priority", b"priority", "relationship", b"relationship", "source_event_id", b"source_event_id", "state_version", b"state_version", "subscriber", b"subscriber"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "effective_on", b"effective_on", "encounter_id", b"encounter_id", "expires_on", b"expires_on", "group_number", b"group_number", "patient_address", b"patient_address", "patient_gender", b"patient_gender", "payer_id", b"payer_id", "payer_name", b"payer_name", "plan", b"plan", "priority", b"priority", "relationship", b"relationship", "source_event_id", b"source_event_id", "state_version", b"state_version", "subscriber", b"subscriber"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

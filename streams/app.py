@@ -5,6 +5,10 @@
     events.canonical --encounters (table: state, processed ids)--> commands.billing | commands.erp
     commands.billing --billing dispatcher (gRPC)--> BillingAdapter
     commands.erp --ERP dispatcher (gRPC)--> ErpAdapter
+    raw.x12 --X12 ingest (batches to the Ray pool: pyx12 validation, 999/TA1, reading)--> 999/TA1 files in
+        the outbox | commands.revenue (835s, 271s, acknowledgments) | exceptions, and outcomes.ingest
+    commands.revenue --revenue dispatcher (gRPC)--> BillingAdapter, PayerGateway (270s, 837s), and the
+        journals of posted 835s to commands.erp; claims billing built arrive here from the billing dispatcher
     exceptions --quarantine--> the quarantine store
 
 Offsets are committed only after the producer is flushed (Faust flushes before each commit) and a batch
@@ -16,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -28,10 +34,13 @@ from faust.types import TP, EventT
 
 from actors.pool import TransformPool
 from actors.transform import Outcome, StrictPolicy, TransformBatch, TransformResult
+from actors.x12 import X12Batch, X12Item, X12Outcome
 from adapters.inbound.outcomes import MessageOutcome, OutcomeBatch, message_id_of
+from canonical import ids
 from canonical.quarantine import failure_record
 from foundation.settings import Settings
 from foundation.topics import TopicNames
+from streams.commands import ClaimAckCommand, EligibilityAnswerCommand, RemittanceCommand
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.encounter_state import EncounterState
 from streams.encounters import StateCodec, apply_records
@@ -41,6 +50,7 @@ from streams.quarantine_agent import register_quarantine_agent
 from streams.quarantine_store import QuarantineStore
 from streams.records import PartitionedBatches, partition_of, split
 from streams.retry import is_outage, retry
+from streams.revenue import ControlNumbers, RevenueDispatcher
 from streams.scaling import IngestOffsets, PoolController, assigned_lag
 from streams.stats import MESSAGE_TYPE_PREFIX, Stats
 from streams.transport import app_class
@@ -60,6 +70,11 @@ class Runtime:
     rules: PostingRules
     quarantine: QuarantineStore
     scaling: PoolController | None = None  # follows `hcsync scale`; None in tests that drive the pool
+    # The revenue cycle: None where a test runs without it (no payer, no X12).
+    revenue: RevenueDispatcher | None = None
+    control_numbers: ControlNumbers | None = None  # of the 999s and TA1s the X12 ingest writes
+    outbox: Path | None = None  # where they are written
+    x12_maps: Path | None = None  # pyx12's nearest maps
     # The ingest pipeline, set once the ingest agent runs (its depth is a scaling signal).
     ingest: OrderedPipeline[list[EventT[bytes]], TransformResult] | None = None
 
@@ -82,6 +97,25 @@ def _message_outcome(record: EventT[bytes], outcome: Outcome) -> MessageOutcome:
         exception_id=outcome.exception_id,
         rule=outcome.rule,
     )
+
+
+def write_outbox(outbox: Path, name: str, content: bytes) -> None:
+    """Write one acknowledgment into the outbox whole: a temporary name, then renamed into place.
+
+    The name is the answered interchange's (999-<sender>-<ISA13>.x12), so a retry writes the same file.
+    """
+    outbox.mkdir(parents=True, exist_ok=True)
+    partial = outbox / f".{name}.part"
+    with open(partial, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, outbox / name)
+
+
+def command_id_of(value: bytes) -> str:
+    """The command id of a command record (for the message store's drill-down from a message)."""
+    return str(json.loads(value).get("command_id", ""))
 
 
 class EncounterTable(faust.Table[str, bytes]):
@@ -127,6 +161,8 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
     exceptions = app.topic(names.exceptions, key_serializer="raw", value_serializer="raw")
     routed = app.topic(names.routed, key_serializer="raw", value_serializer="raw")
     outcomes = app.topic(names.outcomes, key_serializer="raw", value_serializer="raw")
+    raw_x12 = app.topic(names.raw_x12, key_serializer="raw", value_serializer="raw")
+    revenue = app.topic(names.revenue, key_serializer="raw", value_serializer="raw")
     partitions = settings.topic_partitions
     # Values are the states' JSON as bytes (streams/encounters.py StateCodec decodes them).
     table = EncounterTable(
@@ -233,6 +269,8 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             pending.append(await billing.send(value=value, partition=partition))
         for partition, value in outcome.erp.records():
             pending.append(await erp.send(value=value, partition=partition))
+        for partition, value in outcome.revenue.records():
+            pending.append(await revenue.send(value=value, partition=partition))
         for record in outcome.exceptions:
             pending.append(await exceptions.send(value=record))
         # Delivered, not just queued: otherwise a changelog write below could reach the broker first.
@@ -262,11 +300,16 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             )
 
     def dispatch_with(
-        dispatcher: BillingDispatcher | ErpDispatcher,
+        dispatcher: BillingDispatcher | ErpDispatcher | RevenueDispatcher,
     ) -> Callable[[list[bytes]], Awaitable[None]]:
         async def dispatch(batch: list[bytes]) -> None:
             report = await dispatcher.dispatch(batch)
             pending = [await exceptions.send(value=record) for record in report.exceptions]
+            # Claims billing built go to the revenue dispatcher; the journals of a posted 835 to the ERP's.
+            for key, value in report.revenue:
+                pending.append(await revenue.send(key=key.encode(), value=value))
+            for key, value in report.erp:
+                pending.append(await erp.send(key=key.encode(), value=value))
             await asyncio.gather(*pending)
             await runtime.stats.add(report.counts)
 
@@ -286,6 +329,123 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         """Send journal commands to the ErpAdapter as journal batches, idempotently."""
         async for batch in stream.take(settings.dispatch_batch_size, within=settings.dispatch_batch_window_s):
             await retry("erp dispatch", dispatch_erp, batch)
+
+    if runtime.revenue is not None:
+        dispatch_revenue = dispatch_with(runtime.revenue)
+
+        @app.agent(revenue, name="revenue-dispatch")
+        async def revenue_dispatch(stream: faust.StreamT[bytes]) -> None:
+            """Coverage and eligibility, claims to the payer, 835s posted, acknowledgments applied."""
+            async for batch in stream.take(
+                settings.dispatch_batch_size, within=settings.dispatch_batch_window_s
+            ):
+                await retry("revenue dispatch", dispatch_revenue, batch)
+
+    async def route_x12(records: list[EventT[bytes]], results: tuple[X12Outcome, ...]) -> None:
+        pending: list[Awaitable[Any]] = []
+        done: list[MessageOutcome] = []
+        counts = {"x12_in": len(records), "x12_quarantined": 0, "x12_acks_written": 0}
+        for record, result in zip(records, results, strict=True):
+            key = record.message.key if isinstance(record.message.key, bytes) else b""
+            message_key = key.decode("utf-8", "replace")
+            sender, _, control = message_key.partition("|")
+            correlation = ids.correlation_id(sender, control)
+            if runtime.outbox is not None:
+                for name, content in result.acks:
+                    await asyncio.to_thread(write_outbox, runtime.outbox, name, content)
+                    counts["x12_acks_written"] += 1
+            commands: list[tuple[str, bytes]] = []
+            for where, remittance in result.remittances:
+                command_id = ids.derived_id(message_key, f"revenue.835.{where}")
+                remit = RemittanceCommand(
+                    command_id=command_id,
+                    remittance=remittance,
+                    source_event_id=command_id,
+                    correlation_id=correlation,
+                )
+                commands.append((remittance.key, remit.model_dump_json().encode()))
+            for where, answer in result.eligibility:
+                command_id = ids.derived_id(message_key, f"revenue.271.{where}")
+                answered = EligibilityAnswerCommand(
+                    command_id=command_id,
+                    response=answer,
+                    source_event_id=command_id,
+                    correlation_id=correlation,
+                )
+                commands.append((answer.trace_number, answered.model_dump_json().encode()))
+            for n, fact in enumerate(result.ack_facts):
+                command_id = ids.derived_id(message_key, f"revenue.ack.{n}")
+                ack = ClaimAckCommand(
+                    command_id=command_id,
+                    receiver_id=fact.receiver_id,
+                    interchange_control=fact.interchange_control,
+                    group_control=fact.group_control,
+                    set_control=fact.set_control,
+                    event=fact.event,
+                    ack_code=fact.ack_code,
+                    error_text=fact.error_text,
+                    occurred_at=dt.datetime.now(dt.UTC),
+                    source_event_id=command_id,
+                    correlation_id=correlation,
+                )
+                commands.append((f"{fact.receiver_id}|{fact.group_control}", ack.model_dump_json().encode()))
+            for command_key, value in commands:
+                pending.append(await revenue.send(key=command_key.encode(), value=value))
+            if result.exception is not None:
+                pending.append(await exceptions.send(value=result.exception))
+                counts["x12_quarantined"] += 1
+            done.append(
+                MessageOutcome(
+                    message_id=message_id_of(record.message.headers),
+                    standard="x12",
+                    key_b64=base64.b64encode(key).decode("ascii"),
+                    outcome=result.outcome,
+                    event_ids=tuple(command_id_of(value) for _, value in commands),
+                    exception_id=result.exception_id,
+                    rule=result.rule,
+                    note=result.note[:2000],
+                )
+            )
+            counts[f"{MESSAGE_TYPE_PREFIX}X12 {result.message_type}"] = (
+                counts.get(f"{MESSAGE_TYPE_PREFIX}X12 {result.message_type}", 0) + 1
+            )
+        report = OutcomeBatch(at=dt.datetime.now(dt.UTC), outcomes=tuple(done))
+        pending.append(await outcomes.send(value=report.model_dump_json().encode("utf-8")))
+        await asyncio.gather(*pending)
+        await runtime.stats.add(counts)
+
+    @app.agent(raw_x12, name="x12-ingest")
+    async def x12_ingest(stream: faust.StreamT[bytes]) -> None:
+        """Validate, acknowledge and read X12 interchanges on the Ray pool; route what they mean."""
+        numbers = runtime.control_numbers
+        own = (settings.x12_sender_qualifier, settings.x12_sender_id)
+        async for taken in cast(faust.Stream[bytes], stream).noack_take(
+            settings.x12_batch_size, within=window_s
+        ):
+            records = cast(list[EventT[bytes]], taken)
+
+            async def handle(records: list[EventT[bytes]] = records) -> None:
+                items = []
+                for record in records:
+                    key = record.message.key if isinstance(record.message.key, bytes) else b""
+                    message_key = key.decode("utf-8", "replace")
+                    # Two numbers per interchange (its TA1 and its 999), the same ones on every retry.
+                    first = 1 if numbers is None else await numbers.reserve(f"ack:{message_key}", 2)
+                    items.append(
+                        X12Item(
+                            raw=record.value,
+                            message_key=message_key,
+                            sender=own,
+                            control_number=first,
+                            at=dt.datetime.now(dt.UTC),
+                        )
+                    )
+                results = await runtime.pool.x12(X12Batch(items=tuple(items), map_path=runtime.x12_maps))
+                await route_x12(records, results)
+
+            await retry("x12 ingest", handle)
+            for record in records:
+                await stream.ack(record)
 
     controller = runtime.scaling
     if controller is not None:

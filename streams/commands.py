@@ -100,6 +100,27 @@ class MoveAccountCommand(CanonicalModel):
     correlation_id: str
 
 
+class CoverageCommand(CanonicalModel):
+    """Record an encounter's insurance in billing and, when asked, check it with the payer (a 270).
+
+    The encounter agent sends it twice: on commands.billing, where billing records the coverage in order
+    with the account's other commands (so claims find it), and on commands.revenue when the payer is to be
+    asked, where the revenue dispatcher records it again (the same ``record_key``: billing answers the
+    second a duplicate) before sending the 270, so the 271 always finds its coverage.
+    """
+
+    kind: Literal["coverage"] = "coverage"
+    command_id: str
+    record_key: str = Field(description="Idempotency key of billing's RecordCoverage (both copies share it)")
+    coverage: Coverage
+    patient: Patient | None = Field(None, description="The patient (a dependent's 270 and 837 name them)")
+    facility: str = Field(description="The encounter's facility: the 270's information receiver")
+    check_eligibility: bool = Field(description="Send a 270: the coverage is new or changed")
+    state_version: int = Field(ge=1, description="The encounter state's version (billing keeps the newest)")
+    source_event_id: str
+    correlation_id: str
+
+
 class ClaimsDueCommand(CanonicalModel):
     """An encounter is discharged and fully coded: billing builds its claims (then they go to the payer).
 
@@ -123,6 +144,7 @@ BillingCommandT = (
     | MergePatientCommand
     | UpdatePatientCommand
     | MoveAccountCommand
+    | CoverageCommand
     | ClaimsDueCommand
 )
 BillingCommand = Annotated[BillingCommandT, Field(discriminator="kind")]
@@ -156,20 +178,6 @@ erp_command_adapter: TypeAdapter[ErpCommandT] = TypeAdapter(ErpCommand)
 
 # --------------------------------------------------------------------------------------------------
 # The revenue cycle (commands.revenue)
-
-
-class CoverageCommand(CanonicalModel):
-    """Record an encounter's insurance in billing and, when asked, check it with the payer (a 270)."""
-
-    kind: Literal["coverage"] = "coverage"
-    command_id: str
-    coverage: Coverage
-    patient: Patient | None = Field(None, description="The patient (a dependent's 270 and 837 name them)")
-    facility: str = Field(description="The encounter's facility: the 270's information receiver")
-    check_eligibility: bool = Field(description="Send a 270: the coverage is new or changed")
-    state_version: int = Field(ge=1, description="The encounter state's version (billing keeps the newest)")
-    source_event_id: str
-    correlation_id: str
 
 
 class EligibilityAnswerCommand(CanonicalModel):

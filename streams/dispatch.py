@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from adapters import convert
 from adapters.billing.revenue_cycle import canonical_submission
 from adapters.clients import BillingClient, ErpClient, item_refusal
+from adapters.revenue_convert import coverage_from
 from canonical import ids
 from canonical.errors import Fault, NotRetryableError
 from canonical.quarantine import ExceptionRecord
@@ -40,12 +41,14 @@ from proto import billing_pb2, erp_pb2
 from streams.commands import (
     BillingCommandT,
     ClaimsDueCommand,
+    CoverageCommand,
     ErpCommandT,
     InventoryCommand,
     JournalCommand,
     MergePatientCommand,
     MoveAccountCommand,
     PostChargeCommand,
+    RevenueCommandT,
     SubmitClaimsCommand,
     UpdateCodingCommand,
     UpdatePatientCommand,
@@ -61,7 +64,7 @@ DONE_TTL_S = 7 * 24 * 3600
 # turned into a request (a value protobuf cannot hold). Retrying them would stall the whole topic.
 LOCAL_FAULTS = (NotRetryableError, ValueError, OverflowError, TypeError)
 log = logging.getLogger(__name__)
-C = TypeVar("C", BillingCommandT, ErpCommandT)
+C = TypeVar("C", BillingCommandT, ErpCommandT, RevenueCommandT)
 # The rule of a command whose call's idempotency key an adapter had recorded with other content.
 KEY_REUSED = "IDEMPOTENCY-KEY-REUSED"
 
@@ -94,6 +97,8 @@ class DispatchReport:
     exceptions: list[bytes] = field(default_factory=list)
     # Records for commands.revenue (key, value): claims billing built, for the revenue dispatcher to send.
     revenue: list[tuple[str, bytes]] = field(default_factory=list)
+    # Records for commands.erp (key, value): the journals of an 835 billing posted.
+    erp: list[tuple[str, bytes]] = field(default_factory=list)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -114,7 +119,7 @@ def _rejection(
     return record.model_dump_json().encode("utf-8")
 
 
-def cache_id(command: BillingCommandT | ErpCommandT) -> str:
+def cache_id(command: BillingCommandT | ErpCommandT | RevenueCommandT) -> str:
     """Return what the dispatched-command cache knows ``command`` by.
 
     An account upsert carries the encounter's whole state: the same command id (the same event) comes
@@ -295,6 +300,8 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
             return command.move.encounter_id  # a visit move concerns that visit
         if isinstance(command, ClaimsDueCommand):
             return command.encounter_id
+        if isinstance(command, CoverageCommand):
+            return command.coverage.encounter_id
         # A merge, a person update or an account move concerns a patient, not one encounter.
         return None
 
@@ -306,7 +313,7 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
         # its partition, so doing this batch's upserts first keeps every charge behind its account.
         todo: list[tuple[bytes, BillingCommandT, billing_pb2.BillingBatchItem]] = []
         for raw, command in items:
-            if isinstance(command, PostChargeCommand | ClaimsDueCommand):
+            if isinstance(command, PostChargeCommand | ClaimsDueCommand | CoverageCommand):
                 continue
             try:
                 todo.append((raw, command, self._batch_item(command)))
@@ -319,10 +326,41 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
         charges = [(raw, c) for raw, c in items if isinstance(c, PostChargeCommand)]
         if charges:
             await self._post_charges(charges, report)
-        # Claims last: billing then holds this batch's discharge, coding and charges of the encounter.
+        # Coverage, then claims: billing then holds this batch's discharge, coding, charges and coverage.
+        for raw, command in items:
+            if isinstance(command, CoverageCommand):
+                await self._record_coverage(raw, command, report)
         for raw, command in items:
             if isinstance(command, ClaimsDueCommand):
                 await self._create_claims(raw, command, report)
+
+    async def _record_coverage(self, raw: bytes, command: CoverageCommand, report: DispatchReport) -> None:
+        """Record an encounter's insurance (HL7 IN1) in billing; a refusal is quarantined under its rule."""
+        request = billing_pb2.RecordCoverageRequest(
+            idempotency_key=command.record_key,
+            coverage=coverage_from(
+                command.coverage,
+                command.patient,
+                source_event_id=command.source_event_id,
+                correlation_id=command.correlation_id,
+                state_version=command.state_version,
+            ),
+        )
+        try:
+            await self._client.record_coverage(request)
+        except NotRetryableError as exc:
+            refusal = precondition_rule(exc)
+            if refusal is None and not reused_key(exc):
+                raise
+            rule, reason = refusal or (KEY_REUSED, str(exc))
+            report.exceptions.append(
+                _rejection(
+                    "billing", raw, command.coverage.encounter_id, reason, rule, command.source_event_id
+                )
+            )
+        else:
+            report.count("coverages_recorded")
+        await self._done.mark([cache_id(command)])
 
     async def _create_claims(self, raw: bytes, command: ClaimsDueCommand, report: DispatchReport) -> None:
         """Build the encounter's claims in billing; pass the ones not yet sent on to the revenue dispatcher.

@@ -225,9 +225,9 @@ class Transition:
     """The result of applying one event."""
 
     state: EncounterState
-    billing: list[UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand | ClaimsDueCommand] = field(
-        default_factory=list
-    )
+    billing: list[
+        UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand | CoverageCommand | ClaimsDueCommand
+    ] = field(default_factory=list)
     erp: list[JournalCommand | InventoryCommand] = field(default_factory=list)
     revenue: list[CoverageCommand] = field(default_factory=list)
     duplicate: bool = False
@@ -441,13 +441,11 @@ def _apply_coding(state: EncounterState, env: EventEnvelope, processed: tuple[st
     new_state = state.model_copy(
         update={"processed_event_ids": processed, "coded_at": env.occurred_at if full else state.coded_at}
     )
-    billing: list[UpsertAccountCommand | PostChargeCommand | UpdateCodingCommand | ClaimsDueCommand] = [
-        command
-    ]
+    transition = Transition(state=new_state, billing=[command])
     due = _claims_due(new_state, env)
     if due is not None:
-        billing.append(due)
-    return Transition(state=new_state, billing=billing)
+        transition.billing.append(due)
+    return transition
 
 
 # What makes an encounter's claims due once it is discharged and coded: its discharge, its account's end
@@ -469,13 +467,15 @@ _ELIGIBILITY_TRIGGERS = frozenset(
 
 
 def _claims_due(state: EncounterState, env: EventEnvelope) -> ClaimsDueCommand | None:
-    """Claims are due when the encounter is discharged (or its account ended) and fully coded.
+    """Claims are due when the encounter is insured, discharged (or its account ended) and fully coded.
 
     Sent on the discharge, the account's end and each coding after them; billing builds the claims once
     and answers a repeat with the claims as built (or rebuilds them from changed charges and coding).
     """
     if env.event_type not in _CLAIM_TRIGGERS or state.coded_at is None:
         return None
+    if not state.coverages:
+        return None  # self-pay: the patient is billed by statement, not by an insurance claim
     if state.status not in (EncounterStatus.DISCHARGED, EncounterStatus.CLOSED):
         return None
     return ClaimsDueCommand(
@@ -489,28 +489,41 @@ def _claims_due(state: EncounterState, env: EventEnvelope) -> ClaimsDueCommand |
 
 def _coverage_commands(
     previous: tuple[Coverage, ...], state: EncounterState, env: EventEnvelope, patient: Patient | None
-) -> list[CoverageCommand]:
-    """A coverage command for each of the state's coverages not in ``previous`` (new or changed).
+) -> tuple[list[CoverageCommand], list[CoverageCommand]]:
+    """Coverage commands (for billing, and for the revenue dispatcher) for each new or changed coverage.
 
-    Billing records each; the payer is asked (a 270) when the event is a registration, an admission or an
-    update, the moments a hospital checks eligibility.
+    Billing records each in order with the account; the payer is asked (a 270) when the event is a
+    registration, an admission or an update, the moments a hospital checks eligibility.
     """
     facility = state.encounter.facility if state.encounter else ""
     check = env.event_type in _ELIGIBILITY_TRIGGERS
-    return [
-        CoverageCommand(
-            command_id=ids.derived_id(env.event_id, f"revenue.coverage.{coverage.priority}"),
+    billing: list[CoverageCommand] = []
+    revenue: list[CoverageCommand] = []
+    for coverage in state.coverages:
+        if coverage in previous:
+            continue
+        command = CoverageCommand(
+            command_id=ids.derived_id(env.event_id, f"billing.coverage.{coverage.priority}"),
+            record_key=ids.derived_id(env.event_id, f"coverage.{coverage.priority}"),
             coverage=coverage,
             patient=patient,
             facility=facility,
-            check_eligibility=check,
+            check_eligibility=False,
             state_version=state.account_events,
             source_event_id=env.event_id,
             correlation_id=env.correlation_id,
         )
-        for coverage in state.coverages
-        if coverage not in previous
-    ]
+        billing.append(command)
+        if check:
+            revenue.append(
+                command.model_copy(
+                    update={
+                        "command_id": ids.derived_id(env.event_id, f"revenue.coverage.{coverage.priority}"),
+                        "check_eligibility": True,
+                    }
+                )
+            )
+    return billing, revenue
 
 
 def _apply_dose(
@@ -624,7 +637,9 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         }
     )
     if coverages is not state.coverages:
-        transition.revenue = _coverage_commands(state.coverages, transition.state, env, patient)
+        recorded, checked = _coverage_commands(state.coverages, transition.state, env, patient)
+        transition.billing.extend(recorded)
+        transition.revenue = checked
     due = _claims_due(transition.state, env)
     if due is not None:
         transition.billing.append(due)

@@ -38,7 +38,7 @@ __all__ = [
     "topic_of",
 ]
 
-REPLAYABLE_STAGES = ("ingest", "encounters", "billing", "erp")
+REPLAYABLE_STAGES = ("ingest", "encounters", "billing", "erp", "x12", "revenue")
 
 
 class ReplayError(HcsyncError):
@@ -75,6 +75,8 @@ def topic_of(names: TopicNames, stage: str) -> str:
         "encounters": names.events,
         "billing": names.billing,
         "erp": names.erp,
+        "x12": names.raw_x12,
+        "revenue": names.revenue,
     }
     if stage not in topics:
         raise ReplayError(
@@ -104,6 +106,8 @@ def key_of(item: QuarantineItem, payload: bytes) -> bytes | None:
     """Return the broker key to publish ``payload`` of ``item`` with, the one its topic is keyed by."""
     if item.stage == "ingest":
         return keyed(payload)
+    if item.stage == "x12":
+        return item.message_key.encode() if item.message_key else None
     # Keyed by encounter so it lands on the partition that holds the encounter's state and order.
     encounter = item.encounter_id or _encounter_in(payload)
     return encounter.encode() if encounter else None

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,11 @@ from actors.autoscale import AutoscalePolicy
 from actors.masterdata import MasterDataStore, seed
 from actors.pool import TransformPool
 from actors.scaling import ScaleSignals
-from adapters.clients import BillingClient, ErpClient
+from adapters.clients import BillingClient, ErpClient, PayerClient
+from adapters.erp.masterdata import governed_masterdata
+from adapters.inbound.store import MessageStore
+from adapters.inbound.x12 import store_interchanges
+from canonical.x12.maps import nearest_maps
 from foundation.logmask import mask_all_handlers
 from foundation.settings import Settings
 from foundation.topics import TopicNames
@@ -29,6 +34,7 @@ from streams.app import Runtime, build_app
 from streams.dispatch import BillingDispatcher, ErpDispatcher
 from streams.posting import PostingRules
 from streams.quarantine_store import QuarantineStore, default_quarantine_url
+from streams.revenue import ControlNumbers, RevenueDispatcher
 from streams.scaling import PoolController
 from streams.stats import Stats
 
@@ -121,10 +127,29 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
     asyncio.set_event_loop(loop)
     redis_client = aioredis.Redis.from_url(settings.redis)
     namespace = f"{settings.topic_prefix}{settings.app_id}:"  # idempotency keys of this deployment only
+    # What the payer answers on a call (271, 999, TA1) is stored like any inbound X12 and read by the
+    # X12 ingest; the message store is the one the forwarder reads.
+    store = MessageStore.from_settings(settings.model_copy(update={"run_dir": run_dir}))
+
+    async def store_answers(answers: Sequence[bytes]) -> None:
+        await asyncio.to_thread(store_interchanges, store, list(answers), "payer")
+
+    maps = nearest_maps(settings.x12_maps_dir)
+    billing_client = BillingClient(settings)
+    revenue = RevenueDispatcher(
+        settings,
+        billing_client,
+        PayerClient(settings),
+        redis_client,
+        namespace,
+        store_answers=store_answers,
+        masterdata=governed_masterdata(settings),
+        map_path=maps,
+    )
     runtime = Runtime(
         settings=settings,
         pool=pool,
-        billing=BillingDispatcher(BillingClient(settings), redis_client, namespace),
+        billing=BillingDispatcher(billing_client, redis_client, namespace),
         erp=ErpDispatcher(ErpClient(settings), redis_client, namespace, settings.currency),
         stats=Stats(redis_client, settings.topic_prefix),
         quarantine=QuarantineStore(default_quarantine_url(settings.model_copy(update={"run_dir": run_dir}))),
@@ -141,6 +166,10 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
             encounter_ref_key_id=settings.encounter_ref_key_id,
             currency=settings.currency,
         ),
+        revenue=revenue,
+        control_numbers=ControlNumbers(redis_client, namespace),
+        outbox=settings.outbox_dir or run_dir / "outbox",
+        x12_maps=maps,
     )
     datadir = run_dir / "faust" / settings.worker_name  # one per worker: several may share a run dir
     datadir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +187,7 @@ def run_worker(settings: Settings, run_dir: Path) -> int:
         return int(exc.code or 0)
     finally:
         runtime.quarantine.close()
+        store.close()
         pool.shutdown()
         ray.shutdown()
     return 0

@@ -275,6 +275,11 @@ def record_coverage(
             "effective_on": request_date(coverage.effective_on, "coverage.effective_on", key),
             "expires_on": request_date(coverage.expires_on, "coverage.expires_on", key),
             "patient_gender": coverage.patient_gender,
+            "patient_address": (
+                coverage.patient_address.SerializeToString(deterministic=True)
+                if coverage.HasField("patient_address")
+                else None
+            ),
             "source_event_id": coverage.source_event_id,
             "correlation_id": coverage.correlation_id,
             "state_version": coverage.state_version,
@@ -619,6 +624,8 @@ def _subscriber(coverage: CoverageRow, account: AccountRow) -> billing_pb2.Perso
         patient.member_id = person.member_id
         if person.HasField("address"):
             patient.address.CopyFrom(person.address)
+        elif coverage.patient_address:
+            patient.address.CopyFrom(billing_pb2.PostalAddress.FromString(coverage.patient_address))
         return patient
     person.gender = person.gender or rc.Gender.UNKNOWN.value
     return person
@@ -658,7 +665,10 @@ def _submission(
         attending_npi=account.attending_provider_id if _digits(account.attending_provider_id, (10,)) else "",
     )
     if coverage.relationship != rc.SubscriberRelationship.SELF.value:
-        submission.patient.CopyFrom(_patient(account, coverage.patient_gender))
+        patient = _patient(account, coverage.patient_gender)
+        if coverage.patient_address:
+            patient.address.CopyFrom(billing_pb2.PostalAddress.FromString(coverage.patient_address))
+        submission.patient.CopyFrom(patient)
     return submission
 
 

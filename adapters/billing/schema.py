@@ -388,6 +388,8 @@ class CoverageRow(Base):
     benefits: Mapped[bytes | None]  # the BenefitSummary message of the current outcome
     follow_up: Mapped[bool] = mapped_column(server_default=false(), index=True)
     follow_up_reason: Mapped[str] = mapped_column(server_default="")
+    # PID-11, the patient's address as a PostalAddress message (PHI): an 837 names a dependent with it.
+    patient_address: Mapped[bytes | None]
 
 
 class EligibilityRow(Base):

@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from adapters.inbound.store import EnvelopeEntry, InboundMessage
+from adapters.inbound.store import EnvelopeEntry, InboundMessage, MessageStore, Receipt, Verdict
 from canonical import ids
-from canonical.x12.envelope import Interchange
+from canonical.x12.envelope import Interchange, read_interchanges
 
-__all__ = ["CONFLICT_RULE", "STANDARD", "x12_digest", "x12_inbound"]
+__all__ = ["CONFLICT_RULE", "STANDARD", "store_interchanges", "x12_digest", "x12_inbound"]
 
 STANDARD = "x12"
 # The rule of an interchange whose sender and ISA13 were already received with other content.
@@ -75,3 +75,22 @@ def x12_inbound(interchange: Interchange, channel: str, received_at: dt.datetime
         received_at=received_at,
         envelope=entries,
     )
+
+
+def _no_ack(_verdict: Verdict, _first: object) -> None:
+    return None
+
+
+def store_interchanges(store: MessageStore, answers: list[bytes], channel: str) -> list[Receipt]:
+    """Store X12 that came back on a call (a payer's 271, 999 or TA1) as inbound interchanges.
+
+    Durable in the message store like any delivery, so the forwarder puts it on raw.x12 and the X12 ingest
+    reads it; a resent answer is a duplicate. Raises DecodeError when an answer holds no readable ISA.
+    """
+    now = dt.datetime.now(dt.UTC)
+    messages = [
+        x12_inbound(interchange, channel, now)
+        for answer in answers
+        for interchange in read_interchanges(answer, channel)
+    ]
+    return store.store([(message, _no_ack) for message in messages])

@@ -57,13 +57,14 @@ from canonical.x12.acks import acknowledgments
 from canonical.x12.envelope import Interchange, read_interchanges
 from canonical.x12.read import ReadStatus, SetReading, read_interchange
 from canonical.x12.validate import (
+    GroupVerdict,
     InterchangeValidation,
     IssueLevel,
     SetVerdict,
     X12Issue,
     validate,
 )
-from canonical.x12.write import Envelope, Parties, Usage
+from canonical.x12.write import HCSYNC_DELIMITERS, Envelope, Parties, Usage
 from canonical.x12.write_835 import EftAccounts, PayerDetails, write_835
 from canonical.x12.write_eligibility import write_271
 from foundation.settings import Settings
@@ -129,7 +130,13 @@ def _unread_as_rejected(
                 )
                 one = dataclasses.replace(one, verdict=SetVerdict.REJECTED, issues=(*one.issues, issue))
             sets.append(one)
-        groups.append(dataclasses.replace(group, sets=tuple(sets)))
+        verdict = group.verdict
+        rejected = sum(one.verdict is SetVerdict.REJECTED for one in sets)
+        if rejected and rejected == len(sets):
+            verdict = GroupVerdict.REJECTED
+        elif rejected:
+            verdict = GroupVerdict.PARTIALLY_ACCEPTED
+        groups.append(dataclasses.replace(group, sets=tuple(sets), verdict=verdict))
     return dataclasses.replace(validation, groups=tuple(groups))
 
 
@@ -193,6 +200,7 @@ class ReferencePayer:
             group_control=control,
             at=at,
             usage=Usage(x.isa.element(15).strip() or "P"),
+            delimiters=HCSYNC_DELIMITERS,
         )
 
     def _record(
@@ -342,6 +350,7 @@ class ReferencePayer:
             interchange_control=control,
             group_control=control,
             at=at,
+            delimiters=HCSYNC_DELIMITERS,
         )
         content = write_835(
             [remittance],

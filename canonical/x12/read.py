@@ -17,8 +17,8 @@ delimiters, so each set's segments go straight to the parser ``X12ModelReader`` 
 (``create_parser``, with the interchange's delimiters): the same models, none of the splitter's faults,
 and one set's failure cannot stop the next set's reading.
 
-**Two x12sdk 2.2.0 faults worked around** by giving its parser fewer segments (SE01 lowered to match)
-and reading those segments from envelope.py's:
+**Three x12sdk 2.2.0 faults worked around** by giving its parser fewer segments (SE01 lowered to match)
+or elements, and reading those from envelope.py's:
 
 - an 835's footer holds one PLB (``footer.plb_segment`` is not a list), so its model refuses a valid
   835 with two. The parser gets the first PLB only, and every PLB is read through x12sdk's own PLB
@@ -26,7 +26,9 @@ and reading those segments from envelope.py's:
 - a 271's loops 2100C and 2100D check AAA03 against loop 2100B's code list (its comment says they are
   identical; X279A1 says otherwise), so the commonest rejections of a subscriber (72 invalid member id,
   73 invalid name, 75 subscriber not found) are refused. The parser gets no AAA of a 271, and the
-  rejection is read from the AAA segments of the member's loops and above (mapping.py, ``map_271``).
+  rejection is read from the AAA segments of the member's loops and above (mapping.py, ``map_271``);
+- an 837's DMG03 may be U (unknown) in 5010, but x12sdk's model takes only F and M: a DMG03 U is not
+  given to the parser, and the person reads as gender unknown.
 
 Errors name ISA13, GS06, ST02, the segment id, its position in the set (ST is 1) and the element, as
 :class:`~canonical.errors.Fault` s; their reasons carry no PHI (see locate.py).
@@ -227,6 +229,8 @@ def _map(
     if transaction.code == "271":
         dropped += [segment.position for segment in transaction.segments if segment.id == "AAA"]
     fed = _without(transaction.segments, set(dropped))
+    if claim_type is not None:
+        fed = [_without_unknown_gender(segment) for segment in fed]
     model = _x12sdk_model(where, fed, transaction.code, guide, interchange)
     if claim_type is not None:
         return map_837(model, where, claim_type)
@@ -235,6 +239,16 @@ def _map(
     if transaction.code == "270":
         return map_270(model, where)
     return map_271(model, where)
+
+
+def _without_unknown_gender(segment: Segment) -> Segment:
+    """An 837 DMG with DMG03 U (unknown), without it: the guide allows U, x12sdk's model only F and M.
+
+    Read without DMG03, the person maps to gender unknown, which is what U says.
+    """
+    if segment.id == "DMG" and segment.element(3) == "U" and len(segment.elements) == 3:
+        return Segment(segment.id, segment.elements[:2], segment.position)
+    return segment
 
 
 def _without(segments: list[Segment], dropped: set[int]) -> list[Segment]:

@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 DEFAULT_DELIMITERS = Delimiters(element="*", component=":", segment="~", repetition="^")
+# What hcsync and its reference payer write: ">" as the component separator (as many senders do), because
+# hcsync's account and claim ids are facility:visit and a ":" in CLM01 or CLP01 would split them.
+HCSYNC_DELIMITERS = Delimiters(element="*", component=">", segment="~", repetition="^")
 _VERSION = "00501"  # ISA12
 _ISA_ID_LENGTH = 15  # ISA06 and ISA08 are fixed-width, padded with spaces
 _GS_ID_MAX = 15  # GS02, GS03

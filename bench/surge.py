@@ -196,6 +196,7 @@ def bench_settings(
         "redis_port": free_port(),
         "billing_port": free_port(),
         "erp_port": free_port(),
+        "payer_port": free_port(),
         "mllp_port": free_port(),
         "topic_prefix": f"surge{uuid.uuid4().hex[:8]}.",
         "transform_replicas": replicas,

@@ -34,6 +34,14 @@ from cluster.synth import SyntheticDay, generate_day
 from foundation.runs import new_run_dir
 from foundation.settings import Settings
 from streams.quarantine_store import QuarantineStore
+from streams.remittance_journal import (
+    CASH_ACCOUNT,
+    CONTRACTUAL_ALL,
+    INTEREST_ACCOUNT,
+    PATIENT_RECEIVABLE_ACCOUNT,
+    RECOVERY_ACCOUNT,
+    REMITTANCE_REVENUE,
+)
 from streams.stats import Stats
 
 
@@ -55,6 +63,8 @@ class Reconciliation:
     erp_stock: dict[tuple[str, str], int] = field(default_factory=dict)
     # The governance act: late charges quarantined, then replayed after the master-data fix, once.
     governance: GovernanceResult | None = None
+    # The revenue cycle: claims billed, paid and adjusted, in billing, at the payer and in the ERP.
+    revenue: RevenueCycle | None = None
 
     @property
     def governance_ok(self) -> bool:
@@ -66,17 +76,110 @@ class Reconciliation:
         return self.source_stock == self.erp_stock
 
     @property
+    def settled_cents(self) -> int:
+        """Billed charges 835s settled (paid and adjusted): what left the receivables."""
+        return 0 if self.revenue is None else self.revenue.settled_cents
+
+    @property
+    def receivables_agree(self) -> bool:
+        """The ERP's receivables are the charges less what 835s settled."""
+        return self.erp_receivables_cents == self.source_cents - self.settled_cents
+
+    @property
     def balanced(self) -> bool:
         return (
             self.source_lines == self.billing_lines == self.erp_revenue_lines
-            and self.source_cents
-            == self.billing_cents
-            == self.erp_revenue_cents
-            == self.erp_receivables_cents
+            and self.source_cents == self.billing_cents == self.erp_revenue_cents
+            and self.receivables_agree
             and self.source_coded_accounts == self.billing_coded_accounts
             and self.stock_agrees
             and self.governance_ok
+            and (self.revenue is None or self.revenue.agrees)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueCycle:
+    """The revenue cycle's control totals: the payer's, billing's and the ERP's, in cents."""
+
+    payer_claims: int  # claims the payer received and accepted
+    payer_remittances: int  # 835s issued
+    payer_delivered: int  # 835s delivered into the inbox
+    payer_cash_cents: int  # the BPR02 of every 835
+    billing_claims: int  # claims billing built
+    claims_by_status: dict[str, int]
+    billed_cents: int  # of every claim billing built
+    sent_claims: int  # claims that went to the payer
+    paid_cents: int  # CLP04
+    plb_cents: int  # PLB, withheld (positive) or added (negative)
+    contractual_cents: int  # CO, OA, PI, CR
+    patient_cents: int  # PR
+    denied_claims: int
+    denied_cents: int
+    open_claims_cents: int  # billed claims not yet settled
+    billing_remittances: int
+    erp_cash_cents: int  # cash 1010
+    erp_contractual_cents: int  # contractual allowances 4960-4962
+    erp_patient_cents: int  # patient responsibility receivable 1300
+    erp_plb_cents: int  # 2200 recoveries less 4990 interest
+
+    @property
+    def settled_cents(self) -> int:
+        return self.paid_cents + self.contractual_cents + self.patient_cents
+
+    @property
+    def payer_agrees(self) -> bool:
+        return (
+            self.payer_claims == self.sent_claims
+            and self.payer_remittances == self.payer_delivered == self.billing_remittances
+            and self.payer_cash_cents == self.paid_cents - self.plb_cents
+        )
+
+    @property
+    def agrees(self) -> bool:
+        return (
+            self.payer_agrees
+            and self.erp_cash_cents == self.paid_cents - self.plb_cents
+            and self.erp_contractual_cents == self.contractual_cents
+            and self.erp_patient_cents == self.patient_cents
+            and self.erp_plb_cents == self.plb_cents
+        )
+
+    @property
+    def done(self) -> bool:
+        """Every claim sent has been paid or denied (none waits at the payer or for its 835)."""
+        waiting = sum(self.claims_by_status.get(s, 0) for s in ("sent", "accepted", "accepted_with_errors"))
+        return self.sent_claims > 0 and waiting == 0 and self.agrees
+
+
+def revenue_cycle(report: StackReport) -> RevenueCycle:
+    """The revenue cycle's totals from billing, the payer gateway and the ledger."""
+    rc = report.revenue_cycle
+    by_status = {str(row.get("status")): int(row.get("claimCount", 0)) for row in rc.get("byStatus", [])}
+    adjustments = {str(row.get("group")): int(row.get("amountCents", 0)) for row in rc.get("adjustments", [])}
+    payer = report.payer
+    return RevenueCycle(
+        payer_claims=int(payer.get("claimsHeld", 0)) + int(payer.get("claimsRemitted", 0)),
+        payer_remittances=int(payer.get("remittancesIssued", 0)),
+        payer_delivered=int(payer.get("remittancesDelivered", 0)),
+        payer_cash_cents=int(payer.get("remittedCents", 0)),
+        billing_claims=int(rc.get("claimCount", 0)),
+        claims_by_status=by_status,
+        billed_cents=int(rc.get("billedCents", 0)),
+        sent_claims=sum(n for status, n in by_status.items() if status not in ("created", "rejected")),
+        paid_cents=int(rc.get("paidCents", 0)),
+        plb_cents=int(rc.get("providerAdjustmentCents", 0)),
+        contractual_cents=sum(cents for group, cents in adjustments.items() if group != "PR"),
+        patient_cents=adjustments.get("PR", 0),
+        denied_claims=int(rc.get("deniedCount", 0)),
+        denied_cents=int(rc.get("deniedCents", 0)),
+        open_claims_cents=int(rc.get("outstandingCents", 0)),
+        billing_remittances=int(rc.get("remittanceCount", 0)),
+        erp_cash_cents=report.account_net_cents(CASH_ACCOUNT),
+        erp_contractual_cents=report.account_net_cents(*CONTRACTUAL_ALL),
+        erp_patient_cents=report.account_net_cents(PATIENT_RECEIVABLE_ACCOUNT),
+        erp_plb_cents=report.account_net_cents(RECOVERY_ACCOUNT, INTEREST_ACCOUNT),
+    )
 
 
 def reconcile(
@@ -85,10 +188,11 @@ def reconcile(
     """Compare the generated day (and the late charges of the governance act) with billing and the ERP."""
     late_lines = governance.lines if governance is not None else 0
     late_cents = governance.cents if governance is not None else 0
+    # Charge revenue only: the contractual allowances and interest 835s post are revenue accounts too.
     revenue_lines = sum(
         int(row.get("lineCount", 0))
         for row in report.ledger.get("byAccount", [])
-        if row.get("account") in report.revenue_accounts
+        if row.get("account") in report.revenue_accounts and row.get("account") not in REMITTANCE_REVENUE
     )
     return Reconciliation(
         source_lines=day.expected.charge_lines + late_lines,
@@ -105,6 +209,7 @@ def reconcile(
         erp_stock={
             (row.facility, row.item_code): row.net_milli for row in report.inventory_rows() if row.net_milli
         },
+        revenue=revenue_cycle(report) if report.revenue_cycle or report.payer else None,
     )
 
 
@@ -155,6 +260,22 @@ async def _send_and_watch(settings: Settings, day: SyntheticDay, console: Consol
         await client.aclose()
 
 
+async def _wait_revenue_cycle(
+    settings: Settings, day: SyntheticDay, governance: GovernanceResult | None, timeout_s: float
+) -> None:
+    """Wait until every claim sent is paid or denied and the payer, billing and the ERP agree.
+
+    Claims go out as soon as an account is discharged and coded; the payer holds them a moment, pays
+    them by 835 on its schedule into the inbox, and the 835s post in billing and the ERP.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rec = reconcile(day, await collect(settings), governance)
+        if rec.revenue is not None and rec.revenue.done and rec.balanced:
+            return
+        await asyncio.sleep(1.0)
+
+
 def summary_table(day: SyntheticDay, report: StackReport, rec: Reconciliation, elapsed_s: float) -> Table:
     """Return the demo's summary table."""
     table = Table(title=f"hcsync demo: {day.expected.encounters} encounters, {elapsed_s:.1f}s")
@@ -190,13 +311,12 @@ def reconciliation_table(rec: Reconciliation) -> Table:
         money(rec.erp_revenue_cents),
         "[green]agree[/]" if cents_ok else "[red]DIFFER[/]",
     )
-    ar_ok = rec.erp_receivables_cents == rec.source_cents
     table.add_row(
-        "receivables (ERP debit)",
-        money(rec.source_cents),
-        "",
+        "receivables still open (charges less what 835s settled)",
+        money(rec.source_cents - rec.settled_cents),
+        money(rec.billing_cents - rec.settled_cents),
         money(rec.erp_receivables_cents),
-        "[green]agree[/]" if ar_ok else "[red]DIFFER[/]",
+        "[green]agree[/]" if rec.receivables_agree else "[red]DIFFER[/]",
     )
     coded_ok = rec.source_coded_accounts == rec.billing_coded_accounts
     table.add_row(
@@ -222,6 +342,48 @@ def reconciliation_table(rec: Reconciliation) -> Table:
             f"+{g.charges_after_second_replay - g.charges_after_replay:,} on a 2nd replay",
             "[green]posted once[/]" if rec.governance_ok else "[red]DIFFER[/]",
         )
+    return table
+
+
+def revenue_table(rc: RevenueCycle) -> Table:
+    """Return the revenue cycle's reconciliation: the payer, billing and the ERP, to the cent."""
+    table = Table(title="Revenue cycle")
+    for col in ("control", "payer", "billing", "ERP", "status"):
+        table.add_column(col, justify="left" if col in ("control", "status") else "right")
+
+    def status(ok: bool) -> str:
+        return "[green]agree[/]" if ok else "[red]DIFFER[/]"
+
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(rc.claims_by_status.items()))
+    table.add_row(
+        "claims billed (837)", f"{rc.payer_claims:,} accepted", f"{rc.billing_claims:,}: {statuses}", "",
+        status(rc.payer_claims == rc.sent_claims),
+    )  # fmt: skip
+    table.add_row("billed charges", "", money(rc.billed_cents), "", "")
+    table.add_row(
+        "835s", f"{rc.payer_remittances:,} issued", f"{rc.billing_remittances:,} posted", "",
+        status(rc.payer_remittances == rc.payer_delivered == rc.billing_remittances),
+    )  # fmt: skip
+    cash = rc.paid_cents - rc.plb_cents
+    table.add_row(
+        "cash (BPR02: paid less PLB)", money(rc.payer_cash_cents), money(cash), money(rc.erp_cash_cents),
+        status(rc.payer_cash_cents == cash == rc.erp_cash_cents),
+    )  # fmt: skip
+    table.add_row("paid (CLP04)", "", money(rc.paid_cents), "", "")
+    table.add_row(
+        "contractual and other adjustments (CO, OA, PI)", "", money(rc.contractual_cents),
+        money(rc.erp_contractual_cents), status(rc.contractual_cents == rc.erp_contractual_cents),
+    )  # fmt: skip
+    table.add_row(
+        "patient responsibility (PR)", "", money(rc.patient_cents), money(rc.erp_patient_cents),
+        status(rc.patient_cents == rc.erp_patient_cents),
+    )  # fmt: skip
+    table.add_row(
+        "provider-level adjustments (PLB)", "", money(rc.plb_cents), money(rc.erp_plb_cents),
+        status(rc.plb_cents == rc.erp_plb_cents),
+    )  # fmt: skip
+    table.add_row("denied claims", "", f"{rc.denied_claims:,} ({money(rc.denied_cents)})", "", "")
+    table.add_row("claims still open", "", money(rc.open_claims_cents), "", "")
     return table
 
 
@@ -254,6 +416,8 @@ def run_demo(
                 )
             finally:
                 store.close()
+        with console.status("revenue cycle: claims to the payer, 999s and 835s back, payments posted..."):
+            asyncio.run(_wait_revenue_cycle(in_run, day, governance, timeout_s))
         report = asyncio.run(collect(settings))
     finally:
         with console.status("stopping the stack..."):
@@ -262,6 +426,8 @@ def run_demo(
     console.print(summary_table(day, report, rec, time.monotonic() - started))
     print_report(report, console)
     console.print(reconciliation_table(rec))
+    if rec.revenue is not None:
+        console.print(revenue_table(rec.revenue))
     if rec.balanced:
         console.print("[bold green]source, billing and ERP totals agree[/]")
     else:

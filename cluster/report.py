@@ -16,12 +16,13 @@ from google.protobuf.json_format import MessageToDict
 from redis.exceptions import RedisError
 
 from actors.masterdata import MasterDataStore
-from adapters.clients import BillingClient, ErpClient
-from canonical.errors import NotRetryableError, RetryableError, StackError
+from adapters.clients import BillingClient, ErpClient, PayerClient
+from canonical.errors import ConfigurationError, NotRetryableError, RetryableError, StackError
 from canonical.reference import AccountType
 from foundation.kafka import broker_unreachable, redis_unreachable, topic_counts
 from foundation.settings import Settings
 from foundation.topics import TopicNames
+from streams.remittance_journal import REMITTANCE_REVENUE
 from streams.stats import Stats
 
 
@@ -65,6 +66,21 @@ class StackReport:
     masterdata_version: str = ""
     derived: dict[str, int] = field(default_factory=dict)
     inventory: dict[str, Any] = field(default_factory=dict)
+    payer: dict[str, Any] = field(default_factory=dict)  # the payer gateway's status, when it answers
+
+    def account_net_cents(self, *accounts: str) -> int:
+        """Debits minus credits of the ledger accounts named, over every legal entity and cost centre."""
+        return sum(
+            int(row.get("debitCents", 0)) - int(row.get("creditCents", 0))
+            for row in self.ledger.get("byAccount", [])
+            if row.get("account") in accounts
+        )
+
+    @property
+    def revenue_cycle(self) -> dict[str, Any]:
+        """Billing's revenue-cycle totals (claims, payments, adjustments), empty before any."""
+        found: dict[str, Any] = self.billing.get("revenueCycle", {})
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,11 +91,15 @@ class StackReport:
 
     @property
     def revenue_net_cents(self) -> int:
-        """Revenue credits minus debits over every cost centre."""
+        """Revenue credits minus debits over every cost centre, the contra-revenue of 835s left out.
+
+        Contractual allowances and the interest a payer adds are revenue accounts too, but they are what
+        remittances post, not charges; the revenue-cycle reconciliation counts them.
+        """
         return sum(
             int(row.get("creditCents", 0)) - int(row.get("debitCents", 0))
             for row in self.ledger.get("byAccount", [])
-            if row.get("account") in self.revenue_accounts
+            if row.get("account") in self.revenue_accounts and row.get("account") not in REMITTANCE_REVENUE
         )
 
     @property
@@ -151,6 +171,12 @@ async def collect(settings: Settings) -> StackReport:
             billing_totals = MessageToDict(
                 await billing.get_totals(), always_print_fields_with_no_presence=True
             )
+        payer: dict[str, Any] = {}
+        try:
+            async with PayerClient(settings) as gateway:
+                payer = MessageToDict(await gateway.get_status(), always_print_fields_with_no_presence=True)
+        except (RetryableError, NotRetryableError, ConfigurationError):
+            payer = {}  # a deployment whose payer gateway is not ours, or not up: the report goes on
         async with ErpClient(settings) as erp:
             ledger = MessageToDict(await erp.get_ledger_totals(), always_print_fields_with_no_presence=True)
             inventory = MessageToDict(
@@ -173,6 +199,7 @@ async def collect(settings: Settings) -> StackReport:
         else [],
         masterdata_version=masterdata.version if masterdata is not None else "",
         inventory=inventory,
+        payer=payer,
     )
     report.derived = derived(report)
     return report

@@ -853,6 +853,7 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
     the_day = day or _DEFAULT_DAY
     gen = _Generator(seed, the_day)
     insurance = _Insurance(seed, the_day)
+    visit_coding = random.Random(f"{seed}-visit-coding")
     self_pay = _chosen(insurance.rng, encounters, _SELF_PAY_SHARE)
     rng = gen.rng
     updated = _chosen(rng, encounters, _UPDATE_SHARE)
@@ -925,6 +926,14 @@ def generate_day(encounters: int = 200, seed: int = 7, day: dt.date | None = Non
         if enc.patient_class == "I":
             coded_at = enc.discharged_at + dt.timedelta(minutes=rng.randrange(5, 120))
             events.append(gen.other(coded_at, enc, "BAR", "P05", coding=gen.coding(enc)))
+        else:
+            # Emergency and outpatient visits are coded too (diagnoses, no DRG), so every discharged
+            # encounter can be billed. Their own random source keeps the rest of the day as it was.
+            coded_at = enc.discharged_at + dt.timedelta(minutes=visit_coding.randrange(5, 60))
+            diagnoses = visit_coding.sample(_DIAGNOSES, visit_coding.randint(1, 2))
+            events.append(
+                gen.other(coded_at, enc, "BAR", "P05", coding=tuple(("DG1", *dx) for dx in diagnoses))
+            )
     events.sort(key=lambda e: (e.at, e.order))
     sequences: dict[str, int] = {}
     messages: list[bytes] = []

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/payer.proto\x12\x0fhcsync.payer.v1\"!\n\nX12Request\x12\x13\n\x0binterchange\x18\x01 \x01(\x0c\"#\n\x0bX12Response\x12\x14\n\x0cinterchanges\x18\x01 \x03(\x0c\"\x17\n\x15GetPayerStatusRequest\"\xb2\x01\n\x0bPayerStatus\x12\x13\n\x0b\x63laims_held\x18\x01 \x01(\x03\x12\x17\n\x0f\x63laims_remitted\x18\x02 \x01(\x03\x12\x1a\n\x12remittances_issued\x18\x03 \x01(\x03\x12\x1d\n\x15remittances_delivered\x18\x04 \x01(\x03\x12\x1c\n\x14\x65ligibility_answered\x18\x05 \x01(\x03\x12\x1c\n\x14\x63laim_files_answered\x18\x06 \x01(\x03\x32\x80\x02\n\x0cPayerGateway\x12M\n\x10\x43heckEligibility\x12\x1b.hcsync.payer.v1.X12Request\x1a\x1c.hcsync.payer.v1.X12Response\x12I\n\x0cSubmitClaims\x12\x1b.hcsync.payer.v1.X12Request\x1a\x1c.hcsync.payer.v1.X12Response\x12V\n\x0eGetPayerStatus\x12&.hcsync.payer.v1.GetPayerStatusRequest\x1a\x1c.hcsync.payer.v1.PayerStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/payer.proto\x12\x0fhcsync.payer.v1\"!\n\nX12Request\x12\x13\n\x0binterchange\x18\x01 \x01(\x0c\"#\n\x0bX12Response\x12\x14\n\x0cinterchanges\x18\x01 \x03(\x0c\"\x17\n\x15GetPayerStatusRequest\"\xca\x01\n\x0bPayerStatus\x12\x13\n\x0b\x63laims_held\x18\x01 \x01(\x03\x12\x17\n\x0f\x63laims_remitted\x18\x02 \x01(\x03\x12\x1a\n\x12remittances_issued\x18\x03 \x01(\x03\x12\x1d\n\x15remittances_delivered\x18\x04 \x01(\x03\x12\x1c\n\x14\x65ligibility_answered\x18\x05 \x01(\x03\x12\x1c\n\x14\x63laim_files_answered\x18\x06 \x01(\x03\x12\x16\n\x0eremitted_cents\x18\x07 \x01(\x03\x32\x80\x02\n\x0cPayerGateway\x12M\n\x10\x43heckEligibility\x12\x1b.hcsync.payer.v1.X12Request\x1a\x1c.hcsync.payer.v1.X12Response\x12I\n\x0cSubmitClaims\x12\x1b.hcsync.payer.v1.X12Request\x1a\x1c.hcsync.payer.v1.X12Response\x12V\n\x0eGetPayerStatus\x12&.hcsync.payer.v1.GetPayerStatusRequest\x1a\x1c.hcsync.payer.v1.PayerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPAYERSTATUSREQUEST']._serialized_start=110
   _globals['_GETPAYERSTATUSREQUEST']._serialized_end=133
   _globals['_PAYERSTATUS']._serialized_start=136
-  _globals['_PAYERSTATUS']._serialized_end=314
-  _globals['_PAYERGATEWAY']._serialized_start=317
-  _globals['_PAYERGATEWAY']._serialized_end=573
+  _globals['_PAYERSTATUS']._serialized_end=338
+  _globals['_PAYERGATEWAY']._serialized_start=341
+  _globals['_PAYERGATEWAY']._serialized_end=597
 # @@protoc_insertion_point(module_scope)

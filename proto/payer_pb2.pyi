@@ -96,12 +96,15 @@ class PayerStatus(_message.Message):
     REMITTANCES_DELIVERED_FIELD_NUMBER: _builtins.int
     ELIGIBILITY_ANSWERED_FIELD_NUMBER: _builtins.int
     CLAIM_FILES_ANSWERED_FIELD_NUMBER: _builtins.int
+    REMITTED_CENTS_FIELD_NUMBER: _builtins.int
     claims_held: _builtins.int
     claims_remitted: _builtins.int
     remittances_issued: _builtins.int
     remittances_delivered: _builtins.int
     eligibility_answered: _builtins.int
     claim_files_answered: _builtins.int
+    remitted_cents: _builtins.int
+    """the BPR02 of every 835 issued"""
     def __init__(
         self,
         *,
@@ -111,10 +114,11 @@ class PayerStatus(_message.Message):
         remittances_delivered: _builtins.int = ...,
         eligibility_answered: _builtins.int = ...,
         claim_files_answered: _builtins.int = ...,
+        remitted_cents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_files_answered", b"claim_files_answered", "claims_held", b"claims_held", "claims_remitted", b"claims_remitted", "eligibility_answered", b"eligibility_answered", "remittances_delivered", b"remittances_delivered", "remittances_issued", b"remittances_issued"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_files_answered", b"claim_files_answered", "claims_held", b"claims_held", "claims_remitted", b"claims_remitted", "eligibility_answered", b"eligibility_answered", "remittances_delivered", b"remittances_delivered", "remittances_issued", b"remittances_issued", "remitted_cents", b"remitted_cents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

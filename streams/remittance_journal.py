@@ -36,9 +36,11 @@ from streams.commands import JournalCommand
 __all__ = [
     "CASH_ACCOUNT",
     "CONTRACTUAL_ACCOUNTS",
+    "CONTRACTUAL_ALL",
     "INTEREST_ACCOUNT",
     "PATIENT_RECEIVABLE_ACCOUNT",
     "RECOVERY_ACCOUNT",
+    "REMITTANCE_REVENUE",
     "Settlement",
     "remittance_journals",
 ]
@@ -52,6 +54,9 @@ CONTRACTUAL_ACCOUNTS: dict[PayerType, str] = {
     PayerType.MEDICAID: "4961",
 }
 _OTHER_CONTRACTUAL = "4962"
+# The revenue-type accounts remittances post to (contra-revenue and interest), apart from charge revenue.
+CONTRACTUAL_ALL = (*CONTRACTUAL_ACCOUNTS.values(), _OTHER_CONTRACTUAL)
+REMITTANCE_REVENUE = frozenset({*CONTRACTUAL_ALL, INTEREST_ACCOUNT})
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,6 +258,7 @@ class PayerStore:
                 "remittances_delivered": number(remittances.where(RemittanceRow.delivered_at.is_not(None))),
                 "eligibility_answered": number(answers.where(AnswerRow.kind == "270")),
                 "claim_files_answered": number(answers.where(AnswerRow.kind == "837")),
+                "remitted_cents": number(select(func.coalesce(func.sum(RemittanceRow.total_paid_cents), 0))),
             }
 
         return read_transaction(self._engine, work)

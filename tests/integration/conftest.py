@@ -31,6 +31,7 @@ def stack_settings(home: Path, **overrides: object) -> Settings:
         "redis_port": free_port(),
         "billing_port": free_port(),
         "erp_port": free_port(),
+        "payer_port": free_port(),
         "mllp_port": free_port(),
         "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
         "transform_batch_window_s": 0.1,

@@ -50,7 +50,7 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
     lifecycle.start()
     try:
         names = [c.name for c in lifecycle.components]
-        assert names == ["broker", "redis", "billing", "erp", "forwarder", "inbox", "mllp", "worker"]
+        assert names == ["broker", "redis", "billing", "erp", "payer", "forwarder", "inbox", "mllp", "worker"]
         assert lifecycle.check() == []
         pids = lifecycle.pids()
         # Read off the processes the test started, not off the stack's own bookkeeping under test.
@@ -76,6 +76,7 @@ def test_stop_leaves_no_orphan(stack: Stack, tmp_path: Path) -> None:
         settings.redis_port,
         settings.billing_port,
         settings.erp_port,
+        settings.payer_port,
         settings.mllp_port,
     )
     for port in ports:

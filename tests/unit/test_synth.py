@@ -79,8 +79,9 @@ def test_counts_match_expected(day: SyntheticDay, parsed: list[Hl7Message]) -> N
     assert triggers["A01"] + triggers["A04"] == exp.encounters
     assert triggers["A08"] == exp.updates == 40
     assert triggers["A02"] == exp.transfers > 0
-    inpatients = {_visit(m) for m in parsed if m.trigger_event == "A01"}
-    assert {_visit(m) for m in parsed if m.message_type == "BAR"} == inpatients
+    # Every encounter is coded once after its discharge (inpatients with a DRG).
+    assert {_visit(m) for m in parsed if m.message_type == "BAR"} == {_visit(m) for m in parsed}
+    assert sum(m.message_type == "BAR" for m in parsed) == exp.encounters
     rxas = [r for m in parsed for r in m.segments_named("RXA")]
     assert len(rxas) == exp.administrations and sum(r.get(20) == "RE" for r in rxas) == exp.refused_doses > 0
 
@@ -238,7 +239,7 @@ def test_timeline(day: SyntheticDay, parsed: list[Hl7Message]) -> None:
         assert parsed[registering[0]].trigger_event == expected_trigger
         assert registering[0] < discharges[0]
         after = [m.message_type for p, m in seen if p > discharges[0]]
-        assert after == (["BAR"] if kind == "I" else []), "only the coded account follows the discharge"
+        assert after == ["BAR"], "only the coded account follows the discharge"
         dfts = [p for p, m in seen if m.message_type == "DFT"]
         assert 1 <= len(dfts) <= 8
         if dfts[0] < registering[0]:

@@ -113,6 +113,7 @@ class ControlNumbers:
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._client = client
+        self.prefix = prefix
         self._counter = f"{prefix}x12:control"
         self._prefix = f"{prefix}x12:control:"
 
@@ -202,6 +203,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         self._billing = billing
         self._payer = payer
         self._numbers = ControlNumbers(redis, prefix)
+        self._redis = redis
         self._sent = SentInterchanges(redis, prefix)
         self._store_answers = store_answers
         self._masterdata = masterdata
@@ -497,6 +499,20 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
             rule, reason = self._refused(exc)
             self._refuse(raw, command, rule, reason, report)
             return
+        # Billing answers a second 835 with the same trace and content as a duplicate, which is right for a
+        # replay of the same interchange but not for a payer sending the payment twice: that one is
+        # quarantined, so finance sees it. Which interchange posted a trace first is kept in Redis.
+        owner_key = f"{self._numbers.prefix}x12:remittance:{request.idempotency_key}"
+        await self._redis.set(owner_key, command.command_id, nx=True, ex=_KEEP_S)
+        if response.status == response.DUPLICATE:
+            owner = await self._redis.get(owner_key)
+            if owner is not None and _text(owner) != command.command_id:
+                reason = (
+                    f"835 trace {remittance.trace_number} of payer {remittance.payer_id} was already posted "
+                    "from another interchange: the same payment sent twice"
+                )
+                self._refuse(raw, command, "X12-835-DUPLICATE-TRACE", reason, report)
+                return
         data = self._masterdata()
         settlements = []
         for summary in response.summaries:
@@ -621,6 +637,10 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
             self._refuse(raw, command, rule, _reason, report)
             return
         report.count(f"claims_{command.event}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _blocking(validation: InterchangeValidation, st02: str) -> bool:

@@ -248,7 +248,17 @@ def test_status_shows_every_component_and_the_message_store(stack: Stack) -> Non
         time.sleep(0.5)
         doc = json.loads(run_cli(stack.settings, "status", "--json", "--sample-s", "0.2"))
     components = {c["name"]: c for c in doc["supervisor"]["components"]}
-    assert set(components) == {"broker", "redis", "billing", "erp", "payer", "forwarder", "inbox", "mllp", "worker"}
+    assert set(components) == {
+        "broker",
+        "redis",
+        "billing",
+        "erp",
+        "payer",
+        "forwarder",
+        "inbox",
+        "mllp",
+        "worker",
+    }
     assert all(c["state"] == "running" and c["pid"] for c in components.values()), components
     assert doc["messages"]["messages"] >= 1 and doc["problems"] == []
     assert doc["mllp"]["connections"] >= 0 and doc["mllp"]["refused_total_cap"] == 0, doc["mllp"]

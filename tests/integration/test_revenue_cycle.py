@@ -21,7 +21,7 @@ from canonical.reference import PayerType
 from canonical.x12.envelope import read_interchanges
 from canonical.x12.read import ReadStatus, read_file
 from canonical.x12.write import HCSYNC_DELIMITERS, Envelope, Parties
-from canonical.x12.write_835 import PayerDetails, write_835
+from canonical.x12.write_835 import write_835
 from cluster.send import store_messages
 from cluster.stack import Stack
 from proto import billing_pb2

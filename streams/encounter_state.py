@@ -466,13 +466,13 @@ _ELIGIBILITY_TRIGGERS = frozenset(
 )
 
 
-def _claims_due(state: EncounterState, env: EventEnvelope) -> ClaimsDueCommand | None:
+def _claims_due(state: EncounterState, env: EventEnvelope, *, force: bool = False) -> ClaimsDueCommand | None:
     """Claims are due when the encounter is insured, discharged (or its account ended) and fully coded.
 
     Sent on the discharge, the account's end and each coding after them; billing builds the claims once
     and answers a repeat with the claims as built (or rebuilds them from changed charges and coding).
     """
-    if env.event_type not in _CLAIM_TRIGGERS or state.coded_at is None:
+    if (env.event_type not in _CLAIM_TRIGGERS and not force) or state.coded_at is None:
         return None
     if not state.coverages:
         return None  # self-pay: the patient is billed by statement, not by an insurance claim
@@ -620,8 +620,9 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
         released.append(_ref(post.charge))
     transition.released = len(released)
     refused = {waiting.event_id for waiting in transition.unenriched}
-    # The newest snapshot's insurance, when it says any; an older event's never replaces it.
-    coverages = payload.coverages if newer and payload.coverages else state.coverages
+    # The newest snapshot's insurance, when it says any; an older event's replaces none, but is kept when
+    # the state has none yet (events of an encounter can arrive out of order: the A01 after its A03).
+    coverages = payload.coverages if payload.coverages and (newer or not state.coverages) else state.coverages
     transition.state = state.model_copy(
         update={
             "status": status,
@@ -636,11 +637,14 @@ def apply_event(state: EncounterState, env: EventEnvelope, rules: PostingRules) 
             "coverages": coverages,
         }
     )
+    insured = False
     if coverages is not state.coverages:
         recorded, checked = _coverage_commands(state.coverages, transition.state, env, patient)
         transition.billing.extend(recorded)
         transition.revenue = checked
-    due = _claims_due(transition.state, env)
+        insured = bool(recorded)
+    # A coverage that arrives after the discharge and the coding makes the claims due as well.
+    due = _claims_due(transition.state, env, force=insured)
     if due is not None:
         transition.billing.append(due)
     return transition

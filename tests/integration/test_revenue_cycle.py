@@ -28,7 +28,7 @@ from proto import billing_pb2
 from streams.quarantine_store import QuarantineStore
 from tests.hl7_samples import adt, bar, dft, in1, with_segments
 from tests.integration.conftest import report_now, wait_until
-from tests.unit.test_x12_write import PAYER_DETAILS, PROVIDER, SUBSCRIBER, institutional, submission
+from tests.unit.test_x12_write import EFT, PAYER_DETAILS, PROVIDER, SUBSCRIBER, institutional, submission
 
 _SETTLED = {"paid", "partly_paid", "denied", "adjusted"}
 
@@ -79,11 +79,17 @@ def test_an_insured_stay_is_checked_billed_acknowledged_paid_and_journalled(stac
     assert (
         claim.paid_cents + claim.adjusted_cents == claim.total_charge_cents and claim.outstanding_cents == 0
     )
-    report = report_now(settings)
-    # The 271 answered the coverage (no follow-up), and the 835 reached the ledger's cash.
+    # The 835's journal reaches the ledger (commands.erp, behind billing's posting): cash, unless denied.
+    report = wait_until(
+        "the 835's cash in the ledger",
+        lambda: report_now(settings),
+        90,
+        done=lambda r: claim.status == "denied" or r.account_net_cents("1010") > cash_before,
+        show=lambda r: r.account_net_cents("1010"),
+    )
+    # The 271 answered the coverage (no follow-up).
     assert int(report.revenue_cycle.get("coverageCount", 0)) >= 1
     assert int(report.payer.get("eligibilityAnswered", 0)) >= 1
-    assert report.account_net_cents("1010") > cash_before or claim.status == "denied"
     # hcsync answered the payer's 835 (and 271) with 999s in its outbox.
     answered = sorted(p.name for p in (stack.run_dir / "outbox").glob("999-*.x12"))
     assert answered, "no 999 in the outbox"
@@ -105,7 +111,7 @@ def _foreign_835(uid: str, claim_id: str, trace: str) -> bytes:
         delimiters=HCSYNC_DELIMITERS,
     )
     patients = {claim_id: SUBSCRIBER}
-    return write_835([remittance], PROVIDER, envelope, payer=PAYER_DETAILS, patients=patients)
+    return write_835([remittance], PROVIDER, envelope, payer=PAYER_DETAILS, eft=EFT, patients=patients)
 
 
 def test_an_835_for_a_claim_hcsync_never_sent_is_quarantined_whole(stack: Stack) -> None:

@@ -148,6 +148,31 @@ def precondition_rule(exc: BaseException) -> tuple[str, str] | None:
     return rule, reason
 
 
+def refusal_of(exc: NotRetryableError) -> tuple[str, str]:
+    """The rule and reason to quarantine a command under, for an adapter's refusal of its data (a
+    FAILED_PRECONDITION rule, or a reused key); any other failure is raised again."""
+    refusal = precondition_rule(exc)
+    if refusal is not None:
+        return refusal
+    if reused_key(exc):
+        return KEY_REUSED, str(exc)
+    raise exc
+
+
+def coverage_request(command: CoverageCommand) -> billing_pb2.RecordCoverageRequest:
+    """Billing's RecordCoverage of a coverage command (both of its copies send the same request)."""
+    return billing_pb2.RecordCoverageRequest(
+        idempotency_key=command.record_key,
+        coverage=coverage_from(
+            command.coverage,
+            command.patient,
+            source_event_id=command.source_event_id,
+            correlation_id=command.correlation_id,
+            state_version=command.state_version,
+        ),
+    )
+
+
 def reused_key(exc: BaseException) -> bool:
     """Whether ``exc`` is an adapter's refusal of a reused idempotency key (gRPC ALREADY_EXISTS)."""
     cause = exc.__cause__
@@ -336,27 +361,13 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
 
     async def _record_coverage(self, raw: bytes, command: CoverageCommand, report: DispatchReport) -> None:
         """Record an encounter's insurance (HL7 IN1) in billing; a refusal is quarantined under its rule."""
-        request = billing_pb2.RecordCoverageRequest(
-            idempotency_key=command.record_key,
-            coverage=coverage_from(
-                command.coverage,
-                command.patient,
-                source_event_id=command.source_event_id,
-                correlation_id=command.correlation_id,
-                state_version=command.state_version,
-            ),
-        )
         try:
-            await self._client.record_coverage(request)
+            await self._client.record_coverage(coverage_request(command))
         except NotRetryableError as exc:
-            refusal = precondition_rule(exc)
-            if refusal is None and not reused_key(exc):
-                raise
-            rule, reason = refusal or (KEY_REUSED, str(exc))
+            rule, reason = refusal_of(exc)
+            encounter = command.coverage.encounter_id
             report.exceptions.append(
-                _rejection(
-                    "billing", raw, command.coverage.encounter_id, reason, rule, command.source_event_id
-                )
+                _rejection("billing", raw, encounter, reason, rule, command.source_event_id)
             )
         else:
             report.count("coverages_recorded")
@@ -375,10 +386,7 @@ class BillingDispatcher(_Dispatcher[BillingCommandT]):
                 )
             )
         except NotRetryableError as exc:
-            refusal = precondition_rule(exc)
-            if refusal is None and not reused_key(exc):
-                raise
-            rule, reason = refusal or (KEY_REUSED, str(exc))
+            rule, reason = refusal_of(exc)
             report.exceptions.append(
                 _rejection("billing", raw, command.encounter_id, reason, rule, command.source_event_id)
             )

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from adapters.clients import BillingClient, PayerClient
-from adapters.revenue_convert import coverage_from, eligibility_result_from, remittance_from
+from adapters.revenue_convert import eligibility_result_from, remittance_from
 from canonical import ids
 from canonical.errors import InvalidMessageError, NotRetryableError, RetryableError
 from canonical.models import Patient
@@ -68,12 +68,11 @@ from streams.commands import (
     revenue_command_adapter,
 )
 from streams.dispatch import (
-    KEY_REUSED,
     DispatchReport,
     _Dispatcher,
     _rejection,
-    precondition_rule,
-    reused_key,
+    coverage_request,
+    refusal_of,
 )
 from streams.remittance_journal import Settlement, remittance_journals
 
@@ -244,12 +243,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
 
     def _refused(self, exc: NotRetryableError) -> tuple[str, str]:
         """Billing's rule and reason for a refusal, or raise it again (not a refusal of the data)."""
-        refusal = precondition_rule(exc)
-        if refusal is not None:
-            return refusal
-        if reused_key(exc):
-            return KEY_REUSED, str(exc)
-        raise exc
+        return refusal_of(exc)
 
     # -- parties ----------------------------------------------------------------------------------
     def _provider(self, data: MasterDataSet, facility_code: str) -> ProviderParty | None:
@@ -299,16 +293,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
 
     # -- coverage and eligibility -----------------------------------------------------------------
     async def _coverage(self, raw: bytes, command: CoverageCommand, report: DispatchReport) -> None:
-        request = billing_pb2.RecordCoverageRequest(
-            idempotency_key=command.record_key,
-            coverage=coverage_from(
-                command.coverage,
-                command.patient,
-                source_event_id=command.source_event_id,
-                correlation_id=command.correlation_id,
-                state_version=command.state_version,
-            ),
-        )
+        request = coverage_request(command)
         try:
             await self._billing.record_coverage(request)
         except NotRetryableError as exc:

@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from actors.scaling import PoolReport, ScaleSignals, Wanted
+from adapters.inbound.inbox import read_inbox_stats
 from adapters.inbound.store import MessageStore, default_message_store_url
 from adapters.mllp.run import read_gateway_stats
 from canonical.errors import StackError
@@ -228,6 +229,8 @@ class Status:
     host_cpu_share: float | None = None
     # The MLLP listener's counters as it last wrote them (connections, frames, refusals); None: none written.
     mllp: dict[str, int] | None = None
+    # The watched inbox's counters (files taken and rejected, messages stored); None: none written.
+    inbox: dict[str, int] | None = None
 
     @property
     def replicas(self) -> int:
@@ -393,7 +396,16 @@ async def collect_status(settings: Settings, sample_s: float = 2.0) -> Status:
         cpu=cpu,
         host_cpu_share=round(host_share, 3),
         mllp=_gateway_counters(run_dir),
+        inbox=_inbox_counters(run_dir),
     )
+
+
+def _inbox_counters(run_dir: Path | None) -> dict[str, int] | None:
+    """The inbox's counters from its stats file (integers only), or None when it wrote none."""
+    data = read_inbox_stats(run_dir) if run_dir is not None else None
+    if data is None:
+        return None
+    return {name: value for name, value in data.items() if isinstance(value, int)}
 
 
 def _gateway_counters(run_dir: Path | None) -> dict[str, int] | None:

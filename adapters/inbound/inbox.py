@@ -38,7 +38,7 @@ from canonical.hl7v2.parser import split_messages
 from canonical.x12.envelope import read_interchanges
 from foundation.settings import Settings
 
-__all__ = ["CHANNEL", "FileOutcome", "Inbox", "InboxStats", "run_inbox"]
+__all__ = ["CHANNEL", "FileOutcome", "Inbox", "InboxStats", "read_inbox_stats", "run_inbox"]
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,15 @@ class Inbox:
         partial = target.with_suffix(".json.partial")
         partial.write_text(json.dumps({"directory": str(self.directory), **asdict(self.stats)}), "utf-8")
         os.replace(partial, target)
+
+
+def read_inbox_stats(run_dir: Path) -> dict[str, object] | None:
+    """The inbox's counters as it last wrote them, or None when it wrote none (or they cannot be read)."""
+    try:
+        data = json.loads((run_dir / _STATS_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def inbox_directory(settings: Settings) -> Path:

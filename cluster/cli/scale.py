@@ -161,8 +161,24 @@ def _mllp_table(status: Status) -> Table | None:
     return _count_table("MLLP listener", "count", _MLLP_COUNTERS, shown)
 
 
+_INBOX_COUNTERS = {
+    "files_taken": "files taken (stored, moved to processed/)",
+    "files_rejected": "files rejected (moved to rejected/ with a .reason)",
+    "messages_stored": "messages stored",
+    "duplicates": "already stored (resends)",
+    "conflicts": "conflicts (quarantined)",
+}
+
+
+def _inbox_table(status: Status) -> Table | None:
+    if status.inbox is None:
+        return None
+    shown = {name: n for name, n in status.inbox.items() if name in _INBOX_COUNTERS}
+    return _count_table("Watched inbox", "count", _INBOX_COUNTERS, shown)
+
+
 def _tables(status: Status) -> list[Table]:
-    parts = (_component_table(status), _message_table(status), _mllp_table(status))
+    parts = (_component_table(status), _message_table(status), _mllp_table(status), _inbox_table(status))
     tables = [t for t in parts if t is not None]
     return tables + _pipeline_tables(status)
 

@@ -111,6 +111,13 @@ class CostCentre(ReferenceRecord):
     business_unit: str = Field(min_length=1)
 
 
+class EligibilityPolicy(StrEnum):
+    """What a facility does with a claim whose coverage a payer has not confirmed (no 271, or not active)."""
+
+    FOLLOW_UP = "follow_up"  # bill anyway; finance follows the eligibility up beside the claim
+    HOLD_CLAIMS = "hold_claims"  # hold the claim until a 271 says the coverage is active
+
+
 class Facility(ReferenceRecord):
     """A site: the code HL7 sends in PV1-3.4, FT1-13.4 or MSH-4, with its legal entity and business unit."""
 
@@ -125,6 +132,10 @@ class Facility(ReferenceRecord):
     address_line: str = Field("", description="Street address the facility bills from (837 N301)")
     postal_code: str = Field("", pattern=r"^(\d{5}(\d{4})?)?$", description="ZIP code (837 N403)")
     taxonomy_code: str = Field("", description="Provider taxonomy code (837 PRV03), e.g. 282N00000X")
+    eligibility_policy: EligibilityPolicy = Field(
+        EligibilityPolicy.FOLLOW_UP,
+        description="Claims of a coverage not confirmed active by a 271: billed (follow_up) or held",
+    )
 
     @property
     def can_bill(self) -> bool:

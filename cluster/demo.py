@@ -27,21 +27,14 @@ from rich.table import Table
 from adapters.inbound.store import MessageStore
 from cluster.demo_governance import GovernanceResult, run_governance
 from cluster.render import money, print_report
-from cluster.report import StackReport, collect, format_milli
+from cluster.report import RevenueCycle, StackReport, collect, format_milli, revenue_cycle
 from cluster.send import store_messages
 from cluster.stack import Stack
 from cluster.synth import SyntheticDay, generate_day
 from foundation.runs import new_run_dir
 from foundation.settings import Settings
 from streams.quarantine_store import QuarantineStore
-from streams.remittance_journal import (
-    CASH_ACCOUNT,
-    CONTRACTUAL_ALL,
-    INTEREST_ACCOUNT,
-    PATIENT_RECEIVABLE_ACCOUNT,
-    RECOVERY_ACCOUNT,
-    REMITTANCE_REVENUE,
-)
+from streams.remittance_journal import REMITTANCE_REVENUE
 from streams.stats import Stats
 
 
@@ -96,90 +89,6 @@ class Reconciliation:
             and self.governance_ok
             and (self.revenue is None or self.revenue.agrees)
         )
-
-
-@dataclass(frozen=True, slots=True)
-class RevenueCycle:
-    """The revenue cycle's control totals: the payer's, billing's and the ERP's, in cents."""
-
-    payer_claims: int  # claims the payer received and accepted
-    payer_remittances: int  # 835s issued
-    payer_delivered: int  # 835s delivered into the inbox
-    payer_cash_cents: int  # the BPR02 of every 835
-    billing_claims: int  # claims billing built
-    claims_by_status: dict[str, int]
-    billed_cents: int  # of every claim billing built
-    sent_claims: int  # claims that went to the payer
-    paid_cents: int  # CLP04
-    plb_cents: int  # PLB, withheld (positive) or added (negative)
-    contractual_cents: int  # CO, OA, PI, CR
-    patient_cents: int  # PR
-    denied_claims: int
-    denied_cents: int
-    open_claims_cents: int  # billed claims not yet settled
-    billing_remittances: int
-    erp_cash_cents: int  # cash 1010
-    erp_contractual_cents: int  # contractual allowances 4960-4962
-    erp_patient_cents: int  # patient responsibility receivable 1300
-    erp_plb_cents: int  # 2200 recoveries less 4990 interest
-
-    @property
-    def settled_cents(self) -> int:
-        return self.paid_cents + self.contractual_cents + self.patient_cents
-
-    @property
-    def payer_agrees(self) -> bool:
-        return (
-            self.payer_claims == self.sent_claims
-            and self.payer_remittances == self.payer_delivered == self.billing_remittances
-            and self.payer_cash_cents == self.paid_cents - self.plb_cents
-        )
-
-    @property
-    def agrees(self) -> bool:
-        return (
-            self.payer_agrees
-            and self.erp_cash_cents == self.paid_cents - self.plb_cents
-            and self.erp_contractual_cents == self.contractual_cents
-            and self.erp_patient_cents == self.patient_cents
-            and self.erp_plb_cents == self.plb_cents
-        )
-
-    @property
-    def done(self) -> bool:
-        """Every claim sent has been paid or denied (none waits at the payer or for its 835)."""
-        waiting = sum(self.claims_by_status.get(s, 0) for s in ("sent", "accepted", "accepted_with_errors"))
-        return self.sent_claims > 0 and waiting == 0 and self.agrees
-
-
-def revenue_cycle(report: StackReport) -> RevenueCycle:
-    """The revenue cycle's totals from billing, the payer gateway and the ledger."""
-    rc = report.revenue_cycle
-    by_status = {str(row.get("status")): int(row.get("claimCount", 0)) for row in rc.get("byStatus", [])}
-    adjustments = {str(row.get("group")): int(row.get("amountCents", 0)) for row in rc.get("adjustments", [])}
-    payer = report.payer
-    return RevenueCycle(
-        payer_claims=int(payer.get("claimsHeld", 0)) + int(payer.get("claimsRemitted", 0)),
-        payer_remittances=int(payer.get("remittancesIssued", 0)),
-        payer_delivered=int(payer.get("remittancesDelivered", 0)),
-        payer_cash_cents=int(payer.get("remittedCents", 0)),
-        billing_claims=int(rc.get("claimCount", 0)),
-        claims_by_status=by_status,
-        billed_cents=int(rc.get("billedCents", 0)),
-        sent_claims=sum(n for status, n in by_status.items() if status not in ("created", "rejected")),
-        paid_cents=int(rc.get("paidCents", 0)),
-        plb_cents=int(rc.get("providerAdjustmentCents", 0)),
-        contractual_cents=sum(cents for group, cents in adjustments.items() if group != "PR"),
-        patient_cents=adjustments.get("PR", 0),
-        denied_claims=int(rc.get("deniedCount", 0)),
-        denied_cents=int(rc.get("deniedCents", 0)),
-        open_claims_cents=int(rc.get("outstandingCents", 0)),
-        billing_remittances=int(rc.get("remittanceCount", 0)),
-        erp_cash_cents=report.account_net_cents(CASH_ACCOUNT),
-        erp_contractual_cents=report.account_net_cents(*CONTRACTUAL_ALL),
-        erp_patient_cents=report.account_net_cents(PATIENT_RECEIVABLE_ACCOUNT),
-        erp_plb_cents=report.account_net_cents(RECOVERY_ACCOUNT, INTEREST_ACCOUNT),
-    )
 
 
 def reconcile(
@@ -345,48 +254,6 @@ def reconciliation_table(rec: Reconciliation) -> Table:
     return table
 
 
-def revenue_table(rc: RevenueCycle) -> Table:
-    """Return the revenue cycle's reconciliation: the payer, billing and the ERP, to the cent."""
-    table = Table(title="Revenue cycle")
-    for col in ("control", "payer", "billing", "ERP", "status"):
-        table.add_column(col, justify="left" if col in ("control", "status") else "right")
-
-    def status(ok: bool) -> str:
-        return "[green]agree[/]" if ok else "[red]DIFFER[/]"
-
-    statuses = ", ".join(f"{n} {s}" for s, n in sorted(rc.claims_by_status.items()))
-    table.add_row(
-        "claims billed (837)", f"{rc.payer_claims:,} accepted", f"{rc.billing_claims:,}: {statuses}", "",
-        status(rc.payer_claims == rc.sent_claims),
-    )  # fmt: skip
-    table.add_row("billed charges", "", money(rc.billed_cents), "", "")
-    table.add_row(
-        "835s", f"{rc.payer_remittances:,} issued", f"{rc.billing_remittances:,} posted", "",
-        status(rc.payer_remittances == rc.payer_delivered == rc.billing_remittances),
-    )  # fmt: skip
-    cash = rc.paid_cents - rc.plb_cents
-    table.add_row(
-        "cash (BPR02: paid less PLB)", money(rc.payer_cash_cents), money(cash), money(rc.erp_cash_cents),
-        status(rc.payer_cash_cents == cash == rc.erp_cash_cents),
-    )  # fmt: skip
-    table.add_row("paid (CLP04)", "", money(rc.paid_cents), "", "")
-    table.add_row(
-        "contractual and other adjustments (CO, OA, PI)", "", money(rc.contractual_cents),
-        money(rc.erp_contractual_cents), status(rc.contractual_cents == rc.erp_contractual_cents),
-    )  # fmt: skip
-    table.add_row(
-        "patient responsibility (PR)", "", money(rc.patient_cents), money(rc.erp_patient_cents),
-        status(rc.patient_cents == rc.erp_patient_cents),
-    )  # fmt: skip
-    table.add_row(
-        "provider-level adjustments (PLB)", "", money(rc.plb_cents), money(rc.erp_plb_cents),
-        status(rc.plb_cents == rc.erp_plb_cents),
-    )  # fmt: skip
-    table.add_row("denied claims", "", f"{rc.denied_claims:,} ({money(rc.denied_cents)})", "", "")
-    table.add_row("claims still open", "", money(rc.open_claims_cents), "", "")
-    return table
-
-
 def run_demo(
     settings: Settings,
     encounters: int,
@@ -426,8 +293,6 @@ def run_demo(
     console.print(summary_table(day, report, rec, time.monotonic() - started))
     print_report(report, console)
     console.print(reconciliation_table(rec))
-    if rec.revenue is not None:
-        console.print(revenue_table(rec.revenue))
     if rec.balanced:
         console.print("[bold green]source, billing and ERP totals agree[/]")
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from cluster.report import StackReport, format_milli
+from cluster.report import RevenueCycle, StackReport, format_milli, revenue_cycle
 
 
 def money(cents: int) -> str:
@@ -98,7 +98,52 @@ def report_tables(report: StackReport) -> list[Table]:
         money(int(report.inventory.get("valueCents", 0))),
         style="bold",
     )
-    return [flow, billing, ledger, inventory]
+    tables = [flow, billing, ledger, inventory]
+    if report.revenue_cycle or report.payer:
+        tables.append(revenue_table(revenue_cycle(report)))
+    return tables
+
+
+def revenue_table(rc: RevenueCycle) -> Table:
+    """Return the revenue cycle's reconciliation: the payer, billing and the ERP, to the cent."""
+    table = Table(title="Revenue cycle")
+    for col in ("control", "payer", "billing", "ERP", "status"):
+        table.add_column(col, justify="left" if col in ("control", "status") else "right")
+
+    def status(ok: bool) -> str:
+        return "[green]agree[/]" if ok else "[red]DIFFER[/]"
+
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(rc.claims_by_status.items()))
+    table.add_row(
+        "claims billed (837)", f"{rc.payer_claims:,} accepted", f"{rc.billing_claims:,}: {statuses}", "",
+        status(rc.payer_claims == rc.sent_claims),
+    )  # fmt: skip
+    table.add_row("billed charges", "", money(rc.billed_cents), "", "")
+    table.add_row(
+        "835s", f"{rc.payer_remittances:,} issued", f"{rc.billing_remittances:,} posted", "",
+        status(rc.payer_remittances == rc.payer_delivered == rc.billing_remittances),
+    )  # fmt: skip
+    cash = rc.paid_cents - rc.plb_cents
+    table.add_row(
+        "cash (BPR02: paid less PLB)", money(rc.payer_cash_cents), money(cash), money(rc.erp_cash_cents),
+        status(rc.payer_cash_cents == cash == rc.erp_cash_cents),
+    )  # fmt: skip
+    table.add_row("paid (CLP04)", "", money(rc.paid_cents), "", "")
+    table.add_row(
+        "contractual and other adjustments (CO, OA, PI)", "", money(rc.contractual_cents),
+        money(rc.erp_contractual_cents), status(rc.contractual_cents == rc.erp_contractual_cents),
+    )  # fmt: skip
+    table.add_row(
+        "patient responsibility (PR)", "", money(rc.patient_cents), money(rc.erp_patient_cents),
+        status(rc.patient_cents == rc.erp_patient_cents),
+    )  # fmt: skip
+    table.add_row(
+        "provider-level adjustments (PLB)", "", money(rc.plb_cents), money(rc.erp_plb_cents),
+        status(rc.plb_cents == rc.erp_plb_cents),
+    )  # fmt: skip
+    table.add_row("denied claims", "", f"{rc.denied_claims:,} ({money(rc.denied_cents)})", "", "")
+    table.add_row("claims still open", "", money(rc.open_claims_cents), "", "")
+    return table
 
 
 def print_report(report: StackReport, console: Console) -> None:

@@ -22,7 +22,14 @@ from canonical.reference import AccountType
 from foundation.kafka import broker_unreachable, redis_unreachable, topic_counts
 from foundation.settings import Settings
 from foundation.topics import TopicNames
-from streams.remittance_journal import REMITTANCE_REVENUE
+from streams.remittance_journal import (
+    CASH_ACCOUNT,
+    CONTRACTUAL_ALL,
+    INTEREST_ACCOUNT,
+    PATIENT_RECEIVABLE_ACCOUNT,
+    RECOVERY_ACCOUNT,
+    REMITTANCE_REVENUE,
+)
 from streams.stats import Stats
 
 
@@ -140,6 +147,90 @@ class StackReport:
             )
             for row in self.inventory.get("byItem", [])
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueCycle:
+    """The revenue cycle's control totals: the payer's, billing's and the ERP's, in cents."""
+
+    payer_claims: int  # claims the payer received and accepted
+    payer_remittances: int  # 835s issued
+    payer_delivered: int  # 835s delivered into the inbox
+    payer_cash_cents: int  # the BPR02 of every 835
+    billing_claims: int  # claims billing built
+    claims_by_status: dict[str, int]
+    billed_cents: int  # of every claim billing built
+    sent_claims: int  # claims that went to the payer
+    paid_cents: int  # CLP04
+    plb_cents: int  # PLB, withheld (positive) or added (negative)
+    contractual_cents: int  # CO, OA, PI, CR
+    patient_cents: int  # PR
+    denied_claims: int
+    denied_cents: int
+    open_claims_cents: int  # billed claims not yet settled
+    billing_remittances: int
+    erp_cash_cents: int  # cash 1010
+    erp_contractual_cents: int  # contractual allowances 4960-4962
+    erp_patient_cents: int  # patient responsibility receivable 1300
+    erp_plb_cents: int  # 2200 recoveries less 4990 interest
+
+    @property
+    def settled_cents(self) -> int:
+        return self.paid_cents + self.contractual_cents + self.patient_cents
+
+    @property
+    def payer_agrees(self) -> bool:
+        return (
+            self.payer_claims == self.sent_claims
+            and self.payer_remittances == self.payer_delivered == self.billing_remittances
+            and self.payer_cash_cents == self.paid_cents - self.plb_cents
+        )
+
+    @property
+    def agrees(self) -> bool:
+        return (
+            self.payer_agrees
+            and self.erp_cash_cents == self.paid_cents - self.plb_cents
+            and self.erp_contractual_cents == self.contractual_cents
+            and self.erp_patient_cents == self.patient_cents
+            and self.erp_plb_cents == self.plb_cents
+        )
+
+    @property
+    def done(self) -> bool:
+        """Every claim sent has been paid or denied (none waits at the payer or for its 835)."""
+        waiting = sum(self.claims_by_status.get(s, 0) for s in ("sent", "accepted", "accepted_with_errors"))
+        return self.sent_claims > 0 and waiting == 0 and self.agrees
+
+
+def revenue_cycle(report: StackReport) -> RevenueCycle:
+    """The revenue cycle's totals from billing, the payer gateway and the ledger."""
+    rc = report.revenue_cycle
+    by_status = {str(row.get("status")): int(row.get("claimCount", 0)) for row in rc.get("byStatus", [])}
+    adjustments = {str(row.get("group")): int(row.get("amountCents", 0)) for row in rc.get("adjustments", [])}
+    payer = report.payer
+    return RevenueCycle(
+        payer_claims=int(payer.get("claimsHeld", 0)) + int(payer.get("claimsRemitted", 0)),
+        payer_remittances=int(payer.get("remittancesIssued", 0)),
+        payer_delivered=int(payer.get("remittancesDelivered", 0)),
+        payer_cash_cents=int(payer.get("remittedCents", 0)),
+        billing_claims=int(rc.get("claimCount", 0)),
+        claims_by_status=by_status,
+        billed_cents=int(rc.get("billedCents", 0)),
+        sent_claims=sum(n for status, n in by_status.items() if status not in ("created", "rejected")),
+        paid_cents=int(rc.get("paidCents", 0)),
+        plb_cents=int(rc.get("providerAdjustmentCents", 0)),
+        contractual_cents=sum(cents for group, cents in adjustments.items() if group != "PR"),
+        patient_cents=adjustments.get("PR", 0),
+        denied_claims=int(rc.get("deniedCount", 0)),
+        denied_cents=int(rc.get("deniedCents", 0)),
+        open_claims_cents=int(rc.get("outstandingCents", 0)),
+        billing_remittances=int(rc.get("remittanceCount", 0)),
+        erp_cash_cents=report.account_net_cents(CASH_ACCOUNT),
+        erp_contractual_cents=report.account_net_cents(*CONTRACTUAL_ALL),
+        erp_patient_cents=report.account_net_cents(PATIENT_RECEIVABLE_ACCOUNT),
+        erp_plb_cents=report.account_net_cents(RECOVERY_ACCOUNT, INTEREST_ACCOUNT),
+    )
 
 
 async def collect(settings: Settings) -> StackReport:

@@ -63,7 +63,7 @@ from adapters.billing.schema import (
 from adapters.bounds import MAX_CALL_CENTS, MAX_ITEMS_PER_CALL, MAX_LINE_CENTS, MAX_QUANTITY, beyond
 from canonical import revenue_cycle as rc
 from canonical.models import EncounterStatus
-from canonical.reference import ClaimKind, Facility, MasterDataSet
+from canonical.reference import ClaimKind, EligibilityPolicy, Facility, MasterDataSet
 from foundation.sql import int64, joined
 from proto import billing_pb2
 
@@ -809,6 +809,17 @@ def create_claims(
             "BILLING-CLAIM-FACILITY-CANNOT-BILL",
             f"facility {basis.account.facility} has no billing identity (NPI, tax id, address) in master "
             f"data {data.version}",
+            key,
+        )
+    coverage = basis.coverage
+    if facility.eligibility_policy is EligibilityPolicy.HOLD_CLAIMS and (
+        coverage.follow_up or coverage.eligibility_status != rc.EligibilityStatus.ACTIVE.value
+    ):
+        why = coverage.follow_up_reason or f"eligibility {coverage.eligibility_status}"
+        _refuse(
+            "BILLING-CLAIM-ELIGIBILITY-PENDING",
+            f"facility {facility.code} holds claims until a 271 confirms the coverage active ({why}); "
+            "replay once it does",
             key,
         )
     payer = next((p for p in data.payers if p.payer_id == basis.coverage.payer_id), None)

@@ -20,7 +20,7 @@ from adapters import KEY_REUSED_RULE
 from adapters.billing.backend import SqlBillingBackend
 from adapters.billing.revenue_cycle import canonical_submission
 from canonical.errors import InvalidMessageError, PreconditionError
-from canonical.reference import MasterDataSet
+from canonical.reference import EligibilityPolicy, MasterDataSet
 from canonical.revenue_cycle import ClaimFrequency, ClaimType
 from proto import billing_pb2, billing_pb2_grpc
 from tests.masterdata import demo_set
@@ -812,3 +812,33 @@ async def _over_grpc(tmp_path: Path) -> None:
         finally:
             await writer.close()
             await reader.close()
+
+
+def test_a_facility_that_holds_claims_bills_only_once_eligibility_is_confirmed(
+    billing: SqlBillingBackend, data: list[MasterDataSet]
+) -> None:
+    claimable(billing)
+    demo = demo_set()
+    data[0] = demo.model_copy(
+        update={
+            "facilities": tuple(
+                f.model_copy(update={"eligibility_policy": EligibilityPolicy.HOLD_CLAIMS})
+                if f.code == "NMH"
+                else f
+                for f in demo.facilities
+            )
+        }
+    )
+    # No 271 yet: held.
+    refused = refusal(lambda: create(billing))
+    assert refused.fault.rule == "BILLING-CLAIM-ELIGIBILITY-PENDING" and "NMH" in refused.fault.reason
+    # The payer did not answer in time: still held, the reason says so.
+    billing.record_eligibility(follow_up("e-1", T0 + dt.timedelta(hours=1)))
+    assert refusal(lambda: create(billing, "claims-2")).fault.rule == "BILLING-CLAIM-ELIGIBILITY-PENDING"
+    # A 271 says active: the claims are built.
+    billing.record_eligibility(result("e-2", T0 + dt.timedelta(hours=2)))
+    assert create(billing, "claims-3").status == ClaimsStatus.APPLIED
+    # The default policy bills without waiting.
+    data[0] = demo
+    assert demo.facility("NMH") is not None
+    assert demo.facility("NMH").eligibility_policy is EligibilityPolicy.FOLLOW_UP  # type: ignore[union-attr]

@@ -111,11 +111,7 @@ class StackReport:
 
     @property
     def receivables_net_cents(self) -> int:
-        return sum(
-            int(row.get("debitCents", 0)) - int(row.get("creditCents", 0))
-            for row in self.ledger.get("byAccount", [])
-            if row.get("account") in self.receivables_accounts
-        )
+        return self.account_net_cents(*self.receivables_accounts)
 
     def coding_rows(self) -> list[tuple[str, int]]:
         """Return billing's coding, merge, person update, move, reversal and supply totals as rows."""

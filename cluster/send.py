@@ -14,13 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.inbound.files import read_delivered
 from adapters.inbound.hl7v2 import hl7v2_inbound_bytes
-from adapters.inbound.store import MessageStore, Verdict
+from adapters.inbound.store import MessageStore, Verdict, no_ack
 from adapters.inbound.x12 import x12_inbound
-from canonical.detect import Standard, detect
-from canonical.errors import DecodeError, Fault, InvalidMessageError, StackError
-from canonical.hl7v2.parser import split_messages
-from canonical.x12.envelope import Interchange, read_interchanges
+from canonical.errors import Fault, InvalidMessageError, StackError
+from canonical.x12.envelope import Interchange
 from foundation.settings import Settings
 
 __all__ = [
@@ -66,17 +65,11 @@ def read_inputs(paths: Iterable[Path]) -> Inputs:
     """
     inputs = Inputs([], [], [])
     for path in paths:
-        data = path.read_bytes()
-        found = detect(data)
-        if found.standard is Standard.FHIR:
-            inputs.refused.append((path, f"it holds {found.describe()}: FHIR is not yet ingested"))
-        elif found.standard is Standard.X12:
-            try:
-                inputs.interchanges.extend(read_interchanges(data, path.name))
-            except DecodeError as exc:
-                inputs.refused.append((path, str(exc)))
-        else:
-            inputs.messages.extend(split_messages(data))
+        contents = read_delivered(path.read_bytes(), path.name)
+        if contents.refused:
+            inputs.refused.append((path, contents.refused))
+        inputs.interchanges.extend(contents.interchanges)
+        inputs.messages.extend(contents.messages)
     return inputs
 
 
@@ -88,10 +81,6 @@ def messages_of(paths: Iterable[Path]) -> list[bytes]:
 def interchanges_of(paths: Iterable[Path]) -> list[Interchange]:
     """Return every X12 interchange of the files that hold X12, in file order."""
     return read_inputs(paths).interchanges
-
-
-def _ack_none(_verdict: Verdict, _first: object) -> None:
-    return None  # a file gets no ACK; a later MLLP resend of the same message gets a fresh one
 
 
 def store_messages(
@@ -128,7 +117,7 @@ def store_messages(
         inbound = [hl7v2_inbound_bytes(raw, channel, now) for raw in messages]
         inbound += [x12_inbound(interchange, channel, now) for interchange in interchanges]
         for start in range(0, len(inbound), 500):
-            chunk = [(message, _ack_none) for message in inbound[start : start + 500]]
+            chunk = [(message, no_ack) for message in inbound[start : start + 500]]
             for receipt in target.store(chunk):
                 counts[receipt.verdict] += 1
     except Exception as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -79,6 +78,12 @@ class Runtime:
     ingest: OrderedPipeline[list[EventT[bytes]], TransformResult] | None = None
 
 
+def record_key(record: EventT[bytes]) -> bytes:
+    """A raw record's broker key (sender|control id), empty when it has none."""
+    key = record.message.key
+    return key if isinstance(key, bytes) else b""
+
+
 def _message_outcome(record: EventT[bytes], outcome: Outcome) -> MessageOutcome:
     """Describe for the message store what became of the message behind ``record``."""
     kind: Literal["mapped", "routed", "quarantined"]
@@ -88,10 +93,9 @@ def _message_outcome(record: EventT[bytes], outcome: Outcome) -> MessageOutcome:
         kind = "quarantined"
     else:
         kind = "routed"
-    key = record.message.key
     return MessageOutcome(
         message_id=message_id_of(record.message.headers),
-        key_b64=base64.b64encode(key if isinstance(key, bytes) else b"").decode("ascii"),
+        key_b64=base64.b64encode(record_key(record)).decode("ascii"),
         outcome=kind,
         event_ids=outcome.event_ids,
         exception_id=outcome.exception_id,
@@ -111,11 +115,6 @@ def write_outbox(outbox: Path, name: str, content: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, outbox / name)
-
-
-def command_id_of(value: bytes) -> str:
-    """The command id of a command record (for the message store's drill-down from a message)."""
-    return str(json.loads(value).get("command_id", ""))
 
 
 class EncounterTable(faust.Table[str, bytes]):
@@ -346,7 +345,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
         done: list[MessageOutcome] = []
         counts = {"x12_in": len(records), "x12_quarantined": 0, "x12_acks_written": 0}
         for record, result in zip(records, results, strict=True):
-            key = record.message.key if isinstance(record.message.key, bytes) else b""
+            key = record_key(record)
             message_key = key.decode("utf-8", "replace")
             sender, _, control = message_key.partition("|")
             correlation = ids.correlation_id(sender, control)
@@ -354,7 +353,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
                 for name, content in result.acks:
                     await asyncio.to_thread(write_outbox, runtime.outbox, name, content)
                     counts["x12_acks_written"] += 1
-            commands: list[tuple[str, bytes]] = []
+            commands: list[tuple[str, RemittanceCommand | EligibilityAnswerCommand | ClaimAckCommand]] = []
             for where, remittance in result.remittances:
                 command_id = ids.derived_id(message_key, f"revenue.835.{where}")
                 remit = RemittanceCommand(
@@ -363,7 +362,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
                     source_event_id=command_id,
                     correlation_id=correlation,
                 )
-                commands.append((remittance.key, remit.model_dump_json().encode()))
+                commands.append((remittance.key, remit))
             for where, answer in result.eligibility:
                 command_id = ids.derived_id(message_key, f"revenue.271.{where}")
                 answered = EligibilityAnswerCommand(
@@ -372,7 +371,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
                     source_event_id=command_id,
                     correlation_id=correlation,
                 )
-                commands.append((answer.trace_number, answered.model_dump_json().encode()))
+                commands.append((answer.trace_number, answered))
             for n, fact in enumerate(result.ack_facts):
                 command_id = ids.derived_id(message_key, f"revenue.ack.{n}")
                 ack = ClaimAckCommand(
@@ -388,8 +387,9 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
                     source_event_id=command_id,
                     correlation_id=correlation,
                 )
-                commands.append((f"{fact.receiver_id}|{fact.group_control}", ack.model_dump_json().encode()))
-            for command_key, value in commands:
+                commands.append((f"{fact.receiver_id}|{fact.group_control}", ack))
+            for command_key, command in commands:
+                value = command.model_dump_json().encode()
                 pending.append(await revenue.send(key=command_key.encode(), value=value))
             if result.exception is not None:
                 pending.append(await exceptions.send(value=result.exception))
@@ -400,15 +400,14 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
                     standard="x12",
                     key_b64=base64.b64encode(key).decode("ascii"),
                     outcome=result.outcome,
-                    event_ids=tuple(command_id_of(value) for _, value in commands),
+                    event_ids=tuple(command.command_id for _, command in commands),
                     exception_id=result.exception_id,
                     rule=result.rule,
                     note=result.note[:2000],
                 )
             )
-            counts[f"{MESSAGE_TYPE_PREFIX}X12 {result.message_type}"] = (
-                counts.get(f"{MESSAGE_TYPE_PREFIX}X12 {result.message_type}", 0) + 1
-            )
+            kind = f"{MESSAGE_TYPE_PREFIX}X12 {result.message_type}"
+            counts[kind] = counts.get(kind, 0) + 1
         report = OutcomeBatch(at=dt.datetime.now(dt.UTC), outcomes=tuple(done))
         pending.append(await outcomes.send(value=report.model_dump_json().encode("utf-8")))
         await asyncio.gather(*pending)
@@ -427,8 +426,7 @@ def build_app(settings: Settings, runtime: Runtime, datadir: Path) -> faust.App:
             async def handle(records: list[EventT[bytes]] = records) -> None:
                 items = []
                 for record in records:
-                    key = record.message.key if isinstance(record.message.key, bytes) else b""
-                    message_key = key.decode("utf-8", "replace")
+                    message_key = record_key(record).decode("utf-8", "replace")
                     # Two numbers per interchange (its TA1 and its 999), the same ones on every retry.
                     first = 1 if numbers is None else await numbers.reserve(f"ack:{message_key}", 2)
                     items.append(

@@ -52,7 +52,7 @@ from canonical.revenue_cycle import (
     SubscriberRelationship,
 )
 from canonical.x12.envelope import Interchange, read_interchanges
-from canonical.x12.validate import InterchangeValidation, SetVerdict, validate
+from canonical.x12.validate import InterchangeValidation, SetVerdict, X12Issue, validate
 from canonical.x12.write import HCSYNC_DELIMITERS, Envelope, Parties, Usage
 from canonical.x12.write_837 import ClaimCodes, write_837
 from canonical.x12.write_eligibility import write_270
@@ -241,10 +241,6 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         )
         report.count("revenue_quarantined")
 
-    def _refused(self, exc: NotRetryableError) -> tuple[str, str]:
-        """Billing's rule and reason for a refusal, or raise it again (not a refusal of the data)."""
-        return refusal_of(exc)
-
     # -- parties ----------------------------------------------------------------------------------
     def _provider(self, data: MasterDataSet, facility_code: str) -> ProviderParty | None:
         facility = data.facility(facility_code)
@@ -297,7 +293,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         try:
             await self._billing.record_coverage(request)
         except NotRetryableError as exc:
-            rule, reason = self._refused(exc)
+            rule, reason = refusal_of(exc)
             self._refuse(raw, command, rule, reason, report)
             return
         report.count("coverages_recorded")
@@ -306,7 +302,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
 
     async def _check(self, raw: bytes, command: CoverageCommand, report: DispatchReport) -> None:
         coverage = command.coverage
-        data = self._masterdata()
+        data = await asyncio.to_thread(self._masterdata)  # a Redis read: off the event loop
         provider = self._provider(data, command.facility)
         if provider is None:
             reason = (
@@ -398,7 +394,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         try:
             await self._billing.record_eligibility(request)
         except NotRetryableError as exc:
-            rule, reason = self._refused(exc)
+            rule, reason = refusal_of(exc)
             self._refuse(raw, command, rule, reason, report)
             return
         report.count("eligibility_recorded")
@@ -422,7 +418,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         return codes
 
     async def _submit(self, raw: bytes, command: SubmitClaimsCommand, report: DispatchReport) -> None:
-        data = self._masterdata()
+        data = await asyncio.to_thread(self._masterdata)  # a Redis read: off the event loop
         control = await self._numbers.reserve(f"{command.command_id}:837", 3)
         at = dt.datetime.now(dt.UTC)
         first = command.submissions[0]
@@ -438,9 +434,9 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         [sent] = read_interchanges(request, "837")
         # pyx12 before anything leaves: a claim it rejects goes to quarantine, not to the payer.
         validation = await asyncio.to_thread(validate, sent, map_path=self._map_path)
-        problems = [i.location() for i in validation.all_issues() if i.code and _blocking(validation, i.st02)]
-        if problems or validation.issues:
-            reason = "; ".join(problems[:5]) or "the envelope is refused"
+        problems = _blocking_issues(validation)
+        if problems:
+            reason = "; ".join(issue.location() for issue in problems[:5])
             self._refuse(raw, command, "X12-837-INVALID", f"pyx12 rejects the 837: {reason}", report)
             return
         await self._sent.remember(self._receiver, sent, "837", _owners(sent))
@@ -466,7 +462,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
                 try:
                     await self._billing.update_claim_status(status)
                 except NotRetryableError as exc:
-                    rule, reason = self._refused(exc)
+                    rule, reason = refusal_of(exc)
                     self._refuse(raw, command, rule, reason, report)
         report.count("claims_sent", sum(len(c) for c in claims_by_set.values()))
         report.count("claim_files_sent")
@@ -481,7 +477,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         try:
             response = await self._billing.post_remittance(request)
         except NotRetryableError as exc:
-            rule, reason = self._refused(exc)
+            rule, reason = refusal_of(exc)
             self._refuse(raw, command, rule, reason, report)
             return
         # Billing answers a second 835 with the same trace and content as a duplicate, which is right for a
@@ -498,7 +494,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
                 )
                 self._refuse(raw, command, "X12-835-DUPLICATE-TRACE", reason, report)
                 return
-        data = self._masterdata()
+        data = await asyncio.to_thread(self._masterdata)  # a Redis read: off the event loop
         settlements = []
         for summary in response.summaries:
             facility = data.facility(summary.facility)
@@ -614,7 +610,7 @@ class RevenueDispatcher(_Dispatcher[RevenueCommandT]):
         try:
             await self._billing.update_claim_status(request)
         except NotRetryableError as exc:
-            rule, _reason = self._refused(exc)
+            rule, _reason = refusal_of(exc)
             if rule == "BILLING-CLAIM-TRANSITION":
                 # A verdict that arrives after the claim moved on (paid before its 999 came): nothing to do.
                 report.count("claim_acks_late")
@@ -628,13 +624,15 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _blocking(validation: InterchangeValidation, st02: str) -> bool:
-    """Whether an issue of set ``st02`` stops the 837: it does when pyx12 rejected that set."""
+def _blocking_issues(validation: InterchangeValidation) -> list[X12Issue]:
+    """What stops an 837 from leaving: the envelope's and the groups' issues, and the sets pyx12 rejected."""
+    found = list(validation.issues)
     for group in validation.groups:
+        found += group.issues
         for one in group.sets:
-            if one.control == st02:
-                return one.verdict is SetVerdict.REJECTED
-    return True
+            if one.verdict is SetVerdict.REJECTED:
+                found += one.issues
+    return found
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:

@@ -29,13 +29,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from adapters.inbound.files import read_delivered
 from adapters.inbound.hl7v2 import hl7v2_inbound_bytes
-from adapters.inbound.store import InboundMessage, MessageStore, Verdict
+from adapters.inbound.store import InboundMessage, MessageStore, Verdict, no_ack
 from adapters.inbound.x12 import x12_inbound
-from canonical.detect import Standard, detect
-from canonical.errors import DecodeError
-from canonical.hl7v2.parser import split_messages
-from canonical.x12.envelope import read_interchanges
+from canonical.detect import detect
 from foundation.settings import Settings
 
 __all__ = ["CHANNEL", "FileOutcome", "Inbox", "InboxStats", "read_inbox_stats", "run_inbox"]
@@ -76,10 +74,6 @@ class InboxStats:
     last_file_at: str = ""
     last_error: str = ""
     by_standard: dict[str, int] = field(default_factory=dict)
-
-
-def _ack_none(_verdict: Verdict, _first: object) -> None:
-    return None  # a file gets no ACK; the X12 acknowledgments (TA1, 999) are written by the X12 stage
 
 
 class Inbox:
@@ -133,10 +127,9 @@ class Inbox:
     def take(self, path: Path) -> FileOutcome:
         """Store one file's messages, then move it to processed/ (or to rejected/ with its reason)."""
         data = path.read_bytes()
-        found = detect(data)
-        standard = found.standard.value
         messages: list[InboundMessage] = []
         now = dt.datetime.now(dt.UTC)
+        standard = detect(data).standard.value
         reason = ""
         if not data.strip():
             reason = "the file is empty"
@@ -145,19 +138,11 @@ class Inbox:
                 f"the file holds {len(data)} bytes, more than HCSYNC_INBOX_MAX_FILE_BYTES "
                 f"({self.settings.inbox_max_file_bytes})"
             )
-        elif found.standard is Standard.FHIR:
-            reason = f"it holds {found.describe()}: FHIR is not yet ingested"
-        elif found.standard is Standard.X12:
-            try:
-                interchanges = read_interchanges(data, path.name)
-            except DecodeError as exc:
-                reason = str(exc)
-            else:
-                messages = [x12_inbound(interchange, CHANNEL, now) for interchange in interchanges]
         else:
-            # HL7 v2, or no known standard: the parser downstream names what is wrong (quarantined
-            # with its bytes), as for `hcsync send`.
-            messages = [hl7v2_inbound_bytes(raw, CHANNEL, now) for raw in split_messages(data)]
+            contents = read_delivered(data, path.name)
+            reason = contents.refused
+            messages = [x12_inbound(x, CHANNEL, now) for x in contents.interchanges]
+            messages += [hl7v2_inbound_bytes(raw, CHANNEL, now) for raw in contents.messages]
         if not reason:
             limit = self.settings.max_message_bytes
             too_big = [i for i, m in enumerate(messages, 1) if len(m.content) > limit]
@@ -170,7 +155,7 @@ class Inbox:
             return self._reject(path, standard, reason)
         counts = {Verdict.NEW: 0, Verdict.DUPLICATE: 0, Verdict.CONFLICT: 0}
         # One transaction for the whole file: it is stored entirely or not at all.
-        for receipt in self.store.store([(message, _ack_none) for message in messages]):
+        for receipt in self.store.store([(message, no_ack) for message in messages]):
             counts[receipt.verdict] += 1
         moved = self._move(path, self.directory / PROCESSED / now.strftime("%Y%m%d"))
         outcome = FileOutcome(

@@ -76,6 +76,7 @@ __all__ = [
     "Receipt",
     "Verdict",
     "default_message_store_url",
+    "no_ack",
 ]
 
 OUTCOMES = ("mapped", "routed", "quarantined")
@@ -150,6 +151,11 @@ class Receipt:
 # Builds the ACK of a message the store is about to write (NEW or CONFLICT; the first message's receipt for a
 # conflict) or of a duplicate whose first copy has none stored (it came from a file).
 AckFor = Callable[[Verdict, "Receipt | None"], bytes | None]
+
+
+def no_ack(_verdict: Verdict, _first: Receipt | None) -> None:
+    """The AckFor of what arrives without an ACK to send back (a file, a payer's answer on a call)."""
+    return None
 
 
 @dataclass(frozen=True, slots=True)

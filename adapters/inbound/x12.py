@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from adapters.inbound.store import EnvelopeEntry, InboundMessage, MessageStore, Receipt, Verdict
+from adapters.inbound.store import EnvelopeEntry, InboundMessage, MessageStore, Receipt, no_ack
 from canonical import ids
 from canonical.x12.envelope import Interchange, read_interchanges
 
@@ -77,10 +77,6 @@ def x12_inbound(interchange: Interchange, channel: str, received_at: dt.datetime
     )
 
 
-def _no_ack(_verdict: Verdict, _first: object) -> None:
-    return None
-
-
 def store_interchanges(store: MessageStore, answers: list[bytes], channel: str) -> list[Receipt]:
     """Store X12 that came back on a call (a payer's 271, 999 or TA1) as inbound interchanges.
 
@@ -93,4 +89,4 @@ def store_interchanges(store: MessageStore, answers: list[bytes], channel: str) 
         for answer in answers
         for interchange in read_interchanges(answer, channel)
     ]
-    return store.store([(message, _no_ack) for message in messages])
+    return store.store([(message, no_ack) for message in messages])

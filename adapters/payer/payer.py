@@ -184,24 +184,32 @@ class ReferencePayer:
             raise reused_key(x.control, f"an interchange from {qualifier}:{sender_id}", field="ISA13")
         return unpack_answer(known.answer)
 
-    def _envelope(self, x: Interchange, control: int, at: dt.datetime) -> Envelope:
-        qualifier, sender_id = _sender(x)
+    def _envelope(
+        self, receiver: tuple[str, str], receiver_code: str, control: int, at: dt.datetime, usage: Usage
+    ) -> Envelope:
+        """The envelope of what the payer sends to ``receiver`` (ISA07/ISA08), from its own ISA id."""
         parties = Parties(
             sender_qualifier=self._own[0],
             sender_id=self._own[1],
-            receiver_qualifier=qualifier,
-            receiver_id=sender_id,
+            receiver_qualifier=receiver[0],
+            receiver_id=receiver[1],
             sender_code=self._own[1],
-            receiver_code=x.groups[0].gs.element(2) if x.groups else sender_id,
+            receiver_code=receiver_code,
         )
         return Envelope(
             parties=parties,
             interchange_control=control,
             group_control=control,
             at=at,
-            usage=Usage(x.isa.element(15).strip() or "P"),
+            usage=usage,
             delimiters=HCSYNC_DELIMITERS,
         )
+
+    def _answer_envelope(self, x: Interchange, control: int, at: dt.datetime) -> Envelope:
+        """The envelope of an answer to ``x``: back to its sender, in its usage (production or test)."""
+        sender = _sender(x)
+        receiver_code = x.groups[0].gs.element(2) if x.groups else sender[1]
+        return self._envelope(sender, receiver_code, control, at, Usage(x.isa.element(15).strip() or "P"))
 
     def _record(
         self, x: Interchange, kind: str, answer: list[bytes], claims: Sequence[ClaimRow] = ()
@@ -250,7 +258,7 @@ class ReferencePayer:
             responses.append(answer_inquiry(inquiry, plan, now))
             names[inquiry.provider.npi] = inquiry.provider.name
         answer = write_271(
-            responses, self._envelope(x, self.store.next_control(1), now), provider_names=names
+            responses, self._answer_envelope(x, self.store.next_control(1), now), provider_names=names
         )
         if self._slow(inquiries):
             # The payer takes longer than hcsync waits: the encounter must be flagged for follow-up.
@@ -338,20 +346,8 @@ class ReferencePayer:
             patients[submission.claim.claim_id] = patient or submission.subscriber
         payee: ProviderParty = first.billing_provider
         control = self.store.next_control(1)
-        envelope = Envelope(
-            parties=Parties(
-                sender_qualifier=self._own[0],
-                sender_id=self._own[1],
-                receiver_qualifier=self.settings.x12_sender_qualifier,
-                receiver_id=self.settings.x12_sender_id,
-                sender_code=self._own[1],
-                receiver_code=self.settings.x12_sender_id,
-            ),
-            interchange_control=control,
-            group_control=control,
-            at=at,
-            delimiters=HCSYNC_DELIMITERS,
-        )
+        hcsync = (self.settings.x12_sender_qualifier, self.settings.x12_sender_id)
+        envelope = self._envelope(hcsync, hcsync[1], control, at, Usage.PRODUCTION)
         content = write_835(
             [remittance],
             payee,

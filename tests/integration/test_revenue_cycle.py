@@ -91,8 +91,11 @@ def test_an_insured_stay_is_checked_billed_acknowledged_paid_and_journalled(stac
     assert int(report.revenue_cycle.get("coverageCount", 0)) >= 1
     assert int(report.payer.get("eligibilityAnswered", 0)) >= 1
     # hcsync answered the payer's 835 (and 271) with 999s in its outbox.
-    answered = sorted(p.name for p in (stack.run_dir / "outbox").glob("999-*.x12"))
-    assert answered, "no 999 in the outbox"
+    # (The outbox holds the session's other senders' 999s too: the file is named by whom it answers.)
+    answered = sorted(
+        p.name for p in (stack.run_dir / "outbox").glob(f"999-{settings.payer_interchange_id}-*.x12")
+    )
+    assert answered, "no 999 to the payer in the outbox"
     [ack] = read_interchanges((stack.run_dir / "outbox" / answered[-1]).read_bytes())
     assert ack.isa.element(8).strip() == settings.payer_interchange_id
 
